@@ -1,0 +1,69 @@
+//! Worker settings and their defaults. Every default is a named constant.
+
+use std::{collections::HashMap, time::Duration};
+
+use crate::redis::keys;
+
+/// Default global in-flight limit per worker process: 64.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+/// Default grace period for in-flight tasks at shutdown: 30 s.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+/// Default `BLOCK` time of a fetcher's `XREADGROUP` when its queue is empty: 1 s.
+pub const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Default interval of the promoter, which moves due delayed tasks to the stream: 250 ms.
+pub const DEFAULT_PROMOTE_INTERVAL: Duration = Duration::from_millis(250);
+/// Most entries one `XREADGROUP` asks for: 512.
+pub const MAX_FETCH_BATCH: usize = 512;
+/// Most ids one ack flush (`MULTI XACK XDEL EXEC`) carries: 2,048.
+pub const MAX_ACK_BATCH: usize = 2_048;
+/// Most delayed tasks one promote script moves: 1,000.
+pub const PROMOTE_BATCH: usize = 1_000;
+
+/// Settings of a [`Worker`](crate::Worker), set through its builder.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Redis URL.
+    pub url: String,
+    /// Key prefix. Default: [`keys::DEFAULT_PREFIX`].
+    pub prefix: String,
+    /// Consumer group. Default: [`keys::DEFAULT_GROUP`].
+    pub group: String,
+    /// Consumer name. Default: `{hostname}-{pid}-{random}`.
+    pub consumer: String,
+    /// Global in-flight limit. Default: [`DEFAULT_CONCURRENCY`].
+    pub concurrency: usize,
+    /// Per-queue in-flight limits set on the builder; they override the task options.
+    pub queue_concurrency: HashMap<String, usize>,
+    /// Grace period at shutdown. Default: [`DEFAULT_GRACE_PERIOD`].
+    pub grace_period: Duration,
+    /// Blocking read time. Default: [`DEFAULT_BLOCK_TIMEOUT`].
+    pub block_timeout: Duration,
+    /// Promoter interval. Default: [`DEFAULT_PROMOTE_INTERVAL`].
+    pub promote_interval: Duration,
+}
+
+impl WorkerConfig {
+    pub(crate) fn new(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            prefix: keys::DEFAULT_PREFIX.to_owned(),
+            group: keys::DEFAULT_GROUP.to_owned(),
+            consumer: default_consumer_name(),
+            concurrency: DEFAULT_CONCURRENCY,
+            queue_concurrency: HashMap::new(),
+            grace_period: DEFAULT_GRACE_PERIOD,
+            block_timeout: DEFAULT_BLOCK_TIMEOUT,
+            promote_interval: DEFAULT_PROMOTE_INTERVAL,
+        }
+    }
+}
+
+/// `{hostname}-{pid}-{4 random hex digits}`: unique per process, readable in `XINFO`.
+pub fn default_consumer_name() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}

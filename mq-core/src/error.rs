@@ -1,0 +1,50 @@
+//! [`Error`] and [`Result`] of mq-core.
+
+use std::time::Duration;
+
+/// Errors returned by the producer, the worker builder and the admin API.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A Redis command failed (connection lost, timeout, server error).
+    #[error("redis {op} failed")]
+    Redis {
+        /// The operation that failed, e.g. `XADD` or `promote`.
+        op: &'static str,
+        /// The error from the redis crate.
+        #[source]
+        source: redis::RedisError,
+    },
+    /// No connection could be taken from the pool.
+    #[error("no redis connection available")]
+    Pool(#[source] deadpool_redis::PoolError),
+    /// A task could not be serialized to MessagePack.
+    #[error("cannot encode task {task} as MessagePack")]
+    Encode {
+        /// The task type name.
+        task: &'static str,
+        /// The serializer's error.
+        #[source]
+        source: rmp_serde::encode::Error,
+    },
+    /// The URL or a setting is invalid; the message says which.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A graceful shutdown did not finish within the grace period.
+    #[error("{in_flight} tasks still running after the {grace:?} grace period; left pending for reclaim")]
+    ShutdownTimeout {
+        /// Tasks still running when the grace period ended.
+        in_flight: usize,
+        /// The grace period.
+        grace: Duration,
+    },
+}
+
+/// `Result` with mq's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> Error {
+        move |source| Error::Redis { op, source }
+    }
+}

@@ -1,0 +1,29 @@
+#![doc = include_str!("../../README.md")]
+
+pub mod config;
+pub mod envelope;
+pub mod error;
+pub mod handler;
+pub mod producer;
+pub mod redis;
+pub mod retry;
+pub mod task;
+pub mod worker;
+
+pub use async_trait::async_trait;
+pub use config::WorkerConfig;
+pub use error::{Error, Result};
+pub use handler::{Handler, TaskContext, TaskError};
+pub use mq_macros::Task;
+pub use producer::Producer;
+pub use retry::Backoff;
+pub use task::{Task, TaskOptions};
+pub use tokio_util::sync::CancellationToken;
+pub use worker::{Worker, WorkerBuilder};
+
+/// The names most programs need: `use mq_core::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        async_trait, Backoff, Handler, Producer, Task, TaskContext, TaskError, TaskOptions, Worker,
+    };
+}

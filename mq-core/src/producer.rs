@@ -1,0 +1,206 @@
+//! [`Producer`]: enqueue tasks, one at a time, pipelined in batches, or delayed.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::ConnectionManager;
+
+use crate::{
+    envelope::{new_task_id, now_ms, Envelope},
+    error::{Error, Result},
+    redis::{conn, keys, keys::QueueKeys, scripts},
+    task::Task,
+};
+
+/// Commands per pipeline in [`Producer::enqueue_many`]: 1,000.
+pub const ENQUEUE_BATCH: usize = 1_000;
+/// Pipelines of one `enqueue_many` call in flight at once: 4.
+pub const ENQUEUE_PIPELINES_IN_FLIGHT: usize = 4;
+
+/// Enqueues tasks. Cheap to clone; clones share one multiplexed connection, so concurrent
+/// `enqueue` calls from many tokio tasks are pipelined together.
+///
+/// # Examples
+///
+/// ```no_run
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize, mq_core::Task)]
+/// # struct EmbedText { product_id: u64, text: String }
+/// # async fn run() -> mq_core::Result<()> {
+/// let producer = mq_core::Producer::connect("redis://127.0.0.1/").await?;
+/// let id = producer.enqueue(EmbedText { product_id: 7, text: "red shoe".into() }).await?;
+/// println!("enqueued {id}");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Producer {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    /// Connects to Redis at `url` with the default key prefix (`mq`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad URL, [`Error::Redis`] if Redis cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::connect_with_prefix(url, keys::DEFAULT_PREFIX).await
+    }
+
+    /// Connects with a key prefix of your own (must match the workers').
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self> {
+        let client = conn::client(url)?;
+        let conn = conn::managed(&client, conn::COMMAND_TIMEOUT).await?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The keys of `T`'s queue.
+    pub fn keys<T: Task>(&self) -> QueueKeys {
+        QueueKeys::new(&self.prefix, T::QUEUE)
+    }
+
+    /// Enqueues one task and returns its id. One `XADD`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Encode`] if the task cannot be serialized, [`Error::Redis`] if the `XADD`
+    /// failed: then the task was not enqueued (or, on a timeout, maybe was).
+    pub async fn enqueue<T: Task>(&self, task: T) -> Result<String> {
+        let env = envelope(&task, now_ms())?;
+        let cmd = xadd(&stream_key(&self.prefix, T::QUEUE), &env);
+        let _: () = cmd
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("XADD"))?;
+        Ok(env.id)
+    }
+
+    /// Enqueues many tasks with pipelined `XADD`s (one round trip per [`ENQUEUE_BATCH`] tasks)
+    /// and returns their ids in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue`](Self::enqueue). On a Redis error some batches may have been enqueued.
+    pub async fn enqueue_many<T: Task>(
+        &self,
+        tasks: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<String>> {
+        let stream = stream_key(&self.prefix, T::QUEUE);
+        let now = now_ms();
+        let mut ids = Vec::new();
+        let mut pipes = Vec::new();
+        let mut pipe = redis::pipe();
+        let mut in_pipe = 0;
+        for task in tasks {
+            let env = envelope(&task, now)?;
+            pipe.add_command(xadd(&stream, &env)).ignore();
+            ids.push(env.id);
+            in_pipe += 1;
+            if in_pipe == ENQUEUE_BATCH {
+                pipes.push(std::mem::take(&mut pipe));
+                in_pipe = 0;
+            }
+        }
+        if in_pipe > 0 {
+            pipes.push(pipe);
+        }
+        use futures::StreamExt;
+        let mut results = futures::stream::iter(pipes.into_iter().map(|p| {
+            let mut conn = self.conn.clone();
+            async move { p.query_async::<()>(&mut conn).await }
+        }))
+        .buffered(ENQUEUE_PIPELINES_IN_FLIGHT);
+        while let Some(r) = results.next().await {
+            r.map_err(Error::redis("XADD"))?;
+        }
+        Ok(ids)
+    }
+
+    /// Enqueues a task to run after `delay` (measured by the Redis server's clock). The task
+    /// waits in the queue's `delayed` set until a worker's promoter moves it to the stream.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue`](Self::enqueue).
+    pub async fn enqueue_in<T: Task>(&self, delay: Duration, task: T) -> Result<String> {
+        let env = envelope(&task, now_ms())?;
+        let keys = self.keys::<T>();
+        let _: i64 = scripts::SCHEDULE
+            .key(&keys.delayed)
+            .arg(delay.as_millis() as u64)
+            .arg(env.to_delayed_member())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("schedule"))?;
+        Ok(env.id)
+    }
+
+    /// Enqueues a task to run at `at` (a wall-clock time; compared with the Redis server's
+    /// clock). Times in the past run as soon as a promoter sees them.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue`](Self::enqueue).
+    pub async fn enqueue_at<T: Task>(&self, at: SystemTime, task: T) -> Result<String> {
+        let env = envelope(&task, now_ms())?;
+        let due = at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let _: i64 = redis::cmd("ZADD")
+            .arg(&self.keys::<T>().delayed)
+            .arg(due)
+            .arg(env.to_delayed_member())
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("ZADD"))?;
+        Ok(env.id)
+    }
+}
+
+fn stream_key(prefix: &str, queue: &str) -> String {
+    QueueKeys::new(prefix, queue).stream
+}
+
+fn envelope<T: Task>(task: &T, now: u64) -> Result<Envelope> {
+    let payload = rmp_serde::to_vec_named(task).map_err(|source| Error::Encode {
+        task: T::NAME,
+        source,
+    })?;
+    Ok(Envelope {
+        id: new_task_id(),
+        name: T::NAME.to_owned(),
+        payload,
+        attempt: 0,
+        enqueued_at: now,
+        traceparent: None,
+        error: None,
+    })
+}
+
+fn xadd(stream: &str, env: &Envelope) -> redis::Cmd {
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream).arg("*");
+    env.write_fields(&mut cmd);
+    cmd
+}

@@ -1,0 +1,5 @@
+//! The Redis side of mq: key names, Lua scripts and connections.
+
+pub mod conn;
+pub mod keys;
+pub mod scripts;

@@ -1,0 +1,83 @@
+//! The [`Task`] trait that `#[derive(Task)]` implements, and per-type [`TaskOptions`].
+
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::retry::Backoff;
+
+/// A unit of work that can be enqueued by a [`Producer`](crate::Producer) and handled by a
+/// [`Worker`](crate::Worker).
+///
+/// Implement it with `#[derive(Task)]`; the payload is the MessagePack encoding of the value
+/// (`rmp-serde`, named fields).
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::Task;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Task)]
+/// #[task(queue = "images", max_retries = 5, timeout = "2m", backoff = "exponential(1s, 10m)")]
+/// struct EmbedImage {
+///     product_id: u64,
+///     url: String,
+/// }
+///
+/// assert_eq!(EmbedImage::QUEUE, "images");
+/// assert_eq!(EmbedImage::NAME, "EmbedImage");
+/// assert_eq!(EmbedImage::OPTIONS.max_retries, 5);
+/// ```
+pub trait Task: Serialize + DeserializeOwned + Send + 'static {
+    /// The task type name written in each stream entry's `name` field (default: the type name).
+    const NAME: &'static str;
+    /// The queue the task is enqueued into (default: the type name in snake_case).
+    const QUEUE: &'static str;
+    /// Retries, timeout, backoff and concurrency for this task type.
+    const OPTIONS: TaskOptions;
+}
+
+/// Default number of retries after the first attempt: 3.
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+/// Default handler timeout: 30 minutes.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// Default backoff: exponential from 1 s, capped at 10 min.
+pub const DEFAULT_BACKOFF: Backoff = Backoff::Exponential {
+    base: Duration::from_secs(1),
+    cap: Duration::from_secs(600),
+};
+
+/// How the runtime treats one task type.
+///
+/// Build it with struct update syntax from [`TaskOptions::DEFAULT`], which is what the derive
+/// generates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskOptions {
+    /// Retries after the first attempt before the task is dead-lettered. Default:
+    /// [`DEFAULT_MAX_RETRIES`].
+    pub max_retries: u32,
+    /// Maximum run time of one attempt; `None` means no limit. Default: [`DEFAULT_TIMEOUT`].
+    pub timeout: Option<Duration>,
+    /// Delay before each retry. Default: [`DEFAULT_BACKOFF`].
+    pub backoff: Backoff,
+    /// Per-queue in-flight limit in each worker process; `None` means only the worker's global
+    /// limit applies. Default: `None`.
+    pub concurrency: Option<usize>,
+}
+
+impl TaskOptions {
+    /// The defaults listed on each field.
+    pub const DEFAULT: TaskOptions = TaskOptions {
+        max_retries: DEFAULT_MAX_RETRIES,
+        timeout: Some(DEFAULT_TIMEOUT),
+        backoff: DEFAULT_BACKOFF,
+        concurrency: None,
+    };
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}

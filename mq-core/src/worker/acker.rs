@@ -1,0 +1,88 @@
+//! The acker: one per queue. Handlers send the ids of finished entries; the acker sends them
+//! in one `MULTI XACK XDEL EXEC` per flush. It flushes as soon as it has ids and no flush is in
+//! flight, so under load batches grow by themselves and when idle an ack costs no waiting.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{error_backoff, QueueState, Shared};
+use crate::config::MAX_ACK_BATCH;
+
+/// Flush attempts after shutdown began before the acker gives up: 3.
+const FLUSH_ATTEMPTS_AT_SHUTDOWN: u32 = 3;
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    queue: Arc<QueueState>,
+    mut rx: mpsc::Receiver<String>,
+    stop: CancellationToken,
+) {
+    let mut ids = Vec::with_capacity(MAX_ACK_BATCH);
+    loop {
+        let n = tokio::select! {
+            biased;
+            n = rx.recv_many(&mut ids, MAX_ACK_BATCH) => n,
+            _ = stop.cancelled() => {
+                // Shutdown: take what is queued, flush it, stop.
+                while ids.len() < MAX_ACK_BATCH * 4 {
+                    match rx.try_recv() {
+                        Ok(id) => ids.push(id),
+                        Err(_) => break,
+                    }
+                }
+                flush(&shared, &queue, &ids, &stop).await;
+                return;
+            }
+        };
+        if n == 0 {
+            return; // every sender is gone and nothing is left
+        }
+        flush(&shared, &queue, &ids, &stop).await;
+        ids.clear();
+    }
+}
+
+/// Acks and deletes `ids`, retrying on Redis errors (with backoff) until it works or, once
+/// shutdown began, a few attempts failed; un-acked entries stay pending and run again.
+async fn flush(shared: &Shared, queue: &QueueState, ids: &[String], stop: &CancellationToken) {
+    if ids.is_empty() {
+        return;
+    }
+    let keys = &queue.keys;
+    let mut failures = 0u32;
+    loop {
+        let r: redis::RedisResult<()> = redis::pipe()
+            .atomic()
+            .cmd("XACK")
+            .arg(&keys.stream)
+            .arg(&shared.config.group)
+            .arg(ids)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&keys.stream)
+            .arg(ids)
+            .ignore()
+            .query_async(&mut shared.data.clone())
+            .await;
+        match r {
+            Ok(()) => {
+                if failures > 0 {
+                    tracing::info!(queue = %queue.queue, acked = ids.len(), "acks flushed after redis came back");
+                }
+                return;
+            }
+            Err(e) => {
+                let delay = error_backoff(failures);
+                failures += 1;
+                tracing::warn!(queue = %queue.queue, error = %e, pending_acks = ids.len(), retry_in = ?delay, "ack flush failed");
+                if stop.is_cancelled() && failures >= FLUSH_ATTEMPTS_AT_SHUTDOWN {
+                    tracing::error!(queue = %queue.queue, lost_acks = ids.len(), "giving up on acks at shutdown; these tasks will run again");
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Runs one task: decodes the entry, calls its handler under the task's timeout with panics
+//! caught, and ends the entry in exactly one place: acked, retried (Lua: ack + delete +
+//! schedule) or dead-lettered (Lua: copy to `dead` + ack + delete).
+
+use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use futures::FutureExt;
+use tokio::sync::mpsc;
+
+use super::{error_backoff, fetcher::Permits, fetcher::RawEntry, QueueState, Shared};
+use crate::{
+    envelope::{now_ms, Envelope},
+    handler::{TaskContext, TaskError},
+    redis::scripts,
+    task::TaskOptions,
+};
+
+/// Attempts to record a retry or dead letter before giving up (then the entry stays pending
+/// and is redelivered): 5.
+const SETTLE_ATTEMPTS: u32 = 5;
+
+pub(super) struct Job {
+    pub(super) shared: Arc<Shared>,
+    pub(super) queue: Arc<QueueState>,
+    pub(super) entry: RawEntry,
+    pub(super) ack_tx: mpsc::Sender<String>,
+    /// Held until the task is settled: this is the in-flight limit.
+    pub(super) _permits: Permits,
+}
+
+/// How an attempt ended.
+enum Outcome {
+    Done,
+    Failed(TaskError),
+    /// Not a task this worker can run: dead-letter at once, no retries.
+    Invalid(String),
+}
+
+impl Job {
+    pub(super) async fn run(mut self) {
+        let (entry_id, fields) = std::mem::take(&mut self.entry);
+        let env = match Envelope::from_fields(fields) {
+            Ok(env) => env,
+            Err(e) => {
+                self.dead(&entry_id, None, &format!("malformed entry: {e}")).await;
+                return;
+            }
+        };
+        let Some(handler) = self.queue.handlers.get(&env.name).cloned() else {
+            let reason = format!("unknown task name {:?}", env.name);
+            self.dead(&entry_id, Some(&env), &reason).await;
+            return;
+        };
+        let options = handler.options();
+        let ctx = TaskContext {
+            id: env.id.clone(),
+            entry_id: entry_id.clone(),
+            queue: self.queue.queue.clone(),
+            attempt: env.attempt,
+            max_retries: options.max_retries,
+            enqueued_at: env.enqueued_at,
+            last_error: env.error.clone(),
+        };
+        let outcome = match handler.call(&env.payload, ctx) {
+            Err(e) => Outcome::Invalid(e.0),
+            Ok(fut) => run_guarded(fut, options.timeout).await,
+        };
+        match outcome {
+            Outcome::Done => {
+                // The acker is gone only after the grace period; the entry then stays pending.
+                let _ = self.ack_tx.send(entry_id).await;
+            }
+            Outcome::Invalid(reason) => self.dead(&entry_id, Some(&env), &reason).await,
+            Outcome::Failed(err) => self.failed(&entry_id, env, &options, err).await,
+        }
+    }
+
+    async fn failed(&self, entry_id: &str, env: Envelope, options: &TaskOptions, err: TaskError) {
+        let exhausted = env.attempt >= options.max_retries;
+        let delay = match &err {
+            TaskError::Permanent(_) => None,
+            _ if exhausted => None,
+            TaskError::RetryAfter(d, _) => Some(*d),
+            TaskError::Retry(_) => Some(options.backoff.jittered(env.attempt, rand::random())),
+        };
+        let Some(delay) = delay else {
+            let reason = match &err {
+                TaskError::Permanent(r) => format!("permanent failure: {r}"),
+                _ => format!("retries exhausted: {}", err.reason()),
+            };
+            tracing::warn!(queue = %self.queue.queue, task = %env.name, id = %env.id, attempt = env.attempt, error = %err, "task failed for good: dead-lettered");
+            self.dead(entry_id, Some(&env), &reason).await;
+            return;
+        };
+        tracing::info!(queue = %self.queue.queue, task = %env.name, id = %env.id, attempt = env.attempt, error = %err, retry_in = ?delay, "task failed: retrying");
+        let next = Envelope {
+            attempt: env.attempt + 1,
+            error: Some(err.reason().to_owned()),
+            ..env
+        };
+        let member = next.to_delayed_member();
+        let keys = &self.queue.keys;
+        self.settle("retry", || {
+            let mut inv = scripts::RETRY.prepare_invoke();
+            inv.key(&keys.stream)
+                .key(&keys.delayed)
+                .arg(&self.shared.config.group)
+                .arg(entry_id)
+                .arg(delay.as_millis() as u64)
+                .arg(&member[..]);
+            inv
+        })
+        .await;
+    }
+
+    async fn dead(&self, entry_id: &str, env: Option<&Envelope>, reason: &str) {
+        if env.is_none() {
+            tracing::warn!(queue = %self.queue.queue, entry = %entry_id, %reason, "invalid entry: dead-lettered");
+        }
+        let attempts = env.map_or(1, |e| e.attempt + 1);
+        let keys = &self.queue.keys;
+        let failed_at = now_ms();
+        self.settle("dead-letter", || {
+            let mut inv = scripts::DEAD.prepare_invoke();
+            inv.key(&keys.stream)
+                .key(&keys.dead)
+                .arg(&self.shared.config.group)
+                .arg(entry_id)
+                .arg("error")
+                .arg(reason)
+                .arg("failed_at")
+                .arg(failed_at)
+                .arg("worker")
+                .arg(&self.shared.config.consumer)
+                .arg("attempts")
+                .arg(attempts);
+            inv
+        })
+        .await;
+    }
+
+    /// Runs a retry or dead-letter script, retrying on Redis errors a few times.
+    async fn settle<'a>(
+        &self,
+        what: &'static str,
+        invocation: impl Fn() -> redis::ScriptInvocation<'a>,
+    ) {
+        for failure in 0..SETTLE_ATTEMPTS {
+            let r: redis::RedisResult<i64> = invocation()
+                .invoke_async(&mut self.shared.data.clone())
+                .await;
+            match r {
+                Ok(_) => return,
+                Err(e) => {
+                    let delay = error_backoff(failure);
+                    tracing::warn!(queue = %self.queue.queue, error = %e, retry_in = ?delay, "{what} failed");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        tracing::error!(queue = %self.queue.queue, "{what} failed {SETTLE_ATTEMPTS} times; the entry stays pending and will run again");
+    }
+}
+
+/// Awaits a handler future with the timeout, turning panics and timeouts into retryable errors.
+async fn run_guarded(
+    fut: futures::future::BoxFuture<'_, Result<(), TaskError>>,
+    timeout: Option<Duration>,
+) -> Outcome {
+    let guarded = AssertUnwindSafe(fut).catch_unwind();
+    let result = match timeout {
+        Some(t) => match tokio::time::timeout(t, guarded).await {
+            Ok(r) => r,
+            Err(_) => return Outcome::Failed(TaskError::retry(format!("timed out after {t:?}"))),
+        },
+        None => guarded.await,
+    };
+    match result {
+        Ok(Ok(())) => Outcome::Done,
+        Ok(Err(e)) => Outcome::Failed(e),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            Outcome::Failed(TaskError::retry(format!("handler panicked: {msg}")))
+        }
+    }
+}

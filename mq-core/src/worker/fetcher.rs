@@ -1,0 +1,226 @@
+//! The fetcher: one per queue. It takes as many permits as are free (at most
+//! [`MAX_FETCH_BATCH`]), reads that many new entries with one `XREADGROUP`, and hands each to a
+//! dispatcher task together with its permit. Permits it could not use go back at once.
+//!
+//! When the queue is empty it keeps one permit and blocks on `XREADGROUP ... COUNT 1 BLOCK`,
+//! so an idle queue holds no capacity that other queues of the process could use.
+
+use std::sync::Arc;
+
+use redis::{aio::ConnectionManager, Value};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use super::{dispatcher, error_backoff, sleep_or_cancel, QueueState, Shared};
+use crate::{config::MAX_FETCH_BATCH, redis::conn};
+
+pub(super) struct Fetcher {
+    pub(super) shared: Arc<Shared>,
+    pub(super) queue: Arc<QueueState>,
+    pub(super) conn: ConnectionManager,
+    pub(super) ack_tx: mpsc::Sender<String>,
+    pub(super) tracker: TaskTracker,
+    pub(super) token: CancellationToken,
+}
+
+/// Permits for `n` tasks: from the global semaphore and, if the queue has one, its own.
+pub(crate) struct Permits {
+    global: OwnedSemaphorePermit,
+    queue: Option<OwnedSemaphorePermit>,
+}
+
+impl Permits {
+    fn len(&self) -> usize {
+        self.global.num_permits()
+    }
+
+    /// Splits off the permits of one task.
+    fn take_one(&mut self) -> Option<Permits> {
+        if self.len() <= 1 {
+            return None;
+        }
+        Some(Permits {
+            global: self.global.split(1)?,
+            queue: match &mut self.queue {
+                Some(q) => Some(q.split(1)?),
+                None => None,
+            },
+        })
+    }
+}
+
+/// One raw entry: its stream id and its flat field/value list.
+pub(crate) type RawEntry = (String, Vec<Value>);
+
+impl Fetcher {
+    pub(super) async fn run(self) {
+        let mut idle = false;
+        let mut failures = 0u32;
+        loop {
+            let want = if idle { 1 } else { MAX_FETCH_BATCH };
+            let permits = tokio::select! {
+                biased;
+                _ = self.token.cancelled() => break,
+                p = self.acquire(want) => match p { Some(p) => p, None => break },
+            };
+            // A read in progress is not abandoned at shutdown: what it returns has been
+            // delivered to this consumer and is run like any other in-flight task.
+            match self.read(permits.len(), idle).await {
+                Ok(entries) => {
+                    if failures > 0 {
+                        tracing::info!(queue = %self.queue.queue, "redis reachable again");
+                        failures = 0;
+                    }
+                    idle = entries.is_empty();
+                    self.dispatch(entries, permits);
+                }
+                Err(e) => {
+                    drop(permits);
+                    failures += 1;
+                    let delay = error_backoff(failures - 1);
+                    tracing::warn!(queue = %self.queue.queue, error = %e, retry_in = ?delay, "fetch failed");
+                    if e.code() == Some("NOGROUP") {
+                        // The stream or group vanished (FLUSHALL, Redis restarted without
+                        // persistence): create them again.
+                        let r = conn::ensure_group(
+                            &mut self.conn.clone(),
+                            &self.queue.keys.stream,
+                            &self.shared.config.group,
+                        )
+                        .await;
+                        if let Err(e) = r {
+                            tracing::warn!(queue = %self.queue.queue, error = %e, "cannot recreate consumer group");
+                        }
+                    }
+                    if !sleep_or_cancel(delay, &self.token).await {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::debug!(queue = %self.queue.queue, "fetcher stopped");
+    }
+
+    /// Waits for one permit of each kind, then takes up to `want - 1` more without waiting.
+    async fn acquire(&self, want: usize) -> Option<Permits> {
+        let mut queue = match &self.queue.limit {
+            Some(s) => Some(s.clone().acquire_owned().await.ok()?),
+            None => None,
+        };
+        let global_sem = &self.shared.global;
+        let mut global = global_sem.clone().acquire_owned().await.ok()?;
+        let mut extra = (want - 1).min(global_sem.available_permits());
+        if let Some(s) = &self.queue.limit {
+            extra = extra.min(s.available_permits());
+        }
+        if extra > 0 {
+            if let Ok(g) = global_sem.clone().try_acquire_many_owned(extra as u32) {
+                match (&self.queue.limit, &mut queue) {
+                    (Some(s), Some(q)) => {
+                        if let Ok(more) = s.clone().try_acquire_many_owned(extra as u32) {
+                            q.merge(more);
+                            global.merge(g);
+                        }
+                    }
+                    _ => global.merge(g),
+                }
+            }
+        }
+        Some(Permits { global, queue })
+    }
+
+    async fn read(&self, count: usize, block: bool) -> redis::RedisResult<Vec<RawEntry>> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.shared.config.group)
+            .arg(&self.shared.config.consumer)
+            .arg("COUNT")
+            .arg(count);
+        if block {
+            cmd.arg("BLOCK")
+                .arg(self.shared.config.block_timeout.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(&self.queue.keys.stream).arg(">");
+        let reply: Value = cmd.query_async(&mut self.conn.clone()).await?;
+        Ok(parse_read_reply(reply))
+    }
+
+    fn dispatch(&self, mut entries: Vec<RawEntry>, mut permits: Permits) {
+        // The last entry takes the remaining permits (trimmed to one each); spare ones go back.
+        let Some(last) = entries.pop() else {
+            return;
+        };
+        for entry in entries {
+            match permits.take_one() {
+                Some(p) => self.spawn(entry, p),
+                None => {
+                    // Redis never returns more than COUNT entries; should it, the extra entry
+                    // stays pending and is redelivered.
+                    tracing::error!(queue = %self.queue.queue, entry = %entry.0, "read returned more entries than asked for");
+                }
+            }
+        }
+        self.spawn(last, permits.trim_to_one());
+    }
+
+    fn spawn(&self, entry: RawEntry, permits: Permits) {
+        let job = dispatcher::Job {
+            shared: self.shared.clone(),
+            queue: self.queue.clone(),
+            entry,
+            ack_tx: self.ack_tx.clone(),
+            _permits: permits,
+        };
+        self.tracker.spawn(job.run());
+    }
+}
+
+impl Permits {
+    /// Keeps one permit of each kind and releases the rest.
+    fn trim_to_one(mut self) -> Permits {
+        let extra = self.len().saturating_sub(1);
+        if extra > 0 {
+            drop(self.global.split(extra));
+            if let Some(q) = &mut self.queue {
+                drop(q.split(extra));
+            }
+        }
+        self
+    }
+}
+
+/// Parses an `XREADGROUP` reply for one stream: `nil` or `[[key, [[id, [f, v, ...]], ...]]]`.
+/// Entries whose body is `nil` (deleted while pending) are skipped.
+pub(crate) fn parse_read_reply(reply: Value) -> Vec<RawEntry> {
+    let streams = match reply {
+        Value::Array(s) => s,
+        Value::Map(m) => m.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        let Value::Array(mut kv) = stream else {
+            continue;
+        };
+        let Some(Value::Array(entries)) = kv.pop() else {
+            continue;
+        };
+        out.reserve(entries.len());
+        for entry in entries {
+            let Value::Array(mut parts) = entry else {
+                continue;
+            };
+            if parts.len() != 2 {
+                continue;
+            }
+            let fields = parts.pop();
+            let id = parts.pop();
+            if let (Some(Value::BulkString(id)), Some(Value::Array(fields))) = (id, fields) {
+                if let Ok(id) = String::from_utf8(id) {
+                    out.push((id, fields));
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,415 @@
+//! The [`Worker`]: one fetcher, acker and promoter per queue, a global in-flight limit plus
+//! optional per-queue limits, and graceful shutdown.
+//!
+//! ```text
+//!  XREADGROUP ──> fetcher ──spawn──> dispatcher (handler) ──ids──> acker ──> MULTI XACK XDEL
+//!                   ^ permits                 └── retry / dead-letter scripts
+//!  delayed zset ──> promoter (Lua) ──> stream
+//! ```
+
+mod acker;
+mod dispatcher;
+mod fetcher;
+mod promoter;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use redis::aio::ConnectionManager;
+use tokio::{sync::Semaphore, task::JoinSet};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{
+    config::WorkerConfig,
+    error::{Error, Result},
+    handler::{ErasedHandler, Handler, Typed},
+    redis::{conn, keys::validate_queue_name, keys::QueueKeys},
+    task::Task,
+};
+
+/// How long the ackers get to flush after the grace period: 10 s.
+const ACK_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Handlers = HashMap<String, Arc<dyn ErasedHandler>>;
+
+/// Builds a [`Worker`]: register handlers, set limits, then [`build`](Self::build).
+///
+/// # Examples
+///
+/// ```no_run
+/// # use serde::{Deserialize, Serialize};
+/// # use mq_core::{TaskContext, TaskError};
+/// # #[derive(Serialize, Deserialize, mq_core::Task)]
+/// # struct EmbedText { product_id: u64, text: String }
+/// async fn embed(task: EmbedText, _ctx: TaskContext) -> Result<(), TaskError> {
+///     Ok(())
+/// }
+/// # async fn run() -> mq_core::Result<()> {
+/// mq_core::Worker::builder("redis://127.0.0.1/")
+///     .handle::<EmbedText, _>(embed)
+///     .concurrency(64)
+///     .build()
+///     .await?
+///     .run_until_signal()
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct WorkerBuilder {
+    config: WorkerConfig,
+    handlers: HashMap<String, Handlers>,
+    problems: Vec<String>,
+}
+
+impl std::fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("config", &self.config)
+            .field("queues", &self.handlers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl WorkerBuilder {
+    /// Handles tasks of type `T` (on queue `T::QUEUE`) with `handler`: a [`Handler`] or an
+    /// async fn / closure `Fn(T, TaskContext) -> Future<Output = Result<(), TaskError>>`.
+    /// Several task types may share a queue.
+    pub fn handle<T: Task, H: Handler<T>>(mut self, handler: H) -> Self {
+        let queue = self.handlers.entry(T::QUEUE.to_owned()).or_default();
+        if queue
+            .insert(T::NAME.to_owned(), Arc::new(Typed::<T, H>::new(handler)))
+            .is_some()
+        {
+            self.problems.push(format!(
+                "two handlers for task {} on queue {}",
+                T::NAME,
+                T::QUEUE
+            ));
+        }
+        self
+    }
+
+    /// Global in-flight limit of this process (all queues). Default:
+    /// [`DEFAULT_CONCURRENCY`](crate::config::DEFAULT_CONCURRENCY).
+    pub fn concurrency(mut self, limit: usize) -> Self {
+        self.config.concurrency = limit;
+        self
+    }
+
+    /// In-flight limit for one queue in this process; overrides the task's `concurrency`.
+    pub fn queue_concurrency(mut self, queue: &str, limit: usize) -> Self {
+        self.config
+            .queue_concurrency
+            .insert(queue.to_owned(), limit);
+        self
+    }
+
+    /// Key prefix (must match the producers'). Default: `mq`.
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.config.prefix = prefix.to_owned();
+        self
+    }
+
+    /// Consumer group name. Default: `mq`.
+    pub fn group(mut self, group: &str) -> Self {
+        self.config.group = group.to_owned();
+        self
+    }
+
+    /// Consumer name of this worker in the group. Default: `{hostname}-{pid}-{random}`.
+    pub fn consumer(mut self, name: &str) -> Self {
+        self.config.consumer = name.to_owned();
+        self
+    }
+
+    /// Time in-flight tasks get to finish at shutdown. Default:
+    /// [`DEFAULT_GRACE_PERIOD`](crate::config::DEFAULT_GRACE_PERIOD).
+    pub fn grace_period(mut self, grace: Duration) -> Self {
+        self.config.grace_period = grace;
+        self
+    }
+
+    /// `BLOCK` time of a read on an empty queue (also the longest a shutdown waits for a read
+    /// in progress). Default: [`DEFAULT_BLOCK_TIMEOUT`](crate::config::DEFAULT_BLOCK_TIMEOUT).
+    pub fn block_timeout(mut self, block: Duration) -> Self {
+        self.config.block_timeout = block;
+        self
+    }
+
+    /// How often delayed tasks are checked for being due. Default:
+    /// [`DEFAULT_PROMOTE_INTERVAL`](crate::config::DEFAULT_PROMOTE_INTERVAL).
+    pub fn promote_interval(mut self, interval: Duration) -> Self {
+        self.config.promote_interval = interval;
+        self
+    }
+
+    /// The settings so far.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.config
+    }
+
+    /// Checks the settings, connects to Redis and creates the consumer groups (idempotent).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for no handlers, a zero limit, a bad queue name, two handlers for one
+    /// task or a bad URL; [`Error::Redis`] if Redis cannot be reached.
+    pub async fn build(self) -> Result<Worker> {
+        let WorkerBuilder {
+            config,
+            handlers,
+            mut problems,
+        } = self;
+        if handlers.is_empty() {
+            problems.push("no handlers registered".into());
+        }
+        if config.concurrency == 0 {
+            problems.push("concurrency must be at least 1".into());
+        }
+        if config.block_timeout < Duration::from_millis(1) {
+            problems.push("block_timeout must be at least 1 ms".into());
+        }
+        if config.promote_interval.is_zero() {
+            problems.push("promote_interval must be positive".into());
+        }
+        for (q, limit) in &config.queue_concurrency {
+            if *limit == 0 {
+                problems.push(format!("queue_concurrency for {q} must be at least 1"));
+            }
+        }
+        for q in handlers.keys() {
+            if let Err(e) = validate_queue_name(q) {
+                problems.push(e);
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Config(problems.join("; ")));
+        }
+
+        let client = conn::client(&config.url)?;
+        let pool = conn::pool(&config.url, 4)?;
+        let data = conn::managed(&client, conn::COMMAND_TIMEOUT).await?;
+        let mut queues = Vec::new();
+        for (name, handlers) in handlers {
+            let keys = QueueKeys::new(&config.prefix, &name);
+            conn::ensure_group(&mut data.clone(), &keys.stream, &config.group).await?;
+            let limit = config.queue_concurrency.get(&name).copied().or_else(|| {
+                handlers
+                    .values()
+                    .filter_map(|h| h.options().concurrency)
+                    .min()
+            });
+            let fetch = conn::managed(&client, config.block_timeout + conn::COMMAND_TIMEOUT).await?;
+            queues.push(QueueRuntime {
+                state: Arc::new(QueueState {
+                    keys,
+                    queue: Arc::from(name.as_str()),
+                    handlers,
+                    limit: limit.map(|n| Arc::new(Semaphore::new(n))),
+                }),
+                fetch,
+            });
+        }
+        queues.sort_by(|a, b| a.state.keys.queue.cmp(&b.state.keys.queue));
+        tracing::info!(
+            consumer = %config.consumer,
+            queues = ?queues.iter().map(|q| &q.state.keys.queue).collect::<Vec<_>>(),
+            concurrency = config.concurrency,
+            "worker ready"
+        );
+        Ok(Worker {
+            shared: Arc::new(Shared {
+                global: Arc::new(Semaphore::new(config.concurrency)),
+                config,
+                data,
+                pool,
+            }),
+            queues,
+            token: CancellationToken::new(),
+        })
+    }
+}
+
+/// What every part of a running worker shares.
+pub(crate) struct Shared {
+    pub(crate) config: WorkerConfig,
+    /// Multiplexed connection for acks, retries and dead letters.
+    pub(crate) data: ConnectionManager,
+    /// Pool for control commands (promote).
+    pub(crate) pool: deadpool_redis::Pool,
+    /// The global in-flight limit.
+    pub(crate) global: Arc<Semaphore>,
+}
+
+/// One queue's handlers and limit.
+pub(crate) struct QueueState {
+    pub(crate) keys: QueueKeys,
+    pub(crate) queue: Arc<str>,
+    pub(crate) handlers: Handlers,
+    pub(crate) limit: Option<Arc<Semaphore>>,
+}
+
+struct QueueRuntime {
+    state: Arc<QueueState>,
+    /// The fetcher's own connection: a blocking read must not hold up other commands.
+    fetch: ConnectionManager,
+}
+
+/// A built worker, ready to [`run`](Self::run).
+pub struct Worker {
+    shared: Arc<Shared>,
+    queues: Vec<QueueRuntime>,
+    token: CancellationToken,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Starts building a worker that connects to `url`.
+    pub fn builder(url: &str) -> WorkerBuilder {
+        WorkerBuilder {
+            config: WorkerConfig::new(url),
+            handlers: HashMap::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    /// This worker's consumer name.
+    pub fn consumer(&self) -> &str {
+        &self.shared.config.consumer
+    }
+
+    /// The token that stops this worker when cancelled (see [`run`](Self::run)).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub async fn run_until_signal(self) -> Result<()> {
+        let token = self.token.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received: draining");
+            token.cancel();
+        });
+        self.run().await
+    }
+
+    /// Runs until the [`shutdown_token`](Self::shutdown_token) is cancelled, then stops
+    /// fetching, lets in-flight tasks finish within the grace period and flushes their acks.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ShutdownTimeout`] if tasks were still running after the grace period (they
+    /// stay pending in Redis and are redelivered).
+    pub async fn run(self) -> Result<()> {
+        let Worker {
+            shared,
+            queues,
+            token,
+        } = self;
+        let tracker = TaskTracker::new();
+        let ack_stop = CancellationToken::new();
+        let mut fetchers = JoinSet::new();
+        let mut ackers = JoinSet::new();
+        let mut promoters = JoinSet::new();
+        for q in queues {
+            let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(crate::config::MAX_ACK_BATCH * 2);
+            ackers.spawn(acker::run(
+                shared.clone(),
+                q.state.clone(),
+                ack_rx,
+                ack_stop.clone(),
+            ));
+            promoters.spawn(promoter::run(
+                shared.clone(),
+                q.state.clone(),
+                token.clone(),
+            ));
+            fetchers.spawn(
+                fetcher::Fetcher {
+                    shared: shared.clone(),
+                    queue: q.state,
+                    conn: q.fetch,
+                    ack_tx,
+                    tracker: tracker.clone(),
+                    token: token.clone(),
+                }
+                .run(),
+            );
+        }
+
+        token.cancelled().await;
+        while fetchers.join_next().await.is_some() {}
+        tracker.close();
+        let grace = shared.config.grace_period;
+        let drained = tokio::time::timeout(grace, tracker.wait()).await.is_ok();
+        ack_stop.cancel();
+        let flushed = tokio::time::timeout(ACK_FLUSH_TIMEOUT, async {
+            while ackers.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !flushed {
+            tracing::warn!("acks not flushed in time; those tasks stay pending and run again");
+        }
+        while promoters.join_next().await.is_some() {}
+        if drained {
+            tracing::info!("worker stopped");
+            Ok(())
+        } else {
+            Err(Error::ShutdownTimeout {
+                in_flight: tracker.len(),
+                grace,
+            })
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the worker");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Sleeps `d` unless `token` is cancelled first; returns `false` if it was.
+pub(crate) async fn sleep_or_cancel(d: Duration, token: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = token.cancelled() => false,
+    }
+}
+
+/// Exponential reconnect delay for loops that hit Redis errors: 100 ms doubling to 5 s.
+pub(crate) fn error_backoff(failures: u32) -> Duration {
+    crate::retry::Backoff::Exponential {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(5),
+    }
+    .delay(failures)
+}

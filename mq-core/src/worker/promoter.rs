@@ -1,0 +1,60 @@
+//! The promoter: one per queue in every worker. On a timer it runs the promote script, which
+//! moves due members of the `delayed` set into the stream and removes them in the same script,
+//! so however many workers run it, each delayed task is promoted once.
+
+use std::sync::Arc;
+
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use super::{error_backoff, sleep_or_cancel, QueueState, Shared};
+use crate::{config::PROMOTE_BATCH, error::Error, redis::scripts};
+
+pub(super) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, token: CancellationToken) {
+    let mut tick = tokio::time::interval(shared.config.promote_interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut failures = 0u32;
+    loop {
+        tokio::select! {
+            _ = token.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match promote_due(&shared, &queue).await {
+            Ok(moved) => {
+                failures = 0;
+                if moved > 0 {
+                    tracing::debug!(queue = %queue.queue, moved, "promoted delayed tasks");
+                }
+            }
+            Err(e) => {
+                let delay = error_backoff(failures);
+                failures += 1;
+                tracing::warn!(queue = %queue.queue, error = %e, retry_in = ?delay, "promote failed");
+                if !sleep_or_cancel(delay, &token).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Promotes every due task, [`PROMOTE_BATCH`] per script call; returns how many moved.
+pub(crate) async fn promote_due(shared: &Shared, queue: &QueueState) -> Result<usize, Error> {
+    let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
+    let keys = &queue.keys;
+    let mut total = 0;
+    loop {
+        let moved: usize = scripts::PROMOTE
+            .key(&keys.delayed)
+            .key(&keys.stream)
+            .key(&keys.dead)
+            .arg(PROMOTE_BATCH)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(Error::redis("promote"))?;
+        total += moved;
+        if moved < PROMOTE_BATCH {
+            return Ok(total);
+        }
+    }
+}

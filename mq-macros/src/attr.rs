@@ -1,0 +1,510 @@
+//! Parsing of `#[task(...)]` attributes into [`TaskAttrs`].
+//!
+//! This module only checks *syntax and literal types*: each key is known and given once, each
+//! value is a literal of the right kind, durations and backoff strings parse. Semantic rules
+//! (allowed queue characters, non-zero durations, `cap >= base`, ...) live in `check.rs`.
+//!
+//! Every error is pushed into the [`Ctxt`] and parsing carries on, so one build reports every
+//! mistake.
+
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenTree};
+use syn::meta::ParseNestedMeta;
+use syn::spanned::Spanned as _;
+use syn::{Attribute, Expr, Lit, LitInt, LitStr};
+
+use crate::Ctxt;
+
+/// The keys accepted inside `#[task(...)]`, in the order they are documented.
+pub(crate) const KEYS: &[&str] = &[
+    "queue",
+    "name",
+    "max_retries",
+    "timeout",
+    "backoff",
+    "concurrency",
+    "crate",
+];
+
+/// A value together with the span of the tokens it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Spanned<T> {
+    pub(crate) value: T,
+    pub(crate) span: Span,
+}
+
+impl<T> Spanned<T> {
+    fn new(value: T, span: Span) -> Self {
+        Self { value, span }
+    }
+}
+
+/// A parsed `backoff = "..."` value (not yet validated: durations may be zero, cap < base).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BackoffSpec {
+    /// `"none"`
+    None,
+    /// `"fixed(5s)"`
+    Fixed(Duration),
+    /// `"exponential(1s, 10m)"`
+    Exponential { base: Duration, cap: Duration },
+}
+
+/// Everything given in the `#[task(...)]` attributes of one type; `None` = key not given (or
+/// given with an invalid value, in which case an error was recorded).
+#[derive(Default)]
+pub(crate) struct TaskAttrs {
+    pub(crate) queue: Option<Spanned<String>>,
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) max_retries: Option<Spanned<u32>>,
+    /// `Some(None)` is `timeout = "none"`.
+    pub(crate) timeout: Option<Spanned<Option<Duration>>>,
+    pub(crate) backoff: Option<Spanned<BackoffSpec>>,
+    pub(crate) concurrency: Option<Spanned<usize>>,
+    pub(crate) krate: Option<Spanned<syn::Path>>,
+}
+
+impl TaskAttrs {
+    /// Parses every `#[task(...)]` among `attrs`, recording errors in `cx`.
+    pub(crate) fn from_attrs(cx: &mut Ctxt, attrs: &[Attribute]) -> TaskAttrs {
+        let mut out = TaskAttrs::default();
+        for attr in attrs.iter().filter(|a| a.path().is_ident("task")) {
+            let res = attr.parse_nested_meta(|meta| {
+                if let Err(e) = out.parse_entry(cx, &meta) {
+                    cx.push(e);
+                    skip_value(&meta)?;
+                }
+                Ok(())
+            });
+            if let Err(e) = res {
+                cx.push(e);
+            }
+        }
+        out
+    }
+
+    /// Parses one `key = value` entry. Returns `Err` only when the value could not be
+    /// consumed; the caller then records it and skips to the next entry.
+    fn parse_entry(&mut self, cx: &mut Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        let key = match meta.path.get_ident() {
+            Some(ident) => ident.to_string(),
+            None => String::new(),
+        };
+        let key_span = meta.path.span();
+        if !KEYS.contains(&key.as_str()) {
+            let shown = path_to_string(&meta.path);
+            cx.push(syn::Error::new(
+                key_span,
+                format!(
+                    "unknown task attribute `{shown}`; expected one of: {}",
+                    KEYS.join(", ")
+                ),
+            ));
+            return skip_value(meta);
+        }
+        if self.is_set(&key) {
+            cx.push(syn::Error::new(
+                key_span,
+                format!("duplicate task attribute `{key}`"),
+            ));
+            return skip_value(meta);
+        }
+
+        let value: Expr = meta.value()?.parse()?;
+        match key.as_str() {
+            "queue" => self.queue = lit_str(cx, &key, &value).map(|s| spanned_string(&s)),
+            "name" => self.name = lit_str(cx, &key, &value).map(|s| spanned_string(&s)),
+            "max_retries" => {
+                self.max_retries = lit_int(cx, &key, &value, "u32")
+                    .and_then(|lit| record(cx, parse_int::<u32>(&lit, "u32")));
+            }
+            "concurrency" => {
+                self.concurrency = lit_int(cx, &key, &value, "usize")
+                    .and_then(|lit| record(cx, parse_int::<usize>(&lit, "usize")));
+            }
+            "timeout" => {
+                self.timeout = lit_str(cx, &key, &value).and_then(|lit| {
+                    let parsed = parse_timeout(&lit.value())
+                        .map_err(|msg| syn::Error::new(lit.span(), msg));
+                    record(cx, parsed.map(|t| Spanned::new(t, lit.span())))
+                });
+            }
+            "backoff" => {
+                self.backoff = lit_str(cx, &key, &value).and_then(|lit| {
+                    let parsed = parse_backoff(&lit.value())
+                        .map_err(|msg| syn::Error::new(lit.span(), msg));
+                    record(cx, parsed.map(|b| Spanned::new(b, lit.span())))
+                });
+            }
+            "crate" => {
+                self.krate = lit_str(cx, &key, &value).and_then(|lit| {
+                    let parsed = lit
+                        .parse_with(syn::Path::parse_mod_style)
+                        .map_err(|e| {
+                            syn::Error::new(
+                                lit.span(),
+                                format!(
+                                    "invalid `crate` path {:?}: {e}; expected a path such as \
+                                     \"::mq_core\" or \"my_reexport::mq_core\"",
+                                    lit.value()
+                                ),
+                            )
+                        });
+                    record(cx, parsed.map(|p| Spanned::new(p, lit.span())))
+                });
+            }
+            _ => unreachable!("key checked against KEYS above"),
+        }
+        Ok(())
+    }
+
+    fn is_set(&self, key: &str) -> bool {
+        match key {
+            "queue" => self.queue.is_some(),
+            "name" => self.name.is_some(),
+            "max_retries" => self.max_retries.is_some(),
+            "timeout" => self.timeout.is_some(),
+            "backoff" => self.backoff.is_some(),
+            "concurrency" => self.concurrency.is_some(),
+            "crate" => self.krate.is_some(),
+            _ => false,
+        }
+    }
+}
+
+// Note on duplicates: a key whose value was invalid stays unset, so a later repetition of it
+// is parsed instead of being reported as a duplicate. That only happens after an error was
+// already reported for the first use, so the build fails either way.
+
+/// Records the error of `res` (if any) and turns it into an `Option`.
+fn record<T>(cx: &mut Ctxt, res: syn::Result<T>) -> Option<T> {
+    res.map_err(|e| cx.push(e)).ok()
+}
+
+fn spanned_string(lit: &LitStr) -> Spanned<String> {
+    Spanned::new(lit.value(), lit.span())
+}
+
+fn path_to_string(path: &syn::Path) -> String {
+    let mut s = String::new();
+    if path.leading_colon.is_some() {
+        s.push_str("::");
+    }
+    let segs: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    s.push_str(&segs.join("::"));
+    s
+}
+
+/// Consumes the rest of the current entry (`= value` or `(...)`) up to the next top-level
+/// comma, so that parsing can continue with the next entry.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    meta.input.step(|cursor| {
+        let mut rest = *cursor;
+        while let Some((tt, next)) = rest.token_tree() {
+            if let TokenTree::Punct(p) = &tt {
+                if p.as_char() == ',' {
+                    break;
+                }
+            }
+            rest = next;
+        }
+        Ok(((), rest))
+    })
+}
+
+/// The literal inside `expr`, looking through invisible groups (from `macro_rules!`).
+fn as_lit(expr: &Expr) -> Option<&Lit> {
+    match expr {
+        Expr::Lit(e) if e.attrs.is_empty() => Some(&e.lit),
+        Expr::Group(g) => as_lit(&g.expr),
+        _ => None,
+    }
+}
+
+fn lit_str(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<LitStr> {
+    match as_lit(value) {
+        Some(Lit::Str(s)) => Some(s.clone()),
+        _ => {
+            let hint = match key {
+                "queue" => "`queue = \"images\"`",
+                "name" => "`name = \"EmbedImage\"`",
+                "timeout" => "`timeout = \"30s\"` or `timeout = \"none\"`",
+                "backoff" => "`backoff = \"exponential(1s, 10m)\"`",
+                "crate" => "`crate = \"::mq_core\"`",
+                _ => "a string literal",
+            };
+            cx.push(syn::Error::new_spanned(
+                value,
+                format!("expected a string literal for `{key}`, e.g. {hint}"),
+            ));
+            None
+        }
+    }
+}
+
+fn lit_int(cx: &mut Ctxt, key: &str, value: &Expr, ty: &str) -> Option<LitInt> {
+    match as_lit(value) {
+        Some(Lit::Int(i)) if i.suffix().is_empty() || i.suffix() == ty => Some(i.clone()),
+        Some(Lit::Int(i)) => {
+            cx.push(syn::Error::new(
+                i.span(),
+                format!("`{key}` is a {ty}; remove the `{}` suffix", i.suffix()),
+            ));
+            None
+        }
+        _ => {
+            cx.push(syn::Error::new_spanned(
+                value,
+                format!("expected an unsigned integer literal ({ty}) for `{key}`, e.g. `{key} = 5`"),
+            ));
+            None
+        }
+    }
+}
+
+fn parse_int<N>(lit: &LitInt, ty: &str) -> syn::Result<Spanned<N>>
+where
+    N: std::str::FromStr,
+    N::Err: std::fmt::Display,
+{
+    lit.base10_parse::<N>()
+        .map(|n| Spanned::new(n, lit.span()))
+        .map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                format!("`{}` does not fit in {ty}", lit.base10_digits()),
+            )
+        })
+}
+
+/// Parses a human duration such as `"30s"`, `"2m"`, `"1h 30m"` or `"500ms"`.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    humantime::parse_duration(t).map_err(|e| format!("invalid duration `{t}`: {e}"))
+}
+
+/// Parses a `timeout` value: `"none"` or a human duration. Zero is rejected later.
+pub(crate) fn parse_timeout(s: &str) -> Result<Option<Duration>, String> {
+    if s.trim() == "none" {
+        return Ok(None);
+    }
+    parse_duration(s).map(Some).map_err(|e| {
+        format!("{e}; expected a duration such as \"30s\", \"2m\", \"1h 30m\" or \"none\"")
+    })
+}
+
+const BACKOFF_FORMS: &str =
+    "expected \"none\", \"fixed(<duration>)\" or \"exponential(<base>, <cap>)\", e.g. \"fixed(5s)\" or \"exponential(1s, 10m)\"";
+
+/// Parses a `backoff` value: `"none"`, `"fixed(5s)"` or `"exponential(1s, 10m)"`, tolerating
+/// whitespace anywhere between the parts.
+pub(crate) fn parse_backoff(s: &str) -> Result<BackoffSpec, String> {
+    let t = s.trim();
+    if t == "none" {
+        return Ok(BackoffSpec::None);
+    }
+    let bad_syntax = || format!("invalid backoff `{t}`: {BACKOFF_FORMS}");
+    let (head, rest) = t.split_once('(').ok_or_else(bad_syntax)?;
+    let inner = rest.trim_end().strip_suffix(')').ok_or_else(bad_syntax)?;
+    if inner.contains(['(', ')']) {
+        return Err(bad_syntax());
+    }
+    let dur = |part: &str| parse_duration(part).map_err(|e| format!("in backoff `{t}`: {e}"));
+    match head.trim() {
+        "fixed" => {
+            if inner.contains(',') {
+                return Err(format!(
+                    "invalid backoff `{t}`: `fixed` takes one duration, e.g. \"fixed(5s)\""
+                ));
+            }
+            Ok(BackoffSpec::Fixed(dur(inner)?))
+        }
+        "exponential" => {
+            let parts: Vec<&str> = inner.split(',').collect();
+            match parts.as_slice() {
+                [base, cap] => Ok(BackoffSpec::Exponential {
+                    base: dur(base)?,
+                    cap: dur(cap)?,
+                }),
+                _ => Err(format!(
+                    "invalid backoff `{t}`: `exponential` takes two durations, a base and a \
+                     cap, e.g. \"exponential(1s, 10m)\""
+                )),
+            }
+        }
+        _ => Err(bad_syntax()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(secs(120)));
+        assert_eq!(parse_duration("1h 30m"), Ok(secs(5400)));
+        assert_eq!(parse_duration(" 500ms "), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        let err = parse_duration("soon").unwrap_err();
+        assert!(err.contains("invalid duration `soon`"), "{err}");
+        assert!(err.contains("expected number at 0"), "{err}");
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("30").unwrap_err().contains("time unit needed"));
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("none"), Ok(None));
+        assert_eq!(parse_timeout(" none "), Ok(None));
+        assert_eq!(parse_timeout("2m"), Ok(Some(secs(120))));
+        assert_eq!(parse_timeout("0s"), Ok(Some(Duration::ZERO)));
+        let err = parse_timeout("soon").unwrap_err();
+        assert!(err.contains("expected number at 0"), "{err}");
+        assert!(err.contains("\"none\""), "{err}");
+        assert!(parse_timeout("None").is_err());
+    }
+
+    #[test]
+    fn backoff_forms() {
+        assert_eq!(parse_backoff("none"), Ok(BackoffSpec::None));
+        assert_eq!(parse_backoff("  none "), Ok(BackoffSpec::None));
+        assert_eq!(parse_backoff("fixed(5s)"), Ok(BackoffSpec::Fixed(secs(5))));
+        assert_eq!(
+            parse_backoff(" fixed ( 1h 30m ) "),
+            Ok(BackoffSpec::Fixed(secs(5400)))
+        );
+        assert_eq!(parse_backoff("fixed(0s)"), Ok(BackoffSpec::Fixed(Duration::ZERO)));
+        let exp = BackoffSpec::Exponential {
+            base: secs(1),
+            cap: secs(600),
+        };
+        assert_eq!(parse_backoff("exponential(1s, 10m)"), Ok(exp));
+        assert_eq!(parse_backoff("exponential(1s,10m)"), Ok(exp));
+        assert_eq!(parse_backoff("  exponential  (  1s ,  10m  )  "), Ok(exp));
+        assert_eq!(
+            parse_backoff("exponential(500ms, 1m 30s)"),
+            Ok(BackoffSpec::Exponential {
+                base: Duration::from_millis(500),
+                cap: secs(90),
+            })
+        );
+    }
+
+    #[test]
+    fn backoff_errors() {
+        for bad in [
+            "",
+            "fast",
+            "fixed",
+            "fixed 5s",
+            "fixed(5s",
+            "fixed5s)",
+            "fixed(5s) extra",
+            "linear(1s)",
+            "Fixed(5s)",
+            "exponential((1s), 2s)",
+        ] {
+            let err = parse_backoff(bad).unwrap_err();
+            assert!(err.contains("exponential(<base>, <cap>)"), "{bad:?}: {err}");
+        }
+        let err = parse_backoff("fixed(1s, 2s)").unwrap_err();
+        assert!(err.contains("`fixed` takes one duration"), "{err}");
+        let err = parse_backoff("exponential(1s)").unwrap_err();
+        assert!(err.contains("takes two durations"), "{err}");
+        let err = parse_backoff("exponential(1s, 2s, 3s)").unwrap_err();
+        assert!(err.contains("takes two durations"), "{err}");
+        let err = parse_backoff("exponential(1s, soon)").unwrap_err();
+        assert!(err.contains("invalid duration `soon`"), "{err}");
+        let err = parse_backoff("fixed()").unwrap_err();
+        assert!(err.contains("value was empty"), "{err}");
+    }
+
+    fn parse(input: syn::DeriveInput) -> (TaskAttrs, Vec<String>) {
+        let mut cx = Ctxt::new();
+        let attrs = TaskAttrs::from_attrs(&mut cx, &input.attrs);
+        let errors = match cx.finish() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (attrs, errors)
+    }
+
+    #[test]
+    fn all_keys_across_several_attributes() {
+        let (attrs, errors) = parse(syn::parse_quote! {
+            #[derive(Debug)]
+            #[task(queue = "images", name = "Embed", max_retries = 5)]
+            #[doc = "not ours"]
+            #[task(timeout = "2m", backoff = "fixed(5s)")]
+            #[task(concurrency = 8, crate = "renamed::mq")]
+            struct EmbedImage;
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(attrs.queue.unwrap().value, "images");
+        assert_eq!(attrs.name.unwrap().value, "Embed");
+        assert_eq!(attrs.max_retries.unwrap().value, 5);
+        assert_eq!(attrs.timeout.unwrap().value, Some(secs(120)));
+        assert_eq!(attrs.backoff.unwrap().value, BackoffSpec::Fixed(secs(5)));
+        assert_eq!(attrs.concurrency.unwrap().value, 8);
+        assert_eq!(path_to_string(&attrs.krate.unwrap().value), "renamed::mq");
+    }
+
+    #[test]
+    fn nothing_given() {
+        let (attrs, errors) = parse(syn::parse_quote! { #[task()] struct A; });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(attrs.queue.is_none() && attrs.krate.is_none() && attrs.timeout.is_none());
+    }
+
+    #[test]
+    fn every_error_is_collected() {
+        let (attrs, errors) = parse(syn::parse_quote! {
+            #[task(retries = 3, queue = "a", queue = "b", max_retries = "5", timeout = 30)]
+            #[task(backoff = "soonish", concurrency = 5u8, max_retries = 4294967296)]
+            #[task(x::y(1, 2), name = "ok")]
+            struct A;
+        });
+        assert_eq!(
+            errors,
+            vec![
+                "unknown task attribute `retries`; expected one of: queue, name, max_retries, \
+                 timeout, backoff, concurrency, crate",
+                "duplicate task attribute `queue`",
+                "expected an unsigned integer literal (u32) for `max_retries`, e.g. \
+                 `max_retries = 5`",
+                "expected a string literal for `timeout`, e.g. `timeout = \"30s\"` or \
+                 `timeout = \"none\"`",
+                &format!("invalid backoff `soonish`: {BACKOFF_FORMS}"),
+                "`concurrency` is a usize; remove the `u8` suffix",
+                "`4294967296` does not fit in u32",
+                "unknown task attribute `x::y`; expected one of: queue, name, max_retries, \
+                 timeout, backoff, concurrency, crate",
+            ]
+        );
+        // Valid entries are kept even next to invalid ones.
+        assert_eq!(attrs.queue.unwrap().value, "a");
+        assert_eq!(attrs.name.unwrap().value, "ok");
+    }
+
+    #[test]
+    fn malformed_attributes() {
+        let (_, errors) = parse(syn::parse_quote! {
+            #[task]
+            #[task = "x"]
+            #[task(queue)]
+            #[task(crate = "not a path")]
+            struct A;
+        });
+        assert_eq!(errors.len(), 4, "{errors:?}");
+        assert!(errors[0].contains("expected attribute arguments in parentheses"));
+        assert!(errors[2].contains("expected `=`"), "{errors:?}");
+        assert!(errors[3].contains("invalid `crate` path"), "{errors:?}");
+    }
+}

@@ -1,0 +1,366 @@
+//! Semantic rules on the parsed [`TaskAttrs`] and the shape of the input type, producing the
+//! [`TaskModel`] that `expand.rs` turns into code.
+//!
+//! Every rule records its error in the [`Ctxt`] and carries on; an invalid value is dropped
+//! (falls back to the default) so the model is always complete.
+
+use std::time::Duration;
+
+use syn::{Data, DeriveInput, Ident};
+
+use crate::attr::{BackoffSpec, Spanned, TaskAttrs};
+use crate::Ctxt;
+
+/// Longest accepted queue name.
+pub(crate) const MAX_QUEUE_LEN: usize = 200;
+
+/// A valid task definition: everything `expand.rs` needs.
+pub(crate) struct TaskModel {
+    /// The type the impl is for.
+    pub(crate) ident: Ident,
+    /// Path of the runtime crate (`::mq_core` unless `crate = "..."`).
+    pub(crate) krate: syn::Path,
+    pub(crate) name: String,
+    pub(crate) queue: String,
+    /// Options given explicitly; the others come from `TaskOptions::DEFAULT`.
+    pub(crate) max_retries: Option<Spanned<u32>>,
+    pub(crate) timeout: Option<Spanned<Option<Duration>>>,
+    pub(crate) backoff: Option<Spanned<BackoffSpec>>,
+    pub(crate) concurrency: Option<Spanned<usize>>,
+}
+
+/// Checks the input type and its attributes, recording every problem in `cx`.
+pub(crate) fn check(cx: &mut Ctxt, input: &DeriveInput, attrs: TaskAttrs) -> TaskModel {
+    check_shape(cx, input);
+
+    let ident = input.ident.clone();
+    let type_name = ident_name(&ident);
+
+    let name = match attrs.name {
+        Some(n) => {
+            validate_name(&n.value).map_err(|e| cx.error(n.span, e)).ok();
+            n.value
+        }
+        None => type_name.clone(),
+    };
+
+    let queue = match attrs.queue {
+        Some(q) => {
+            validate_queue(&q.value).map_err(|e| cx.error(q.span, e)).ok();
+            q.value
+        }
+        None => {
+            let derived = snake_case(&type_name);
+            if let Err(e) = validate_queue(&derived) {
+                cx.error(
+                    ident.span(),
+                    format!(
+                        "the default queue name `{derived}` (the type name in snake_case) is \
+                         invalid: {e}; set one with `#[task(queue = \"...\")]`"
+                    ),
+                );
+            }
+            derived
+        }
+    };
+
+    let timeout = attrs.timeout.filter(|t| match t.value {
+        Some(d) if d.is_zero() => {
+            cx.error(
+                t.span,
+                "timeout must be greater than zero; use `timeout = \"none\"` for no timeout",
+            );
+            false
+        }
+        _ => true,
+    });
+
+    let backoff = attrs.backoff.filter(|b| match validate_backoff(&b.value) {
+        Ok(()) => true,
+        Err(e) => {
+            cx.error(b.span, e);
+            false
+        }
+    });
+
+    let concurrency = attrs.concurrency.filter(|c| {
+        if c.value == 0 {
+            cx.error(
+                c.span,
+                "concurrency must be at least 1; leave it out to use only the worker's global \
+                 limit",
+            );
+        }
+        c.value != 0
+    });
+
+    let krate = match attrs.krate {
+        Some(k) => k.value,
+        None => syn::parse_quote!(::mq_core),
+    };
+
+    TaskModel {
+        ident,
+        krate,
+        name,
+        queue,
+        max_retries: attrs.max_retries,
+        timeout,
+        backoff,
+        concurrency,
+    }
+}
+
+/// Rejects unions and generic types.
+fn check_shape(cx: &mut Ctxt, input: &DeriveInput) {
+    if let Data::Union(u) = &input.data {
+        cx.error(
+            u.union_token.span,
+            "`#[derive(Task)]` does not support unions; use a struct or an enum",
+        );
+    }
+    let generics = &input.generics;
+    if !generics.params.is_empty() {
+        let params: Vec<String> = generics
+            .params
+            .iter()
+            .map(|p| match p {
+                syn::GenericParam::Type(t) => t.ident.to_string(),
+                syn::GenericParam::Lifetime(l) => l.lifetime.to_string(),
+                syn::GenericParam::Const(c) => c.ident.to_string(),
+            })
+            .collect();
+        cx.push(syn::Error::new_spanned(
+            generics,
+            format!(
+                "Task types cannot be generic: found `<{}>`. A task is looked up by its name \
+                 when it is dequeued, so its payload type must be concrete (and `'static`); \
+                 define a concrete type per task instead",
+                params.join(", ")
+            ),
+        ));
+    }
+}
+
+/// The type name as written, without a raw-identifier prefix.
+fn ident_name(ident: &Ident) -> String {
+    let s = ident.to_string();
+    match s.strip_prefix("r#") {
+        Some(rest) => rest.to_owned(),
+        None => s,
+    }
+}
+
+/// `EmbedImage` -> `embed_image`, `HTTPJob` -> `http_job`, `V2Task` -> `v2_task`.
+///
+/// A word starts at an uppercase letter that follows a lowercase letter or a digit, or that
+/// ends an acronym (an uppercase letter followed by a lowercase one).
+pub(crate) fn snake_case(name: &str) -> String {
+    let chars: Vec<char> = name.chars().collect();
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            let boundary = prev.is_lowercase()
+                || prev.is_ascii_digit()
+                || (prev.is_uppercase() && next_lower);
+            if boundary && !out.ends_with('_') {
+                out.push('_');
+            }
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// Queue names end up inside Redis hash tags (`{queue}`), so braces and the like are out.
+pub(crate) fn validate_queue(q: &str) -> Result<(), String> {
+    if q.is_empty() {
+        return Err("queue name must not be empty".to_owned());
+    }
+    if q.len() > MAX_QUEUE_LEN {
+        return Err(format!(
+            "queue name is {} bytes long; the maximum is {MAX_QUEUE_LEN}",
+            q.len()
+        ));
+    }
+    if let Some(bad) = q
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-')))
+    {
+        return Err(format!(
+            "queue name contains {bad:?}; only ASCII letters, digits, `_`, `.`, `:` and `-` \
+             are allowed (queue names are used inside Redis hash tags)"
+        ));
+    }
+    Ok(())
+}
+
+/// Task names are written into stream entries: non-empty, no whitespace or control characters.
+pub(crate) fn validate_name(n: &str) -> Result<(), String> {
+    if n.is_empty() {
+        return Err("task name must not be empty".to_owned());
+    }
+    if let Some(bad) = n.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "task name contains {bad:?}; whitespace and control characters are not allowed"
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_backoff(b: &BackoffSpec) -> Result<(), String> {
+    match *b {
+        BackoffSpec::None => Ok(()),
+        BackoffSpec::Fixed(d) if d.is_zero() => Err(
+            "a fixed backoff of zero retries immediately; write `backoff = \"none\"` instead"
+                .to_owned(),
+        ),
+        BackoffSpec::Fixed(_) => Ok(()),
+        BackoffSpec::Exponential { base, .. } if base.is_zero() => Err(
+            "the base of an exponential backoff must be greater than zero (zero never grows); \
+             write `backoff = \"none\"` to retry immediately"
+                .to_owned(),
+        ),
+        BackoffSpec::Exponential { base, cap } if cap < base => Err(format!(
+            "the cap of an exponential backoff ({}) must not be below its base ({})",
+            humantime::format_duration(cap),
+            humantime::format_duration(base)
+        )),
+        BackoffSpec::Exponential { .. } => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_names() {
+        for (from, to) in [
+            ("EmbedImage", "embed_image"),
+            ("HTTPJob", "http_job"),
+            ("Job", "job"),
+            ("ABC", "abc"),
+            ("SendHTTPRequestNow", "send_http_request_now"),
+            ("V2Task", "v2_task"),
+            ("Task2", "task2"),
+            ("already_snake", "already_snake"),
+            ("Mixed_Case", "mixed_case"),
+            ("lowerThenUpper", "lower_then_upper"),
+            ("IOError", "io_error"),
+        ] {
+            assert_eq!(snake_case(from), to, "{from}");
+        }
+    }
+
+    #[test]
+    fn queues() {
+        assert!(validate_queue("images").is_ok());
+        assert!(validate_queue("a-b_c.d:e9").is_ok());
+        assert!(validate_queue(&"q".repeat(MAX_QUEUE_LEN)).is_ok());
+        assert!(validate_queue(&"q".repeat(MAX_QUEUE_LEN + 1))
+            .unwrap_err()
+            .contains("maximum is 200"));
+        assert!(validate_queue("").unwrap_err().contains("empty"));
+        assert!(validate_queue("{images}").unwrap_err().contains("'{'"));
+        assert!(validate_queue("a b").is_err());
+        assert!(validate_queue("über").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert!(validate_name("EmbedImage").is_ok());
+        assert!(validate_name("v1/embed-image").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("Embed Image").is_err());
+        assert!(validate_name("a\u{7}").is_err());
+    }
+
+    #[test]
+    fn backoffs() {
+        let s = Duration::from_secs;
+        assert!(validate_backoff(&BackoffSpec::None).is_ok());
+        assert!(validate_backoff(&BackoffSpec::Fixed(s(1))).is_ok());
+        assert!(validate_backoff(&BackoffSpec::Fixed(s(0)))
+            .unwrap_err()
+            .contains("\"none\""));
+        let exp = |base, cap| BackoffSpec::Exponential {
+            base: s(base),
+            cap: s(cap),
+        };
+        assert!(validate_backoff(&exp(1, 1)).is_ok());
+        assert!(validate_backoff(&exp(1, 600)).is_ok());
+        assert!(validate_backoff(&exp(0, 1)).is_err());
+        assert_eq!(
+            validate_backoff(&exp(60, 5)).unwrap_err(),
+            "the cap of an exponential backoff (5s) must not be below its base (1m)"
+        );
+    }
+
+    fn run(input: DeriveInput) -> (TaskModel, Vec<String>) {
+        let mut cx = Ctxt::new();
+        let attrs = TaskAttrs::from_attrs(&mut cx, &input.attrs);
+        let model = check(&mut cx, &input, attrs);
+        let errors = match cx.finish() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (model, errors)
+    }
+
+    #[test]
+    fn defaults() {
+        let (m, errors) = run(syn::parse_quote! { struct HTTPJob { url: String } });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(m.name, "HTTPJob");
+        assert_eq!(m.queue, "http_job");
+        assert!(m.max_retries.is_none() && m.timeout.is_none() && m.backoff.is_none());
+        let krate = &m.krate;
+        assert_eq!(quote::quote!(#krate).to_string(), ":: mq_core");
+    }
+
+    #[test]
+    fn raw_identifier() {
+        let (m, errors) = run(syn::parse_quote! { struct r#Type; });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!((m.name.as_str(), m.queue.as_str()), ("Type", "type"));
+    }
+
+    #[test]
+    fn non_ascii_type_name_needs_a_queue() {
+        let (_, errors) = run(syn::parse_quote! { struct Größe; });
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].contains("default queue name `größe`"), "{errors:?}");
+        let (_, errors) = run(syn::parse_quote! { #[task(queue = "size")] struct Größe; });
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn shape_and_value_errors_together() {
+        let (m, errors) = run(syn::parse_quote! {
+            #[task(queue = "{x}", name = "a b", timeout = "0s", concurrency = 0)]
+            #[task(backoff = "exponential(1m, 1s)")]
+            struct A<'a, T> { t: &'a T }
+        });
+        assert_eq!(errors.len(), 6, "{errors:?}");
+        assert!(errors[0].starts_with("Task types cannot be generic: found `<'a, T>`"));
+        assert!(errors[1].contains("task name contains ' '"));
+        assert!(errors[2].contains("queue name contains '{'"));
+        assert!(errors[3].contains("timeout must be greater than zero"));
+        assert!(errors[4].contains("must not be below its base"));
+        assert!(errors[5].contains("concurrency must be at least 1"));
+        // Invalid options fall back to the defaults.
+        assert!(m.timeout.is_none() && m.backoff.is_none() && m.concurrency.is_none());
+    }
+
+    #[test]
+    fn unions_are_rejected() {
+        let (_, errors) = run(syn::parse_quote! { union U { a: u32, b: f32 } });
+        assert_eq!(
+            errors,
+            vec!["`#[derive(Task)]` does not support unions; use a struct or an enum"]
+        );
+    }
+}

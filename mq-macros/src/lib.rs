@@ -1,0 +1,161 @@
+//! `#[derive(Task)]` for mq. Use it through `mq_core::Task`, which re-exports it next to the
+//! trait of the same name.
+//!
+//! Layout: `attr.rs` parses `#[task(...)]` into a span-keeping model, `check.rs` applies the
+//! semantic rules and fills in defaults, `expand.rs` emits the impl. Errors from every stage are
+//! gathered in one [`Ctxt`] so a single build reports all of them.
+
+use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use syn::{parse_macro_input, DeriveInput};
+
+mod attr;
+mod check;
+mod expand;
+
+/// Derives `mq_core::Task`: the task's name, queue and [`TaskOptions`].
+///
+/// The type must be a non-generic struct or enum that implements serde's `Serialize` and
+/// `Deserialize` (and is `Send + 'static`).
+///
+/// # Example
+///
+/// ```ignore
+/// use mq_core::Task;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Task)]
+/// #[task(queue = "images", max_retries = 5, timeout = "2m")]
+/// #[task(backoff = "exponential(1s, 10m)", concurrency = 8)]
+/// struct EmbedImage {
+///     product_id: u64,
+///     url: String,
+/// }
+///
+/// assert_eq!(EmbedImage::NAME, "EmbedImage");
+/// assert_eq!(EmbedImage::QUEUE, "images");
+/// assert_eq!(EmbedImage::OPTIONS.max_retries, 5);
+/// ```
+///
+/// # Attributes
+///
+/// All keys are optional and may be spread over several `#[task(...)]` attributes; each key
+/// may be given once. Keys that are left out take their value from
+/// `mq_core::TaskOptions::DEFAULT`.
+///
+/// | Key | Value | Default |
+/// |-----|-------|---------|
+/// | `queue` | string: non-empty, at most 200 of `A-Z a-z 0-9 _ . : -` | type name in snake_case |
+/// | `name` | string: non-empty, no whitespace or control characters | type name |
+/// | `max_retries` | integer literal (`u32`) | `TaskOptions::DEFAULT` (3) |
+/// | `timeout` | human duration string, or `"none"` | `TaskOptions::DEFAULT` (30 min) |
+/// | `backoff` | `"none"`, `"fixed(<duration>)"`, `"exponential(<base>, <cap>)"` | `TaskOptions::DEFAULT` (`exponential(1s, 10m)`) |
+/// | `concurrency` | integer literal ≥ 1 (`usize`) | none (only the worker's global limit) |
+/// | `crate` | string: path of the runtime crate | `"::mq_core"` |
+///
+/// - **`queue = "images"`**: the Redis queue the task goes to. The default is the type name
+///   in snake_case: `EmbedImage` → `embed_image`, `HTTPJob` → `http_job`. Queue names are used
+///   inside Redis hash tags (`{queue}`), hence the restricted character set (no braces).
+/// - **`name = "EmbedImage"`**: the name written into each stream entry and used by workers to
+///   pick the handler. The default is the type name; set it to keep the wire name stable when
+///   renaming the type.
+/// - **`max_retries = 5`**: retries after the first attempt before the task is dead-lettered.
+/// - **`timeout = "30s"`**: maximum run time of one attempt, parsed by
+///   [`humantime::parse_duration`](https://docs.rs/humantime/2/humantime/fn.parse_duration.html):
+///   `"500ms"`, `"30s"`, `"2m"`, `"1h 30m"`, ... Must be greater than zero; `timeout = "none"`
+///   disables the limit.
+/// - **`backoff = "exponential(1s, 10m)"`**: delay before each retry.
+///   - `"none"`: retry immediately.
+///   - `"fixed(5s)"`: always wait 5 s (must be greater than zero; use `"none"` otherwise).
+///   - `"exponential(1s, 10m)"`: wait `base * 2^attempt`, at most `cap`; `base` must be
+///     greater than zero and `cap` at least `base`.
+///
+///   Whitespace around the parts is ignored: `"exponential( 1s , 10m )"` is fine.
+/// - **`concurrency = 8`**: per-queue limit of in-flight tasks in each worker process.
+/// - **`crate = "::mq_core"`**: where to find `Task`, `TaskOptions` and `Backoff`, for crates
+///   that re-export mq under another path:
+///
+///   ```ignore
+///   extern crate mq_core as renamed;
+///
+///   #[derive(serde::Serialize, serde::Deserialize, renamed::Task)]
+///   #[task(crate = "renamed", timeout = "none", backoff = "fixed(5s)")]
+///   enum Maintenance {
+///       Vacuum,
+///       Reindex { table: String },
+///   }
+///   ```
+///
+/// # Generated code
+///
+/// ```text
+/// #[automatically_derived]
+/// impl ::mq_core::Task for EmbedImage {
+///     const NAME: &'static str = "EmbedImage";
+///     const QUEUE: &'static str = "images";
+///     const OPTIONS: ::mq_core::TaskOptions = ::mq_core::TaskOptions {
+///         max_retries: 5,
+///         timeout: ::core::option::Option::Some(::core::time::Duration::new(120u64, 0u32)),
+///         ..::mq_core::TaskOptions::DEFAULT
+///     };
+/// }
+/// ```
+///
+/// # Errors
+///
+/// Every mistake is reported in one build, each at the offending token: unknown or repeated
+/// keys, values of the wrong literal type, unparsable durations or backoffs, an exponential
+/// `cap` below its `base`, `concurrency = 0`, invalid queue or task names, unions and generic
+/// types. A type that lacks `Serialize`/`Deserialize` gets rustc's trait-bound error on its
+/// name.
+///
+/// [`TaskOptions`]: https://docs.rs/mq-core/latest/mq_core/struct.TaskOptions.html
+#[proc_macro_derive(Task, attributes(task))]
+pub fn derive_task(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    derive(&input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Parse, check, expand; all errors of the first two stages are combined.
+fn derive(input: &DeriveInput) -> syn::Result<TokenStream2> {
+    let mut cx = Ctxt::new();
+    let attrs = attr::TaskAttrs::from_attrs(&mut cx, &input.attrs);
+    let model = check::check(&mut cx, input, attrs);
+    cx.finish()?;
+    Ok(expand::expand(&model))
+}
+
+/// Collects errors while parsing and checking, like serde_derive's `Ctxt`.
+#[derive(Debug, Default)]
+pub(crate) struct Ctxt {
+    errors: Option<syn::Error>,
+}
+
+impl Ctxt {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records an error; it is combined with the earlier ones.
+    pub(crate) fn push(&mut self, err: syn::Error) {
+        match &mut self.errors {
+            Some(all) => all.combine(err),
+            None => self.errors = Some(err),
+        }
+    }
+
+    /// Records an error with `msg` at `span`.
+    pub(crate) fn error(&mut self, span: Span, msg: impl std::fmt::Display) {
+        self.push(syn::Error::new(span, msg));
+    }
+
+    /// All recorded errors, combined into one.
+    pub(crate) fn finish(self) -> syn::Result<()> {
+        match self.errors {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+}

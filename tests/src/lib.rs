@@ -1,0 +1,1 @@
+//! Test harness: a real redis-server on a free loopback port.
