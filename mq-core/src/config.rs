@@ -19,6 +19,11 @@ pub const MAX_ACK_BATCH: usize = 2_048;
 /// Most delayed tasks one promote script moves: 1,000.
 pub const PROMOTE_BATCH: usize = 1_000;
 
+/// How often a worker refreshes its heartbeat key: 5 s.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// Heartbeat TTL: a worker silent this long counts as dead: 15 s.
+pub const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
+
 /// Settings of a [`Worker`](crate::Worker), set through its builder.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {

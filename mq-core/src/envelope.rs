@@ -13,8 +13,9 @@
 //! | `error` | optional, the last error (retries) or the reason (dead letters) |
 //!
 //! A delayed task is a member of the queue's `delayed` sorted set: a MessagePack map from these
-//! field names to their values (strings, `payload` as binary), scored by its due time in unix
-//! milliseconds. The promoter turns the map back into a stream entry unchanged.
+//! field names to their values, scored by its due time in unix milliseconds. The promoter turns
+//! the map back into a stream entry unchanged. Every value, the payload too, is a MessagePack
+//! *string* (raw bytes): Redis's Lua `cmsgpack` cannot read the `bin` types.
 
 use redis::Value;
 
@@ -110,8 +111,11 @@ impl Envelope {
         if let Some(e) = &self.error {
             kv(field::ERROR, e);
         }
+        // The payload goes as a MessagePack *str* holding raw bytes: Redis's Lua cmsgpack
+        // (used by the promote script) cannot read the bin types.
         let _ = rmp::encode::write_str(&mut out, field::PAYLOAD);
-        let _ = rmp::encode::write_bin(&mut out, &self.payload);
+        let _ = rmp::encode::write_str_len(&mut out, self.payload.len() as u32);
+        out.extend_from_slice(&self.payload);
         out
     }
 
@@ -151,7 +155,8 @@ impl Envelope {
             id: id.ok_or(EnvelopeError::MissingField(field::ID))?,
             name: name.ok_or(EnvelopeError::MissingField(field::NAME))?,
             payload: payload.ok_or(EnvelopeError::MissingField(field::PAYLOAD))?,
-            attempt: u32::try_from(attempt).map_err(|_| EnvelopeError::InvalidField(field::ATTEMPT))?,
+            attempt: u32::try_from(attempt)
+                .map_err(|_| EnvelopeError::InvalidField(field::ATTEMPT))?,
             enqueued_at: enqueued_at.ok_or(EnvelopeError::MissingField(field::ENQUEUED_AT))?,
             traceparent,
             error,
@@ -238,38 +243,43 @@ mod tests {
     }
 
     #[test]
-    fn delayed_member_is_a_msgpack_map_of_the_fields() {
+    fn delayed_member_is_a_msgpack_map_of_string_fields() {
         let e = sample();
         let bytes = e.to_delayed_member();
-        // Decode generically to check names, string values and the binary payload.
-        let v: std::collections::BTreeMap<String, serde_bytes_like::Val> =
+        let v: std::collections::BTreeMap<String, raw::Raw> =
             rmp_serde::from_slice(&bytes).unwrap();
-        assert_eq!(v["id"], serde_bytes_like::Val::Str(e.id.clone()));
-        assert_eq!(v["attempt"], serde_bytes_like::Val::Str("2".into()));
-        assert_eq!(v["payload"], serde_bytes_like::Val::Bin(e.payload.clone()));
+        assert_eq!(v["id"].0, e.id.as_bytes());
+        assert_eq!(v["attempt"].0, b"2");
+        assert_eq!(v["error"].0, b"boom");
+        assert_eq!(v["payload"].0, e.payload);
         assert_eq!(v.len(), 6);
+        // No bin8/16/32 marker anywhere in front of the payload.
+        let at = bytes.len() - e.payload.len() - 1;
+        assert_eq!(
+            bytes[at],
+            0xa0 | e.payload.len() as u8,
+            "payload is a fixstr"
+        );
     }
 
-    mod serde_bytes_like {
+    mod raw {
         use serde::de::{Deserializer, Visitor};
+        /// Any MessagePack string or binary value, as bytes.
         #[derive(Debug, PartialEq)]
-        pub(super) enum Val {
-            Str(String),
-            Bin(Vec<u8>),
-        }
-        impl<'de> serde::Deserialize<'de> for Val {
+        pub(super) struct Raw(pub(super) Vec<u8>);
+        impl<'de> serde::Deserialize<'de> for Raw {
             fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 struct V;
                 impl Visitor<'_> for V {
-                    type Value = Val;
+                    type Value = Raw;
                     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                         f.write_str("str or bin")
                     }
-                    fn visit_str<E>(self, s: &str) -> Result<Val, E> {
-                        Ok(Val::Str(s.into()))
+                    fn visit_str<E>(self, s: &str) -> Result<Raw, E> {
+                        Ok(Raw(s.as_bytes().to_vec()))
                     }
-                    fn visit_bytes<E>(self, b: &[u8]) -> Result<Val, E> {
-                        Ok(Val::Bin(b.into()))
+                    fn visit_bytes<E>(self, b: &[u8]) -> Result<Raw, E> {
+                        Ok(Raw(b.to_vec()))
                     }
                 }
                 d.deserialize_any(V)

@@ -71,7 +71,10 @@ mod tests {
 
     #[test]
     fn fixed_and_none() {
-        assert_eq!(Backoff::Fixed(Duration::from_secs(3)).delay(7), Duration::from_secs(3));
+        assert_eq!(
+            Backoff::Fixed(Duration::from_secs(3)).delay(7),
+            Duration::from_secs(3)
+        );
         assert_eq!(Backoff::None.delay(7), Duration::ZERO);
     }
 

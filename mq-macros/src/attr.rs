@@ -63,6 +63,8 @@ pub(crate) struct TaskAttrs {
     pub(crate) backoff: Option<Spanned<BackoffSpec>>,
     pub(crate) concurrency: Option<Spanned<usize>>,
     pub(crate) krate: Option<Spanned<syn::Path>>,
+    /// Keys seen so far, valid value or not, to report repetitions.
+    seen: Vec<String>,
 }
 
 impl TaskAttrs {
@@ -103,13 +105,14 @@ impl TaskAttrs {
             ));
             return skip_value(meta);
         }
-        if self.is_set(&key) {
+        if self.seen.contains(&key) {
             cx.push(syn::Error::new(
                 key_span,
                 format!("duplicate task attribute `{key}`"),
             ));
             return skip_value(meta);
         }
+        self.seen.push(key.clone());
 
         let value: Expr = meta.value()?.parse()?;
         match key.as_str() {
@@ -125,32 +128,30 @@ impl TaskAttrs {
             }
             "timeout" => {
                 self.timeout = lit_str(cx, &key, &value).and_then(|lit| {
-                    let parsed = parse_timeout(&lit.value())
-                        .map_err(|msg| syn::Error::new(lit.span(), msg));
+                    let parsed =
+                        parse_timeout(&lit.value()).map_err(|msg| syn::Error::new(lit.span(), msg));
                     record(cx, parsed.map(|t| Spanned::new(t, lit.span())))
                 });
             }
             "backoff" => {
                 self.backoff = lit_str(cx, &key, &value).and_then(|lit| {
-                    let parsed = parse_backoff(&lit.value())
-                        .map_err(|msg| syn::Error::new(lit.span(), msg));
+                    let parsed =
+                        parse_backoff(&lit.value()).map_err(|msg| syn::Error::new(lit.span(), msg));
                     record(cx, parsed.map(|b| Spanned::new(b, lit.span())))
                 });
             }
             "crate" => {
                 self.krate = lit_str(cx, &key, &value).and_then(|lit| {
-                    let parsed = lit
-                        .parse_with(syn::Path::parse_mod_style)
-                        .map_err(|e| {
-                            syn::Error::new(
-                                lit.span(),
-                                format!(
-                                    "invalid `crate` path {:?}: {e}; expected a path such as \
+                    let parsed = lit.parse_with(syn::Path::parse_mod_style).map_err(|e| {
+                        syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "invalid `crate` path {:?}: {e}; expected a path such as \
                                      \"::mq_core\" or \"my_reexport::mq_core\"",
-                                    lit.value()
-                                ),
-                            )
-                        });
+                                lit.value()
+                            ),
+                        )
+                    });
                     record(cx, parsed.map(|p| Spanned::new(p, lit.span())))
                 });
             }
@@ -158,24 +159,7 @@ impl TaskAttrs {
         }
         Ok(())
     }
-
-    fn is_set(&self, key: &str) -> bool {
-        match key {
-            "queue" => self.queue.is_some(),
-            "name" => self.name.is_some(),
-            "max_retries" => self.max_retries.is_some(),
-            "timeout" => self.timeout.is_some(),
-            "backoff" => self.backoff.is_some(),
-            "concurrency" => self.concurrency.is_some(),
-            "crate" => self.krate.is_some(),
-            _ => false,
-        }
-    }
 }
-
-// Note on duplicates: a key whose value was invalid stays unset, so a later repetition of it
-// is parsed instead of being reported as a duplicate. That only happens after an error was
-// already reported for the first use, so the build fails either way.
 
 /// Records the error of `res` (if any) and turns it into an `Option`.
 fn record<T>(cx: &mut Ctxt, res: syn::Result<T>) -> Option<T> {
@@ -256,7 +240,9 @@ fn lit_int(cx: &mut Ctxt, key: &str, value: &Expr, ty: &str) -> Option<LitInt> {
         _ => {
             cx.push(syn::Error::new_spanned(
                 value,
-                format!("expected an unsigned integer literal ({ty}) for `{key}`, e.g. `{key} = 5`"),
+                format!(
+                    "expected an unsigned integer literal ({ty}) for `{key}`, e.g. `{key} = 5`"
+                ),
             ));
             None
         }
@@ -356,7 +342,9 @@ mod tests {
         assert!(err.contains("invalid duration `soon`"), "{err}");
         assert!(err.contains("expected number at 0"), "{err}");
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("30").unwrap_err().contains("time unit needed"));
+        assert!(parse_duration("30")
+            .unwrap_err()
+            .contains("time unit needed"));
     }
 
     #[test]
@@ -380,7 +368,10 @@ mod tests {
             parse_backoff(" fixed ( 1h 30m ) "),
             Ok(BackoffSpec::Fixed(secs(5400)))
         );
-        assert_eq!(parse_backoff("fixed(0s)"), Ok(BackoffSpec::Fixed(Duration::ZERO)));
+        assert_eq!(
+            parse_backoff("fixed(0s)"),
+            Ok(BackoffSpec::Fixed(Duration::ZERO))
+        );
         let exp = BackoffSpec::Exponential {
             base: secs(1),
             cap: secs(600),
@@ -468,7 +459,7 @@ mod tests {
         let (attrs, errors) = parse(syn::parse_quote! {
             #[task(retries = 3, queue = "a", queue = "b", max_retries = "5", timeout = 30)]
             #[task(backoff = "soonish", concurrency = 5u8, max_retries = 4294967296)]
-            #[task(x::y(1, 2), name = "ok")]
+            #[task(x::y(1, 2), name = "ok", max_retries = 1)]
             struct A;
         });
         assert_eq!(
@@ -483,14 +474,27 @@ mod tests {
                  `timeout = \"none\"`",
                 &format!("invalid backoff `soonish`: {BACKOFF_FORMS}"),
                 "`concurrency` is a usize; remove the `u8` suffix",
-                "`4294967296` does not fit in u32",
+                "duplicate task attribute `max_retries`",
                 "unknown task attribute `x::y`; expected one of: queue, name, max_retries, \
                  timeout, backoff, concurrency, crate",
+                "duplicate task attribute `max_retries`",
             ]
         );
-        // Valid entries are kept even next to invalid ones.
+        // Valid entries are kept even next to invalid ones; invalid ones are dropped, and a
+        // repetition of a key whose first value was invalid is still a duplicate.
+        assert!(attrs.max_retries.is_none());
         assert_eq!(attrs.queue.unwrap().value, "a");
         assert_eq!(attrs.name.unwrap().value, "ok");
+    }
+
+    #[test]
+    fn integer_out_of_range() {
+        let (_, errors) = parse(syn::parse_quote! { #[task(max_retries = 4294967296)] struct A; });
+        assert_eq!(errors, vec!["`4294967296` does not fit in u32"]);
+        let (attrs, errors) =
+            parse(syn::parse_quote! { #[task(max_retries = 4294967295u32)] struct A; });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(attrs.max_retries.unwrap().value, u32::MAX);
     }
 
     #[test]

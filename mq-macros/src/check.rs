@@ -38,7 +38,9 @@ pub(crate) fn check(cx: &mut Ctxt, input: &DeriveInput, attrs: TaskAttrs) -> Tas
 
     let name = match attrs.name {
         Some(n) => {
-            validate_name(&n.value).map_err(|e| cx.error(n.span, e)).ok();
+            validate_name(&n.value)
+                .map_err(|e| cx.error(n.span, e))
+                .ok();
             n.value
         }
         None => type_name.clone(),
@@ -46,7 +48,9 @@ pub(crate) fn check(cx: &mut Ctxt, input: &DeriveInput, attrs: TaskAttrs) -> Tas
 
     let queue = match attrs.queue {
         Some(q) => {
-            validate_queue(&q.value).map_err(|e| cx.error(q.span, e)).ok();
+            validate_queue(&q.value)
+                .map_err(|e| cx.error(q.span, e))
+                .ok();
             q.value
         }
         None => {
@@ -162,9 +166,8 @@ pub(crate) fn snake_case(name: &str) -> String {
         if c.is_uppercase() && i > 0 {
             let prev = chars[i - 1];
             let next_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
-            let boundary = prev.is_lowercase()
-                || prev.is_ascii_digit()
-                || (prev.is_uppercase() && next_lower);
+            let boundary =
+                prev.is_lowercase() || prev.is_ascii_digit() || (prev.is_uppercase() && next_lower);
             if boundary && !out.ends_with('_') {
                 out.push('_');
             }
@@ -332,7 +335,10 @@ mod tests {
     fn non_ascii_type_name_needs_a_queue() {
         let (_, errors) = run(syn::parse_quote! { struct Größe; });
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].contains("default queue name `größe`"), "{errors:?}");
+        assert!(
+            errors[0].contains("default queue name `größe`"),
+            "{errors:?}"
+        );
         let (_, errors) = run(syn::parse_quote! { #[task(queue = "size")] struct Größe; });
         assert!(errors.is_empty(), "{errors:?}");
     }

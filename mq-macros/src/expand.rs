@@ -153,8 +153,14 @@ mod tests {
             #[task(timeout = "none", backoff = "none")]
             struct A;
         });
-        assert!(out.contains("timeout : :: core :: option :: Option :: None ,"), "{out}");
-        assert!(out.contains("backoff : :: mq_core :: Backoff :: None ,"), "{out}");
+        assert!(
+            out.contains("timeout : :: core :: option :: Option :: None ,"),
+            "{out}"
+        );
+        assert!(
+            out.contains("backoff : :: mq_core :: Backoff :: None ,"),
+            "{out}"
+        );
         let out = expand_str(syn::parse_quote! {
             #[task(backoff = "fixed(2m)")]
             struct A;

@@ -3,7 +3,7 @@
 //!
 //! Layout: `attr.rs` parses `#[task(...)]` into a span-keeping model, `check.rs` applies the
 //! semantic rules and fills in defaults, `expand.rs` emits the impl. Errors from every stage are
-//! gathered in one [`Ctxt`] so a single build reports all of them.
+//! gathered in one `Ctxt` so a single build reports all of them.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};

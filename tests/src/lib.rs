@@ -1,1 +1,206 @@
-//! Test harness: a real redis-server on a free loopback port.
+//! Test harness for mq's integration tests: a real `redis-server` per test on a free loopback
+//! port (stopped when the test ends, passed or failed), example binaries run as child
+//! processes, and bounded waiting.
+
+use std::{
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+pub use mq_examples::LocalRedis;
+
+/// Starts a fresh `redis-server` for one test.
+///
+/// # Panics
+///
+/// If `redis-server` is missing or does not start: the message says how to install it.
+pub fn redis() -> LocalRedis {
+    init_logs();
+    match LocalRedis::start() {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Starts a `redis-server` with extra arguments.
+///
+/// # Panics
+///
+/// As [`redis`].
+pub fn redis_with(args: &[&str]) -> LocalRedis {
+    init_logs();
+    match LocalRedis::start_with(args) {
+        Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Sends the runtime's logs to the test output (`RUST_LOG`, default `warn`).
+pub fn init_logs() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// A multiplexed connection to `server`.
+///
+/// # Panics
+///
+/// If it cannot connect.
+pub async fn conn(server: &LocalRedis) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to test redis")
+}
+
+/// Polls `check` every 20 ms until it returns `true`; panics with `what` after `timeout`.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The path of an `mq-examples` binary of the same profile as this test, built on first use.
+///
+/// # Panics
+///
+/// If the build fails.
+pub fn example_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    // target/{profile}/deps/{test}-{hash} -> target/{profile}
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target/profile dir")
+        .to_path_buf();
+    BUILT.get_or_init(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-q", "-p", "mq-examples", "--bins"]);
+        if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build");
+        assert!(status.success(), "building the example binaries failed");
+    });
+    profile_dir.join(name)
+}
+
+/// A child process killed (SIGKILL) when dropped unless it already exited.
+#[derive(Debug)]
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// Spawns `bin` with `args` and `MQ_REDIS_URL=url`, stderr passed through.
+    ///
+    /// # Panics
+    ///
+    /// If the process cannot be spawned.
+    pub fn spawn(bin: &PathBuf, url: &str, args: &[&str]) -> Self {
+        let child = Command::new(bin)
+            .args(args)
+            .env("MQ_REDIS_URL", url)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        ChildGuard(child)
+    }
+
+    /// Sends a signal by name (`TERM`, `KILL`, `INT`) with `kill(1)`.
+    ///
+    /// # Panics
+    ///
+    /// If `kill` fails.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Waits up to `timeout` for the process to exit and returns its exit status.
+    ///
+    /// # Panics
+    ///
+    /// If it is still running after `timeout`.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Number of entries in a stream (`XLEN`).
+pub async fn xlen(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> usize {
+    redis::cmd("XLEN")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .expect("XLEN")
+}
+
+/// Number of pending entries of `group` on `stream` (first element of `XPENDING`).
+pub async fn pending(
+    conn: &mut redis::aio::MultiplexedConnection,
+    stream: &str,
+    group: &str,
+) -> usize {
+    let v: redis::Value = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg(group)
+        .query_async(conn)
+        .await
+        .expect("XPENDING");
+    match v {
+        redis::Value::Array(items) => match items.first() {
+            Some(redis::Value::Int(n)) => *n as usize,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}

@@ -38,6 +38,16 @@ impl QueueKeys {
     }
 }
 
+/// `{prefix}:workers`: hash of live workers, consumer name -> description.
+pub fn workers_key(prefix: &str) -> String {
+    format!("{prefix}:workers")
+}
+
+/// `{prefix}:worker:{consumer}`: a worker's heartbeat, a string with a TTL.
+pub fn worker_key(prefix: &str, consumer: &str) -> String {
+    format!("{prefix}:worker:{consumer}")
+}
+
 /// Checks a queue name: non-empty, at most 200 bytes of `[A-Za-z0-9_.:-]` (no braces, which
 /// would break the hash tag). The derive enforces the same rule at compile time.
 pub fn validate_queue_name(queue: &str) -> Result<(), String> {

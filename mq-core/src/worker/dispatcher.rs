@@ -42,7 +42,8 @@ impl Job {
         let env = match Envelope::from_fields(fields) {
             Ok(env) => env,
             Err(e) => {
-                self.dead(&entry_id, None, &format!("malformed entry: {e}")).await;
+                self.dead(&entry_id, None, &format!("malformed entry: {e}"))
+                    .await;
                 return;
             }
         };

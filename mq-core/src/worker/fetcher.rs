@@ -71,6 +71,7 @@ impl Fetcher {
                         tracing::info!(queue = %self.queue.queue, "redis reachable again");
                         failures = 0;
                     }
+                    tracing::trace!(queue = %self.queue.queue, read = entries.len(), asked = permits.len(), blocking = idle, "read");
                     idle = entries.is_empty();
                     self.dispatch(entries, permits);
                 }
@@ -194,7 +195,10 @@ impl Permits {
 pub(crate) fn parse_read_reply(reply: Value) -> Vec<RawEntry> {
     let streams = match reply {
         Value::Array(s) => s,
-        Value::Map(m) => m.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
+        Value::Map(m) => m
+            .into_iter()
+            .map(|(k, v)| Value::Array(vec![k, v]))
+            .collect(),
         _ => return Vec::new(),
     };
     let mut out = Vec::new();

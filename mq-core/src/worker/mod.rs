@@ -10,6 +10,7 @@
 mod acker;
 mod dispatcher;
 mod fetcher;
+mod heartbeat;
 mod promoter;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -197,7 +198,8 @@ impl WorkerBuilder {
                     .filter_map(|h| h.options().concurrency)
                     .min()
             });
-            let fetch = conn::managed(&client, config.block_timeout + conn::COMMAND_TIMEOUT).await?;
+            let fetch =
+                conn::managed(&client, config.block_timeout + conn::COMMAND_TIMEOUT).await?;
             queues.push(QueueRuntime {
                 state: Arc::new(QueueState {
                     keys,
@@ -316,6 +318,9 @@ impl Worker {
             queues,
             token,
         } = self;
+        let names: Vec<String> = queues.iter().map(|q| q.state.keys.queue.clone()).collect();
+        heartbeat::register(&shared, &names).await?;
+        let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), token.clone()));
         let tracker = TaskTracker::new();
         let ack_stop = CancellationToken::new();
         let mut fetchers = JoinSet::new();
@@ -362,6 +367,7 @@ impl Worker {
             tracing::warn!("acks not flushed in time; those tasks stay pending and run again");
         }
         while promoters.join_next().await.is_some() {}
+        let _ = heartbeat.await;
         if drained {
             tracing::info!("worker stopped");
             Ok(())

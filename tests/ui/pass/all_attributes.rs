@@ -4,7 +4,12 @@ use mq_core::{Backoff, Task, TaskOptions};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Task)]
-#[task(queue = "images", name = "embed-image.v2", max_retries = 5, timeout = "1h 30m")]
+#[task(
+    queue = "images",
+    name = "embed-image.v2",
+    max_retries = 5,
+    timeout = "1h 30m"
+)]
 #[task(backoff = "exponential( 500ms , 10m )")]
 #[task(concurrency = 8, crate = "::mq_core")]
 struct EmbedImage {
@@ -51,5 +56,8 @@ fn main() {
     );
     assert_eq!(NoBackoff::QUEUE, "a-b_c.d:e9");
     assert_eq!(NoBackoff::OPTIONS.backoff, Backoff::None);
-    assert_eq!(NoBackoff::OPTIONS.max_retries, TaskOptions::DEFAULT.max_retries);
+    assert_eq!(
+        NoBackoff::OPTIONS.max_retries,
+        TaskOptions::DEFAULT.max_retries
+    );
 }

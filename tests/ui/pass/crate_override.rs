@@ -21,11 +21,20 @@ mod tasks {
 
 fn main() {
     use std::time::Duration;
-    assert_eq!(<tasks::ViaExternCrate as renamed::Task>::QUEUE, "via_extern_crate");
+    assert_eq!(
+        <tasks::ViaExternCrate as renamed::Task>::QUEUE,
+        "via_extern_crate"
+    );
     assert_eq!(
         <tasks::ViaExternCrate as renamed::Task>::OPTIONS.backoff,
         renamed::Backoff::Fixed(Duration::from_secs(2))
     );
-    assert_eq!(<tasks::ViaReexport as reexport::mq::Task>::NAME, "ViaReexport");
-    assert_eq!(<tasks::ViaReexport as reexport::mq::Task>::OPTIONS.concurrency, Some(2));
+    assert_eq!(
+        <tasks::ViaReexport as reexport::mq::Task>::NAME,
+        "ViaReexport"
+    );
+    assert_eq!(
+        <tasks::ViaReexport as reexport::mq::Task>::OPTIONS.concurrency,
+        Some(2)
+    );
 }

@@ -1,0 +1,58 @@
+//! `Job`: the task of the `jobs-worker` example, which records every completion in Redis so a
+//! run can be checked from outside (the integration tests do).
+
+use mq_core::{Task, TaskError};
+use serde::{Deserialize, Serialize};
+
+/// Hash: task number -> times handled.
+pub const HANDLED_KEY: &str = "mq-examples:handled";
+/// Hash: consumer name -> tasks it handled.
+pub const BY_CONSUMER_KEY: &str = "mq-examples:by-consumer";
+/// Set: task numbers whose handler started.
+pub const STARTED_KEY: &str = "mq-examples:started";
+
+/// A job that sleeps `sleep_ms` and then counts itself as handled.
+#[derive(Debug, Clone, Serialize, Deserialize, Task)]
+#[task(
+    queue = "jobs",
+    max_retries = 2,
+    timeout = "1m",
+    backoff = "fixed(100ms)"
+)]
+pub struct Job {
+    /// Job number, unique within a run.
+    pub n: u64,
+    /// Time the handler spends "working".
+    pub sleep_ms: u64,
+}
+
+/// Handles a [`Job`]: marks it started, sleeps, counts it handled (per job and per consumer).
+pub async fn handle_job(
+    job: Job,
+    conn: redis::aio::MultiplexedConnection,
+    consumer: &str,
+) -> Result<(), TaskError> {
+    let mut conn = conn;
+    if job.sleep_ms > 0 {
+        let _: () = redis::cmd("SADD")
+            .arg(STARTED_KEY)
+            .arg(job.n)
+            .query_async(&mut conn)
+            .await?;
+        tokio::time::sleep(std::time::Duration::from_millis(job.sleep_ms)).await;
+    }
+    let _: () = redis::pipe()
+        .cmd("HINCRBY")
+        .arg(HANDLED_KEY)
+        .arg(job.n)
+        .arg(1)
+        .ignore()
+        .cmd("HINCRBY")
+        .arg(BY_CONSUMER_KEY)
+        .arg(consumer)
+        .arg(1)
+        .ignore()
+        .query_async(&mut conn)
+        .await?;
+    Ok(())
+}
