@@ -28,7 +28,7 @@ pub fn redis() -> LocalRedis {
 ///
 /// # Panics
 ///
-/// As [`redis`].
+/// As [`redis()`].
 pub fn redis_with(args: &[&str]) -> LocalRedis {
     init_logs();
     match LocalRedis::start_with(args) {

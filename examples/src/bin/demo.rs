@@ -23,7 +23,12 @@ use serde::{Deserialize, Serialize};
 
 /// A product record whose text is to be turned into a vector.
 #[derive(Debug, Serialize, Deserialize, Task)]
-#[task(queue = "demo", max_retries = 3, timeout = "30s", backoff = "fixed(200ms)")]
+#[task(
+    queue = "demo",
+    max_retries = 3,
+    timeout = "30s",
+    backoff = "fixed(200ms)"
+)]
 struct EmbedProduct {
     product_id: u64,
     title: String,
@@ -145,9 +150,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get_multiplexed_async_connection()
         .await?;
     let keys = producer.keys::<EmbedProduct>();
-    let left: u64 = redis::cmd("XLEN").arg(&keys.stream).query_async(&mut conn).await?;
-    let dead: u64 = redis::cmd("XLEN").arg(&keys.dead).query_async(&mut conn).await?;
-    let delayed: u64 = redis::cmd("ZCARD").arg(&keys.delayed).query_async(&mut conn).await?;
+    let left: u64 = redis::cmd("XLEN")
+        .arg(&keys.stream)
+        .query_async(&mut conn)
+        .await?;
+    let dead: u64 = redis::cmd("XLEN")
+        .arg(&keys.dead)
+        .query_async(&mut conn)
+        .await?;
+    let delayed: u64 = redis::cmd("ZCARD")
+        .arg(&keys.delayed)
+        .query_async(&mut conn)
+        .await?;
     let handled = counts.handled.load(Ordering::Relaxed);
     println!(
         "demo: enqueued={total} handled={handled} retried={} dead={dead} left_in_stream={left} left_delayed={delayed} drain={:.2?} tasks_per_s={:.0}",
