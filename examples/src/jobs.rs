@@ -24,6 +24,10 @@ pub struct Job {
     pub n: u64,
     /// Time the handler spends "working".
     pub sleep_ms: u64,
+    /// Burn the CPU for `sleep_ms` without ever yielding to the runtime (a model inference
+    /// written carelessly), instead of sleeping.
+    #[serde(default)]
+    pub spin: bool,
 }
 
 /// Handles a [`Job`]: marks it started, sleeps, counts it handled (per job and per consumer).
@@ -39,7 +43,17 @@ pub async fn handle_job(
             .arg(job.n)
             .query_async(&mut conn)
             .await?;
-        tokio::time::sleep(std::time::Duration::from_millis(job.sleep_ms)).await;
+        let work = std::time::Duration::from_millis(job.sleep_ms);
+        if job.spin {
+            let start = std::time::Instant::now();
+            let mut x = 0u64;
+            while start.elapsed() < work {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+            }
+            std::hint::black_box(x);
+        } else {
+            tokio::time::sleep(work).await;
+        }
     }
     let _: () = redis::pipe()
         .cmd("HINCRBY")

@@ -19,6 +19,21 @@ pub const MAX_ACK_BATCH: usize = 2_048;
 /// Most delayed tasks one promote script moves: 1,000.
 pub const PROMOTE_BATCH: usize = 1_000;
 
+/// Default reclaim timeout: an in-flight task whose lease was not renewed for this long is
+/// taken over by another worker: 30 s. Leases are renewed every third of it.
+pub const DEFAULT_RECLAIM_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest time between two reclaim checks of a fetcher: 5 s (shorter for short timeouts:
+/// half the reclaim timeout).
+pub const MAX_RECLAIM_INTERVAL: Duration = Duration::from_secs(5);
+/// Default number of deliveries after which an entry that never finished is dead-lettered as
+/// abandoned: 5.
+pub const DEFAULT_MAX_DELIVERIES: u32 = 5;
+/// Default idle time after which a consumer with nothing pending is removed from the group:
+/// 1 h.
+pub const DEFAULT_CONSUMER_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How often each worker looks for idle consumers to remove: 60 s.
+pub const REAP_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How often a worker refreshes its heartbeat key: 5 s.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Heartbeat TTL: a worker silent this long counts as dead: 15 s.
@@ -45,6 +60,14 @@ pub struct WorkerConfig {
     pub block_timeout: Duration,
     /// Promoter interval. Default: [`DEFAULT_PROMOTE_INTERVAL`].
     pub promote_interval: Duration,
+    /// Reclaim timeout. Default: [`DEFAULT_RECLAIM_TIMEOUT`].
+    pub reclaim_timeout: Duration,
+    /// Deliveries before an unfinished entry is dead-lettered. Default:
+    /// [`DEFAULT_MAX_DELIVERIES`].
+    pub max_deliveries: u32,
+    /// Idle time before an empty consumer is removed. Default:
+    /// [`DEFAULT_CONSUMER_IDLE_TIMEOUT`].
+    pub consumer_idle_timeout: Duration,
 }
 
 impl WorkerConfig {
@@ -59,7 +82,21 @@ impl WorkerConfig {
             grace_period: DEFAULT_GRACE_PERIOD,
             block_timeout: DEFAULT_BLOCK_TIMEOUT,
             promote_interval: DEFAULT_PROMOTE_INTERVAL,
+            reclaim_timeout: DEFAULT_RECLAIM_TIMEOUT,
+            max_deliveries: DEFAULT_MAX_DELIVERIES,
+            consumer_idle_timeout: DEFAULT_CONSUMER_IDLE_TIMEOUT,
         }
+    }
+
+    /// How often in-flight leases are renewed: a third of the reclaim timeout.
+    pub fn lease_renew_interval(&self) -> Duration {
+        self.reclaim_timeout / 3
+    }
+
+    /// How often a fetcher looks for entries to reclaim: half the reclaim timeout, at most
+    /// [`MAX_RECLAIM_INTERVAL`].
+    pub fn reclaim_interval(&self) -> Duration {
+        (self.reclaim_timeout / 2).min(MAX_RECLAIM_INTERVAL)
     }
 }
 

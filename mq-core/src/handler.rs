@@ -183,3 +183,41 @@ impl<T: Task, H: Handler<T>> ErasedHandler for Typed<T, H> {
         T::OPTIONS
     }
 }
+
+/// Runs CPU-bound work (model inference, image decoding) on tokio's blocking thread pool, off
+/// the async worker threads, so fetching, acking and the rest of the worker keep going. A
+/// panic in `work` becomes a retryable [`TaskError`].
+///
+/// Leases are renewed from a thread of their own either way; this keeps throughput up.
+///
+/// # Examples
+///
+/// ```
+/// # async fn demo() -> Result<(), mq_core::TaskError> {
+/// let sum = mq_core::blocking(|| (0..1_000_000u64).sum::<u64>()).await?;
+/// assert_eq!(sum, 499_999_500_000);
+/// # Ok(()) }
+/// ```
+pub async fn blocking<F, R>(work: F) -> Result<R, TaskError>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        if e.is_panic() {
+            let panic = e.into_panic();
+            TaskError::retry(format!("handler panicked: {}", panic_message(&*panic)))
+        } else {
+            TaskError::retry("blocking work was cancelled")
+        }
+    })
+}
+
+/// The message of a panic payload (`&str` or `String`), or a placeholder.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}

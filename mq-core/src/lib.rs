@@ -13,7 +13,7 @@ pub mod worker;
 pub use async_trait::async_trait;
 pub use config::WorkerConfig;
 pub use error::{Error, Result};
-pub use handler::{Handler, TaskContext, TaskError};
+pub use handler::{blocking, Handler, TaskContext, TaskError};
 pub use mq_macros::Task;
 pub use producer::Producer;
 pub use retry::Backoff;

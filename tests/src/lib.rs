@@ -5,7 +5,7 @@
 use std::{
     path::PathBuf,
     process::{Child, Command, Stdio},
-    sync::OnceLock,
+    sync::{Mutex, OnceLock},
     time::{Duration, Instant},
 };
 
@@ -88,7 +88,7 @@ where
 ///
 /// If the build fails.
 pub fn example_bin(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     // target/{profile}/deps/{test}-{hash} -> target/{profile}
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
@@ -96,15 +96,17 @@ pub fn example_bin(name: &str) -> PathBuf {
         .and_then(|p| p.parent())
         .expect("target/profile dir")
         .to_path_buf();
-    BUILT.get_or_init(|| {
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-q", "-p", "mq-examples", "--bins"]);
+        cmd.args(["build", "-q", "-p", "mq-examples", "--bin", name]);
         if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "building the example binaries failed");
-    });
+        assert!(status.success(), "building example binary {name} failed");
+        built.push(name.to_owned());
+    }
     profile_dir.join(name)
 }
 

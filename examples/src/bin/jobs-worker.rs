@@ -20,6 +20,9 @@ struct Args {
     /// Grace period at shutdown, in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     grace_ms: u64,
+    /// Reclaim timeout in milliseconds (how long a dead worker's tasks wait to be taken over).
+    #[arg(long, default_value_t = 30_000)]
+    reclaim_timeout_ms: u64,
 }
 
 #[tokio::main]
@@ -34,6 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .consumer(&consumer)
         .concurrency(args.concurrency)
         .grace_period(Duration::from_millis(args.grace_ms))
+        .reclaim_timeout(Duration::from_millis(args.reclaim_timeout_ms))
         .handle::<Job, _>(move |job: Job, _ctx: TaskContext| {
             let conn = conn.clone();
             let name = name.clone();

@@ -14,3 +14,13 @@ pub static SCHEDULE: LazyLock<Script> =
 pub static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
 /// Acks a task and moves it to the dead-letter stream (`lua/dead.lua`).
 pub static DEAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/dead.lua")));
+/// Renews the leases of in-flight tasks this consumer still owns (`lua/renew.lua`).
+pub static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
+/// Takes over entries of dead workers, dead-lettering abandoned ones (`lua/reclaim.lua`).
+pub static RECLAIM: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/reclaim.lua")));
+/// Removes idle consumers with nothing pending (`lua/reap_consumers.lua`).
+pub static REAP_CONSUMERS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/reap_consumers.lua")));
+/// Moves dead-lettered tasks back to the stream (`lua/replay.lua`).
+pub static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/replay.lua")));

@@ -33,6 +33,7 @@ pub(super) async fn run(
                     }
                 }
                 flush(&shared, &queue, &ids, &stop).await;
+                queue.untrack(&ids);
                 return;
             }
         };
@@ -40,6 +41,7 @@ pub(super) async fn run(
             return; // every sender is gone and nothing is left
         }
         flush(&shared, &queue, &ids, &stop).await;
+        queue.untrack(&ids);
         ids.clear();
     }
 }

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use super::{error_backoff, fetcher::Permits, fetcher::RawEntry, QueueState, Shared};
 use crate::{
     envelope::{now_ms, Envelope},
-    handler::{TaskContext, TaskError},
+    handler::{panic_message, TaskContext, TaskError},
     redis::scripts,
     task::TaskOptions,
 };
@@ -68,8 +68,11 @@ impl Job {
         };
         match outcome {
             Outcome::Done => {
-                // The acker is gone only after the grace period; the entry then stays pending.
-                let _ = self.ack_tx.send(entry_id).await;
+                // The acker untracks the id once the ack is flushed. It is gone only after the
+                // grace period; the entry then stays pending and runs again elsewhere.
+                if let Err(e) = self.ack_tx.send(entry_id).await {
+                    self.queue.untrack([&e.0]);
+                }
             }
             Outcome::Invalid(reason) => self.dead(&entry_id, Some(&env), &reason).await,
             Outcome::Failed(err) => self.failed(&entry_id, env, &options, err).await,
@@ -101,7 +104,7 @@ impl Job {
         };
         let member = next.to_delayed_member();
         let keys = &self.queue.keys;
-        self.settle("retry", || {
+        self.settle("retry", entry_id, || {
             let mut inv = scripts::RETRY.prepare_invoke();
             inv.key(&keys.stream)
                 .key(&keys.delayed)
@@ -121,7 +124,7 @@ impl Job {
         let attempts = env.map_or(1, |e| e.attempt + 1);
         let keys = &self.queue.keys;
         let failed_at = now_ms();
-        self.settle("dead-letter", || {
+        self.settle("dead-letter", entry_id, || {
             let mut inv = scripts::DEAD.prepare_invoke();
             inv.key(&keys.stream)
                 .key(&keys.dead)
@@ -140,8 +143,19 @@ impl Job {
         .await;
     }
 
-    /// Runs a retry or dead-letter script, retrying on Redis errors a few times.
+    /// Runs a retry or dead-letter script for `entry_id`, retrying on Redis errors a few
+    /// times, then stops renewing the entry's lease.
     async fn settle<'a>(
+        &self,
+        what: &'static str,
+        entry_id: &str,
+        invocation: impl Fn() -> redis::ScriptInvocation<'a>,
+    ) {
+        self.try_settle(what, invocation).await;
+        self.queue.untrack([&entry_id.to_owned()]);
+    }
+
+    async fn try_settle<'a>(
         &self,
         what: &'static str,
         invocation: impl Fn() -> redis::ScriptInvocation<'a>,
@@ -179,13 +193,9 @@ async fn run_guarded(
     match result {
         Ok(Ok(())) => Outcome::Done,
         Ok(Err(e)) => Outcome::Failed(e),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".into());
-            Outcome::Failed(TaskError::retry(format!("handler panicked: {msg}")))
-        }
+        Err(panic) => Outcome::Failed(TaskError::retry(format!(
+            "handler panicked: {}",
+            panic_message(&*panic)
+        ))),
     }
 }

@@ -5,13 +5,13 @@
 //! When the queue is empty it keeps one permit and blocks on `XREADGROUP ... COUNT 1 BLOCK`,
 //! so an idle queue holds no capacity that other queues of the process could use.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Instant};
 
 use redis::{aio::ConnectionManager, Value};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{dispatcher, error_backoff, sleep_or_cancel, QueueState, Shared};
+use super::{dispatcher, error_backoff, reclaimer, sleep_or_cancel, QueueState, Shared};
 use crate::{config::MAX_FETCH_BATCH, redis::conn};
 
 pub(super) struct Fetcher {
@@ -56,22 +56,39 @@ impl Fetcher {
     pub(super) async fn run(self) {
         let mut idle = false;
         let mut failures = 0u32;
+        let reclaim_every = self.shared.config.reclaim_interval();
+        let mut last_reclaim = Instant::now();
+        let mut cursor = String::from("0-0");
         loop {
-            let want = if idle { 1 } else { MAX_FETCH_BATCH };
+            let reclaim_due = last_reclaim.elapsed() >= reclaim_every;
+            let want = if idle && !reclaim_due { 1 } else { MAX_FETCH_BATCH };
             let permits = tokio::select! {
                 biased;
                 _ = self.token.cancelled() => break,
                 p = self.acquire(want) => match p { Some(p) => p, None => break },
             };
+            if reclaim_due {
+                last_reclaim = Instant::now();
+                let mut conn = self.conn.clone();
+                match reclaimer::reclaim(&self.shared, &self.queue, &mut conn, &mut cursor, permits.len()).await {
+                    Ok(entries) if !entries.is_empty() => {
+                        self.dispatch(entries, permits);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(queue = %self.queue.queue, error = %e, "reclaim failed"),
+                }
+            }
             // A read in progress is not abandoned at shutdown: what it returns has been
             // delivered to this consumer and is run like any other in-flight task.
-            match self.read(permits.len(), idle).await {
+            let block = idle && permits.len() == 1;
+            match self.read(permits.len(), block).await {
                 Ok(entries) => {
                     if failures > 0 {
                         tracing::info!(queue = %self.queue.queue, "redis reachable again");
                         failures = 0;
                     }
-                    tracing::trace!(queue = %self.queue.queue, read = entries.len(), asked = permits.len(), blocking = idle, "read");
+                    tracing::trace!(queue = %self.queue.queue, read = entries.len(), asked = permits.len(), blocking = block, "read");
                     idle = entries.is_empty();
                     self.dispatch(entries, permits);
                 }
@@ -165,6 +182,7 @@ impl Fetcher {
     }
 
     fn spawn(&self, entry: RawEntry, permits: Permits) {
+        self.queue.track(&entry.0);
         let job = dispatcher::Job {
             shared: self.shared.clone(),
             queue: self.queue.clone(),
@@ -191,38 +209,42 @@ impl Permits {
 }
 
 /// Parses an `XREADGROUP` reply for one stream: `nil` or `[[key, [[id, [f, v, ...]], ...]]]`.
-/// Entries whose body is `nil` (deleted while pending) are skipped.
 pub(crate) fn parse_read_reply(reply: Value) -> Vec<RawEntry> {
     let streams = match reply {
         Value::Array(s) => s,
-        Value::Map(m) => m
-            .into_iter()
-            .map(|(k, v)| Value::Array(vec![k, v]))
-            .collect(),
+        Value::Map(m) => m.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
         _ => return Vec::new(),
     };
     let mut out = Vec::new();
     for stream in streams {
-        let Value::Array(mut kv) = stream else {
-            continue;
-        };
-        let Some(Value::Array(entries)) = kv.pop() else {
-            continue;
-        };
-        out.reserve(entries.len());
-        for entry in entries {
-            let Value::Array(mut parts) = entry else {
-                continue;
-            };
-            if parts.len() != 2 {
-                continue;
+        if let Value::Array(mut kv) = stream {
+            if let Some(entries) = kv.pop() {
+                out.extend(parse_entries(entries));
             }
-            let fields = parts.pop();
-            let id = parts.pop();
-            if let (Some(Value::BulkString(id)), Some(Value::Array(fields))) = (id, fields) {
-                if let Ok(id) = String::from_utf8(id) {
-                    out.push((id, fields));
-                }
+        }
+    }
+    out
+}
+
+/// Parses a list of entries `[[id, [f, v, ...]], ...]`. Entries whose body is `nil` (deleted
+/// while pending) are skipped.
+pub(crate) fn parse_entries(entries: Value) -> Vec<RawEntry> {
+    let Value::Array(entries) = entries else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Value::Array(mut parts) = entry else {
+            continue;
+        };
+        if parts.len() != 2 {
+            continue;
+        }
+        let fields = parts.pop();
+        let id = parts.pop();
+        if let (Some(Value::BulkString(id)), Some(Value::Array(fields))) = (id, fields) {
+            if let Ok(id) = String::from_utf8(id) {
+                out.push((id, fields));
             }
         }
     }

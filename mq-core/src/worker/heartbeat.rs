@@ -1,21 +1,20 @@
 //! Worker registry: each running worker has a field in `{prefix}:workers` (consumer name ->
-//! JSON-free `key=value` description) and a key `{prefix}:worker:{consumer}` with a TTL that it
-//! refreshes. A worker whose key expired is dead; the CLI and metrics list the live ones.
+//! `key=value` description) and a key `{prefix}:worker:{consumer}` with a TTL that it refreshes
+//! from the lease thread. A worker whose key expired is dead; the CLI and metrics list the live
+//! ones.
 
-use std::sync::Arc;
+use redis::aio::ConnectionManager;
 
-use tokio_util::sync::CancellationToken;
-
-use super::{error_backoff, sleep_or_cancel, Shared};
+use super::Shared;
 use crate::{
-    config::{HEARTBEAT_INTERVAL, HEARTBEAT_TTL},
+    config::HEARTBEAT_TTL,
     envelope::now_ms,
-    error::Error,
+    error::{Error, Result},
     redis::keys,
 };
 
-/// Registers the worker; returns once the first heartbeat is written.
-pub(super) async fn register(shared: &Shared, queues: &[String]) -> Result<(), Error> {
+/// Registers the worker and writes its first heartbeat.
+pub(super) async fn register(shared: &Shared, queues: &[String]) -> Result<()> {
     let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
     let info = format!(
         "queues={} concurrency={} started_at={}",
@@ -24,77 +23,40 @@ pub(super) async fn register(shared: &Shared, queues: &[String]) -> Result<(), E
         now_ms()
     );
     redis::pipe()
-        .hset(
-            keys::workers_key(&shared.config.prefix),
-            &shared.config.consumer,
-            info,
-        )
+        .hset(keys::workers_key(&shared.config.prefix), &shared.config.consumer, info)
         .ignore()
-        .set_ex(
-            keys::worker_key(&shared.config.prefix, &shared.config.consumer),
-            now_ms(),
-            HEARTBEAT_TTL.as_secs(),
-        )
+        .add_command(beat_cmd(shared))
         .ignore()
         .query_async::<()>(&mut conn)
         .await
         .map_err(Error::redis("register worker"))
 }
 
-/// Refreshes the heartbeat until `token` is cancelled, then unregisters.
-pub(super) async fn run(shared: Arc<Shared>, token: CancellationToken) {
-    let mut failures = 0u32;
-    loop {
-        let wait = if failures == 0 {
-            HEARTBEAT_INTERVAL
-        } else {
-            error_backoff(failures)
-        };
-        if !sleep_or_cancel(wait, &token).await {
-            break;
-        }
-        let r = async {
-            let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
-            redis::cmd("SET")
-                .arg(keys::worker_key(
-                    &shared.config.prefix,
-                    &shared.config.consumer,
-                ))
-                .arg(now_ms())
-                .arg("EX")
-                .arg(HEARTBEAT_TTL.as_secs())
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(Error::redis("heartbeat"))
-        }
-        .await;
-        match r {
-            Ok(()) => failures = 0,
-            Err(e) => {
-                failures += 1;
-                tracing::warn!(error = %e, "heartbeat failed");
-            }
-        }
-    }
-    let r = async {
-        let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
-        redis::pipe()
-            .hdel(
-                keys::workers_key(&shared.config.prefix),
-                &shared.config.consumer,
-            )
-            .ignore()
-            .del(keys::worker_key(
-                &shared.config.prefix,
-                &shared.config.consumer,
-            ))
-            .ignore()
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(Error::redis("unregister worker"))
-    }
-    .await;
-    if let Err(e) = r {
-        tracing::warn!(error = %e, "cannot unregister worker; its entry expires by itself");
-    }
+/// Refreshes the heartbeat key.
+pub(super) async fn beat(shared: &Shared, conn: &mut ConnectionManager) -> Result<()> {
+    beat_cmd(shared)
+        .query_async::<()>(conn)
+        .await
+        .map_err(Error::redis("heartbeat"))
+}
+
+fn beat_cmd(shared: &Shared) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(keys::worker_key(&shared.config.prefix, &shared.config.consumer))
+        .arg(now_ms())
+        .arg("EX")
+        .arg(HEARTBEAT_TTL.as_secs());
+    cmd
+}
+
+/// Removes the worker from the registry (clean shutdown).
+pub(super) async fn unregister(shared: &Shared, conn: &mut ConnectionManager) -> Result<()> {
+    redis::pipe()
+        .hdel(keys::workers_key(&shared.config.prefix), &shared.config.consumer)
+        .ignore()
+        .del(keys::worker_key(&shared.config.prefix, &shared.config.consumer))
+        .ignore()
+        .query_async::<()>(conn)
+        .await
+        .map_err(Error::redis("unregister worker"))
 }

@@ -11,9 +11,15 @@ mod acker;
 mod dispatcher;
 mod fetcher;
 mod heartbeat;
+mod lease;
 mod promoter;
+mod reclaimer;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use redis::aio::ConnectionManager;
 use tokio::{sync::Semaphore, task::JoinSet};
@@ -142,6 +148,30 @@ impl WorkerBuilder {
         self
     }
 
+    /// Time after which an in-flight task whose lease was not renewed (its worker died or
+    /// hangs) is taken over by another worker. Leases of running tasks are renewed every third
+    /// of it from a thread of their own, so tasks may run far longer. Default:
+    /// [`DEFAULT_RECLAIM_TIMEOUT`](crate::config::DEFAULT_RECLAIM_TIMEOUT).
+    pub fn reclaim_timeout(mut self, timeout: Duration) -> Self {
+        self.config.reclaim_timeout = timeout;
+        self
+    }
+
+    /// Deliveries after which an entry that never finished (it probably crashes its worker) is
+    /// dead-lettered as abandoned. Default:
+    /// [`DEFAULT_MAX_DELIVERIES`](crate::config::DEFAULT_MAX_DELIVERIES).
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.config.max_deliveries = n;
+        self
+    }
+
+    /// Idle time after which a consumer with nothing pending is removed from the group.
+    /// Default: [`DEFAULT_CONSUMER_IDLE_TIMEOUT`](crate::config::DEFAULT_CONSUMER_IDLE_TIMEOUT).
+    pub fn consumer_idle_timeout(mut self, idle: Duration) -> Self {
+        self.config.consumer_idle_timeout = idle;
+        self
+    }
+
     /// The settings so far.
     pub fn config(&self) -> &WorkerConfig {
         &self.config
@@ -167,6 +197,12 @@ impl WorkerBuilder {
         }
         if config.block_timeout < Duration::from_millis(1) {
             problems.push("block_timeout must be at least 1 ms".into());
+        }
+        if config.reclaim_timeout < Duration::from_millis(30) {
+            problems.push("reclaim_timeout must be at least 30 ms".into());
+        }
+        if config.max_deliveries == 0 {
+            problems.push("max_deliveries must be at least 1".into());
         }
         if config.promote_interval.is_zero() {
             problems.push("promote_interval must be positive".into());
@@ -206,6 +242,7 @@ impl WorkerBuilder {
                     queue: Arc::from(name.as_str()),
                     handlers,
                     limit: limit.map(|n| Arc::new(Semaphore::new(n))),
+                    in_flight: Mutex::new(HashSet::new()),
                 }),
                 fetch,
             });
@@ -219,6 +256,7 @@ impl WorkerBuilder {
         );
         Ok(Worker {
             shared: Arc::new(Shared {
+                client,
                 global: Arc::new(Semaphore::new(config.concurrency)),
                 config,
                 data,
@@ -233,6 +271,8 @@ impl WorkerBuilder {
 /// What every part of a running worker shares.
 pub(crate) struct Shared {
     pub(crate) config: WorkerConfig,
+    /// For connections made on other threads (the lease thread).
+    pub(crate) client: redis::Client,
     /// Multiplexed connection for acks, retries and dead letters.
     pub(crate) data: ConnectionManager,
     /// Pool for control commands (promote).
@@ -247,6 +287,30 @@ pub(crate) struct QueueState {
     pub(crate) queue: Arc<str>,
     pub(crate) handlers: Handlers,
     pub(crate) limit: Option<Arc<Semaphore>>,
+    /// Entry ids this worker is running or has not settled yet: their leases are renewed.
+    pub(crate) in_flight: Mutex<HashSet<String>>,
+}
+
+impl QueueState {
+    pub(crate) fn track(&self, entry_id: &str) {
+        lock(&self.in_flight).insert(entry_id.to_owned());
+    }
+
+    pub(crate) fn untrack<'a>(&self, entry_ids: impl IntoIterator<Item = &'a String>) {
+        let mut set = lock(&self.in_flight);
+        for id in entry_ids {
+            set.remove(id);
+        }
+    }
+
+    pub(crate) fn in_flight_ids(&self) -> Vec<String> {
+        lock(&self.in_flight).iter().cloned().collect()
+    }
+}
+
+/// Locks a mutex, ignoring poisoning (the data, a set of ids, stays consistent).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct QueueRuntime {
@@ -320,7 +384,11 @@ impl Worker {
         } = self;
         let names: Vec<String> = queues.iter().map(|q| q.state.keys.queue.clone()).collect();
         heartbeat::register(&shared, &names).await?;
-        let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), token.clone()));
+        // Leases and heartbeats live on a thread of their own, so handlers that hog the
+        // runtime's threads cannot starve them; they stop only after the acks are flushed.
+        let lease_stop = CancellationToken::new();
+        let states: Vec<Arc<QueueState>> = queues.iter().map(|q| q.state.clone()).collect();
+        let lease_thread = lease::spawn(shared.clone(), states, lease_stop.clone())?;
         let tracker = TaskTracker::new();
         let ack_stop = CancellationToken::new();
         let mut fetchers = JoinSet::new();
@@ -335,6 +403,11 @@ impl Worker {
                 ack_stop.clone(),
             ));
             promoters.spawn(promoter::run(
+                shared.clone(),
+                q.state.clone(),
+                token.clone(),
+            ));
+            promoters.spawn(reclaimer::reap_loop(
                 shared.clone(),
                 q.state.clone(),
                 token.clone(),
@@ -367,7 +440,13 @@ impl Worker {
             tracing::warn!("acks not flushed in time; those tasks stay pending and run again");
         }
         while promoters.join_next().await.is_some() {}
-        let _ = heartbeat.await;
+        lease_stop.cancel();
+        if tokio::task::spawn_blocking(move || lease_thread.join())
+            .await
+            .is_err()
+        {
+            tracing::warn!("lease thread ended abnormally");
+        }
         if drained {
             tracing::info!("worker stopped");
             Ok(())

@@ -1,0 +1,98 @@
+//! The lease thread: an OS thread with its own single-threaded runtime and Redis connection
+//! that renews the leases of in-flight tasks (renew script: `XCLAIM ... JUSTID` of the entries
+//! this consumer still owns) and refreshes the worker's heartbeat.
+//!
+//! A lease is the idle time of the task's entry in the group's pending list; another worker's
+//! reclaimer takes an entry over only once it is idle past the reclaim timeout. Renewing every
+//! third of that timeout from a thread that handlers cannot block keeps a CPU-bound handler,
+//! or one running for hours, from being run twice while its worker lives.
+
+use std::{sync::Arc, thread::JoinHandle, time::Instant};
+
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use super::{error_backoff, heartbeat, sleep_or_cancel, QueueState, Shared};
+use crate::{
+    config::HEARTBEAT_INTERVAL,
+    error::{Error, Result},
+    redis::{conn, scripts},
+};
+
+/// Ids per renew script call: 256.
+const RENEW_CHUNK: usize = 256;
+
+/// Starts the lease thread; it runs until `stop` is cancelled, then unregisters the worker.
+pub(super) fn spawn(
+    shared: Arc<Shared>,
+    queues: Vec<Arc<QueueState>>,
+    stop: CancellationToken,
+) -> Result<JoinHandle<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Config(format!("cannot start the lease runtime: {e}")))?;
+    std::thread::Builder::new()
+        .name("mq-lease".into())
+        .spawn(move || rt.block_on(run(shared, queues, stop)))
+        .map_err(|e| Error::Config(format!("cannot start the lease thread: {e}")))
+}
+
+async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: CancellationToken) {
+    let mut failures = 0u32;
+    let mut conn = loop {
+        match conn::managed(&shared.client, conn::COMMAND_TIMEOUT).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tracing::warn!(error = %e, "lease thread cannot connect");
+                if !sleep_or_cancel(error_backoff(failures), &stop).await {
+                    return;
+                }
+                failures += 1;
+            }
+        }
+    };
+    let renew_every = shared.config.lease_renew_interval();
+    let mut last_beat = Instant::now();
+    loop {
+        if !sleep_or_cancel(renew_every.min(HEARTBEAT_INTERVAL), &stop).await {
+            break;
+        }
+        for q in &queues {
+            if let Err(e) = renew(&shared, q, &mut conn).await {
+                tracing::warn!(queue = %q.queue, error = %e, "lease renewal failed");
+            }
+        }
+        if last_beat.elapsed() >= HEARTBEAT_INTERVAL {
+            last_beat = Instant::now();
+            if let Err(e) = heartbeat::beat(&shared, &mut conn).await {
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+        }
+    }
+    if let Err(e) = heartbeat::unregister(&shared, &mut conn).await {
+        tracing::warn!(error = %e, "cannot unregister worker; its heartbeat expires by itself");
+    }
+}
+
+/// Renews the leases of one queue's in-flight entries; forgets entries no longer ours.
+async fn renew(shared: &Shared, queue: &QueueState, conn: &mut ConnectionManager) -> Result<()> {
+    let ids = queue.in_flight_ids();
+    for chunk in ids.chunks(RENEW_CHUNK) {
+        let lost: Vec<String> = scripts::RENEW
+            .key(&queue.keys.stream)
+            .arg(&shared.config.group)
+            .arg(&shared.config.consumer)
+            .arg(chunk)
+            .invoke_async(conn)
+            .await
+            .map_err(Error::redis("renew leases"))?;
+        if !lost.is_empty() {
+            // Acked meanwhile (normal when a task just finished) or taken over by another
+            // worker after this one stalled longer than the reclaim timeout.
+            tracing::debug!(queue = %queue.queue, lost = lost.len(), "leases not renewed: entries no longer owned");
+            queue.untrack(&lost);
+        }
+    }
+    Ok(())
+}
