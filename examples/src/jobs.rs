@@ -33,7 +33,7 @@ pub struct Job {
 /// Handles a [`Job`]: marks it started, sleeps, counts it handled (per job and per consumer).
 pub async fn handle_job(
     job: Job,
-    conn: redis::aio::MultiplexedConnection,
+    conn: redis::aio::ConnectionManager,
     consumer: &str,
 ) -> Result<(), TaskError> {
     let mut conn = conn;

@@ -1,5 +1,6 @@
 #![doc = include_str!("../../README.md")]
 
+pub mod admin;
 pub mod config;
 pub mod envelope;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod retry;
 pub mod task;
 pub mod worker;
 
+pub use admin::Admin;
 pub use async_trait::async_trait;
 pub use config::WorkerConfig;
 pub use error::{Error, Result};

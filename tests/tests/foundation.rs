@@ -172,7 +172,11 @@ async fn two_worker_processes_share_ten_thousand_tasks_without_duplicates() {
     })
     .await;
     producer
-        .enqueue_many((0..N).map(|n| Job { n, sleep_ms: 0, spin: false }))
+        .enqueue_many((0..N).map(|n| Job {
+            n,
+            sleep_ms: 0,
+            spin: false,
+        }))
         .await
         .unwrap();
     wait_until(Duration::from_secs(90), "all jobs handled", || {
@@ -337,7 +341,11 @@ async fn sigterm_finishes_and_acks_in_flight_tasks_and_fetches_nothing_new() {
     let bin = example_bin("jobs-worker");
     let producer = Producer::connect(&server.url()).await.unwrap();
     producer
-        .enqueue_many((0..20).map(|n| Job { n, sleep_ms: 1_500, spin: false }))
+        .enqueue_many((0..20).map(|n| Job {
+            n,
+            sleep_ms: 1_500,
+            spin: false,
+        }))
         .await
         .unwrap();
     let mut worker = ChildGuard::spawn(&bin, &server.url(), &["--concurrency", "4"]);

@@ -30,7 +30,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     mq_examples::init_tracing();
     let args = Args::parse();
     let client = redis::Client::open(args.url.as_str())?;
-    let conn = client.get_multiplexed_async_connection().await?;
+    // A reconnecting connection: the handler keeps working across Redis restarts.
+    let conn = redis::aio::ConnectionManager::new(client).await?;
     let consumer = mq_core::config::default_consumer_name();
     let name = consumer.clone();
     let worker = Worker::builder(&args.url)

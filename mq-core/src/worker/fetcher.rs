@@ -61,7 +61,11 @@ impl Fetcher {
         let mut cursor = String::from("0-0");
         loop {
             let reclaim_due = last_reclaim.elapsed() >= reclaim_every;
-            let want = if idle && !reclaim_due { 1 } else { MAX_FETCH_BATCH };
+            let want = if idle && !reclaim_due {
+                1
+            } else {
+                MAX_FETCH_BATCH
+            };
             let permits = tokio::select! {
                 biased;
                 _ = self.token.cancelled() => break,
@@ -70,13 +74,23 @@ impl Fetcher {
             if reclaim_due {
                 last_reclaim = Instant::now();
                 let mut conn = self.conn.clone();
-                match reclaimer::reclaim(&self.shared, &self.queue, &mut conn, &mut cursor, permits.len()).await {
+                match reclaimer::reclaim(
+                    &self.shared,
+                    &self.queue,
+                    &mut conn,
+                    &mut cursor,
+                    permits.len(),
+                )
+                .await
+                {
                     Ok(entries) if !entries.is_empty() => {
                         self.dispatch(entries, permits);
                         continue;
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(queue = %self.queue.queue, error = %e, "reclaim failed"),
+                    Err(e) => {
+                        tracing::warn!(queue = %self.queue.queue, error = %e, "reclaim failed")
+                    }
                 }
             }
             // A read in progress is not abandoned at shutdown: what it returns has been
@@ -212,7 +226,10 @@ impl Permits {
 pub(crate) fn parse_read_reply(reply: Value) -> Vec<RawEntry> {
     let streams = match reply {
         Value::Array(s) => s,
-        Value::Map(m) => m.into_iter().map(|(k, v)| Value::Array(vec![k, v])).collect(),
+        Value::Map(m) => m
+            .into_iter()
+            .map(|(k, v)| Value::Array(vec![k, v]))
+            .collect(),
         _ => return Vec::new(),
     };
     let mut out = Vec::new();

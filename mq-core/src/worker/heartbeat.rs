@@ -23,7 +23,11 @@ pub(super) async fn register(shared: &Shared, queues: &[String]) -> Result<()> {
         now_ms()
     );
     redis::pipe()
-        .hset(keys::workers_key(&shared.config.prefix), &shared.config.consumer, info)
+        .hset(
+            keys::workers_key(&shared.config.prefix),
+            &shared.config.consumer,
+            info,
+        )
         .ignore()
         .add_command(beat_cmd(shared))
         .ignore()
@@ -42,19 +46,28 @@ pub(super) async fn beat(shared: &Shared, conn: &mut ConnectionManager) -> Resul
 
 fn beat_cmd(shared: &Shared) -> redis::Cmd {
     let mut cmd = redis::cmd("SET");
-    cmd.arg(keys::worker_key(&shared.config.prefix, &shared.config.consumer))
-        .arg(now_ms())
-        .arg("EX")
-        .arg(HEARTBEAT_TTL.as_secs());
+    cmd.arg(keys::worker_key(
+        &shared.config.prefix,
+        &shared.config.consumer,
+    ))
+    .arg(now_ms())
+    .arg("EX")
+    .arg(HEARTBEAT_TTL.as_secs());
     cmd
 }
 
 /// Removes the worker from the registry (clean shutdown).
 pub(super) async fn unregister(shared: &Shared, conn: &mut ConnectionManager) -> Result<()> {
     redis::pipe()
-        .hdel(keys::workers_key(&shared.config.prefix), &shared.config.consumer)
+        .hdel(
+            keys::workers_key(&shared.config.prefix),
+            &shared.config.consumer,
+        )
         .ignore()
-        .del(keys::worker_key(&shared.config.prefix, &shared.config.consumer))
+        .del(keys::worker_key(
+            &shared.config.prefix,
+            &shared.config.consumer,
+        ))
         .ignore()
         .query_async::<()>(conn)
         .await

@@ -15,6 +15,8 @@ mod lease;
 mod promoter;
 mod reclaimer;
 
+pub(crate) use fetcher::parse_entries;
+
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex},

@@ -1,0 +1,502 @@
+//! Reliability against a real redis-server: panics and timeouts, replay and purge, leases that
+//! hold while the worker lives (even with a CPU-bound handler) and are taken over when it is
+//! SIGKILLed, Redis restarts, and random garbage entries.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use mq_core::{
+    admin::Admin, redis::keys::QueueKeys, Producer, Task, TaskContext, TaskError, Worker,
+};
+use mq_examples::jobs::{Job, BY_CONSUMER_KEY, HANDLED_KEY, STARTED_KEY};
+use mq_tests::{conn, example_bin, pending, redis, redis_with, wait_until, xlen, ChildGuard};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+type Running = (mq_core::CancellationToken, JoinHandle<mq_core::Result<()>>);
+
+fn spawn_worker(worker: Worker) -> Running {
+    let token = worker.shutdown_token();
+    (token, tokio::spawn(worker.run()))
+}
+
+async fn stop((token, handle): Running) {
+    token.cancel();
+    tokio::time::timeout(WAIT, handle)
+        .await
+        .expect("worker stops in time")
+        .expect("worker task")
+        .expect("clean shutdown");
+}
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(
+    queue = "explode",
+    max_retries = 1,
+    timeout = "300ms",
+    backoff = "none"
+)]
+struct Explode {
+    mode: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panics_and_timeouts_are_retried_then_dead_lettered_while_other_tasks_run() {
+    let server = redis();
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    let runs: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let r = runs.clone();
+    let worker = Worker::builder(&server.url())
+        .handle::<Explode, _>(move |t: Explode, _ctx: TaskContext| {
+            let r = r.clone();
+            async move {
+                *r.lock().unwrap().entry(t.mode.clone()).or_default() += 1;
+                match t.mode.as_str() {
+                    "panic" => panic!("boom"),
+                    "timeout" => tokio::time::sleep(Duration::from_secs(60)).await,
+                    _ => {}
+                }
+                Ok::<_, TaskError>(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = spawn_worker(worker);
+    producer
+        .enqueue(Explode {
+            mode: "panic".into(),
+        })
+        .await
+        .unwrap();
+    producer
+        .enqueue(Explode {
+            mode: "timeout".into(),
+        })
+        .await
+        .unwrap();
+    producer
+        .enqueue_many((0..50).map(|_| Explode { mode: "ok".into() }))
+        .await
+        .unwrap();
+    let admin = Admin::connect(&server.url()).await.unwrap();
+    wait_until(WAIT, "2 dead letters and 50 successes", || {
+        let (admin, runs) = (admin.clone(), runs.clone());
+        async move {
+            runs.lock().unwrap().get("ok") == Some(&50)
+                && admin.stats("explode").await.ok().map(|s| s.dead) == Some(2)
+        }
+    })
+    .await;
+    stop(running).await;
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs["panic"], 2, "first run + 1 retry");
+    assert_eq!(runs["timeout"], 2, "first run + 1 retry");
+    let dead = admin.dead_list("explode", 10).await.unwrap();
+    let reasons: Vec<String> = dead.iter().filter_map(|d| d.field("error")).collect();
+    assert!(
+        reasons.contains(&"retries exhausted: handler panicked: boom".to_owned()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"retries exhausted: timed out after 300ms".to_owned()),
+        "{reasons:?}"
+    );
+    for d in &dead {
+        assert_eq!(d.field("attempts").as_deref(), Some("2"));
+        assert_eq!(d.field("name").as_deref(), Some("Explode"));
+    }
+    let stats = admin.stats("explode").await.unwrap();
+    assert_eq!((stats.length, stats.pending, stats.delayed), (0, 0, 0));
+}
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "replay", max_retries = 0)]
+struct Fragile {
+    n: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_dead_task_runs_again_and_purge_empties_the_dead_stream() {
+    let server = redis();
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    let broken = Arc::new(AtomicBool::new(true));
+    let done: Arc<Mutex<Vec<(u32, u32)>>> = Arc::default();
+    let (b, d) = (broken.clone(), done.clone());
+    let worker = Worker::builder(&server.url())
+        .handle::<Fragile, _>(move |t: Fragile, ctx: TaskContext| {
+            let (b, d) = (b.clone(), d.clone());
+            async move {
+                if b.load(Ordering::SeqCst) {
+                    return Err(TaskError::permanent("downstream is broken"));
+                }
+                d.lock().unwrap().push((t.n, ctx.attempt()));
+                Ok(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = spawn_worker(worker);
+    let admin = Admin::connect(&server.url()).await.unwrap();
+    let ids = producer
+        .enqueue_many((0..3).map(|n| Fragile { n }))
+        .await
+        .unwrap();
+    wait_until(WAIT, "3 dead letters", || {
+        let admin = admin.clone();
+        async move { admin.stats("replay").await.ok().map(|s| s.dead) == Some(3) }
+    })
+    .await;
+    let dead = admin.dead_list("replay", 10).await.unwrap();
+    let shown = admin
+        .dead_show("replay", &dead[0].dead_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(shown, dead[0]);
+    assert_eq!(
+        shown.field("error").as_deref(),
+        Some("permanent failure: downstream is broken")
+    );
+    assert!(ids.contains(&shown.field("id").unwrap()));
+    let json = shown.payload_json().unwrap();
+    assert!(
+        json["n"].as_u64().unwrap() < 3,
+        "payload decoded for display: {json}"
+    );
+
+    broken.store(false, Ordering::SeqCst);
+    assert_eq!(
+        admin
+            .replay("replay", &[dead[0].dead_id.clone()])
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(admin.replay_all("replay").await.unwrap(), 2);
+    wait_until(WAIT, "replayed tasks handled", || {
+        let d = done.clone();
+        async move { d.lock().unwrap().len() == 3 }
+    })
+    .await;
+    let mut handled = done.lock().unwrap().clone();
+    handled.sort();
+    assert_eq!(
+        handled,
+        vec![(0, 0), (1, 0), (2, 0)],
+        "each ran once more, attempt reset"
+    );
+    assert_eq!(admin.stats("replay").await.unwrap().dead, 0);
+
+    broken.store(true, Ordering::SeqCst);
+    producer.enqueue(Fragile { n: 7 }).await.unwrap();
+    wait_until(WAIT, "a new dead letter", || {
+        let admin = admin.clone();
+        async move { admin.stats("replay").await.ok().map(|s| s.dead) == Some(1) }
+    })
+    .await;
+    assert_eq!(admin.purge("replay").await.unwrap(), 1);
+    assert_eq!(admin.stats("replay").await.unwrap().dead, 0);
+    assert_eq!(admin.queues().await.unwrap(), vec!["replay".to_owned()]);
+    stop(running).await;
+}
+
+async fn hget_all(c: &mut redis::aio::MultiplexedConnection, key: &str) -> HashMap<String, u64> {
+    redis::cmd("HGETALL").arg(key).query_async(c).await.unwrap()
+}
+
+async fn started(c: &mut redis::aio::MultiplexedConnection) -> usize {
+    redis::cmd("SCARD")
+        .arg(STARTED_KEY)
+        .query_async(c)
+        .await
+        .unwrap_or(0)
+}
+
+const RECLAIM_MS: &str = "1000";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_bound_task_three_times_the_reclaim_timeout_is_not_taken_over_while_its_worker_lives() {
+    let server = redis();
+    let bin = example_bin("jobs-worker");
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    let mut c = conn(&server).await;
+    let args = ["--reclaim-timeout-ms", RECLAIM_MS, "--concurrency", "2"];
+    let mut a = ChildGuard::spawn(&bin, &server.url(), &args);
+    // Two tasks that burn both runtime threads of worker A without yielding for 3.5 s.
+    producer
+        .enqueue_many((0..2).map(|n| Job {
+            n,
+            sleep_ms: 3_500,
+            spin: true,
+        }))
+        .await
+        .unwrap();
+    wait_until(WAIT, "A started both", || {
+        let mut c = c.clone();
+        async move { started(&mut c).await == 2 }
+    })
+    .await;
+    let mut b = ChildGuard::spawn(&bin, &server.url(), &args);
+    wait_until(WAIT, "both handled", || {
+        let mut c = c.clone();
+        async move { hget_all(&mut c, HANDLED_KEY).await.len() == 2 }
+    })
+    .await;
+    // Give B a few more reclaim rounds to (wrongly) run a task again.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    a.signal("TERM");
+    b.signal("TERM");
+    assert!(a.wait_exit(WAIT).await.success());
+    assert!(b.wait_exit(WAIT).await.success());
+    let handled = hget_all(&mut c, HANDLED_KEY).await;
+    assert_eq!(
+        handled.values().copied().collect::<Vec<_>>(),
+        vec![1, 1],
+        "{handled:?}"
+    );
+    let by = hget_all(&mut c, BY_CONSUMER_KEY).await;
+    assert_eq!(by.len(), 1, "only worker A ran them: {by:?}");
+    let k = QueueKeys::new("mq", "jobs");
+    assert_eq!(pending(&mut c, &k.stream, "mq").await, 0);
+    assert_eq!(xlen(&mut c, &k.stream).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_of_a_sigkilled_worker_are_taken_over_and_finished_by_another() {
+    let server = redis();
+    let bin = example_bin("jobs-worker");
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    let mut c = conn(&server).await;
+    let args = ["--reclaim-timeout-ms", RECLAIM_MS, "--concurrency", "4"];
+    let mut a = ChildGuard::spawn(&bin, &server.url(), &args);
+    producer
+        .enqueue_many((0..4).map(|n| Job {
+            n,
+            sleep_ms: 2_000,
+            spin: false,
+        }))
+        .await
+        .unwrap();
+    wait_until(WAIT, "A started all 4", || {
+        let mut c = c.clone();
+        async move { started(&mut c).await == 4 }
+    })
+    .await;
+    a.signal("KILL");
+    a.wait_exit(WAIT).await;
+    assert!(
+        hget_all(&mut c, HANDLED_KEY).await.is_empty(),
+        "A died before finishing"
+    );
+    let mut b = ChildGuard::spawn(&bin, &server.url(), &args);
+    wait_until(WAIT, "B finished all 4", || {
+        let mut c = c.clone();
+        async move { hget_all(&mut c, HANDLED_KEY).await.len() == 4 }
+    })
+    .await;
+    b.signal("TERM");
+    assert!(b.wait_exit(WAIT).await.success());
+    let handled = hget_all(&mut c, HANDLED_KEY).await;
+    assert!(handled.values().all(|&v| v == 1), "{handled:?}");
+    let k = QueueKeys::new("mq", "jobs");
+    assert_eq!(pending(&mut c, &k.stream, "mq").await, 0);
+    assert_eq!(xlen(&mut c, &k.stream).await, 0);
+    assert_eq!(xlen(&mut c, &k.dead).await, 0);
+}
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "restart")]
+struct Survive {
+    n: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_and_producer_survive_a_redis_restart() {
+    let mut server = redis_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let s = seen.clone();
+    let worker = Worker::builder(&server.url())
+        .handle::<Survive, _>(move |t: Survive, _ctx: TaskContext| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push(t.n);
+                Ok::<_, TaskError>(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = spawn_worker(worker);
+    producer
+        .enqueue_many((0..100).map(|n| Survive { n }))
+        .await
+        .unwrap();
+    wait_until(WAIT, "first 100", || {
+        let s = seen.clone();
+        async move { s.lock().unwrap().len() == 100 }
+    })
+    .await;
+
+    server.stop();
+    let down = tokio::time::timeout(WAIT, producer.enqueue(Survive { n: 999 })).await;
+    assert!(
+        matches!(down, Ok(Err(_))),
+        "enqueue while Redis is down is an error: {down:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart().unwrap();
+
+    // The producer reconnects by itself; the worker resumes fetching.
+    let mut sent = false;
+    for _ in 0..100 {
+        if producer
+            .enqueue_many((100..200).map(|n| Survive { n }))
+            .await
+            .is_ok()
+        {
+            sent = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sent, "producer works again after the restart");
+    wait_until(WAIT, "second 100 after the restart", || {
+        let s = seen.clone();
+        async move { s.lock().unwrap().len() >= 200 }
+    })
+    .await;
+    stop(running).await;
+    let mut all = seen.lock().unwrap().clone();
+    all.sort();
+    all.dedup();
+    assert_eq!(all, (0..200).collect::<Vec<_>>());
+}
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "fuzz")]
+struct Ping {
+    n: u32,
+}
+
+mod random_entries {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A field name: mostly the real ones, sometimes junk.
+    fn field_name() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            4 => prop::sample::select(vec!["id", "name", "payload", "attempt", "enqueued_at", "error", "traceparent"])
+                .prop_map(|s| s.as_bytes().to_vec()),
+            1 => prop::collection::vec(any::<u8>(), 0..8),
+        ]
+    }
+
+    /// A value: sometimes valid for its slot, sometimes random bytes.
+    fn field_value() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            1 => Just(b"Ping".to_vec()),
+            1 => any::<u32>().prop_map(|n| n.to_string().into_bytes()),
+            1 => any::<u32>().prop_map(|n| rmp_serde::to_vec_named(&Ping { n }).unwrap()),
+            2 => prop::collection::vec(any::<u8>(), 0..40),
+        ]
+    }
+
+    fn entry() -> impl Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {
+        prop::collection::vec((field_name(), field_value()), 1..8)
+    }
+
+    #[test]
+    fn every_random_entry_ends_handled_or_dead_and_the_worker_survives() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let server = redis();
+        let handled = Arc::new(AtomicUsize::new(0));
+        let h = handled.clone();
+        let running = rt.block_on(async {
+            let worker = Worker::builder(&server.url())
+                .handle::<Ping, _>(move |_p: Ping, _ctx: TaskContext| {
+                    let h = h.clone();
+                    async move {
+                        h.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, TaskError>(())
+                    }
+                })
+                .build()
+                .await
+                .unwrap();
+            spawn_worker(worker)
+        });
+        let k = QueueKeys::new("mq", "fuzz");
+        let mut c = rt.block_on(conn(&server));
+        let total = AtomicUsize::new(0);
+        let config = ProptestConfig {
+            cases: 32,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        };
+        proptest!(config, |(entries in prop::collection::vec(entry(), 1..12))| {
+            let mut c = c.clone();
+            rt.block_on(async {
+                for fields in &entries {
+                    let mut cmd = redis::cmd("XADD");
+                    cmd.arg(&k.stream).arg("*");
+                    for (f, v) in fields {
+                        cmd.arg(&f[..]).arg(&v[..]);
+                    }
+                    let _: String = cmd.query_async(&mut c).await.unwrap();
+                }
+                let expect = total.fetch_add(entries.len(), Ordering::SeqCst) + entries.len();
+                wait_until(WAIT, "every entry handled or dead-lettered", || {
+                    let (h, mut c, k) = (handled.clone(), c.clone(), k.clone());
+                    async move {
+                        h.load(Ordering::SeqCst) + xlen(&mut c, &k.dead).await == expect
+                            && xlen(&mut c, &k.stream).await == 0
+                            && pending(&mut c, &k.stream, "mq").await == 0
+                    }
+                })
+                .await;
+            });
+        });
+        rt.block_on(async {
+            // Every dead letter says why.
+            let admin = Admin::connect(&server.url()).await.unwrap();
+            for d in admin.dead_list("fuzz", 10_000).await.unwrap() {
+                assert!(d.field("error").is_some_and(|e| !e.is_empty()), "{d:?}");
+            }
+            // Still alive and well.
+            let before = handled.load(Ordering::SeqCst);
+            Producer::connect(&server.url())
+                .await
+                .unwrap()
+                .enqueue(Ping { n: 1 })
+                .await
+                .unwrap();
+            wait_until(WAIT, "a valid task after the garbage", || {
+                let h = handled.clone();
+                async move { h.load(Ordering::SeqCst) == before + 1 }
+            })
+            .await;
+            assert_eq!(xlen(&mut c, &k.delayed).await, 0, "nothing was retried");
+            stop(running).await;
+        });
+        eprintln!(
+            "random entries: {}, handled: {}",
+            total.load(Ordering::SeqCst),
+            handled.load(Ordering::SeqCst)
+        );
+    }
+}
