@@ -50,15 +50,14 @@ pub fn init_logs() {
     });
 }
 
-/// A multiplexed connection to `server`.
+/// A reconnecting multiplexed connection to `server` (it survives server restarts).
 ///
 /// # Panics
 ///
 /// If it cannot connect.
-pub async fn conn(server: &LocalRedis) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(server.url())
-        .expect("url")
-        .get_multiplexed_async_connection()
+pub async fn conn(server: &LocalRedis) -> redis::aio::ConnectionManager {
+    let client = redis::Client::open(server.url()).expect("url");
+    redis::aio::ConnectionManager::new(client)
         .await
         .expect("connect to test redis")
 }
@@ -178,7 +177,7 @@ impl Drop for ChildGuard {
 }
 
 /// Number of entries in a stream (`XLEN`).
-pub async fn xlen(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> usize {
+pub async fn xlen(conn: &mut redis::aio::ConnectionManager, key: &str) -> usize {
     redis::cmd("XLEN")
         .arg(key)
         .query_async(conn)
@@ -187,11 +186,7 @@ pub async fn xlen(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> us
 }
 
 /// Number of pending entries of `group` on `stream` (first element of `XPENDING`).
-pub async fn pending(
-    conn: &mut redis::aio::MultiplexedConnection,
-    stream: &str,
-    group: &str,
-) -> usize {
+pub async fn pending(conn: &mut redis::aio::ConnectionManager, stream: &str, group: &str) -> usize {
     let v: redis::Value = redis::cmd("XPENDING")
         .arg(stream)
         .arg(group)

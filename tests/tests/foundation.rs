@@ -455,7 +455,7 @@ async fn delayed_tasks_run_at_their_due_time_not_before() {
 }
 
 async fn dead_entries(
-    c: &mut redis::aio::MultiplexedConnection,
+    c: &mut redis::aio::ConnectionManager,
     key: &str,
 ) -> Vec<HashMap<String, redis::Value>> {
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")

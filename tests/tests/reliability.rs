@@ -210,11 +210,11 @@ async fn replayed_dead_task_runs_again_and_purge_empties_the_dead_stream() {
     stop(running).await;
 }
 
-async fn hget_all(c: &mut redis::aio::MultiplexedConnection, key: &str) -> HashMap<String, u64> {
+async fn hget_all(c: &mut redis::aio::ConnectionManager, key: &str) -> HashMap<String, u64> {
     redis::cmd("HGETALL").arg(key).query_async(c).await.unwrap()
 }
 
-async fn started(c: &mut redis::aio::MultiplexedConnection) -> usize {
+async fn started(c: &mut redis::aio::ConnectionManager) -> usize {
     redis::cmd("SCARD")
         .arg(STARTED_KEY)
         .query_async(c)
