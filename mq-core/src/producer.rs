@@ -2,6 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use redis::aio::ConnectionManager;
 
 use crate::{
@@ -108,29 +109,26 @@ impl Producer {
         let stream = stream_key(&self.prefix, T::QUEUE);
         let now = now_ms();
         let mut ids = Vec::new();
-        let mut pipes = Vec::new();
-        let mut pipe = redis::pipe();
-        let mut in_pipe = 0;
-        for task in tasks {
-            let env = envelope(&task, now)?;
-            pipe.add_command(xadd(&stream, &env)).ignore();
-            ids.push(env.id);
-            in_pipe += 1;
-            if in_pipe == ENQUEUE_BATCH {
-                pipes.push(std::mem::take(&mut pipe));
-                in_pipe = 0;
+        // Pipelines are sent as soon as they are built, a few in flight at once, so building
+        // overlaps sending and memory stays bounded however many tasks there are.
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        let mut tasks = tasks.into_iter().peekable();
+        while tasks.peek().is_some() {
+            let mut pipe = redis::pipe();
+            for task in tasks.by_ref().take(ENQUEUE_BATCH) {
+                let env = envelope(&task, now)?;
+                pipe.add_command(xadd(&stream, &env)).ignore();
+                ids.push(env.id);
+            }
+            let mut conn = self.conn.clone();
+            in_flight.push_back(async move { pipe.query_async::<()>(&mut conn).await });
+            if in_flight.len() >= ENQUEUE_PIPELINES_IN_FLIGHT {
+                if let Some(r) = in_flight.next().await {
+                    r.map_err(Error::redis("XADD"))?;
+                }
             }
         }
-        if in_pipe > 0 {
-            pipes.push(pipe);
-        }
-        use futures::StreamExt;
-        let mut results = futures::stream::iter(pipes.into_iter().map(|p| {
-            let mut conn = self.conn.clone();
-            async move { p.query_async::<()>(&mut conn).await }
-        }))
-        .buffered(ENQUEUE_PIPELINES_IN_FLIGHT);
-        while let Some(r) = results.next().await {
+        while let Some(r) = in_flight.next().await {
             r.map_err(Error::redis("XADD"))?;
         }
         Ok(ids)

@@ -134,19 +134,27 @@ struct Args {
     /// Longest any phase may take, in seconds, before the bench fails.
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
+    /// Tokio worker threads of the drain phase's worker process. The default, 1, leaves the
+    /// other core of a 2-core machine to redis-server; see README "Sizing a worker".
+    #[arg(long, default_value_t = 1)]
+    worker_threads: usize,
     /// Internal: run a worker with a no-op handler (used by the drain phase).
     #[arg(long, hide = true)]
     worker_child: bool,
 }
 
-#[tokio::main]
-async fn main() -> BenchResult<()> {
+fn main() -> BenchResult<()> {
     init_tracing();
     let args = Args::parse();
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
     if args.worker_child {
-        return worker_child(&args).await;
+        rt.worker_threads(args.worker_threads.max(1));
     }
-    bench(args).await
+    let rt = rt.enable_all().build()?;
+    if args.worker_child {
+        return rt.block_on(worker_child(&args));
+    }
+    rt.block_on(bench(args))
 }
 
 /// `RUST_LOG` filter, default `warn` so that the bench's own lines stand out; logs go to stderr.
@@ -659,7 +667,8 @@ async fn drain(
             field("handled")?,
             field("vmhwm_kb")?,
             format!(
-                "in child process {pid} (cpu {:.2} s in its whole life); rss is that worker process's VmHWM",
+                "in child process {pid} with {} tokio worker thread(s) (cpu {:.2} s in its whole life); rss is that worker process's VmHWM",
+                args.worker_threads,
                 field("cpu_ms")? as f64 / 1000.0
             ),
         )
@@ -775,6 +784,8 @@ impl WorkerChild {
             .arg(&args.prefix)
             .arg("--concurrency")
             .arg(args.concurrency.to_string())
+            .arg("--worker-threads")
+            .arg(args.worker_threads.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

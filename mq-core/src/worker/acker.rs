@@ -40,6 +40,17 @@ pub(super) async fn run(
         if n == 0 {
             return; // every sender is gone and nothing is left
         }
+        // Under load more handlers finish within a scheduler tick: give them one, so a flush
+        // carries a batch instead of a single id. When idle this costs a yield, not a timer.
+        if ids.len() < MAX_ACK_BATCH {
+            tokio::task::yield_now().await;
+            while ids.len() < MAX_ACK_BATCH {
+                match rx.try_recv() {
+                    Ok(id) => ids.push(id),
+                    Err(_) => break,
+                }
+            }
+        }
         flush(&shared, &queue, &ids, &stop).await;
         queue.untrack(&ids);
         ids.clear();

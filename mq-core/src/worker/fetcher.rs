@@ -134,6 +134,8 @@ impl Fetcher {
     }
 
     /// Waits for one permit of each kind, then takes up to `want - 1` more without waiting.
+    /// When the queue is busy (`want > 1`) it first yields once, so that handlers finishing in
+    /// the same scheduler tick free their permits and the next read asks for a batch.
     async fn acquire(&self, want: usize) -> Option<Permits> {
         let mut queue = match &self.queue.limit {
             Some(s) => Some(s.clone().acquire_owned().await.ok()?),
@@ -141,6 +143,9 @@ impl Fetcher {
         };
         let global_sem = &self.shared.global;
         let mut global = global_sem.clone().acquire_owned().await.ok()?;
+        if want > 1 {
+            tokio::task::yield_now().await;
+        }
         let mut extra = (want - 1).min(global_sem.available_permits());
         if let Some(s) = &self.queue.limit {
             extra = extra.min(s.available_permits());
