@@ -2,6 +2,7 @@
 
 pub mod jobs;
 pub mod local_redis;
+pub mod pipeline;
 
 pub use local_redis::{LocalRedis, LocalRedisError};
 
