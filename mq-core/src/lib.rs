@@ -1,6 +1,7 @@
 #![doc = include_str!("../../README.md")]
 
 pub mod admin;
+pub mod batch;
 pub mod config;
 pub mod envelope;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod worker;
 
 pub use admin::Admin;
 pub use async_trait::async_trait;
+pub use batch::{batch, BatchHandler, Batched};
 pub use config::WorkerConfig;
 pub use error::{Error, Result};
 pub use handler::{blocking, Handler, TaskContext, TaskError};
@@ -26,6 +28,7 @@ pub use worker::{Worker, WorkerBuilder};
 /// The names most programs need: `use mq_core::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        async_trait, Backoff, Handler, Producer, Task, TaskContext, TaskError, TaskOptions, Worker,
+        async_trait, batch, blocking, Backoff, BatchHandler, Handler, Producer, Task, TaskContext,
+        TaskError, TaskOptions, Worker,
     };
 }

@@ -92,7 +92,6 @@ impl Job {
                 TaskError::Permanent(r) => format!("permanent failure: {r}"),
                 _ => format!("retries exhausted: {}", err.reason()),
             };
-            tracing::warn!(queue = %self.queue.queue, task = %env.name, id = %env.id, attempt = env.attempt, error = %err, "task failed for good: dead-lettered");
             self.dead(entry_id, Some(&env), &reason).await;
             return;
         };
@@ -118,9 +117,7 @@ impl Job {
     }
 
     async fn dead(&self, entry_id: &str, env: Option<&Envelope>, reason: &str) {
-        if env.is_none() {
-            tracing::warn!(queue = %self.queue.queue, entry = %entry_id, %reason, "invalid entry: dead-lettered");
-        }
+        tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = env.map(|e| e.id.as_str()), %reason, "dead-lettered");
         let attempts = env.map_or(1, |e| e.attempt + 1);
         let keys = &self.queue.keys;
         let failed_at = now_ms();

@@ -1,0 +1,202 @@
+//! Batch handlers: a handler that takes many tasks at once, as GPU models want.
+//!
+//! [`batch`] wraps a [`BatchHandler`] into an ordinary [`Handler`]: each task still goes
+//! through the worker on its own (its own permit, lease, timeout, ack, retry or dead letter),
+//! but instead of running alone it joins a batch. A batch is handed to the handler when it
+//! has `max_size` tasks or `max_wait` after its first task arrived, whichever comes first; the
+//! handler returns one outcome per task, in order.
+
+use std::{
+    future::Future,
+    marker::PhantomData,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    handler::{panic_message, Handler, TaskContext, TaskError},
+    task::Task,
+};
+
+/// Handles many tasks of type `T` at once, returning one outcome per task in the same order.
+///
+/// Implemented by async fns and closures `Fn(Vec<(T, TaskContext)>) -> impl Future<Output =
+/// Vec<Result<(), TaskError>>>`. Run the model itself with [`blocking`](crate::blocking) so it
+/// does not hold up the worker's async threads.
+#[async_trait]
+pub trait BatchHandler<T: Task>: Send + Sync + 'static {
+    /// Handles a batch. The result must have one entry per task; if it does not, every task
+    /// of the batch is retried.
+    async fn handle_batch(&self, tasks: Vec<(T, TaskContext)>) -> Vec<Result<(), TaskError>>;
+}
+
+#[async_trait]
+impl<T, F, Fut> BatchHandler<T> for F
+where
+    T: Task,
+    F: Fn(Vec<(T, TaskContext)>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Vec<Result<(), TaskError>>> + Send + 'static,
+{
+    async fn handle_batch(&self, tasks: Vec<(T, TaskContext)>) -> Vec<Result<(), TaskError>> {
+        (self)(tasks).await
+    }
+}
+
+/// Wraps `handler` so tasks reach it in batches of at most `max_size`, each waiting at most
+/// `max_wait` for the batch to fill. Register the result with
+/// [`WorkerBuilder::handle`](crate::WorkerBuilder::handle). The worker's concurrency limits
+/// count tasks, so a batch is never larger than the free permits allow.
+///
+/// # Panics
+///
+/// If `max_size` is 0.
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use mq_core::{batch, Task, TaskContext, TaskError, Worker};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize, Task)]
+/// # struct EmbedText { text: String }
+///
+/// async fn embed_all(tasks: Vec<(EmbedText, TaskContext)>) -> Vec<Result<(), TaskError>> {
+///     let texts: Vec<String> = tasks.into_iter().map(|(t, _)| t.text).collect();
+///     let n = texts.len();
+///     // One model call for the whole batch, off the async threads.
+///     match mq_core::blocking(move || texts.iter().map(|t| t.len()).collect::<Vec<_>>()).await {
+///         Ok(_vectors) => (0..n).map(|_| Ok(())).collect(),
+///         Err(e) => (0..n).map(|_| Err(e.clone())).collect(),
+///     }
+/// }
+/// # async fn run() -> mq_core::Result<()> {
+/// Worker::builder("redis://127.0.0.1/")
+///     .handle::<EmbedText, _>(batch(32, Duration::from_millis(20), embed_all))
+///     .concurrency(128)
+///     .build()
+///     .await?
+///     .run_until_signal()
+///     .await
+/// # }
+/// ```
+pub fn batch<T: Task, H: BatchHandler<T>>(
+    max_size: usize,
+    max_wait: Duration,
+    handler: H,
+) -> Batched<T, H> {
+    assert!(max_size > 0, "batch max_size must be at least 1");
+    let (tx, rx) = mpsc::channel(max_size * 4);
+    Batched {
+        inner: Arc::new(Inner {
+            handler,
+            max_size,
+            max_wait,
+            rx: Mutex::new(Some(rx)),
+        }),
+        tx,
+        _task: PhantomData,
+    }
+}
+
+type Item<T> = (T, TaskContext, oneshot::Sender<Result<(), TaskError>>);
+
+/// A [`BatchHandler`] made into a [`Handler`] by [`batch`].
+pub struct Batched<T: Task, H> {
+    inner: Arc<Inner<T, H>>,
+    tx: mpsc::Sender<Item<T>>,
+    _task: PhantomData<fn() -> T>,
+}
+
+impl<T: Task, H> std::fmt::Debug for Batched<T, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batched")
+            .field("task", &T::NAME)
+            .field("max_size", &self.inner.max_size)
+            .field("max_wait", &self.inner.max_wait)
+            .finish()
+    }
+}
+
+struct Inner<T: Task, H> {
+    handler: H,
+    max_size: usize,
+    max_wait: Duration,
+    /// Taken by the collector task, started on the first task.
+    rx: Mutex<Option<mpsc::Receiver<Item<T>>>>,
+}
+
+#[async_trait]
+impl<T: Task, H: BatchHandler<T>> Handler<T> for Batched<T, H> {
+    async fn handle(&self, task: T, ctx: TaskContext) -> Result<(), TaskError> {
+        let rx = self.inner.rx.lock().map(|mut rx| rx.take()).unwrap_or(None);
+        if let Some(rx) = rx {
+            tokio::spawn(collect(self.inner.clone(), rx));
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        self.tx
+            .send((task, ctx, done_tx))
+            .await
+            .map_err(|_| TaskError::retry("batch collector stopped"))?;
+        done_rx
+            .await
+            .unwrap_or_else(|_| Err(TaskError::retry("batch dropped without an outcome")))
+    }
+}
+
+/// Gathers tasks into batches and starts each batch as its own tokio task.
+async fn collect<T: Task, H: BatchHandler<T>>(
+    inner: Arc<Inner<T, H>>,
+    mut rx: mpsc::Receiver<Item<T>>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut items = Vec::with_capacity(inner.max_size);
+        items.push(first);
+        let deadline = tokio::time::Instant::now() + inner.max_wait;
+        while items.len() < inner.max_size {
+            tokio::select! {
+                item = rx.recv() => match item {
+                    Some(item) => items.push(item),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        tokio::spawn(run_batch(inner.clone(), items));
+    }
+}
+
+async fn run_batch<T: Task, H: BatchHandler<T>>(inner: Arc<Inner<T, H>>, items: Vec<Item<T>>) {
+    let n = items.len();
+    let mut tasks = Vec::with_capacity(n);
+    let mut senders = Vec::with_capacity(n);
+    for (task, ctx, tx) in items {
+        tasks.push((task, ctx));
+        senders.push(tx);
+    }
+    let outcomes = AssertUnwindSafe(inner.handler.handle_batch(tasks))
+        .catch_unwind()
+        .await;
+    let outcomes = match outcomes {
+        Ok(o) if o.len() == n => o,
+        Ok(o) => {
+            let e = TaskError::retry(format!(
+                "batch handler returned {} outcomes for {n} tasks",
+                o.len()
+            ));
+            vec![Err(e); n]
+        }
+        Err(panic) => {
+            let e = TaskError::retry(format!("handler panicked: {}", panic_message(&*panic)));
+            vec![Err(e); n]
+        }
+    };
+    for (tx, outcome) in senders.into_iter().zip(outcomes) {
+        // A task that timed out meanwhile no longer listens; its entry was already settled.
+        let _ = tx.send(outcome);
+    }
+}
