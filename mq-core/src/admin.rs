@@ -1,5 +1,6 @@
-//! Operations on queues for operators, the CLI and tests: queue statistics and the dead-letter
-//! stream (list, show with the payload as JSON, replay, purge).
+//! Operations on queues for operators, the CLI and tests: queue statistics and stream
+//! counters, pending entries, live workers and the dead-letter stream (list, show with the
+//! payload as JSON, replay, purge).
 
 use redis::{aio::ConnectionManager, Value};
 
@@ -45,6 +46,96 @@ pub struct QueueStats {
     pub dead: u64,
     /// Consumers in the group.
     pub consumers: u64,
+}
+
+/// Monotonic counters of a queue's stream, for rates: sample twice and divide the deltas by
+/// the time between the samples.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The queue name.
+    pub queue: String,
+    /// Entries in the stream now (`XLEN`).
+    pub length: u64,
+    /// Entries ever added to the stream (`entries-added` of `XINFO STREAM`): new tasks,
+    /// promoted delayed tasks and retries, replayed dead letters. `None` before Redis 7.0.
+    pub entries_added: Option<u64>,
+    /// Entries that left the stream: `entries_added - length` (acked, retried or
+    /// dead-lettered; done entries are deleted). `None` before Redis 7.0.
+    pub entries_removed: Option<u64>,
+    /// Entries delivered to the consumer group (`entries-read` of `XINFO GROUPS`); `None`
+    /// without the group or before Redis 7.0.
+    pub entries_read: Option<u64>,
+}
+
+/// One entry of a queue's pending entries list: delivered to a consumer, not acked yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEntry {
+    /// The stream entry id.
+    pub entry_id: String,
+    /// The consumer that holds it.
+    pub consumer: String,
+    /// Milliseconds since it was delivered or its lease was last renewed.
+    pub idle_ms: u64,
+    /// How many times it was delivered.
+    pub deliveries: u64,
+    /// The task id (`id` field), if the entry is still in the stream.
+    pub task_id: Option<String>,
+    /// The task name (`name` field), if the entry is still in the stream.
+    pub task_name: Option<String>,
+}
+
+/// A worker registered in `{prefix}:workers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// Its consumer name.
+    pub consumer: String,
+    /// Whether its heartbeat key `{prefix}:worker:{consumer}` exists. A registered worker
+    /// without one died without unregistering (e.g. SIGKILL).
+    pub live: bool,
+    /// The queues it handles.
+    pub queues: Vec<String>,
+    /// Its global in-flight limit.
+    pub concurrency: Option<u64>,
+    /// When it started, unix ms.
+    pub started_at: Option<u64>,
+    /// When it last wrote its heartbeat, unix ms (the heartbeat key's value).
+    pub last_beat: Option<u64>,
+    /// Milliseconds until its heartbeat key expires.
+    pub heartbeat_ttl_ms: Option<u64>,
+    /// The registration as stored (`queues=a,b concurrency=64 started_at=...`).
+    pub description: String,
+}
+
+impl WorkerInfo {
+    /// Parses a registration value (`key=value` pairs separated by spaces; unknown keys are
+    /// kept in [`description`](Self::description) only).
+    pub fn parse(consumer: &str, description: &str) -> Self {
+        let mut info = WorkerInfo {
+            consumer: consumer.to_owned(),
+            live: false,
+            queues: Vec::new(),
+            concurrency: None,
+            started_at: None,
+            last_beat: None,
+            heartbeat_ttl_ms: None,
+            description: description.to_owned(),
+        };
+        for part in description.split_whitespace() {
+            match part.split_once('=') {
+                Some(("queues", v)) => {
+                    info.queues = v
+                        .split(',')
+                        .filter(|q| !q.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
+                Some(("concurrency", v)) => info.concurrency = v.parse().ok(),
+                Some(("started_at", v)) => info.started_at = v.parse().ok(),
+                _ => {}
+            }
+        }
+        info
+    }
 }
 
 /// One dead-lettered task.
@@ -206,6 +297,188 @@ impl Admin {
         })
     }
 
+    /// Whether `queue` exists, i.e. has a stream (created by the first enqueue or the first
+    /// worker).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`].
+    pub async fn exists(&self, queue: &str) -> Result<bool> {
+        redis::cmd("EXISTS")
+            .arg(self.keys(queue).stream)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("EXISTS"))
+    }
+
+    /// The counters of `queue`'s stream (`XINFO STREAM` and `XINFO GROUPS`, one round trip);
+    /// `None` if the stream does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`].
+    pub async fn stream_info(&self, queue: &str) -> Result<Option<StreamInfo>> {
+        let k = self.keys(queue);
+        let reply: Value = redis::cmd("EVAL")
+            .arg(
+                "if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
+                 return {redis.call('XINFO', 'STREAM', KEYS[1]), \
+                 redis.call('XINFO', 'GROUPS', KEYS[1])}",
+            )
+            .arg(1)
+            .arg(&k.stream)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("XINFO"))?;
+        let Value::Array(mut parts) = reply else {
+            return Ok(None);
+        };
+        let groups = parts.pop().unwrap_or(Value::Nil);
+        let stream = parts.pop().unwrap_or(Value::Nil);
+        let mut info = StreamInfo {
+            queue: queue.to_owned(),
+            ..StreamInfo::default()
+        };
+        for (key, v) in flat_map(stream) {
+            match (key.as_str(), v) {
+                ("length", Value::Int(n)) => info.length = n.max(0) as u64,
+                ("entries-added", Value::Int(n)) => info.entries_added = Some(n.max(0) as u64),
+                _ => {}
+            }
+        }
+        info.entries_removed = info
+            .entries_added
+            .map(|added| added.saturating_sub(info.length));
+        if let Value::Array(groups) = groups {
+            for g in groups {
+                let fields = flat_map(g);
+                if fields.iter().any(|(k, v)| {
+                    k == "name" && matches!(v, Value::BulkString(b) if *b == self.group.as_bytes())
+                }) {
+                    for (key, v) in fields {
+                        if let ("entries-read", Value::Int(n)) = (key.as_str(), v) {
+                            info.entries_read = Some(n.max(0) as u64);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Some(info))
+    }
+
+    /// Up to `count` entries of `queue`'s pending entries list (delivered, not acked), oldest
+    /// first, with the task id and name of each (`XPENDING` extended form, then one pipelined
+    /// `XRANGE` per entry). Empty if the queue or its consumer group does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`].
+    pub async fn pending(&self, queue: &str, count: usize) -> Result<Vec<PendingEntry>> {
+        let k = self.keys(queue);
+        let mut conn = self.conn.clone();
+        let reply: redis::RedisResult<Value> = redis::cmd("XPENDING")
+            .arg(&k.stream)
+            .arg(&self.group)
+            .arg("-")
+            .arg("+")
+            .arg(count)
+            .query_async(&mut conn)
+            .await;
+        let reply = match reply {
+            Ok(v) => v,
+            Err(e) if e.code() == Some("NOGROUP") => return Ok(Vec::new()),
+            Err(e) => return Err(Error::redis("XPENDING")(e)),
+        };
+        let Value::Array(rows) = reply else {
+            return Ok(Vec::new());
+        };
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Value::Array(row) = row else { continue };
+            let mut it = row.into_iter();
+            if let (Some(id), Some(consumer), Some(Value::Int(idle)), Some(Value::Int(n))) =
+                (it.next(), it.next(), it.next(), it.next())
+            {
+                if let (Some(entry_id), Some(consumer)) = (text(id), text(consumer)) {
+                    entries.push(PendingEntry {
+                        entry_id,
+                        consumer,
+                        idle_ms: idle.max(0) as u64,
+                        deliveries: n.max(0) as u64,
+                        task_id: None,
+                        task_name: None,
+                    });
+                }
+            }
+        }
+        if entries.is_empty() {
+            return Ok(entries);
+        }
+        let mut pipe = redis::pipe();
+        for e in &entries {
+            pipe.cmd("XRANGE")
+                .arg(&k.stream)
+                .arg(&e.entry_id)
+                .arg(&e.entry_id);
+        }
+        let found: Vec<Value> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(Error::redis("XRANGE"))?;
+        for (e, reply) in entries.iter_mut().zip(found) {
+            if let Some((_, fields)) = crate::worker::parse_entries(reply).into_iter().next() {
+                for (key, v) in flat_map(Value::Array(fields)) {
+                    match key.as_str() {
+                        "id" => e.task_id = text(v),
+                        "name" => e.task_name = text(v),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Every worker registered in `{prefix}:workers`, sorted by consumer name, each with
+    /// [`live`](WorkerInfo::live) telling whether its heartbeat key still exists. Two round
+    /// trips.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`].
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        let mut conn = self.conn.clone();
+        let registered: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(keys::workers_key(&self.prefix))
+            .query_async(&mut conn)
+            .await
+            .map_err(Error::redis("HGETALL"))?;
+        let mut workers: Vec<WorkerInfo> = registered
+            .iter()
+            .map(|(consumer, desc)| WorkerInfo::parse(consumer, desc))
+            .collect();
+        workers.sort_by(|a, b| a.consumer.cmp(&b.consumer));
+        if workers.is_empty() {
+            return Ok(workers);
+        }
+        let mut pipe = redis::pipe();
+        for w in &workers {
+            let key = keys::worker_key(&self.prefix, &w.consumer);
+            pipe.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
+        }
+        let beats: Vec<(Option<String>, i64)> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(Error::redis("heartbeats"))?;
+        for (w, (beat, ttl)) in workers.iter_mut().zip(beats) {
+            // PTTL: -2 no key, -1 no expiry.
+            w.live = ttl != -2;
+            w.heartbeat_ttl_ms = u64::try_from(ttl).ok();
+            w.last_beat = beat.and_then(|b| b.parse().ok());
+        }
+        Ok(workers)
+    }
+
     /// Up to `count` dead tasks of `queue`, oldest first.
     ///
     /// # Errors
@@ -313,6 +586,15 @@ impl Admin {
     }
 }
 
+/// A bulk or simple string reply as text.
+fn text(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        _ => None,
+    }
+}
+
 /// `[k1, v1, k2, v2, ...]` (or a RESP3 map) as (key, value) pairs with string keys.
 fn flat_map(v: Value) -> Vec<(String, Value)> {
     match v {
@@ -337,5 +619,26 @@ fn flat_map(v: Value) -> Vec<(String, Value)> {
             })
             .collect(),
         _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_registration_is_parsed() {
+        let w = WorkerInfo::parse(
+            "host-1-ab",
+            "queues=images,texts concurrency=64 started_at=1764000000123 extra=1",
+        );
+        assert_eq!(w.consumer, "host-1-ab");
+        assert_eq!(w.queues, ["images", "texts"]);
+        assert_eq!(w.concurrency, Some(64));
+        assert_eq!(w.started_at, Some(1_764_000_000_123));
+        assert!(!w.live);
+        let w = WorkerInfo::parse("c", "garbage");
+        assert!(w.queues.is_empty());
+        assert_eq!(w.concurrency, None);
     }
 }

@@ -68,6 +68,8 @@ pub struct WorkerConfig {
     /// Idle time before an empty consumer is removed. Default:
     /// [`DEFAULT_CONSUMER_IDLE_TIMEOUT`].
     pub consumer_idle_timeout: Duration,
+    /// Address of the `/metrics` and `/healthz` endpoint; `None` serves none. Default: `None`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl WorkerConfig {
@@ -85,6 +87,7 @@ impl WorkerConfig {
             reclaim_timeout: DEFAULT_RECLAIM_TIMEOUT,
             max_deliveries: DEFAULT_MAX_DELIVERIES,
             consumer_idle_timeout: DEFAULT_CONSUMER_IDLE_TIMEOUT,
+            metrics_addr: None,
         }
     }
 

@@ -134,6 +134,35 @@ impl Producer {
         Ok(ids)
     }
 
+    /// Enqueues a task given by queue, task name and an already encoded MessagePack payload
+    /// (for tools and other languages' bridges; the CLI's `mq enqueue` uses it) and returns its
+    /// id. One `XADD`, like [`enqueue`](Self::enqueue).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `queue` is not a valid queue name or `name` is empty,
+    /// [`Error::Redis`] if the `XADD` failed.
+    pub async fn enqueue_raw(&self, queue: &str, name: &str, payload: Vec<u8>) -> Result<String> {
+        keys::validate_queue_name(queue).map_err(Error::Config)?;
+        if name.is_empty() {
+            return Err(Error::Config("task name must not be empty".into()));
+        }
+        let env = Envelope {
+            id: new_task_id(),
+            name: name.to_owned(),
+            payload,
+            attempt: 0,
+            enqueued_at: now_ms(),
+            traceparent: None,
+            error: None,
+        };
+        let _: () = xadd(&stream_key(&self.prefix, queue), &env)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("XADD"))?;
+        Ok(env.id)
+    }
+
     /// Enqueues a task to run after `delay` (measured by the Redis server's clock). The task
     /// waits in the queue's `delayed` set until a worker's promoter moves it to the stream.
     ///

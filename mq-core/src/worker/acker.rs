@@ -87,6 +87,7 @@ async fn flush(shared: &Shared, queue: &QueueState, ids: &[String], stop: &Cance
                 return;
             }
             Err(e) => {
+                shared.metrics.redis_error("ack");
                 let delay = error_backoff(failures);
                 failures += 1;
                 tracing::warn!(queue = %queue.queue, error = %e, pending_acks = ids.len(), retry_in = ?delay, "ack flush failed");

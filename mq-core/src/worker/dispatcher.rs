@@ -2,10 +2,15 @@
 //! caught, and ends the entry in exactly one place: acked, retried (Lua: ack + delete +
 //! schedule) or dead-lettered (Lua: copy to `dead` + ack + delete).
 
-use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures::FutureExt;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use super::{error_backoff, fetcher::Permits, fetcher::RawEntry, QueueState, Shared};
 use crate::{
@@ -38,6 +43,9 @@ enum Outcome {
 
 impl Job {
     pub(super) async fn run(mut self) {
+        let m = &self.queue.metrics;
+        m.in_flight.inc();
+        let _in_flight = InFlightGuard(&m.in_flight);
         let (entry_id, fields) = std::mem::take(&mut self.entry);
         let env = match Envelope::from_fields(fields) {
             Ok(env) => env,
@@ -52,6 +60,7 @@ impl Job {
             self.dead(&entry_id, Some(&env), &reason).await;
             return;
         };
+        let tm = m.task(&env.name);
         let options = handler.options();
         let ctx = TaskContext {
             id: env.id.clone(),
@@ -62,12 +71,25 @@ impl Job {
             enqueued_at: env.enqueued_at,
             last_error: env.error.clone(),
         };
+        let span = tracing::info_span!(
+            "task",
+            queue = %self.queue.queue,
+            task = %env.name,
+            id = %env.id,
+            attempt = env.attempt,
+            traceparent = env.traceparent.as_deref(),
+        );
+        m.wait.observe(wait_seconds(&entry_id));
+        tm.started.inc();
+        let started = Instant::now();
         let outcome = match handler.call(&env.payload, ctx) {
             Err(e) => Outcome::Invalid(e.0),
-            Ok(fut) => run_guarded(fut, options.timeout).await,
+            Ok(fut) => run_guarded(fut, options.timeout).instrument(span).await,
         };
+        tm.duration.observe(started.elapsed().as_secs_f64());
         match outcome {
             Outcome::Done => {
+                tm.success.inc();
                 // The acker untracks the id once the ack is flushed. It is gone only after the
                 // grace period; the entry then stays pending and runs again elsewhere.
                 if let Err(e) = self.ack_tx.send(entry_id).await {
@@ -96,6 +118,7 @@ impl Job {
             return;
         };
         tracing::info!(queue = %self.queue.queue, task = %env.name, id = %env.id, attempt = env.attempt, error = %err, retry_in = ?delay, "task failed: retrying");
+        self.queue.metrics.task(&env.name).retry.inc();
         let next = Envelope {
             attempt: env.attempt + 1,
             error: Some(err.reason().to_owned()),
@@ -118,6 +141,8 @@ impl Job {
 
     async fn dead(&self, entry_id: &str, env: Option<&Envelope>, reason: &str) {
         tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = env.map(|e| e.id.as_str()), %reason, "dead-lettered");
+        let task = env.map_or("unknown", |e| e.name.as_str());
+        self.queue.metrics.task(task).dead.inc();
         let attempts = env.map_or(1, |e| e.attempt + 1);
         let keys = &self.queue.keys;
         let failed_at = now_ms();
@@ -164,6 +189,7 @@ impl Job {
             match r {
                 Ok(_) => return,
                 Err(e) => {
+                    self.shared.metrics.redis_error(what);
                     let delay = error_backoff(failure);
                     tracing::warn!(queue = %self.queue.queue, error = %e, retry_in = ?delay, "{what} failed");
                     tokio::time::sleep(delay).await;
@@ -194,5 +220,26 @@ async fn run_guarded(
             "handler panicked: {}",
             panic_message(&*panic)
         ))),
+    }
+}
+
+/// Seconds since the entry entered the stream, from the unix-ms part of its id (the Redis
+/// server's clock): the time the task waited for a worker, whether it was enqueued, promoted
+/// from the delayed set or scheduled for a retry.
+fn wait_seconds(entry_id: &str) -> f64 {
+    let added = entry_id
+        .split('-')
+        .next()
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .unwrap_or(0);
+    now_ms().saturating_sub(added) as f64 / 1000.0
+}
+
+/// Decrements the in-flight gauge when the task is settled, however it ends.
+struct InFlightGuard<'a>(&'a prometheus::IntGauge);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -89,7 +89,8 @@ impl Fetcher {
                     }
                     Ok(_) => {}
                     Err(e) => {
-                        tracing::warn!(queue = %self.queue.queue, error = %e, "reclaim failed")
+                        self.shared.metrics.redis_error("reclaim");
+                        tracing::warn!(queue = %self.queue.queue, error = %e, "reclaim failed");
                     }
                 }
             }
@@ -108,6 +109,7 @@ impl Fetcher {
                 }
                 Err(e) => {
                     drop(permits);
+                    self.shared.metrics.redis_error("fetch");
                     failures += 1;
                     let delay = error_backoff(failures - 1);
                     tracing::warn!(queue = %self.queue.queue, error = %e, retry_in = ?delay, "fetch failed");

@@ -60,12 +60,14 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
         }
         for q in &queues {
             if let Err(e) = renew(&shared, q, &mut conn).await {
+                shared.metrics.redis_error("renew");
                 tracing::warn!(queue = %q.queue, error = %e, "lease renewal failed");
             }
         }
         if last_beat.elapsed() >= HEARTBEAT_INTERVAL {
             last_beat = Instant::now();
             if let Err(e) = heartbeat::beat(&shared, &mut conn).await {
+                shared.metrics.redis_error("heartbeat");
                 tracing::warn!(error = %e, "heartbeat failed");
             }
         }

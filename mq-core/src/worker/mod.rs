@@ -14,6 +14,7 @@ mod heartbeat;
 mod lease;
 mod promoter;
 mod reclaimer;
+mod sampler;
 
 pub(crate) use fetcher::parse_entries;
 
@@ -31,6 +32,7 @@ use crate::{
     config::WorkerConfig,
     error::{Error, Result},
     handler::{ErasedHandler, Handler, Typed},
+    metrics::{Metrics, QueueMetrics},
     redis::{conn, keys::validate_queue_name, keys::QueueKeys},
     task::Task,
 };
@@ -174,6 +176,13 @@ impl WorkerBuilder {
         self
     }
 
+    /// Serves Prometheus metrics at `GET /metrics` (and `GET /healthz`) on `addr`, e.g.
+    /// `0.0.0.0:9464`. Without it the metrics are still kept: see [`Worker::metrics`].
+    pub fn metrics_addr(mut self, addr: std::net::SocketAddr) -> Self {
+        self.config.metrics_addr = Some(addr);
+        self
+    }
+
     /// The settings so far.
     pub fn config(&self) -> &WorkerConfig {
         &self.config
@@ -223,6 +232,7 @@ impl WorkerBuilder {
             return Err(Error::Config(problems.join("; ")));
         }
 
+        let metrics = Arc::new(Metrics::new());
         let client = conn::client(&config.url)?;
         let pool = conn::pool(&config.url, 4)?;
         let data = conn::managed(&client, conn::COMMAND_TIMEOUT).await?;
@@ -238,8 +248,12 @@ impl WorkerBuilder {
             });
             let fetch =
                 conn::managed(&client, config.block_timeout + conn::COMMAND_TIMEOUT).await?;
+            let names: Vec<&str> = handlers.keys().map(String::as_str).collect();
+            let in_flight_limit = limit.unwrap_or(config.concurrency).min(config.concurrency);
+            let queue_metrics = metrics.queue(&name, &names, in_flight_limit);
             queues.push(QueueRuntime {
                 state: Arc::new(QueueState {
+                    metrics: queue_metrics,
                     keys,
                     queue: Arc::from(name.as_str()),
                     handlers,
@@ -259,6 +273,7 @@ impl WorkerBuilder {
         Ok(Worker {
             shared: Arc::new(Shared {
                 client,
+                metrics,
                 global: Arc::new(Semaphore::new(config.concurrency)),
                 config,
                 data,
@@ -275,6 +290,8 @@ pub(crate) struct Shared {
     pub(crate) config: WorkerConfig,
     /// For connections made on other threads (the lease thread).
     pub(crate) client: redis::Client,
+    /// This worker's metrics.
+    pub(crate) metrics: Arc<Metrics>,
     /// Multiplexed connection for acks, retries and dead letters.
     pub(crate) data: ConnectionManager,
     /// Pool for control commands (promote).
@@ -291,6 +308,8 @@ pub(crate) struct QueueState {
     pub(crate) limit: Option<Arc<Semaphore>>,
     /// Entry ids this worker is running or has not settled yet: their leases are renewed.
     pub(crate) in_flight: Mutex<HashSet<String>>,
+    /// Metric handles of this queue.
+    pub(crate) metrics: QueueMetrics,
 }
 
 impl QueueState {
@@ -351,6 +370,12 @@ impl Worker {
         &self.shared.config.consumer
     }
 
+    /// This worker's metrics (also served at `/metrics` with
+    /// [`WorkerBuilder::metrics_addr`]).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
     /// The token that stops this worker when cancelled (see [`run`](Self::run)).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.token.clone()
@@ -391,6 +416,17 @@ impl Worker {
         let lease_stop = CancellationToken::new();
         let states: Vec<Arc<QueueState>> = queues.iter().map(|q| q.state.clone()).collect();
         let lease_thread = lease::spawn(shared.clone(), states, lease_stop.clone())?;
+        let metrics_server = match shared.config.metrics_addr {
+            Some(addr) => {
+                Some(crate::metrics::serve(addr, shared.metrics.clone(), lease_stop.clone()).await?)
+            }
+            None => None,
+        };
+        let sampler = tokio::spawn(sampler::run(
+            shared.clone(),
+            queues.iter().map(|q| q.state.clone()).collect(),
+            lease_stop.clone(),
+        ));
         let tracker = TaskTracker::new();
         let ack_stop = CancellationToken::new();
         let mut fetchers = JoinSet::new();
@@ -443,6 +479,10 @@ impl Worker {
         }
         while promoters.join_next().await.is_some() {}
         lease_stop.cancel();
+        let _ = sampler.await;
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
         if tokio::task::spawn_blocking(move || lease_thread.join())
             .await
             .is_err()

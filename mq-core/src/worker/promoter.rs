@@ -27,6 +27,7 @@ pub(super) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, token: Canc
                 }
             }
             Err(e) => {
+                shared.metrics.redis_error("promote");
                 let delay = error_backoff(failures);
                 failures += 1;
                 tracing::warn!(queue = %queue.queue, error = %e, retry_in = ?delay, "promote failed");

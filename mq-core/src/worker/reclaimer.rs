@@ -44,6 +44,8 @@ pub(super) async fn reclaim(
     if let Some(Value::BulkString(next)) = parts.pop() {
         *cursor = String::from_utf8_lossy(&next).into_owned();
     }
+    queue.metrics.reclaimed.inc_by(entries.len() as u64);
+    queue.metrics.unknown.dead.inc_by(abandoned.max(0) as u64);
     if !entries.is_empty() || abandoned > 0 || deleted > 0 {
         tracing::info!(
             queue = %queue.queue,
@@ -78,7 +80,10 @@ pub(super) async fn reap_loop(
         match r {
             Ok(0) => {}
             Ok(n) => tracing::info!(queue = %queue.queue, removed = n, "removed idle consumers"),
-            Err(e) => tracing::warn!(queue = %queue.queue, error = %e, "reaping consumers failed"),
+            Err(e) => {
+                shared.metrics.redis_error("reap");
+                tracing::warn!(queue = %queue.queue, error = %e, "reaping consumers failed");
+            }
         }
     }
 }

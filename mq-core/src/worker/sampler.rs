@@ -1,0 +1,77 @@
+//! Samples the queue gauges (depth, pending, delayed, dead-letter size) and the number of live
+//! workers from Redis every [`SAMPLE_INTERVAL`], off the task path.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{sleep_or_cancel, QueueState, Shared};
+use crate::{
+    admin::Admin,
+    error::{Error, Result},
+    metrics::SAMPLE_INTERVAL,
+    redis::keys,
+};
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    queues: Vec<Arc<QueueState>>,
+    stop: CancellationToken,
+) {
+    let c = &shared.config;
+    let mut admin = None;
+    loop {
+        if admin.is_none() {
+            match Admin::connect_with(&c.url, &c.prefix, &c.group).await {
+                Ok(a) => admin = Some(a),
+                Err(e) => tracing::debug!(error = %e, "metrics sampler cannot connect yet"),
+            }
+        }
+        if let Some(admin) = &admin {
+            if let Err(e) = sample(&shared, admin, &queues).await {
+                shared.metrics.redis_error("sample");
+                tracing::debug!(error = %e, "sampling queue metrics failed");
+            }
+        }
+        if !sleep_or_cancel(SAMPLE_INTERVAL, &stop).await {
+            return;
+        }
+    }
+}
+
+async fn sample(shared: &Shared, admin: &Admin, queues: &[Arc<QueueState>]) -> Result<()> {
+    let m = &shared.metrics;
+    for q in queues {
+        let s = admin.stats(&q.queue).await?;
+        let label = [&*q.queue];
+        m.depth.with_label_values(&label).set(s.backlog as i64);
+        m.pending.with_label_values(&label).set(s.pending as i64);
+        m.delayed.with_label_values(&label).set(s.delayed as i64);
+        m.dead_letters.with_label_values(&label).set(s.dead as i64);
+    }
+    m.workers.set(live_workers(shared).await? as i64);
+    Ok(())
+}
+
+/// Workers in the registry whose heartbeat key still exists.
+async fn live_workers(shared: &Shared) -> Result<usize> {
+    let prefix = &shared.config.prefix;
+    let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
+    let names: Vec<String> = redis::cmd("HKEYS")
+        .arg(keys::workers_key(prefix))
+        .query_async(&mut conn)
+        .await
+        .map_err(Error::redis("HKEYS"))?;
+    if names.is_empty() {
+        return Ok(0);
+    }
+    let mut pipe = redis::pipe();
+    for n in &names {
+        pipe.exists(keys::worker_key(prefix, n));
+    }
+    let alive: Vec<bool> = pipe
+        .query_async(&mut conn)
+        .await
+        .map_err(Error::redis("EXISTS"))?;
+    Ok(alive.into_iter().filter(|a| *a).count())
+}
