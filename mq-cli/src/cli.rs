@@ -1,0 +1,177 @@
+//! The command line: global flags and one subcommand per operation (clap derive).
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Operate mq task queues on Redis: queue sizes and rates, dead letters, workers, pending
+/// entries, enqueueing by hand.
+#[derive(Debug, Parser)]
+#[command(name = "mq", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Redis URL.
+    #[arg(
+        long,
+        global = true,
+        env = "MQ_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub(crate) url: String,
+    /// Key prefix (must match the workers' and producers').
+    #[arg(long, global = true, default_value = "mq")]
+    pub(crate) prefix: String,
+    /// Consumer group of the workers.
+    #[arg(long, global = true, default_value = "mq")]
+    pub(crate) group: String,
+    /// Machine-readable JSON on stdout instead of tables (one document; with `stats --watch`
+    /// one line per refresh).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Per queue: backlog, pending, delayed, dead, consumers, and rates (enqueued/s, done/s).
+    ///
+    /// Rates come from two samples of the stream's counters: without --watch the command
+    /// samples twice, --sample seconds apart (default 1 s; 0 skips the rates), then prints.
+    /// With --watch it refreshes every SECS and each refresh's rates cover the time since the
+    /// previous one. enq/s counts entries added to the stream (new tasks, promoted delayed
+    /// tasks and retries, replays); done/s counts entries that left it (acked, retried or
+    /// dead-lettered).
+    Stats(StatsArgs),
+    /// Dead-lettered tasks: list, show, replay, purge.
+    #[command(subcommand)]
+    Dead(DeadCommand),
+    /// Live workers (registered in `{prefix}:workers` with an unexpired heartbeat key).
+    Workers(WorkersArgs),
+    /// Enqueues one task; the payload is JSON, stored as MessagePack with named fields (what
+    /// rmp-serde makes of a struct). Prints the task id.
+    Enqueue(EnqueueArgs),
+    /// Entries delivered to a worker and not acked yet: id, consumer, idle time, deliveries.
+    Pending(PendingArgs),
+}
+
+/// `mq stats`.
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// Queues to show [default: every queue under the prefix].
+    pub(crate) queues: Vec<String>,
+    /// Refresh every SECS (default 2) until interrupted, e.g. `--watch`, `--watch 5`,
+    /// `--watch 500ms`.
+    #[arg(
+        long,
+        value_name = "SECS",
+        num_args = 0..=1,
+        default_missing_value = "2",
+        value_parser = parse_secs
+    )]
+    pub(crate) watch: Option<Duration>,
+    /// Time between the two samples the rates are computed from when not watching; 0 shows
+    /// no rates.
+    #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
+    pub(crate) sample: Duration,
+}
+
+/// `mq dead ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadCommand {
+    /// Lists dead tasks, oldest first.
+    List {
+        /// The queue.
+        queue: String,
+        /// How many to show.
+        #[arg(long, default_value_t = 20)]
+        count: usize,
+    },
+    /// Shows one dead task with all its fields and the payload as JSON.
+    Show {
+        /// The queue.
+        queue: String,
+        /// Its id in the dead stream (first column of `mq dead list`).
+        dead_id: String,
+    },
+    /// Moves dead tasks back to the queue with attempt 0.
+    Replay {
+        /// The queue.
+        queue: String,
+        /// Ids in the dead stream.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        dead_ids: Vec<String>,
+        /// Replay every dead task of the queue.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Deletes every dead task of the queue.
+    Purge {
+        /// The queue.
+        queue: String,
+        /// Do not ask (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+}
+
+/// `mq workers`.
+#[derive(Debug, Args)]
+pub(crate) struct WorkersArgs {
+    /// Also list registered workers whose heartbeat expired (they died without
+    /// unregistering).
+    #[arg(long)]
+    pub(crate) all: bool,
+}
+
+/// `mq enqueue`.
+#[derive(Debug, Args)]
+pub(crate) struct EnqueueArgs {
+    /// The queue.
+    pub(crate) queue: String,
+    /// The task name (selects the handler, e.g. `EmbedText`).
+    pub(crate) name: String,
+    /// The task as JSON, e.g. `'{"product_id": 7, "text": "red shoe"}'`.
+    pub(crate) payload: String,
+}
+
+/// `mq pending`.
+#[derive(Debug, Args)]
+pub(crate) struct PendingArgs {
+    /// The queue.
+    pub(crate) queue: String,
+    /// How many entries to show, oldest first.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) count: usize,
+}
+
+/// Parses `5`, `2.5` (seconds) or a humantime duration such as `500ms` or `1m`.
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs)
+            .map_err(|_| format!("{s:?} is not a valid number of seconds"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is neither seconds nor a duration like 500ms: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_and_durations_parse() {
+        assert_eq!(parse_secs("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_secs("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_secs("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("soon").is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! [`CliError`]: everything that makes `mq` exit non-zero, printed as one `error: ...` line.
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// From mq-core: Redis unreachable or a command failed, bad URL, bad queue name.
+    #[error(transparent)]
+    Core(#[from] mq_core::Error),
+    /// Connecting to Redis failed.
+    #[error("cannot connect to Redis at {url}")]
+    Unreachable {
+        /// The URL, password hidden.
+        url: String,
+        /// Why.
+        #[source]
+        source: mq_core::Error,
+    },
+    /// The queue has no stream.
+    #[error("no such queue {queue:?} (key {stream} does not exist)")]
+    NoSuchQueue {
+        /// The queue name.
+        queue: String,
+        /// Its stream key.
+        stream: String,
+    },
+    /// The argument of `mq enqueue` is not JSON.
+    #[error("invalid JSON payload: {0}")]
+    BadJson(String),
+    /// The JSON could not be turned into MessagePack.
+    #[error("cannot encode the payload as MessagePack: {0}")]
+    Encode(String),
+    /// Not a stream id.
+    #[error("bad dead-letter id {0:?}: expected <unix-ms>-<seq> as shown by `mq dead list`")]
+    BadId(String),
+    /// A well-formed id that is not in the dead stream.
+    #[error("no dead task {dead_id} in queue {queue:?}")]
+    NoSuchDeadTask {
+        /// The queue name.
+        queue: String,
+        /// The id asked for.
+        dead_id: String,
+    },
+    /// `mq dead replay` with ids of which some were not found (the others were replayed).
+    #[error("{missing} of the {requested} dead tasks given not found in queue {queue:?}")]
+    ReplayMissing {
+        /// The queue name.
+        queue: String,
+        /// Ids given.
+        requested: usize,
+        /// Ids not found.
+        missing: usize,
+    },
+    /// `mq dead purge` without `--yes` and without a terminal to ask on, or the answer was no.
+    #[error("{0}")]
+    NotConfirmed(String),
+    /// Writing the output or reading the answer failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// `err` and its sources on one line, `: `-separated, without repeating a source whose text
+/// is already part of the line, and with any password of `url` hidden.
+pub(crate) fn one_line(err: &(dyn std::error::Error + 'static), url: &str) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = e.source();
+    }
+    let redacted = redact_url(url);
+    if redacted != url {
+        line = line.replace(url, &redacted);
+    }
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `url` with the password (if any) replaced by `***`.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None if userinfo.is_empty() => url.to_owned(),
+        // `redis://password@host` is read as a password by some clients: hide it too.
+        None => format!("{scheme}://***@{host}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn sources_are_joined_on_one_line() {
+        let e = Outer(std::io::Error::other("inner\nwith newline"));
+        assert_eq!(one_line(&e, "redis://h/"), "outer: inner with newline");
+    }
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redact_url("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact_url("redis://:secret@h/"), "redis://:***@h/");
+        assert_eq!(redact_url("redis://h:6379/"), "redis://h:6379/");
+        let e = CliError::BadJson("at redis://u:secret@h/".into());
+        assert_eq!(
+            one_line(&e, "redis://u:secret@h/"),
+            "invalid JSON payload: at redis://u:***@h/"
+        );
+    }
+}
