@@ -11,6 +11,7 @@ pub mod producer;
 pub mod redis;
 pub mod retry;
 pub mod task;
+pub mod trace;
 pub mod worker;
 
 pub use admin::Admin;

@@ -10,6 +10,7 @@ use crate::{
     error::{Error, Result},
     redis::{conn, keys, keys::QueueKeys, scripts},
     task::Task,
+    trace::current_traceparent,
 };
 
 /// Commands per pipeline in [`Producer::enqueue_many`]: 1,000.
@@ -87,7 +88,7 @@ impl Producer {
     /// [`Error::Encode`] if the task cannot be serialized, [`Error::Redis`] if the `XADD`
     /// failed: then the task was not enqueued (or, on a timeout, maybe was).
     pub async fn enqueue<T: Task>(&self, task: T) -> Result<String> {
-        let env = envelope(&task, now_ms())?;
+        let env = envelope(&task, now_ms(), current_traceparent().as_deref())?;
         let cmd = xadd(&stream_key(&self.prefix, T::QUEUE), &env);
         let _: () = cmd
             .query_async(&mut self.conn.clone())
@@ -108,6 +109,7 @@ impl Producer {
     ) -> Result<Vec<String>> {
         let stream = stream_key(&self.prefix, T::QUEUE);
         let now = now_ms();
+        let traceparent = current_traceparent();
         let mut ids = Vec::new();
         // Pipelines are sent as soon as they are built, a few in flight at once, so building
         // overlaps sending and memory stays bounded however many tasks there are.
@@ -116,7 +118,7 @@ impl Producer {
         while tasks.peek().is_some() {
             let mut pipe = redis::pipe();
             for task in tasks.by_ref().take(ENQUEUE_BATCH) {
-                let env = envelope(&task, now)?;
+                let env = envelope(&task, now, traceparent.as_deref())?;
                 pipe.add_command(xadd(&stream, &env)).ignore();
                 ids.push(env.id);
             }
@@ -170,7 +172,7 @@ impl Producer {
     ///
     /// As [`enqueue`](Self::enqueue).
     pub async fn enqueue_in<T: Task>(&self, delay: Duration, task: T) -> Result<String> {
-        let env = envelope(&task, now_ms())?;
+        let env = envelope(&task, now_ms(), current_traceparent().as_deref())?;
         let keys = self.keys::<T>();
         let _: i64 = scripts::SCHEDULE
             .key(&keys.delayed)
@@ -189,7 +191,7 @@ impl Producer {
     ///
     /// As [`enqueue`](Self::enqueue).
     pub async fn enqueue_at<T: Task>(&self, at: SystemTime, task: T) -> Result<String> {
-        let env = envelope(&task, now_ms())?;
+        let env = envelope(&task, now_ms(), current_traceparent().as_deref())?;
         let due = at
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -209,7 +211,7 @@ fn stream_key(prefix: &str, queue: &str) -> String {
     QueueKeys::new(prefix, queue).stream
 }
 
-fn envelope<T: Task>(task: &T, now: u64) -> Result<Envelope> {
+fn envelope<T: Task>(task: &T, now: u64, traceparent: Option<&str>) -> Result<Envelope> {
     let payload = rmp_serde::to_vec_named(task).map_err(|source| Error::Encode {
         task: T::NAME,
         source,
@@ -220,7 +222,7 @@ fn envelope<T: Task>(task: &T, now: u64) -> Result<Envelope> {
         payload,
         attempt: 0,
         enqueued_at: now,
-        traceparent: None,
+        traceparent: traceparent.map(str::to_owned),
         error: None,
     })
 }

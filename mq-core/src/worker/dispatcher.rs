@@ -79,6 +79,7 @@ impl Job {
             attempt = env.attempt,
             traceparent = env.traceparent.as_deref(),
         );
+        crate::trace::link_parent(&span, env.traceparent.as_deref());
         m.wait.observe(wait_seconds(&entry_id));
         tm.started.inc();
         let started = Instant::now();
