@@ -20,6 +20,9 @@ struct Traced {
     n: u32,
 }
 
+/// What the handler saw: task number, trace id, span name.
+type Seen = (u32, String, Option<String>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_id_set_at_the_producer_appears_in_the_worker_task_span() {
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
@@ -29,7 +32,7 @@ async fn trace_id_set_at_the_producer_appears_in_the_worker_task_span() {
         .expect("first subscriber of this test binary");
 
     let server = redis();
-    let seen: Arc<Mutex<Vec<(u32, String, Option<String>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let s = seen.clone();
     let worker = Worker::builder(&server.url())
         .handle::<Traced, _>(move |t: Traced, _ctx: TaskContext| {
