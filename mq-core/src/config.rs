@@ -31,8 +31,9 @@ pub const DEFAULT_MAX_DELIVERIES: u32 = 5;
 /// Default idle time after which a consumer with nothing pending is removed from the group:
 /// 1 h.
 pub const DEFAULT_CONSUMER_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
-/// How often each worker looks for idle consumers to remove: 60 s.
-pub const REAP_INTERVAL: Duration = Duration::from_secs(60);
+/// Longest time between two looks for idle consumers to remove: 60 s (shorter for short idle
+/// timeouts: half the timeout).
+pub const MAX_REAP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How often a worker refreshes its heartbeat key: 5 s.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
@@ -94,6 +95,12 @@ impl WorkerConfig {
     /// How often in-flight leases are renewed: a third of the reclaim timeout.
     pub fn lease_renew_interval(&self) -> Duration {
         self.reclaim_timeout / 3
+    }
+
+    /// How often idle consumers are looked for: half the consumer idle timeout, at most
+    /// [`MAX_REAP_INTERVAL`].
+    pub fn reap_interval(&self) -> Duration {
+        (self.consumer_idle_timeout / 2).min(MAX_REAP_INTERVAL)
     }
 
     /// How often a fetcher looks for entries to reclaim: half the reclaim timeout, at most

@@ -500,3 +500,132 @@ mod random_entries {
         );
     }
 }
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "members")]
+struct Member {
+    n: u32,
+}
+
+async fn consumers(c: &mut redis::aio::ConnectionManager) -> Vec<(String, u64)> {
+    let v: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(QueueKeys::new("mq", "members").stream)
+        .arg("mq")
+        .query_async(c)
+        .await
+        .unwrap();
+    let mut out: Vec<(String, u64)> = v
+        .into_iter()
+        .map(|m| {
+            let name = match &m["name"] {
+                redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                other => format!("{other:?}"),
+            };
+            let pending = match m["pending"] {
+                redis::Value::Int(n) => n as u64,
+                _ => 0,
+            };
+            (name, pending)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_workers_create_the_group_at_once_and_idle_empty_consumers_are_reaped() {
+    let server = redis();
+    let mut c = conn(&server).await;
+    // A consumer of a dead worker that still has a pending entry: it must never be removed.
+    let k = QueueKeys::new("mq", "members");
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&k.stream)
+        .arg("mq")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(&k.stream)
+        .arg("*")
+        .arg("junk")
+        .arg("1")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("mq")
+        .arg("dead-with-pending")
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&k.stream)
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let created: i64 = redis::cmd("XGROUP")
+        .arg("CREATECONSUMER")
+        .arg(&k.stream)
+        .arg("mq")
+        .arg("dead-and-empty")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(created, 1);
+    assert_eq!(
+        consumers(&mut c).await,
+        vec![
+            ("dead-and-empty".to_owned(), 0),
+            ("dead-with-pending".to_owned(), 1)
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await; // both idle past the timeout
+
+    // Eight workers build (XGROUP CREATE ... MKSTREAM) concurrently: all succeed.
+    let url = server.url();
+    let builds = (0..8).map(|i| {
+        let url = url.clone();
+        async move {
+            Worker::builder(&url)
+                .consumer(&format!("w{i}"))
+                .consumer_idle_timeout(Duration::from_millis(400))
+                .reclaim_timeout(Duration::from_secs(3600))
+                .handle::<Member, _>(|_m: Member, _ctx: TaskContext| async {
+                    Ok::<_, TaskError>(())
+                })
+                .build()
+                .await
+        }
+    });
+    let workers: Vec<Worker> = futures::future::join_all(builds)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("concurrent builds all succeed");
+    let running: Vec<Running> = workers.into_iter().take(1).map(spawn_worker).collect();
+    wait_until(WAIT, "the idle empty consumer reaped", || {
+        let mut c = c.clone();
+        async move {
+            let names: Vec<String> = consumers(&mut c)
+                .await
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
+            !names.contains(&"dead-and-empty".to_owned())
+        }
+    })
+    .await;
+    let left = consumers(&mut c).await;
+    assert!(
+        left.contains(&("dead-with-pending".to_owned(), 1)),
+        "a consumer with pending entries is kept: {left:?}"
+    );
+    for r in running {
+        stop(r).await;
+    }
+}

@@ -212,6 +212,9 @@ impl WorkerBuilder {
         if config.reclaim_timeout < Duration::from_millis(30) {
             problems.push("reclaim_timeout must be at least 30 ms".into());
         }
+        if config.consumer_idle_timeout < Duration::from_millis(100) {
+            problems.push("consumer_idle_timeout must be at least 100 ms".into());
+        }
         if config.max_deliveries == 0 {
             problems.push("max_deliveries must be at least 1".into());
         }

@@ -12,7 +12,7 @@ use redis::{aio::ConnectionManager, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::{fetcher::parse_entries, fetcher::RawEntry, sleep_or_cancel, QueueState, Shared};
-use crate::{config::REAP_INTERVAL, error::Error, redis::scripts};
+use crate::{error::Error, redis::scripts};
 
 /// Claims up to `count` abandoned entries for this consumer, starting at `cursor` (updated).
 pub(super) async fn reclaim(
@@ -58,14 +58,14 @@ pub(super) async fn reclaim(
     Ok(entries)
 }
 
-/// Every [`REAP_INTERVAL`], removes consumers idle past the consumer idle timeout that have
+/// Every [`reap_interval`](crate::WorkerConfig::reap_interval), removes consumers idle past the consumer idle timeout that have
 /// nothing pending (checked in the same script: their entries are never dropped).
 pub(super) async fn reap_loop(
     shared: Arc<Shared>,
     queue: Arc<QueueState>,
     token: CancellationToken,
 ) {
-    while sleep_or_cancel(REAP_INTERVAL, &token).await {
+    while sleep_or_cancel(shared.config.reap_interval(), &token).await {
         let r = async {
             let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
             scripts::REAP_CONSUMERS
