@@ -214,7 +214,7 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// `GET http://{addr}{path}` with a plain HTTP/1.1 request; returns (status, body).
+/// `GET http://{addr}{path}` with a plain HTTP/1.0 request (no chunked replies); returns (status, body).
 ///
 /// # Errors
 ///
@@ -223,7 +223,7 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
     )
     .await?;
     let mut buf = Vec::new();
@@ -239,4 +239,35 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     Ok((status, body))
+}
+
+/// A worker running in the background of a test.
+#[derive(Debug)]
+pub struct RunningWorker {
+    token: mq_core::CancellationToken,
+    handle: tokio::task::JoinHandle<mq_core::Result<()>>,
+}
+
+/// Runs `worker` on the test's runtime until [`RunningWorker::stop`].
+pub fn run_worker(worker: mq_core::Worker) -> RunningWorker {
+    RunningWorker {
+        token: worker.shutdown_token(),
+        handle: tokio::spawn(worker.run()),
+    }
+}
+
+impl RunningWorker {
+    /// Cancels the worker and waits (at most 30 s) for a clean, graceful shutdown.
+    ///
+    /// # Panics
+    ///
+    /// If it does not stop in time or its run returned an error.
+    pub async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("worker stops in time")
+            .expect("worker task")
+            .expect("clean shutdown");
+    }
 }

@@ -7,7 +7,7 @@ use std::{
 };
 
 use mq_core::{admin::Admin, batch, Producer, Task, TaskContext, TaskError, Worker};
-use mq_tests::{redis, wait_until};
+use mq_tests::{redis, run_worker, wait_until};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, Task)]
@@ -47,8 +47,7 @@ async fn batches_respect_max_size_and_max_wait_and_outcomes_are_per_task() {
         .build()
         .await
         .unwrap();
-    let token = worker.shutdown_token();
-    let running = tokio::spawn(worker.run());
+    let running = run_worker(worker);
 
     producer
         .enqueue_many((0..50).map(|n| Item { n }))
@@ -84,8 +83,7 @@ async fn batches_respect_max_size_and_max_wait_and_outcomes_are_per_task() {
         }
     })
     .await;
-    token.cancel();
-    running.await.unwrap().unwrap();
+    running.stop().await;
 
     let calls = calls.lock().unwrap().clone();
     assert!(

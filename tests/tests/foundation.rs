@@ -12,9 +12,8 @@ use std::{
 
 use mq_core::{redis::keys::QueueKeys, Producer, Task, TaskContext, TaskError, Worker};
 use mq_examples::jobs::{Job, BY_CONSUMER_KEY, HANDLED_KEY, STARTED_KEY};
-use mq_tests::{conn, example_bin, pending, redis, wait_until, xlen, ChildGuard};
+use mq_tests::{conn, example_bin, pending, redis, run_worker, wait_until, xlen, ChildGuard};
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
 
 #[derive(Debug, Serialize, Deserialize, Task)]
 #[task(queue = "basic")]
@@ -40,21 +39,6 @@ fn keys(queue: &str) -> QueueKeys {
     QueueKeys::new("mq", queue)
 }
 
-/// Runs `worker` in the background; the returned token stops it.
-fn spawn_worker(worker: Worker) -> (mq_core::CancellationToken, JoinHandle<mq_core::Result<()>>) {
-    let token = worker.shutdown_token();
-    (token, tokio::spawn(worker.run()))
-}
-
-async fn stop(token: mq_core::CancellationToken, handle: JoinHandle<mq_core::Result<()>>) {
-    token.cancel();
-    tokio::time::timeout(WAIT, handle)
-        .await
-        .expect("worker stops in time")
-        .expect("worker task")
-        .expect("clean shutdown");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueued_task_is_handled_then_acked_and_deleted() {
     let server = redis();
@@ -74,7 +58,7 @@ async fn enqueued_task_is_handled_then_acked_and_deleted() {
         .build()
         .await
         .unwrap();
-    let (token, handle) = spawn_worker(worker);
+    let running = run_worker(worker);
     let id = producer.enqueue(Ping { n: 42 }).await.unwrap();
 
     let mut c = conn(&server).await;
@@ -90,7 +74,7 @@ async fn enqueued_task_is_handled_then_acked_and_deleted() {
         }
     })
     .await;
-    stop(token, handle).await;
+    running.stop().await;
     assert_eq!(*seen.lock().unwrap(), vec![(42, id, 0)]);
     assert_eq!(xlen(&mut c, &k.stream).await, 0);
     assert_eq!(pending(&mut c, &k.stream, "mq").await, 0);
@@ -123,7 +107,7 @@ async fn enqueue_many_ten_thousand_each_handled_exactly_once() {
         .await
         .unwrap();
     let started = Instant::now();
-    let (token, handle) = spawn_worker(worker);
+    let running = run_worker(worker);
     let mut c = conn(&server).await;
     let k = keys("basic");
     wait_until(WAIT, "all tasks handled and acked", || {
@@ -137,7 +121,7 @@ async fn enqueue_many_ten_thousand_each_handled_exactly_once() {
     })
     .await;
     let elapsed = started.elapsed();
-    stop(token, handle).await;
+    running.stop().await;
     eprintln!("handled {N} tasks in {elapsed:?}");
     let twice: Vec<usize> = (0..N)
         .filter(|&i| counts[i].load(Ordering::SeqCst) != 1)
@@ -257,13 +241,13 @@ async fn global_in_flight_limit_is_reached_and_never_exceeded() {
         .build()
         .await
         .unwrap();
-    let (token, handle) = spawn_worker(worker);
+    let running = run_worker(worker);
     wait_until(WAIT, "300 tasks", || {
         let d = done.clone();
         async move { d.load(Ordering::SeqCst) == 300 }
     })
     .await;
-    stop(token, handle).await;
+    running.stop().await;
     assert_eq!(gauge.max.load(Ordering::SeqCst), 8);
 }
 
@@ -315,13 +299,13 @@ async fn per_queue_limits_hold_under_the_global_limit() {
         .build()
         .await
         .unwrap();
-    let (token, handle) = spawn_worker(worker);
+    let running = run_worker(worker);
     wait_until(WAIT, "240 tasks", || {
         let d = done.clone();
         async move { d.load(Ordering::SeqCst) == 240 }
     })
     .await;
-    stop(token, handle).await;
+    running.stop().await;
     assert_eq!(
         limited.max.load(Ordering::SeqCst),
         3,
@@ -411,7 +395,7 @@ async fn delayed_tasks_run_at_their_due_time_not_before() {
         .build()
         .await
         .unwrap();
-    let (token, handle) = spawn_worker(worker);
+    let running = run_worker(worker);
 
     let before_in = SystemTime::now();
     producer
@@ -428,7 +412,7 @@ async fn delayed_tasks_run_at_their_due_time_not_before() {
         async move { r.lock().unwrap().len() == 3 }
     })
     .await;
-    stop(token, handle).await;
+    running.stop().await;
     let ran = ran.lock().unwrap().clone();
     let due_in_earliest = before_in + Duration::from_millis(1_500);
     let due_in_latest = after_in + Duration::from_millis(1_500);
@@ -492,7 +476,7 @@ async fn bad_entries_do_not_stop_the_worker_and_end_in_dead_letters() {
         .build()
         .await
         .unwrap();
-    let (token, handle) = spawn_worker(worker);
+    let running = run_worker(worker);
     let k = keys("basic");
     let mut c = conn(&server).await;
     let xadd = |fields: Vec<(&'static str, Vec<u8>)>| {
@@ -552,7 +536,7 @@ async fn bad_entries_do_not_stop_the_worker_and_end_in_dead_letters() {
         },
     )
     .await;
-    stop(token, handle).await;
+    running.stop().await;
     assert_eq!(*handled.lock().unwrap(), vec![1]);
     assert_eq!(xlen(&mut c, &k.stream).await, 0);
     assert_eq!(pending(&mut c, &k.stream, "mq").await, 0);
@@ -604,7 +588,7 @@ async fn failing_task_is_retried_with_backoff_then_dead_lettered() {
         .build()
         .await
         .unwrap();
-    let (token, handle) = spawn_worker(worker);
+    let running = run_worker(worker);
     producer.enqueue(Flaky { fail_times: 2 }).await.unwrap();
     producer.enqueue(Flaky { fail_times: 99 }).await.unwrap();
     let k = keys("flaky");
@@ -620,7 +604,7 @@ async fn failing_task_is_retried_with_backoff_then_dead_lettered() {
         },
     )
     .await;
-    stop(token, handle).await;
+    running.stop().await;
     let runs = runs.lock().unwrap().clone();
     for fail_times in [2, 99] {
         let mine: Vec<_> = runs.iter().filter(|r| r.0 == fail_times).collect();

@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, time::Duration};
 
 use mq_core::{Producer, Task, TaskContext, TaskError, Worker};
-use mq_tests::{free_port, http_get, redis, wait_until};
+use mq_tests::{free_port, http_get, redis, run_worker, wait_until};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, Task)]
@@ -58,8 +58,7 @@ async fn metrics_endpoint_exports_every_metric_and_counts_exactly() {
         .await
         .unwrap();
     let metrics = worker.metrics();
-    let token = worker.shutdown_token();
-    let running = tokio::spawn(worker.run());
+    let running = run_worker(worker);
 
     let producer = Producer::connect(&server.url()).await.unwrap();
     producer
@@ -152,6 +151,5 @@ async fn metrics_endpoint_exports_every_metric_and_counts_exactly() {
     .await;
     let (status, body) = http_get(addr, "/healthz").await.unwrap();
     assert_eq!((status, body.trim()), (200, "ok"));
-    token.cancel();
-    running.await.unwrap().unwrap();
+    running.stop().await;
 }

@@ -15,27 +15,13 @@ use mq_core::{
     admin::Admin, redis::keys::QueueKeys, Producer, Task, TaskContext, TaskError, Worker,
 };
 use mq_examples::jobs::{Job, BY_CONSUMER_KEY, HANDLED_KEY, STARTED_KEY};
-use mq_tests::{conn, example_bin, pending, redis, redis_with, wait_until, xlen, ChildGuard};
+use mq_tests::{
+    conn, example_bin, pending, redis, redis_with, run_worker, wait_until, xlen, ChildGuard,
+    RunningWorker,
+};
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-type Running = (mq_core::CancellationToken, JoinHandle<mq_core::Result<()>>);
-
-fn spawn_worker(worker: Worker) -> Running {
-    let token = worker.shutdown_token();
-    (token, tokio::spawn(worker.run()))
-}
-
-async fn stop((token, handle): Running) {
-    token.cancel();
-    tokio::time::timeout(WAIT, handle)
-        .await
-        .expect("worker stops in time")
-        .expect("worker task")
-        .expect("clean shutdown");
-}
 
 #[derive(Debug, Serialize, Deserialize, Task)]
 #[task(
@@ -70,7 +56,7 @@ async fn panics_and_timeouts_are_retried_then_dead_lettered_while_other_tasks_ru
         .build()
         .await
         .unwrap();
-    let running = spawn_worker(worker);
+    let running = run_worker(worker);
     producer
         .enqueue(Explode {
             mode: "panic".into(),
@@ -96,7 +82,7 @@ async fn panics_and_timeouts_are_retried_then_dead_lettered_while_other_tasks_ru
         }
     })
     .await;
-    stop(running).await;
+    running.stop().await;
     let runs = runs.lock().unwrap().clone();
     assert_eq!(runs["panic"], 2, "first run + 1 retry");
     assert_eq!(runs["timeout"], 2, "first run + 1 retry");
@@ -145,7 +131,7 @@ async fn replayed_dead_task_runs_again_and_purge_empties_the_dead_stream() {
         .build()
         .await
         .unwrap();
-    let running = spawn_worker(worker);
+    let running = run_worker(worker);
     let admin = Admin::connect(&server.url()).await.unwrap();
     let ids = producer
         .enqueue_many((0..3).map(|n| Fragile { n }))
@@ -207,7 +193,7 @@ async fn replayed_dead_task_runs_again_and_purge_empties_the_dead_stream() {
     assert_eq!(admin.purge("replay").await.unwrap(), 1);
     assert_eq!(admin.stats("replay").await.unwrap().dead, 0);
     assert_eq!(admin.queues().await.unwrap(), vec!["replay".to_owned()]);
-    stop(running).await;
+    running.stop().await;
 }
 
 async fn hget_all(c: &mut redis::aio::ConnectionManager, key: &str) -> HashMap<String, u64> {
@@ -337,7 +323,7 @@ async fn worker_and_producer_survive_a_redis_restart() {
         .build()
         .await
         .unwrap();
-    let running = spawn_worker(worker);
+    let running = run_worker(worker);
     producer
         .enqueue_many((0..100).map(|n| Survive { n }))
         .await
@@ -376,7 +362,7 @@ async fn worker_and_producer_survive_a_redis_restart() {
         async move { s.lock().unwrap().len() >= 200 }
     })
     .await;
-    stop(running).await;
+    running.stop().await;
     let mut all = seen.lock().unwrap().clone();
     all.sort();
     all.dedup();
@@ -438,7 +424,7 @@ mod random_entries {
                 .build()
                 .await
                 .unwrap();
-            spawn_worker(worker)
+            run_worker(worker)
         });
         let k = QueueKeys::new("mq", "fuzz");
         let mut c = rt.block_on(conn(&server));
@@ -491,7 +477,7 @@ mod random_entries {
             })
             .await;
             assert_eq!(xlen(&mut c, &k.delayed).await, 0, "nothing was retried");
-            stop(running).await;
+            running.stop().await;
         });
         eprintln!(
             "random entries: {}, handled: {}",
@@ -607,7 +593,7 @@ async fn many_workers_create_the_group_at_once_and_idle_empty_consumers_are_reap
         .into_iter()
         .collect::<Result<_, _>>()
         .expect("concurrent builds all succeed");
-    let running: Vec<Running> = workers.into_iter().take(1).map(spawn_worker).collect();
+    let running: Vec<RunningWorker> = workers.into_iter().take(1).map(run_worker).collect();
     wait_until(WAIT, "the idle empty consumer reaped", || {
         let mut c = c.clone();
         async move {
@@ -626,6 +612,6 @@ async fn many_workers_create_the_group_at_once_and_idle_empty_consumers_are_reap
         "a consumer with pending entries is kept: {left:?}"
     );
     for r in running {
-        stop(r).await;
+        r.stop().await;
     }
 }

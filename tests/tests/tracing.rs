@@ -7,7 +7,7 @@ use std::{
 };
 
 use mq_core::{Producer, Task, TaskContext, TaskError, Worker};
-use mq_tests::{redis, wait_until};
+use mq_tests::{redis, run_worker, wait_until};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -48,8 +48,7 @@ async fn trace_id_set_at_the_producer_appears_in_the_worker_task_span() {
         .build()
         .await
         .unwrap();
-    let token = worker.shutdown_token();
-    let running = tokio::spawn(worker.run());
+    let running = run_worker(worker);
 
     let producer = Producer::connect(&server.url()).await.unwrap();
     let span = tracing::info_span!("checkout");
@@ -67,8 +66,7 @@ async fn trace_id_set_at_the_producer_appears_in_the_worker_task_span() {
         async move { s.lock().unwrap().len() == 2 }
     })
     .await;
-    token.cancel();
-    running.await.unwrap().unwrap();
+    running.stop().await;
     let mut seen = seen.lock().unwrap().clone();
     seen.sort();
     assert_ne!(producer_trace, "00000000000000000000000000000000");
