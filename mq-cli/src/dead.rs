@@ -12,6 +12,17 @@ use crate::{
     Ctx,
 };
 
+/// Fields shown first by `mq dead show`, in this order.
+const SHOW_ORDER: &[&str] = &[
+    "id",
+    "name",
+    "error",
+    "attempts",
+    "failed_at",
+    "worker",
+    "enqueued_at",
+];
+
 /// Longest error text in `mq dead list` (the whole text is in `show` and `--json`): 60.
 const LIST_ERROR_WIDTH: usize = 60;
 
@@ -86,7 +97,9 @@ async fn list(ctx: &Ctx, queue: &str, count: usize) -> Result<(), CliError> {
             t.field("id").unwrap_or_default(),
             t.field("name").unwrap_or_default(),
             t.field("attempts").unwrap_or_default(),
-            field_ms(t, "failed_at").map(output::ago).unwrap_or_default(),
+            field_ms(t, "failed_at")
+                .map(output::ago)
+                .unwrap_or_default(),
             output::truncate(&t.field("error").unwrap_or_default(), LIST_ERROR_WIDTH),
         ]);
     }
@@ -115,7 +128,16 @@ async fn show(ctx: &Ctx, queue: &str, dead_id: &str) -> Result<(), CliError> {
         return output::print_json(&to_json(&task));
     }
     let mut rows: Vec<(String, String)> = vec![("dead_id".into(), task.dead_id.clone())];
-    for (k, v) in &task.fields {
+    // The fields an operator looks for first, then the rest in stored order.
+    let rank = |k: &str| {
+        SHOW_ORDER
+            .iter()
+            .position(|f| *f == k)
+            .unwrap_or(SHOW_ORDER.len())
+    };
+    let mut fields: Vec<&(String, Vec<u8>)> = task.fields.iter().collect();
+    fields.sort_by_key(|(k, _)| rank(k));
+    for (k, v) in fields {
         if k == "payload" {
             continue;
         }

@@ -11,6 +11,11 @@
 //! mq pending <queue> [--count N]
 //! ```
 //!
+//! `mq stats` computes its rates from two samples of each stream's counters (`XINFO STREAM`
+//! `entries-added`, and entries that left the stream): one-shot it samples twice `--sample`
+//! seconds apart (default 1 s, `0` for no rates); with `--watch` each refresh's rates cover the
+//! time since the previous refresh.
+//!
 //! Global flags: `--url` (or `MQ_REDIS_URL`, default `redis://127.0.0.1:6379/`), `--prefix`
 //! (default `mq`), `--group` (default `mq`), `--json` for machine-readable output. Errors are
 //! one `error: ...` line on stderr and exit status 1 (2 for a bad command line).

@@ -33,10 +33,7 @@ pub(crate) async fn run(ctx: &Ctx, args: PendingArgs) -> Result<(), CliError> {
         );
     }
     if entries.is_empty() {
-        return output::print(&format!(
-            "no pending entries in queue {:?}\n",
-            args.queue
-        ));
+        return output::print(&format!("no pending entries in queue {:?}\n", args.queue));
     }
     let mut table = Table::new(&[
         ("ENTRY ID", Align::Left),

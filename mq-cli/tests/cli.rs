@@ -1,0 +1,667 @@
+//! The `mq` binary against a real redis-server (one per test): every command's table and
+//! `--json` output, state made by `mq_core::Producer` and in-process `mq_core::Worker`s, and
+//! the error paths (Redis down, unknown queue, bad JSON, bad ids), each one line on stderr
+//! with a non-zero exit status.
+
+use std::{
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use mq_core::{redis::keys::QueueKeys, Producer, Task, TaskContext, TaskError, Worker};
+use mq_tests::{conn, redis, wait_until, xlen};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+/// Longest wait for anything in these tests: 30 s.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// What one run of `mq` printed.
+#[derive(Debug)]
+struct Out {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    /// Asserts a failure reported as exactly one `error: ...` line containing `what`.
+    fn assert_error(&self, what: &str) {
+        assert!(!self.success, "expected failure, got {self:?}");
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one stderr line expected: {self:?}");
+        assert!(lines[0].starts_with("error: "), "{self:?}");
+        assert!(lines[0].contains(what), "{:?} lacks {what:?}", lines[0]);
+    }
+}
+
+/// Runs `mq args...` with `MQ_REDIS_URL=url`, no stdin, killed after [`WAIT`].
+async fn mq(url: &str, args: &[&str]) -> Out {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mq"))
+        .args(args)
+        .env("MQ_REDIS_URL", url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(WAIT, child)
+        .await
+        .unwrap_or_else(|_| panic!("mq {args:?} did not finish within {WAIT:?}"))
+        .expect("run mq");
+    Out {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `mq args...` and asserts success.
+async fn mq_ok(url: &str, args: &[&str]) -> Out {
+    let out = mq(url, args).await;
+    assert!(out.success, "mq {args:?} failed: {out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "mq {args:?} wrote to stderr: {out:?}"
+    );
+    out
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Task)]
+#[task(queue = "images", max_retries = 0, backoff = "none")]
+struct EmbedImage {
+    product_id: u64,
+    url: String,
+}
+
+/// An `XRANGE` entry: id and field/value pairs.
+type StreamEntry = (String, Vec<(String, Vec<u8>)>);
+
+type Running = (mq_core::CancellationToken, JoinHandle<mq_core::Result<()>>);
+
+fn spawn(worker: Worker) -> Running {
+    (worker.shutdown_token(), tokio::spawn(worker.run()))
+}
+
+/// Stops a worker and returns its result (a grace-period timeout is an error).
+async fn stop((token, handle): Running) -> mq_core::Result<()> {
+    token.cancel();
+    tokio::time::timeout(WAIT, handle)
+        .await
+        .expect("worker stops in time")
+        .expect("worker task")
+}
+
+/// A worker on `images` whose handler dead-letters every task at once.
+async fn rejecting_worker(url: &str) -> Running {
+    let worker = Worker::builder(url)
+        .handle::<EmbedImage, _>(|t: EmbedImage, _ctx: TaskContext| async move {
+            Err::<(), _>(TaskError::permanent(format!("unreachable url {}", t.url)))
+        })
+        .block_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .expect("build worker");
+    spawn(worker)
+}
+
+fn image(i: u64) -> EmbedImage {
+    EmbedImage {
+        product_id: i,
+        url: format!("https://img.example/{i}.jpg"),
+    }
+}
+
+/// Enqueues `n` images and lets a rejecting worker dead-letter them all.
+async fn make_dead_letters(server: &mq_tests::LocalRedis, n: u64) {
+    let producer = Producer::connect(&server.url()).await.expect("producer");
+    producer
+        .enqueue_many((1..=n).map(image))
+        .await
+        .expect("enqueue");
+    let worker = rejecting_worker(&server.url()).await;
+    let mut c = conn(server).await;
+    let dead = QueueKeys::new("mq", "images").dead;
+    wait_until(WAIT, "tasks dead-lettered", || {
+        let mut c = c.clone();
+        let dead = dead.clone();
+        async move { xlen(&mut c, &dead).await as u64 >= n }
+    })
+    .await;
+    stop(worker).await.expect("clean shutdown");
+    assert_eq!(xlen(&mut c, &dead).await as u64, n);
+}
+
+fn queue_row<'a>(stats: &'a Value, queue: &str) -> &'a Value {
+    stats["queues"]
+        .as_array()
+        .expect("queues array")
+        .iter()
+        .find(|q| q["queue"] == queue)
+        .unwrap_or_else(|| panic!("queue {queue} missing in {stats}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_shows_sizes_and_rates_of_every_queue() {
+    let server = redis();
+    let url = server.url();
+    let out = mq_ok(&url, &["stats", "--sample", "0"]).await;
+    assert_eq!(out.stdout, "no queues under prefix \"mq\"\n");
+
+    let producer = Producer::connect(&url).await.unwrap();
+    producer.enqueue_many((0..5).map(image)).await.unwrap();
+    producer
+        .enqueue_in(Duration::from_secs(3600), image(99))
+        .await
+        .unwrap();
+    producer
+        .enqueue_raw("texts", "EmbedText", vec![0x80])
+        .await
+        .unwrap();
+
+    let out = mq_ok(&url, &["stats", "--sample", "0"]).await;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "QUEUE   BACKLOG  PENDING  DELAYED  DEAD  CONSUMERS  ENQ/S  DONE/S"
+    );
+    assert_eq!(
+        lines[1],
+        "images        5        0        1     0          0      -       -"
+    );
+    assert!(lines[2].starts_with("texts "), "{lines:?}");
+
+    let stats = mq_ok(&url, &["--json", "stats", "--sample", "0"])
+        .await
+        .json();
+    let images = queue_row(&stats, "images");
+    assert_eq!(images["backlog"], 5);
+    assert_eq!(images["delayed"], 1);
+    assert_eq!(images["entries_added"], 5);
+    assert!(images["enqueued_per_sec"].is_null());
+    assert_eq!(queue_row(&stats, "texts")["length"], 1);
+
+    // Rates: enqueue all through the two samples.
+    let p = producer.clone();
+    let feeder = tokio::spawn(async move {
+        loop {
+            p.enqueue(image(1)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let stats = mq_ok(&url, &["--json", "stats", "images", "--sample", "0.5"])
+        .await
+        .json();
+    feeder.abort();
+    let images = queue_row(&stats, "images");
+    assert!(
+        images["enqueued_per_sec"].as_f64().unwrap() > 0.0,
+        "{stats}"
+    );
+    assert_eq!(images["done_per_sec"].as_f64(), Some(0.0), "{stats}");
+    assert!(stats["rate_window_secs"].as_f64().unwrap() >= 0.5);
+    assert_eq!(stats["queues"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_counts_done_tasks_and_watch_refreshes() {
+    let server = redis();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.unwrap();
+    producer.enqueue(image(0)).await.unwrap();
+    let worker = Worker::builder(&url)
+        .handle::<EmbedImage, _>(|_t: EmbedImage, _ctx: TaskContext| async move {
+            Ok::<_, TaskError>(())
+        })
+        .block_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let running = spawn(worker);
+    let p = producer.clone();
+    let feeder = tokio::spawn(async move {
+        loop {
+            p.enqueue(image(1)).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let stats = mq_ok(&url, &["--json", "stats", "images", "--sample", "0.5"])
+        .await
+        .json();
+    let images = queue_row(&stats, "images");
+    assert!(images["done_per_sec"].as_f64().unwrap() > 0.0, "{stats}");
+    assert_eq!(images["consumers"], 1);
+
+    // --watch prints one JSON line per refresh until killed.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mq"))
+        .args(["--json", "stats", "--watch", "0.2", "--sample", "0.1"])
+        .env("MQ_REDIS_URL", &url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut enqueued = Vec::new();
+    for _ in 0..3 {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("a refresh in time")
+            .unwrap()
+            .expect("a line");
+        let doc: Value = serde_json::from_str(&line).unwrap();
+        enqueued.push(
+            queue_row(&doc, "images")["enqueued_per_sec"]
+                .as_f64()
+                .unwrap(),
+        );
+    }
+    assert!(enqueued.iter().any(|r| *r > 0.0), "{enqueued:?}");
+    child.kill().await.unwrap();
+    feeder.abort();
+    stop(running).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_shown_replayed_and_purged() {
+    let server = redis();
+    let url = server.url();
+    make_dead_letters(&server, 3).await;
+
+    let out = mq_ok(&url, &["dead", "list", "images"]).await;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("DEAD ID"), "{lines:?}");
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[1].contains("EmbedImage") && lines[1].contains("unreachable url"));
+    let out = mq_ok(&url, &["dead", "list", "images", "--count", "2"]).await;
+    assert!(out.stdout.contains("(2 of 3 dead tasks shown"), "{out:?}");
+
+    let list = mq_ok(&url, &["--json", "dead", "list", "images"])
+        .await
+        .json();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    // Dead-lettered concurrently: in any order. Sort by product id.
+    let mut list: Vec<(u64, &Value)> = list
+        .iter()
+        .map(|d| (d["payload"]["product_id"].as_u64().unwrap(), d))
+        .collect();
+    list.sort_by_key(|(id, _)| *id);
+    assert_eq!(
+        list.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    let first = list[0].1;
+    assert_eq!(first["name"], "EmbedImage");
+    assert_eq!(first["attempts"], "1");
+    assert_eq!(first["payload"]["url"], "https://img.example/1.jpg");
+    assert!(first["error"]
+        .as_str()
+        .unwrap()
+        .ends_with("unreachable url https://img.example/1.jpg"));
+    let ids: Vec<String> = list
+        .iter()
+        .map(|(_, d)| d["dead_id"].as_str().unwrap().to_owned())
+        .collect();
+
+    let shown = mq_ok(&url, &["--json", "dead", "show", "images", &ids[1]])
+        .await
+        .json();
+    let payload: EmbedImage = serde_json::from_value(shown["payload"].clone()).unwrap();
+    assert_eq!(payload, image(2));
+    assert_eq!(shown["dead_id"], ids[1].as_str());
+    let out = mq_ok(&url, &["dead", "show", "images", &ids[1]]).await;
+    assert!(out.stdout.contains("\"product_id\": 2"), "{}", out.stdout);
+    assert!(out.stdout.contains("error:"), "{}", out.stdout);
+
+    let mut c = conn(&server).await;
+    let k = QueueKeys::new("mq", "images");
+    let out = mq_ok(&url, &["dead", "replay", "images", &ids[0]]).await;
+    assert_eq!(out.stdout, "replayed 1 dead task to queue \"images\"\n");
+    assert_eq!(
+        (xlen(&mut c, &k.dead).await, xlen(&mut c, &k.stream).await),
+        (2, 1)
+    );
+    let out = mq(&url, &["dead", "replay", "images", &ids[0], &ids[1]]).await;
+    out.assert_error("1 of the 2 dead tasks given not found");
+    let replayed = mq_ok(&url, &["--json", "dead", "replay", "images", "--all"])
+        .await
+        .json();
+    assert_eq!(replayed["replayed"], 1);
+    assert_eq!(
+        (xlen(&mut c, &k.dead).await, xlen(&mut c, &k.stream).await),
+        (0, 3)
+    );
+
+    // The replayed tasks run again (and die again): purge them.
+    let worker = rejecting_worker(&url).await;
+    wait_until(WAIT, "replayed tasks dead again", || {
+        let mut c = c.clone();
+        let dead = k.dead.clone();
+        async move { xlen(&mut c, &dead).await == 3 }
+    })
+    .await;
+    stop(worker).await.unwrap();
+    mq(&url, &["dead", "purge", "images"])
+        .await
+        .assert_error("without --yes");
+    assert_eq!(xlen(&mut c, &k.dead).await, 3);
+    let purged = mq_ok(&url, &["--json", "dead", "purge", "images", "--yes"])
+        .await
+        .json();
+    assert_eq!(purged["purged"], 3);
+    assert_eq!(xlen(&mut c, &k.dead).await, 0);
+    let out = mq_ok(&url, &["dead", "list", "images"]).await;
+    assert_eq!(out.stdout, "no dead tasks in queue \"images\"\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_commands_reject_bad_and_unknown_ids() {
+    let server = redis();
+    let url = server.url();
+    make_dead_letters(&server, 1).await;
+    mq(&url, &["dead", "show", "images", "not-an-id"])
+        .await
+        .assert_error("bad dead-letter id \"not-an-id\"");
+    mq(&url, &["dead", "show", "images", "1-0"])
+        .await
+        .assert_error("no dead task 1-0 in queue \"images\"");
+    mq(&url, &["dead", "replay", "images", "1-0", "x"])
+        .await
+        .assert_error("bad dead-letter id \"x\"");
+    let mut c = conn(&server).await;
+    assert_eq!(xlen(&mut c, &QueueKeys::new("mq", "images").dead).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_lists_live_workers_and_hides_dead_registrations() {
+    let server = redis();
+    let url = server.url();
+    let out = mq_ok(&url, &["workers"]).await;
+    assert_eq!(out.stdout, "no live workers\n");
+
+    let worker = Worker::builder(&url)
+        .handle::<EmbedImage, _>(|_t: EmbedImage, _ctx: TaskContext| async move {
+            Ok::<_, TaskError>(())
+        })
+        .consumer("cli-test-worker")
+        .concurrency(7)
+        .block_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let running = spawn(worker);
+    // A worker that was SIGKILLed: registered, but its heartbeat key expired.
+    let mut c = conn(&server).await;
+    let _: () = redis::cmd("HSET")
+        .arg("mq:workers")
+        .arg("gone-worker")
+        .arg("queues=texts concurrency=2 started_at=1764000000000")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    wait_until(WAIT, "worker registered", || {
+        let url = url.clone();
+        async move {
+            let w = mq_ok(&url, &["--json", "workers"]).await.json();
+            w.as_array().is_some_and(|a| !a.is_empty())
+        }
+    })
+    .await;
+
+    let workers = mq_ok(&url, &["--json", "workers"]).await.json();
+    let workers = workers.as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    assert_eq!(workers[0]["consumer"], "cli-test-worker");
+    assert_eq!(workers[0]["live"], true);
+    assert_eq!(workers[0]["queues"], serde_json::json!(["images"]));
+    assert_eq!(workers[0]["concurrency"], 7);
+    assert!(workers[0]["heartbeat_ttl_ms"].as_u64().unwrap() > 0);
+
+    let out = mq_ok(&url, &["workers"]).await;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("CONSUMER"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("cli-test-worker  live    images"),
+        "{lines:?}"
+    );
+    assert!(lines[2].contains("1 registered worker without a heartbeat hidden"));
+
+    let all = mq_ok(&url, &["--json", "workers", "--all"]).await.json();
+    let gone = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["consumer"] == "gone-worker")
+        .expect("stale worker listed with --all");
+    assert_eq!(gone["live"], false);
+    assert_eq!(gone["started_at"], "2025-11-24T16:00:00.000Z");
+
+    stop(running).await.unwrap();
+    let workers = mq_ok(&url, &["--json", "workers"]).await.json();
+    assert_eq!(workers, serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueued_json_reaches_a_typed_handler() {
+    let server = redis();
+    let url = server.url();
+    let out = mq_ok(
+        &url,
+        &[
+            "enqueue",
+            "images",
+            "EmbedImage",
+            r#"{"product_id": 42, "url": "https://img.example/42.jpg"}"#,
+        ],
+    )
+    .await;
+    let id = out.stdout.trim().to_owned();
+    assert_eq!(id.len(), 26, "a ULID: {id:?}");
+    let out = mq_ok(
+        &url,
+        &[
+            "--json",
+            "enqueue",
+            "images",
+            "EmbedImage",
+            r#"{"url": "u", "product_id": 43}"#,
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(out["queue"], "images");
+
+    // The payload is byte for byte what the derive's producer writes.
+    let mut c = conn(&server).await;
+    let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
+        .arg("mq:{images}:stream")
+        .arg("-")
+        .arg("+")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let payload = entries[0]
+        .1
+        .iter()
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(
+        payload,
+        rmp_serde::to_vec_named(&EmbedImage {
+            product_id: 42,
+            url: "https://img.example/42.jpg".into()
+        })
+        .unwrap()
+    );
+
+    let seen: Arc<Mutex<Vec<(String, EmbedImage)>>> = Arc::default();
+    let s = seen.clone();
+    let worker = Worker::builder(&url)
+        .handle::<EmbedImage, _>(move |t: EmbedImage, ctx: TaskContext| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push((ctx.id().to_owned(), t));
+                Ok::<_, TaskError>(())
+            }
+        })
+        .block_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let running = spawn(worker);
+    wait_until(WAIT, "both tasks handled", || {
+        let n = seen.lock().unwrap().len();
+        async move { n == 2 }
+    })
+    .await;
+    stop(running).await.unwrap();
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_by_key(|(_, t)| t.product_id);
+    assert_eq!(seen[0].0, id);
+    assert_eq!(
+        seen[0].1,
+        EmbedImage {
+            product_id: 42,
+            url: "https://img.example/42.jpg".into()
+        }
+    );
+    assert_eq!(seen[1].1.product_id, 43);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueue_rejects_bad_json_and_bad_queue_names() {
+    let server = redis();
+    let url = server.url();
+    mq(
+        &url,
+        &["enqueue", "images", "EmbedImage", "{product_id: 1}"],
+    )
+    .await
+    .assert_error("invalid JSON payload");
+    mq(&url, &["enqueue", "bad queue", "EmbedImage", "{}"])
+        .await
+        .assert_error("queue name \"bad queue\"");
+    mq(&url, &["enqueue", "images", "", "{}"])
+        .await
+        .assert_error("task name must not be empty");
+    let mut c = conn(&server).await;
+    let exists: bool = redis::cmd("EXISTS")
+        .arg("mq:{images}:stream")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(!exists, "nothing was enqueued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_shows_entries_in_flight() {
+    let server = redis();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.unwrap();
+    producer.enqueue_many((1..=3).map(image)).await.unwrap();
+    let worker = Worker::builder(&url)
+        .handle::<EmbedImage, _>(|_t: EmbedImage, _ctx: TaskContext| async move {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, TaskError>(())
+        })
+        .consumer("busy-worker")
+        .concurrency(2)
+        .grace_period(Duration::from_millis(100))
+        .block_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let running = spawn(worker);
+    let c = conn(&server).await;
+    wait_until(WAIT, "two tasks in flight", || {
+        let mut c = c.clone();
+        async move { mq_tests::pending(&mut c, "mq:{images}:stream", "mq").await == 2 }
+    })
+    .await;
+
+    let pending = mq_ok(&url, &["--json", "pending", "images"]).await.json();
+    let pending = pending.as_array().unwrap();
+    assert_eq!(pending.len(), 2, "{pending:?}");
+    for p in pending {
+        assert_eq!(p["consumer"], "busy-worker");
+        assert_eq!(p["deliveries"], 1);
+        assert_eq!(p["name"], "EmbedImage");
+        assert_eq!(p["task_id"].as_str().map(str::len), Some(26));
+        assert!(p["idle_ms"].is_u64());
+    }
+    let out = mq_ok(&url, &["pending", "images", "--count", "1"]).await;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("ENTRY ID"), "{lines:?}");
+    assert!(lines[1].contains("busy-worker"), "{lines:?}");
+    assert!(lines[2].contains("first 1 shown"), "{lines:?}");
+
+    // The handlers never finish: the shutdown leaves them pending, which is an error result.
+    assert!(stop(running).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_queues_are_reported() {
+    let server = redis();
+    let url = server.url();
+    for args in [
+        &["stats", "nope"][..],
+        &["dead", "list", "nope"],
+        &["dead", "show", "nope", "1-0"],
+        &["dead", "replay", "nope", "--all"],
+        &["dead", "purge", "nope", "--yes"],
+        &["pending", "nope"],
+    ] {
+        mq(&url, args)
+            .await
+            .assert_error("no such queue \"nope\" (key mq:{nope}:stream does not exist)");
+    }
+    // --prefix and --group select other keys.
+    Producer::connect_with_prefix(&url, "app")
+        .await
+        .unwrap()
+        .enqueue(image(1))
+        .await
+        .unwrap();
+    mq(&url, &["pending", "images"])
+        .await
+        .assert_error("no such queue");
+    let out = mq_ok(
+        &url,
+        &["--prefix", "app", "--group", "g", "pending", "images"],
+    )
+    .await;
+    assert_eq!(out.stdout, "no pending entries in queue \"images\"\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_is_one_error_line() {
+    let mut server = redis();
+    let url = server.url();
+    server.stop();
+    for args in [
+        &["stats"][..],
+        &["--json", "stats", "images"],
+        &["dead", "list", "images"],
+        &["dead", "replay", "images", "--all"],
+        &["workers"],
+        &["pending", "images"],
+        &["enqueue", "images", "EmbedImage", "{}"],
+    ] {
+        mq(&url, args)
+            .await
+            .assert_error(&format!("cannot connect to Redis at {url}"));
+    }
+    mq("redis://user:secret@127.0.0.1:1/", &["workers"])
+        .await
+        .assert_error("redis://user:***@127.0.0.1:1/");
+}
