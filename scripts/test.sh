@@ -4,6 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-redis.sh
+scripts/ensure-prometheus.sh
+# The Python producer's packages (tests/tests/pipeline.rs runs examples/python/producer.py):
+# installed only if missing. pip comes from apt when it is missing and we are root.
+if ! python3 -c 'import msgpack, redis' 2>/dev/null; then
+  if ! python3 -m pip --version >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "pip not found: installing python3-pip with apt-get" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+  fi
+  echo "installing examples/python/requirements.txt with pip" >&2
+  PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    python3 -m pip install -q -r examples/python/requirements.txt
+fi
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export RUSTDOCFLAGS="${RUSTDOCFLAGS:--D warnings}"
 cargo fmt --all -- --check
