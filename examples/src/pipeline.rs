@@ -7,11 +7,21 @@
 //!
 //! | piece | command (from the workspace root) |
 //! |---|---|
+//! | everything in one process | `cargo run --release -p mq-examples --bin demo` (`scripts/demo.sh`) |
 //! | make the data file | `cargo run -p mq-examples --bin gen-products` |
 //! | filter + enqueue | `cargo run -p mq-examples --bin producer -- --url redis://127.0.0.1:6379/` |
-//! | image worker | `cargo run -p mq-examples --bin image-worker -- --url redis://127.0.0.1:6379/` |
-//! | text worker | `cargo run -p mq-examples --bin text-worker -- --url redis://127.0.0.1:6379/` |
+//! | image worker | `cargo run --release -p mq-examples --bin image-worker -- --url redis://127.0.0.1:6379/` |
+//! | text worker | `cargo run --release -p mq-examples --bin text-worker -- --url redis://127.0.0.1:6379/` |
 //! | Python producer | `python3 examples/python/producer.py --url redis://127.0.0.1:6379/ --count 100` |
+//! | text worker throughput by batch size | `cargo run --release -p mq-examples --bin text-bench` |
+//!
+//! # Batch handlers
+//!
+//! The workers, the demo and the benchmark share one handler, [`Embedder`], registered as
+//! `mq_core::batch(batch_size, batch_wait, embedder)`: up to `batch_size` tasks are embedded in
+//! one call on tokio's blocking pool and their vectors stored with one pipeline
+//! ([`embed_batch`]). Invalid tasks are dead-lettered at once, a failed store retries the batch.
+//! The workers' flags are [`WorkerArgs`].
 //!
 //! # Records and the filter
 //!
@@ -37,7 +47,16 @@
 //! same bit for bit on every platform and can be reproduced in other languages: the hash is
 //! 64-bit FNV-1a ([`fnv1a64`]) and the random generator SplitMix64 ([`SplitMix64`]).
 
-use mq_core::Task;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
+
+use mq_core::{BatchHandler, Task, TaskContext, TaskError};
 use serde::{Deserialize, Serialize};
 
 /// Key prefix of stored vectors: `mq-demo:vec`.
@@ -596,66 +615,521 @@ pub fn embed_texts(tasks: &[EmbedText]) -> Vec<Result<(u64, Vec<f32>), Invalid>>
         .collect()
 }
 
-/// What became of a batch: the valid tasks' vectors were stored, the others are listed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BatchOutcome {
+/// A task the workers turn into one vector: [`EmbedImage`] or [`EmbedText`].
+pub trait EmbedTask: Task + Clone {
+    /// The kind of vector it gives.
+    const KIND: VectorKind;
+    /// The product it belongs to (the vector's key).
+    fn product_id(&self) -> u64;
+    /// Embeds a batch (CPU only): per task, in order, its vector or why it is invalid.
+    fn embed_all(tasks: &[Self]) -> Vec<Result<(u64, Vec<f32>), Invalid>>;
+}
+
+impl EmbedTask for EmbedImage {
+    const KIND: VectorKind = VectorKind::Image;
+    fn product_id(&self) -> u64 {
+        self.product_id
+    }
+    fn embed_all(tasks: &[Self]) -> Vec<Result<(u64, Vec<f32>), Invalid>> {
+        embed_images(tasks)
+    }
+}
+
+impl EmbedTask for EmbedText {
+    const KIND: VectorKind = VectorKind::Text;
+    fn product_id(&self) -> u64 {
+        self.product_id
+    }
+    fn embed_all(tasks: &[Self]) -> Vec<Result<(u64, Vec<f32>), Invalid>> {
+        embed_texts(tasks)
+    }
+}
+
+/// Counters of a batch handler, shared with whoever watches it (progress bars, summaries).
+/// All are cumulative; a task handled twice (at-least-once delivery) counts twice.
+#[derive(Debug, Default)]
+pub struct EmbedStats {
+    /// Batches handled.
+    pub batches: AtomicU64,
+    /// Tasks handed to the handler (all attempts).
+    pub tasks: AtomicU64,
     /// Vectors stored.
-    pub stored: usize,
-    /// Per invalid task: its index in the batch and why.
-    pub invalid: Vec<(usize, Invalid)>,
-    /// Time spent computing the embeddings (CPU), without the store.
-    pub embed_time: std::time::Duration,
+    pub stored: AtomicU64,
+    /// Tasks rejected as invalid (dead-lettered).
+    pub invalid: AtomicU64,
+    /// Tasks whose first attempt was failed on purpose ([`Embedder::fail_first_attempt_every`]).
+    pub injected: AtomicU64,
+    /// Batches whose vectors could not be stored (their tasks were retried).
+    pub store_errors: AtomicU64,
+    /// Time spent computing embeddings, in nanoseconds (summed over batches).
+    pub embed_nanos: AtomicU64,
 }
 
-/// Embeds a batch of image tasks and stores the valid ones' vectors in one pipeline.
-///
-/// # Errors
-///
-/// The Redis error of the store (then the whole batch should be retried: storing is
-/// idempotent).
-pub async fn process_images<C: redis::aio::ConnectionLike>(
-    conn: &mut C,
-    tasks: &[EmbedImage],
-) -> redis::RedisResult<BatchOutcome> {
-    let started = std::time::Instant::now();
-    let results = embed_images(tasks);
-    store_batch(conn, VectorKind::Image, results, started.elapsed()).await
+impl EmbedStats {
+    /// Reads one counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// `stored=.. invalid=.. batches=.. avg_batch=.. embed_us_per_task=..`, for end-of-run
+    /// lines.
+    pub fn summary(&self) -> String {
+        let batches = Self::get(&self.batches);
+        let tasks = Self::get(&self.tasks);
+        let embedded = Self::get(&self.stored) + Self::get(&self.invalid);
+        format!(
+            "stored={} invalid={} batches={batches} avg_batch={:.1} embed_us_per_task={:.1}",
+            Self::get(&self.stored),
+            Self::get(&self.invalid),
+            tasks as f64 / batches.max(1) as f64,
+            Self::get(&self.embed_nanos) as f64 / 1e3 / embedded.max(1) as f64,
+        )
+    }
 }
 
-/// Embeds a batch of text tasks and stores the valid ones' vectors in one pipeline.
+/// Embeds a batch of tasks and stores their vectors: the body of the pipeline's batch
+/// handlers (image worker, text worker, demo, text benchmark).
 ///
-/// # Errors
+/// 1. With `fail_every > 0`, the first attempt of every task whose product id is a multiple
+///    of `fail_every` fails with a retryable error (chaos to show retries; 0 = off).
+/// 2. The others are embedded together with [`EmbedTask::embed_all`] inside
+///    [`mq_core::blocking`], off the async threads.
+/// 3. The valid tasks' vectors are stored with one pipeline ([`store_vectors`]).
 ///
-/// As [`process_images`].
-pub async fn process_texts<C: redis::aio::ConnectionLike>(
+/// Outcomes, one per task in order: `Ok` once its vector is stored; an invalid task (from a
+/// producer that does not filter) is [`TaskError::permanent`], dead-lettered at once; if the
+/// embedding panics or the store fails, every valid task of the batch is retried (storing is
+/// idempotent: the same bytes under the same key).
+pub async fn embed_batch<T, C>(
     conn: &mut C,
-    tasks: &[EmbedText],
-) -> redis::RedisResult<BatchOutcome> {
-    let started = std::time::Instant::now();
-    let results = embed_texts(tasks);
-    store_batch(conn, VectorKind::Text, results, started.elapsed()).await
-}
-
-async fn store_batch<C: redis::aio::ConnectionLike>(
-    conn: &mut C,
-    kind: VectorKind,
-    results: Vec<Result<(u64, Vec<f32>), Invalid>>,
-    embed_time: std::time::Duration,
-) -> redis::RedisResult<BatchOutcome> {
-    let mut vectors = Vec::with_capacity(results.len());
-    let mut invalid = Vec::new();
-    for (i, r) in results.into_iter().enumerate() {
-        match r {
-            Ok(v) => vectors.push(v),
-            Err(e) => invalid.push((i, e)),
+    stats: &EmbedStats,
+    fail_every: u64,
+    tasks: Vec<(T, TaskContext)>,
+) -> Vec<Result<(), TaskError>>
+where
+    T: EmbedTask,
+    C: redis::aio::ConnectionLike + Send,
+{
+    let n = tasks.len();
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.tasks.fetch_add(n as u64, Ordering::Relaxed);
+    let mut outcomes: Vec<Option<Result<(), TaskError>>> = vec![None; n];
+    let mut todo = Vec::with_capacity(n);
+    let mut to_embed = Vec::with_capacity(n);
+    for (i, (task, ctx)) in tasks.into_iter().enumerate() {
+        if fail_every > 0 && task.product_id() % fail_every == 0 && ctx.attempt() == 0 {
+            stats.injected.fetch_add(1, Ordering::Relaxed);
+            outcomes[i] = Some(Err(TaskError::retry(format!(
+                "injected failure: first attempt of product {} (every {fail_every}th)",
+                task.product_id()
+            ))));
+            continue;
+        }
+        todo.push(i);
+        to_embed.push(task);
+    }
+    if !to_embed.is_empty() {
+        let started = Instant::now();
+        match mq_core::blocking(move || T::embed_all(&to_embed)).await {
+            Err(e) => {
+                for &i in &todo {
+                    outcomes[i] = Some(Err(e.clone()));
+                }
+            }
+            Ok(results) => {
+                stats
+                    .embed_nanos
+                    .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                let mut vectors = Vec::with_capacity(results.len());
+                let mut valid = Vec::with_capacity(results.len());
+                for (&i, result) in todo.iter().zip(results) {
+                    match result {
+                        Ok(v) => {
+                            vectors.push(v);
+                            valid.push(i);
+                        }
+                        Err(invalid) => {
+                            stats.invalid.fetch_add(1, Ordering::Relaxed);
+                            outcomes[i] = Some(Err(TaskError::permanent(invalid)));
+                        }
+                    }
+                }
+                let stored = store_vectors(conn, T::KIND, &vectors).await;
+                let outcome = match stored {
+                    Ok(()) => {
+                        stats
+                            .stored
+                            .fetch_add(vectors.len() as u64, Ordering::Relaxed);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                        Err(TaskError::retry(format!(
+                            "storing {} {} vectors: {e}",
+                            vectors.len(),
+                            T::KIND.as_str()
+                        )))
+                    }
+                };
+                for i in valid {
+                    outcomes[i] = Some(outcome.clone());
+                }
+            }
         }
     }
-    store_vectors(conn, kind, &vectors).await?;
-    Ok(BatchOutcome {
-        stored: vectors.len(),
-        invalid,
-        embed_time,
-    })
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(TaskError::retry("no outcome"))))
+        .collect()
+}
+
+/// [`embed_batch`] for text tasks, without injected failures.
+pub async fn embed_text_batch<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    stats: &EmbedStats,
+    tasks: Vec<(EmbedText, TaskContext)>,
+) -> Vec<Result<(), TaskError>> {
+    embed_batch(conn, stats, 0, tasks).await
+}
+
+/// [`embed_batch`] for image tasks, without injected failures.
+pub async fn embed_image_batch<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    stats: &EmbedStats,
+    tasks: Vec<(EmbedImage, TaskContext)>,
+) -> Vec<Result<(), TaskError>> {
+    embed_batch(conn, stats, 0, tasks).await
+}
+
+/// The pipeline's batch handler: [`embed_batch`] with a Redis connection and [`EmbedStats`].
+/// It handles [`EmbedImage`] and [`EmbedText`]; use one per worker (or per task type) to keep
+/// their counters apart.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use mq_core::{batch, Worker};
+/// use mq_examples::pipeline::{EmbedText, Embedder};
+///
+/// let url = "redis://127.0.0.1:6379/";
+/// let embedder = Embedder::connect(url).await?;
+/// Worker::builder(url)
+///     .concurrency(128)
+///     .handle::<EmbedText, _>(batch(32, Duration::from_millis(20), embedder))
+///     .build()
+///     .await?
+///     .run_until_signal()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Embedder {
+    conn: redis::aio::ConnectionManager,
+    stats: Arc<EmbedStats>,
+    fail_every: u64,
+}
+
+impl std::fmt::Debug for Embedder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Embedder")
+            .field("stats", &self.stats)
+            .field("fail_every", &self.fail_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Embedder {
+    /// An embedder storing vectors through `conn`.
+    pub fn new(conn: redis::aio::ConnectionManager) -> Self {
+        Self {
+            conn,
+            stats: Arc::default(),
+            fail_every: 0,
+        }
+    }
+
+    /// Connects to `url` (a reconnecting connection) for storing vectors.
+    ///
+    /// # Errors
+    ///
+    /// A bad URL or an unreachable Redis.
+    pub async fn connect(url: &str) -> redis::RedisResult<Self> {
+        let conn = redis::Client::open(url)?.get_connection_manager().await?;
+        Ok(Self::new(conn))
+    }
+
+    /// Fails the first attempt of every task whose product id is a multiple of `n`, so it is
+    /// retried (0: never). For demos.
+    pub fn fail_first_attempt_every(mut self, n: u64) -> Self {
+        self.fail_every = n;
+        self
+    }
+
+    /// The counters, shared with the clones of this embedder.
+    pub fn stats(&self) -> Arc<EmbedStats> {
+        self.stats.clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl<T: EmbedTask> BatchHandler<T> for Embedder {
+    async fn handle_batch(&self, tasks: Vec<(T, TaskContext)>) -> Vec<Result<(), TaskError>> {
+        let mut conn = self.conn.clone();
+        embed_batch(&mut conn, &self.stats, self.fail_every, tasks).await
+    }
+}
+
+/// What reading and filtering a file of product records gave.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filtered {
+    /// Lines read.
+    pub lines: u64,
+    /// Blank lines (skipped, not records).
+    pub blank_lines: u64,
+    /// Lines that are not a record: (1-based line number, parse error).
+    pub unparseable: Vec<(u64, String)>,
+    /// Parsed records with both parts valid.
+    pub complete: u64,
+    /// Parsed records with one valid part.
+    pub partial: u64,
+    /// Parsed records with no valid part.
+    pub rejected: u64,
+    /// Filtered parts by reason.
+    pub filtered: BTreeMap<Reason, u64>,
+    /// The image tasks of the valid parts, in file order.
+    pub images: Vec<EmbedImage>,
+    /// The text tasks of the valid parts, in file order.
+    pub texts: Vec<EmbedText>,
+}
+
+impl Filtered {
+    /// Non-blank lines: parsed records plus unparseable lines.
+    pub fn records(&self) -> u64 {
+        self.parsed() + self.unparseable.len() as u64
+    }
+    /// Records that parsed.
+    pub fn parsed(&self) -> u64 {
+        self.complete + self.partial + self.rejected
+    }
+    /// Filtered parts (images and texts), all reasons.
+    pub fn filtered_parts(&self) -> u64 {
+        self.filtered.values().sum()
+    }
+    /// Every part of every parsed record is either a task or a filtered part:
+    /// `images + texts + filtered == 2 * parsed`.
+    pub fn is_accounted(&self) -> bool {
+        self.images.len() as u64 + self.texts.len() as u64 + self.filtered_parts()
+            == 2 * self.parsed()
+    }
+    /// `image_url missing=3, image_url not http(s)=5, ...` (every reason, in report order).
+    pub fn reasons_line(&self) -> String {
+        Reason::ALL
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}={}",
+                    r.label(),
+                    self.filtered.get(r).copied().unwrap_or(0)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Reads product records (JSON lines) and filters them, as the producer does.
+///
+/// # Errors
+///
+/// A read error.
+pub fn filter_records(reader: impl std::io::BufRead) -> std::io::Result<Filtered> {
+    let mut f = Filtered::default();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line?;
+        f.lines += 1;
+        if line.trim().is_empty() {
+            f.blank_lines += 1;
+            continue;
+        }
+        let product = match parse_line(&line) {
+            Ok(p) => p,
+            Err(e) => {
+                f.unparseable.push((i as u64 + 1, e.to_string()));
+                continue;
+            }
+        };
+        let v = validate(&product);
+        if v.is_complete() {
+            f.complete += 1;
+        } else if v.is_rejected() {
+            f.rejected += 1;
+        } else {
+            f.partial += 1;
+        }
+        for reason in v.reasons() {
+            *f.filtered.entry(reason).or_default() += 1;
+        }
+        if let Ok(t) = v.image {
+            f.images.push(t);
+        }
+        if let Ok(t) = v.text {
+            f.texts.push(t);
+        }
+    }
+    Ok(f)
+}
+
+/// Reads and filters a file of product records ([`filter_records`]).
+///
+/// # Errors
+///
+/// The file cannot be opened or read; the message names it.
+pub fn filter_file(path: &std::path::Path) -> std::io::Result<Filtered> {
+    let file = std::fs::File::open(path).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+    })?;
+    filter_records(std::io::BufReader::new(file))
+}
+
+/// How the stored vectors of some tasks compare with what the embedding gives.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VectorCheck {
+    /// Tasks whose vector is stored with exactly the expected bytes.
+    pub ok: u64,
+    /// Product ids without a stored vector.
+    pub missing: Vec<u64>,
+    /// Product ids whose stored bytes differ from the embedding.
+    pub wrong: Vec<u64>,
+    /// Tasks that are invalid (no vector expected).
+    pub invalid: u64,
+}
+
+impl VectorCheck {
+    /// Every valid task has its exact vector.
+    pub fn is_complete(&self) -> bool {
+        self.missing.is_empty() && self.wrong.is_empty()
+    }
+}
+
+/// Reads the stored vectors of `tasks` (`MGET`, 1,000 keys per round trip) and compares each
+/// with the embedding computed here, byte for byte.
+///
+/// # Errors
+///
+/// A Redis error.
+pub async fn check_vectors<T: EmbedTask, C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    tasks: &[T],
+) -> redis::RedisResult<VectorCheck> {
+    let mut check = VectorCheck::default();
+    for chunk in tasks.chunks(1_000) {
+        let expected = T::embed_all(chunk);
+        let keys: Vec<String> = chunk
+            .iter()
+            .map(|t| vector_key(T::KIND, t.product_id()))
+            .collect();
+        let stored: Vec<Option<Vec<u8>>> = redis::cmd("MGET").arg(&keys).query_async(conn).await?;
+        for (want, got) in expected.into_iter().zip(stored) {
+            match (want, got) {
+                (Err(_), _) => check.invalid += 1,
+                (Ok((id, _)), None) => check.missing.push(id),
+                (Ok((id, v)), Some(bytes)) => {
+                    if vector_to_bytes(&v) == bytes {
+                        check.ok += 1;
+                    } else {
+                        check.wrong.push(id);
+                    }
+                }
+            }
+        }
+    }
+    Ok(check)
+}
+
+/// Deletes the stored vectors of `kind` for these products (`DEL`, 1,000 keys per round
+/// trip); returns how many existed.
+///
+/// # Errors
+///
+/// A Redis error.
+pub async fn delete_vectors<C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    kind: VectorKind,
+    product_ids: impl IntoIterator<Item = u64>,
+) -> redis::RedisResult<u64> {
+    let ids: Vec<u64> = product_ids.into_iter().collect();
+    let mut deleted = 0;
+    for chunk in ids.chunks(1_000) {
+        let keys: Vec<String> = chunk.iter().map(|&id| vector_key(kind, id)).collect();
+        let n: u64 = redis::cmd("DEL").arg(&keys).query_async(conn).await?;
+        deleted += n;
+    }
+    Ok(deleted)
+}
+
+/// Command-line options of the image and text workers (`--url`, `--concurrency`,
+/// `--batch-size`, `--batch-wait-ms`, `--grace-ms`, `--metrics-addr`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Redis URL.
+    #[arg(long, env = "MQ_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    pub url: String,
+    /// Global in-flight limit of this process (tasks, not batches).
+    #[arg(long, env = "MQ_CONCURRENCY", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    pub concurrency: u64,
+    /// Largest batch handed to the model.
+    #[arg(long, env = "MQ_BATCH_SIZE", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Longest time a batch waits to fill after its first task arrived, in milliseconds.
+    #[arg(long, env = "MQ_BATCH_WAIT_MS", default_value_t = 20)]
+    pub batch_wait_ms: u64,
+    /// Grace period at shutdown, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub grace_ms: u64,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (e.g. `0.0.0.0:9464`).
+    #[arg(long, env = "MQ_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+/// Runs an image or text worker until SIGINT/SIGTERM: a [`Worker`](mq_core::Worker) with
+/// [`Embedder`] as the batch handler of `T`, then prints `{name}: stored=.. invalid=..` with
+/// the batch statistics.
+///
+/// # Errors
+///
+/// Redis cannot be reached, or the worker fails.
+pub async fn run_embed_worker<T: EmbedTask>(
+    name: &str,
+    args: WorkerArgs,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let embedder = Embedder::connect(&args.url).await?;
+    let stats = embedder.stats();
+    let batch_size = usize::try_from(args.batch_size)?;
+    let mut builder = mq_core::Worker::builder(&args.url)
+        .concurrency(usize::try_from(args.concurrency)?)
+        .grace_period(std::time::Duration::from_millis(args.grace_ms))
+        .handle::<T, _>(mq_core::batch(
+            batch_size,
+            std::time::Duration::from_millis(args.batch_wait_ms),
+            embedder,
+        ));
+    if let Some(addr) = args.metrics_addr {
+        builder = builder.metrics_addr(addr);
+    }
+    let worker = builder.build().await?;
+    tracing::info!(
+        consumer = worker.consumer(),
+        queue = T::QUEUE,
+        concurrency = args.concurrency,
+        batch_size,
+        batch_wait_ms = args.batch_wait_ms,
+        metrics_addr = ?args.metrics_addr,
+        "{name} started"
+    );
+    let result = worker.run_until_signal().await;
+    println!("{name}: {}", stats.summary());
+    result?;
+    Ok(())
 }
 
 /// The default data file: `examples/data/products.jsonl` in this crate's source tree.

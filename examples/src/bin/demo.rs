@@ -1,14 +1,35 @@
-//! The mq demo: a producer and a worker in one process, against a local `redis-server`
-//! started on a free port (or `--url`).
+//! The mq demo: the whole vectorization pipeline in one process.
 //!
-//! Run: `cargo run --release -p mq-examples --bin demo` (or `scripts/demo.sh`, which installs
-//! `redis-server` first if needed).
+//! Run: `scripts/demo.sh` (installs `redis-server` if needed), or
+//! `cargo run --release -p mq-examples --bin demo -- [--url redis://127.0.0.1:6379/]`.
 //!
-//! It enqueues `--tasks` product records with one pipelined `enqueue_many`, schedules a few
-//! for later with `enqueue_in`, lets every 500th one fail once so it is retried, drains the
-//! queue with one worker, shuts it down gracefully and prints a summary.
+//! 1. Without `--url` (or `MQ_REDIS_URL`) it starts its own `redis-server` on a free port.
+//! 2. It reads `examples/data/products.jsonl` (`--input`), filters the records as the
+//!    `producer` binary does and deletes any vector it is about to write.
+//! 3. It starts an image worker and a text worker (two `mq_core::Worker`s with the
+//!    `pipeline::Embedder` batch handler, `--batch-size`/`--batch-wait-ms`/`--concurrency`),
+//!    then enqueues the `EmbedImage` and `EmbedText` tasks. The handler fails the first attempt
+//!    of every product whose id is a multiple of `--fail-every` (so those tasks are retried).
+//! 4. Progress bars (only when stdout is a terminal) show enqueued and embedded tasks per
+//!    queue; when both queues are empty the workers shut down gracefully.
+//! 5. It reads every expected vector back and compares it with the embedding computed here,
+//!    byte for byte, counts the vector keys per kind, and prints the filter reasons and a
+//!    summary line (`vectors` = vectors found with the expected bytes, `retries` and `dead`
+//!    from the workers' metrics and the dead-letter streams):
+//!
+//! ```text
+//! demo: records=3000 parsed=2989 unparseable=11 filtered=202 images=2848 texts=2928 vectors=5776 retries=12 dead=0 elapsed=0.79s tasks_per_s=7281
+//! ```
+//!
+//! It exits non-zero if a vector is missing or wrong, a task was dead-lettered, a record is
+//! not accounted for (`records == parsed + unparseable`, `images + texts + filtered == 2 *
+//! parsed`), or, on its own server, the number of vector keys of a kind differs from the
+//! number of tasks of that kind.
 
 use std::{
+    io::IsTerminal,
+    path::PathBuf,
+    process::ExitCode,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -17,160 +38,378 @@ use std::{
 };
 
 use clap::Parser;
-use mq_core::{Producer, Task, TaskContext, TaskError, Worker};
-use mq_examples::LocalRedis;
-use serde::{Deserialize, Serialize};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mq_core::{batch, Producer, Worker};
+use mq_examples::{
+    pipeline::{
+        check_vectors, default_data_file, delete_vectors, filter_file, EmbedImage, EmbedStats,
+        EmbedTask, EmbedText, Embedder, VectorKind, VECTOR_KEY_PREFIX,
+    },
+    LocalRedis,
+};
 
-/// A product record whose text is to be turned into a vector.
-#[derive(Debug, Serialize, Deserialize, Task)]
-#[task(
-    queue = "demo",
-    max_retries = 3,
-    timeout = "30s",
-    backoff = "fixed(200ms)"
-)]
-struct EmbedProduct {
-    product_id: u64,
-    title: String,
-}
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Parser)]
 struct Args {
     /// Redis URL; without it the demo starts its own redis-server on a free port.
     #[arg(long, env = "MQ_REDIS_URL")]
     url: Option<String>,
-    /// Number of tasks to enqueue at once.
-    #[arg(long, default_value_t = 20_000)]
-    tasks: u64,
-    /// Number of tasks scheduled 1 s in the future.
-    #[arg(long, default_value_t = 5)]
-    delayed: u64,
-    /// Global in-flight limit of the worker.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    /// JSON-lines file of product records [default: examples/data/products.jsonl in the source
+    /// tree].
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Largest batch handed to a model.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// Longest time a batch waits to fill, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    batch_wait_ms: u64,
+    /// In-flight limit of each of the two workers.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+    concurrency: u64,
+    /// Fail the first attempt of every product whose id is a multiple of N (0: never).
+    #[arg(long, default_value_t = 500)]
+    fail_every: u64,
+    /// Tasks per `enqueue_many` call.
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
+    enqueue_batch: u64,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
 }
 
-#[derive(Default)]
-struct Counts {
-    handled: AtomicU64,
-    retried: AtomicU64,
-    dims: AtomicU64,
+/// The value of `mq_tasks_finished_total` summed over queues and tasks for one outcome, from a
+/// worker's metrics text.
+fn finished(metrics_text: &str, outcome: &str) -> u64 {
+    let label = format!("outcome=\"{outcome}\"");
+    metrics_text
+        .lines()
+        .filter(|l| l.starts_with("mq_tasks_finished_total{") && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
 }
 
-/// A stand-in for a model: a 16-dimension hashed bag of characters.
-fn embed(text: &str) -> [f32; 16] {
-    let mut v = [0f32; 16];
-    for b in text.bytes() {
-        v[(b as usize * 31) % 16] += 1.0;
+fn bar(mp: &MultiProgress, len: usize, label: &str) -> ProgressBar {
+    let style =
+        ProgressStyle::with_template("{prefix:>16} [{bar:40.cyan/blue}] {pos:>6}/{len:6} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    let pb = mp.add(ProgressBar::new(len as u64));
+    pb.set_style(style);
+    pb.set_prefix(label.to_owned());
+    pb
+}
+
+/// Sets the bars from the counters; each shows its rate since `started`.
+fn update(
+    bars: &[ProgressBar; 4],
+    enqueued: &[AtomicU64; 2],
+    image_stats: &EmbedStats,
+    text_stats: &EmbedStats,
+    started: Instant,
+) {
+    let secs = started.elapsed().as_secs_f64().max(1e-3);
+    let values = [
+        enqueued[0].load(Ordering::Relaxed),
+        enqueued[1].load(Ordering::Relaxed),
+        EmbedStats::get(&image_stats.stored),
+        EmbedStats::get(&text_stats.stored),
+    ];
+    for (bar, value) in bars.iter().zip(values) {
+        if bar.position() != value || bar.message().is_empty() {
+            bar.set_position(value);
+            bar.set_message(format!("{:>8.0}/s", value as f64 / secs));
+        }
     }
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-6);
-    v.map(|x| x / norm)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    mq_examples::init_tracing();
-    let args = Args::parse();
+/// Number of stored vectors of one kind (`SCAN MATCH mq-demo:vec:{kind}:*`).
+async fn count_keys(
+    conn: &mut redis::aio::ConnectionManager,
+    kind: VectorKind,
+) -> redis::RedisResult<u64> {
+    let pattern = format!("{VECTOR_KEY_PREFIX}:{}:*", kind.as_str());
+    let (mut cursor, mut n) = (0u64, 0u64);
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1_000)
+            .query_async(conn)
+            .await?;
+        n += keys.len() as u64;
+        if next == 0 {
+            return Ok(n);
+        }
+        cursor = next;
+    }
+}
+
+async fn stream_len(
+    conn: &mut redis::aio::ConnectionManager,
+    key: &str,
+) -> redis::RedisResult<u64> {
+    redis::cmd("XLEN").arg(key).query_async(conn).await
+}
+
+async fn zcard(conn: &mut redis::aio::ConnectionManager, key: &str) -> redis::RedisResult<u64> {
+    redis::cmd("ZCARD").arg(key).query_async(conn).await
+}
+
+/// Builds a worker for `T` with its own embedder; returns it with the embedder's counters.
+async fn worker<T: EmbedTask>(
+    url: &str,
+    args: &Args,
+    conn: redis::aio::ConnectionManager,
+) -> Result<(Worker, Arc<EmbedStats>), BoxError> {
+    let embedder = Embedder::new(conn).fail_first_attempt_every(args.fail_every);
+    let stats = embedder.stats();
+    let worker = Worker::builder(url)
+        .concurrency(usize::try_from(args.concurrency)?)
+        .grace_period(Duration::from_secs(10))
+        .handle::<T, _>(batch(
+            usize::try_from(args.batch_size)?,
+            Duration::from_millis(args.batch_wait_ms),
+            embedder,
+        ))
+        .build()
+        .await?;
+    Ok((worker, stats))
+}
+
+async fn run(args: Args) -> Result<bool, BoxError> {
     let _local;
+    let own_server = args.url.is_none();
     let url = match args.url.clone() {
         Some(u) => u,
         None => {
             let server = LocalRedis::start()?;
-            println!("started redis-server on {}", server.url());
+            println!("demo: started redis-server on {}", server.url());
             let url = server.url();
             _local = server;
             url
         }
     };
-
-    let producer = Producer::connect(&url).await?;
-    let started = Instant::now();
-    let ids = producer
-        .enqueue_many((0..args.tasks).map(|i| EmbedProduct {
-            product_id: i,
-            title: format!("product {i}: red cotton t-shirt, size {}", i % 5),
-        }))
-        .await?;
-    let enqueue_time = started.elapsed();
-    for i in 0..args.delayed {
-        producer
-            .enqueue_in(
-                Duration::from_secs(1),
-                EmbedProduct {
-                    product_id: args.tasks + i,
-                    title: "scheduled product".into(),
-                },
-            )
-            .await?;
-    }
+    let input = args.input.clone().unwrap_or_else(default_data_file);
+    let data = filter_file(&input)?;
     println!(
-        "enqueued {} tasks in {:.0?} ({:.0}/s) and {} delayed by 1 s",
-        ids.len(),
-        enqueue_time,
-        ids.len() as f64 / enqueue_time.as_secs_f64(),
-        args.delayed
+        "demo: {} records in {}: {} image and {} text tasks to embed",
+        data.records(),
+        input.display(),
+        data.images.len(),
+        data.texts.len()
     );
 
-    let counts = Arc::new(Counts::default());
-    let c = counts.clone();
-    let worker = Worker::builder(&url)
-        .concurrency(args.concurrency)
-        .handle::<EmbedProduct, _>(move |t: EmbedProduct, ctx: TaskContext| {
-            let c = c.clone();
-            async move {
-                if t.product_id % 500 == 7 && ctx.attempt() == 0 {
-                    c.retried.fetch_add(1, Ordering::Relaxed);
-                    return Err(TaskError::retry("simulated model hiccup"));
-                }
-                let v = embed(&t.title);
-                c.dims.fetch_add(v.len() as u64, Ordering::Relaxed);
-                c.handled.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+    let client = redis::Client::open(url.as_str())?;
+    let mut conn = client.get_connection_manager().await?;
+    let producer = Producer::connect(&url).await?;
+    let (image_keys, text_keys) = (producer.keys::<EmbedImage>(), producer.keys::<EmbedText>());
+    // A previous run's vectors must not count for this one.
+    delete_vectors(
+        &mut conn,
+        EmbedImage::KIND,
+        data.images.iter().map(|t| t.product_id),
+    )
+    .await?;
+    delete_vectors(
+        &mut conn,
+        EmbedText::KIND,
+        data.texts.iter().map(|t| t.product_id),
+    )
+    .await?;
+    let dead_before = stream_len(&mut conn, &image_keys.dead).await?
+        + stream_len(&mut conn, &text_keys.dead).await?;
+
+    let (image_worker, image_stats) = worker::<EmbedImage>(&url, &args, conn.clone()).await?;
+    let (text_worker, text_stats) = worker::<EmbedText>(&url, &args, conn.clone()).await?;
+    let metrics = [image_worker.metrics(), text_worker.metrics()];
+    let tokens = [image_worker.shutdown_token(), text_worker.shutdown_token()];
+    let started = Instant::now();
+    let runs = [
+        tokio::spawn(image_worker.run()),
+        tokio::spawn(text_worker.run()),
+    ];
+
+    // Progress bars, redrawn from the counters 10 times a second.
+    let target = if std::io::stdout().is_terminal() {
+        ProgressDrawTarget::stdout_with_hz(10)
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let mp = MultiProgress::with_draw_target(target);
+    let bars = [
+        bar(&mp, data.images.len(), "enqueued images"),
+        bar(&mp, data.texts.len(), "enqueued texts"),
+        bar(&mp, data.images.len(), "embedded images"),
+        bar(&mp, data.texts.len(), "embedded texts"),
+    ];
+    let enqueued = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+    let ticker = {
+        let (bars, enqueued) = (bars.clone(), enqueued.clone());
+        let (image_stats, text_stats) = (image_stats.clone(), text_stats.clone());
+        tokio::spawn(async move {
+            loop {
+                update(&bars, &enqueued, &image_stats, &text_stats, started);
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
-        .build()
-        .await?;
-    let token = worker.shutdown_token();
-    let drain_start = Instant::now();
-    let run = tokio::spawn(worker.run());
+    };
 
-    let total = args.tasks + args.delayed;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while counts.handled.load(Ordering::Relaxed) < total {
-        if Instant::now() > deadline {
-            return Err("demo did not finish within 10 minutes".into());
+    // Enqueue both queues, a chunk of each in turn.
+    let chunk = usize::try_from(args.enqueue_batch)?;
+    let (mut images, mut texts) = (data.images.chunks(chunk), data.texts.chunks(chunk));
+    loop {
+        let (i, t) = (images.next(), texts.next());
+        if i.is_none() && t.is_none() {
+            break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(i) = i {
+            producer.enqueue_many(i.iter().cloned()).await?;
+            enqueued[0].fetch_add(i.len() as u64, Ordering::Relaxed);
+        }
+        if let Some(t) = t {
+            producer.enqueue_many(t.iter().cloned()).await?;
+            enqueued[1].fetch_add(t.len() as u64, Ordering::Relaxed);
+        }
     }
-    let drain_time = drain_start.elapsed();
-    token.cancel();
-    run.await??;
 
-    let mut conn = redis::Client::open(url.as_str())?
-        .get_multiplexed_async_connection()
-        .await?;
-    let keys = producer.keys::<EmbedProduct>();
-    let left: u64 = redis::cmd("XLEN")
-        .arg(&keys.stream)
-        .query_async(&mut conn)
-        .await?;
-    let dead: u64 = redis::cmd("XLEN")
-        .arg(&keys.dead)
-        .query_async(&mut conn)
-        .await?;
-    let delayed: u64 = redis::cmd("ZCARD")
-        .arg(&keys.delayed)
-        .query_async(&mut conn)
-        .await?;
-    let handled = counts.handled.load(Ordering::Relaxed);
-    println!(
-        "demo: enqueued={total} handled={handled} retried={} dead={dead} left_in_stream={left} left_delayed={delayed} drain={:.2?} tasks_per_s={:.0}",
-        counts.retried.load(Ordering::Relaxed),
-        drain_time,
-        handled as f64 / drain_time.as_secs_f64(),
-    );
-    if handled != total || left != 0 || dead != 0 || delayed != 0 {
-        return Err("not every task was handled exactly once".into());
+    // Done when both streams and both delayed sets are empty: every task was acked, or
+    // dead-lettered (retries move stream -> delayed -> stream atomically).
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    let mut timed_out = false;
+    loop {
+        let mut left = 0;
+        for keys in [&image_keys, &text_keys] {
+            left += stream_len(&mut conn, &keys.stream).await?
+                + zcard(&mut conn, &keys.delayed).await?;
+        }
+        if left == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            timed_out = true;
+            mp.suspend(|| {
+                println!(
+                    "demo: ERROR {left} tasks still queued after {}s, giving up",
+                    args.timeout_secs
+                )
+            });
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(())
+    let elapsed = started.elapsed();
+    for token in &tokens {
+        token.cancel();
+    }
+    for run in runs {
+        run.await??;
+    }
+    ticker.abort();
+    update(&bars, &enqueued, &image_stats, &text_stats, started);
+    for b in &bars {
+        b.finish();
+    }
+    drop(mp);
+
+    let rendered: Vec<String> = metrics.iter().map(|m| m.render()).collect();
+    let retries: u64 = rendered.iter().map(|m| finished(m, "retry")).sum();
+    let dead_after = stream_len(&mut conn, &image_keys.dead).await?
+        + stream_len(&mut conn, &text_keys.dead).await?;
+    let dead = dead_after.saturating_sub(dead_before);
+    let image_check = check_vectors(&mut conn, &data.images).await?;
+    let text_check = check_vectors(&mut conn, &data.texts).await?;
+    let tasks = (data.images.len() + data.texts.len()) as u64;
+    let vectors = image_check.ok + text_check.ok;
+    let image_keys_n = count_keys(&mut conn, VectorKind::Image).await?;
+    let text_keys_n = count_keys(&mut conn, VectorKind::Text).await?;
+
+    println!("demo: filtered parts by reason: {}", data.reasons_line());
+    println!(
+        "demo: image worker {}; text worker {}",
+        image_stats.summary(),
+        text_stats.summary()
+    );
+    println!(
+        "demo: records={} parsed={} unparseable={} filtered={} images={} texts={} vectors={vectors} retries={retries} dead={dead} elapsed={:.2}s tasks_per_s={:.0}",
+        data.records(),
+        data.parsed(),
+        data.unparseable.len(),
+        data.filtered_parts(),
+        data.images.len(),
+        data.texts.len(),
+        elapsed.as_secs_f64(),
+        tasks as f64 / elapsed.as_secs_f64().max(1e-9),
+    );
+
+    let mut ok = !timed_out;
+    for (kind, check) in [("image", &image_check), ("text", &text_check)] {
+        if !check.is_complete() || check.invalid > 0 {
+            ok = false;
+            println!(
+                "demo: ERROR {kind} vectors: {} ok, {} missing (e.g. {:?}), {} wrong (e.g. {:?}), {} invalid",
+                check.ok,
+                check.missing.len(),
+                &check.missing[..check.missing.len().min(5)],
+                check.wrong.len(),
+                &check.wrong[..check.wrong.len().min(5)],
+                check.invalid
+            );
+        }
+    }
+    if dead > 0 {
+        ok = false;
+        println!("demo: ERROR {dead} tasks were dead-lettered");
+    }
+    if !data.is_accounted() {
+        ok = false;
+        println!("demo: ERROR images + texts + filtered != 2 * parsed records");
+    }
+    if vectors != tasks {
+        ok = false;
+    }
+    // On its own server nothing else writes vectors: one key per task, none for filtered parts.
+    if own_server
+        && (image_keys_n != data.images.len() as u64 || text_keys_n != data.texts.len() as u64)
+    {
+        ok = false;
+        println!(
+            "demo: ERROR {image_keys_n} image and {text_keys_n} text vector keys for {} image and {} text tasks",
+            data.images.len(),
+            data.texts.len()
+        );
+    }
+    Ok(ok)
+}
+
+fn main() -> ExitCode {
+    // Logs go to stderr; keep them to warnings so they do not tear the progress bars.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("demo: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            println!("demo: FAILED: not every valid record has its vector");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("demo: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,95 +1,35 @@
 //! The image worker of the vectorization pipeline example: handles `EmbedImage` tasks (queue
-//! `images`) by rendering the product image from its URL, computing its colour-histogram vector
-//! and storing it at `mq-demo:vec:image:{product_id}` (little-endian `f32`s).
+//! `images`) in batches, rendering each product image from its URL, computing its
+//! colour-histogram vector and storing it at `mq-demo:vec:image:{product_id}` (little-endian
+//! `f32`s).
 //!
-//! Run (from the workspace root): `cargo run --release -p mq-examples --bin image-worker --
-//! --url redis://127.0.0.1:6379/ --concurrency 64` (or set `MQ_REDIS_URL`). Stops gracefully on
-//! SIGINT/SIGTERM and then prints what it did.
+//! Run (from the workspace root; every flag also has an environment variable):
 //!
-//! The handler runs one task through `pipeline::process_images`, which takes a slice: a batch
-//! handler can pass many tasks to it and store all their vectors in one pipeline. A task whose
-//! URL is invalid (from a producer that does not filter) is dead-lettered at once; a Redis error
-//! while storing is retried with the task's backoff.
-
-use std::{
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc,
-    },
-    time::Duration,
-};
+//! ```text
+//! cargo run --release -p mq-examples --bin image-worker -- --url redis://127.0.0.1:6379/ \
+//!     [--concurrency 128] [--batch-size 32] [--batch-wait-ms 20] [--metrics-addr 0.0.0.0:9464]
+//! ```
+//!
+//! (`MQ_REDIS_URL`, `MQ_CONCURRENCY`, `MQ_BATCH_SIZE`, `MQ_BATCH_WAIT_MS`, `MQ_METRICS_ADDR`.)
+//! Stops gracefully on SIGINT/SIGTERM and then prints what it did.
+//!
+//! The handler is `mq_core::batch(--batch-size, --batch-wait-ms, pipeline::Embedder)`: a batch
+//! of up to `--batch-size` tasks is embedded in one call on tokio's blocking pool
+//! (`mq_core::blocking`) and its vectors are stored with one pipeline. A task whose URL is
+//! invalid (from a producer that does not filter) is dead-lettered at once; a Redis error while
+//! storing retries the whole batch with the task's backoff.
 
 use clap::Parser;
-use mq_core::{async_trait, Handler, TaskContext, TaskError, Worker};
-use mq_examples::pipeline::{process_images, EmbedImage};
+use mq_examples::pipeline::{run_embed_worker, EmbedImage, WorkerArgs};
 
 #[derive(Parser)]
 struct Args {
-    /// Redis URL.
-    #[arg(long, env = "MQ_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
-    url: String,
-    /// Global in-flight limit of this process.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Grace period at shutdown, in milliseconds.
-    #[arg(long, default_value_t = 30_000)]
-    grace_ms: u64,
-}
-
-#[derive(Default)]
-struct Stats {
-    stored: AtomicU64,
-    invalid: AtomicU64,
-    embed_nanos: AtomicU64,
-}
-
-/// Holds the connection the vectors are stored with.
-struct ImageEmbedder {
-    conn: redis::aio::ConnectionManager,
-    stats: Arc<Stats>,
-}
-
-#[async_trait]
-impl Handler<EmbedImage> for ImageEmbedder {
-    async fn handle(&self, task: EmbedImage, _ctx: TaskContext) -> Result<(), TaskError> {
-        let out = process_images(&mut self.conn.clone(), std::slice::from_ref(&task)).await?;
-        let s = &self.stats;
-        s.embed_nanos
-            .fetch_add(out.embed_time.as_nanos() as u64, Ordering::Relaxed);
-        s.stored.fetch_add(out.stored as u64, Ordering::Relaxed);
-        if let Some((_, invalid)) = out.invalid.into_iter().next() {
-            s.invalid.fetch_add(1, Ordering::Relaxed);
-            return Err(TaskError::permanent(invalid));
-        }
-        Ok(())
-    }
+    #[command(flatten)]
+    worker: WorkerArgs,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     mq_examples::init_tracing();
-    let args = Args::parse();
-    let conn = redis::Client::open(args.url.as_str())?
-        .get_connection_manager()
-        .await?;
-    let stats = Arc::new(Stats::default());
-    let worker = Worker::builder(&args.url)
-        .concurrency(args.concurrency)
-        .grace_period(Duration::from_millis(args.grace_ms))
-        .handle::<EmbedImage, _>(ImageEmbedder {
-            conn,
-            stats: stats.clone(),
-        })
-        .build()
-        .await?;
-    let result = worker.run_until_signal().await;
-    let stored = stats.stored.load(Ordering::Relaxed);
-    let embedded = stored + stats.invalid.load(Ordering::Relaxed);
-    println!(
-        "image-worker: stored={stored} invalid={} embed_avg_us={:.1}",
-        stats.invalid.load(Ordering::Relaxed),
-        stats.embed_nanos.load(Ordering::Relaxed) as f64 / 1e3 / embedded.max(1) as f64
-    );
-    result?;
-    Ok(())
+    run_embed_worker::<EmbedImage>("image-worker", Args::parse().worker).await
 }

@@ -1,0 +1,218 @@
+//! `text-bench`: throughput of the text worker with different batch sizes over the same tasks.
+//!
+//! Run (release build):
+//!
+//! ```text
+//! cargo run --release -p mq-examples --bin text-bench -- [--tasks 50000] \
+//!     [--batch-sizes 1,32,128] [--batch-wait-ms 20] [--concurrency N] [--url redis://..]
+//! ```
+//!
+//! Without `--url` it starts its own `redis-server` on a free loopback port. With `--url` it
+//! touches only its own keys: the queue uses the key prefix `mq-text-bench` (not `mq`) and the
+//! vectors are stored under product ids from 2,000,000,000 on; both are deleted at the end.
+//!
+//! For each batch size: the same `--tasks` `EmbedText` tasks (the texts of
+//! `examples/data/products.jsonl`, cycled; product ids `2e9 + i`) are enqueued with
+//! `enqueue_many` while no worker runs; then an in-process worker starts with the pipeline's
+//! batch handler (`mq_core::batch(size, --batch-wait-ms, pipeline::Embedder)`, as in
+//! `text-worker`) and concurrency `max(128, size)` (or `--concurrency`). The clock runs from the
+//! worker's start until every vector is stored and the stream is empty (every task acked).
+//! Every stored vector is then checked to exist, and the vectors are deleted before the next
+//! size. Each run is bounded by `--timeout-secs` (default 300).
+//!
+//! One line per size, then a final line of fixed form for scripts:
+//!
+//! ```text
+//! text-bench tasks=50000 batch1_per_s=X batch32_per_s=Y batch128_per_s=Z
+//! ```
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mq_core::{batch, Producer, Worker};
+use mq_examples::{
+    pipeline::{
+        default_data_file, delete_vectors, filter_file, EmbedStats, EmbedTask, EmbedText, Embedder,
+    },
+    LocalRedis,
+};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Key prefix of the benchmark's queue.
+const PREFIX: &str = "mq-text-bench";
+/// First product id of the benchmark's tasks (clear of the data set's ids).
+const FIRST_ID: u64 = 2_000_000_000;
+
+#[derive(Parser)]
+struct Args {
+    /// Redis URL; without it the benchmark starts its own redis-server on a free port.
+    #[arg(long, env = "MQ_REDIS_URL")]
+    url: Option<String>,
+    /// JSON-lines file the texts come from [default: examples/data/products.jsonl].
+    #[arg(long)]
+    input: Option<std::path::PathBuf>,
+    /// Tasks per run.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    tasks: u64,
+    /// Batch sizes to compare, one run each.
+    #[arg(long, value_delimiter = ',', default_value = "1,32,128")]
+    batch_sizes: Vec<usize>,
+    /// Longest time a batch waits to fill, in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    batch_wait_ms: u64,
+    /// In-flight limit of the worker [default: max(128, batch size)].
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Limit of one run, in seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout_secs: u64,
+}
+
+struct RunResult {
+    elapsed: Duration,
+    enqueue: Duration,
+    stats: String,
+}
+
+async fn one_run(
+    url: &str,
+    args: &Args,
+    texts: &[String],
+    size: usize,
+    conn: &mut redis::aio::ConnectionManager,
+) -> Result<RunResult, BoxError> {
+    let n = args.tasks;
+    let producer = Producer::connect_with_prefix(url, PREFIX).await?;
+    let stream = producer.keys::<EmbedText>().stream;
+    let tasks = (0..n).map(|i| EmbedText {
+        product_id: FIRST_ID + i,
+        text: texts[(i % texts.len() as u64) as usize].clone(),
+    });
+    let started = Instant::now();
+    producer.enqueue_many(tasks).await?;
+    let enqueue = started.elapsed();
+
+    let embedder = Embedder::new(conn.clone());
+    let stats = embedder.stats();
+    let worker = Worker::builder(url)
+        .prefix(PREFIX)
+        .concurrency(args.concurrency.unwrap_or(size.max(128)))
+        .handle::<EmbedText, _>(batch(
+            size,
+            Duration::from_millis(args.batch_wait_ms),
+            embedder,
+        ))
+        .build()
+        .await?;
+    let token = worker.shutdown_token();
+    let started = Instant::now();
+    let running = tokio::spawn(worker.run());
+    let deadline = started + Duration::from_secs(args.timeout_secs);
+    loop {
+        if EmbedStats::get(&stats.stored) >= n {
+            let left: u64 = redis::cmd("XLEN").arg(&stream).query_async(conn).await?;
+            if left == 0 {
+                break;
+            }
+        }
+        if Instant::now() > deadline {
+            token.cancel();
+            return Err(format!(
+                "batch size {size}: {} of {n} vectors stored after {}s",
+                EmbedStats::get(&stats.stored),
+                args.timeout_secs
+            )
+            .into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed();
+    token.cancel();
+    running.await??;
+
+    let deleted = delete_vectors(conn, EmbedText::KIND, (0..n).map(|i| FIRST_ID + i)).await?;
+    if deleted != n {
+        return Err(format!("batch size {size}: {deleted} of {n} vectors were stored").into());
+    }
+    Ok(RunResult {
+        elapsed,
+        enqueue,
+        stats: stats.summary(),
+    })
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
+    if args.batch_sizes.is_empty() || args.batch_sizes.contains(&0) {
+        return Err("--batch-sizes must list sizes of at least 1".into());
+    }
+    let _local;
+    let url = match args.url.clone() {
+        Some(u) => u,
+        None => {
+            let server = LocalRedis::start()?;
+            let url = server.url();
+            _local = server;
+            url
+        }
+    };
+    let input = args.input.clone().unwrap_or_else(default_data_file);
+    let texts: Vec<String> = filter_file(&input)?
+        .texts
+        .into_iter()
+        .map(|t| t.text)
+        .collect();
+    if texts.is_empty() {
+        return Err(format!("no texts in {}", input.display()).into());
+    }
+    let mut conn = redis::Client::open(url.as_str())?
+        .get_connection_manager()
+        .await?;
+    println!(
+        "text-bench: {} tasks per run ({} distinct texts from {}), batch sizes {:?}, batch wait {} ms, redis {url}",
+        args.tasks,
+        texts.len(),
+        input.display(),
+        args.batch_sizes,
+        args.batch_wait_ms
+    );
+
+    let mut results = Vec::new();
+    for &size in &args.batch_sizes {
+        let r = one_run(&url, &args, &texts, size, &mut conn).await;
+        // Leave nothing behind, also after a failed run.
+        let keys: Vec<String> = ["stream", "delayed", "dead"]
+            .iter()
+            .map(|k| format!("{PREFIX}:{{texts}}:{k}"))
+            .collect();
+        let _: redis::RedisResult<u64> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+        let r = r?;
+        let per_s = args.tasks as f64 / r.elapsed.as_secs_f64();
+        println!(
+            "batch_size={size} concurrency={} tasks={} elapsed={:.2}s tasks_per_s={per_s:.0} (enqueue {:.2}s; {})",
+            args.concurrency.unwrap_or(size.max(128)),
+            args.tasks,
+            r.elapsed.as_secs_f64(),
+            r.enqueue.as_secs_f64(),
+            r.stats
+        );
+        results.push((size, per_s));
+    }
+    let line: Vec<String> = results
+        .iter()
+        .map(|(size, per_s)| format!("batch{size}_per_s={per_s:.0}"))
+        .collect();
+    println!("text-bench tasks={} {}", args.tasks, line.join(" "));
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    run(Args::parse()).await
+}
