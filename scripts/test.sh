@@ -14,8 +14,14 @@ if ! python3 -c 'import msgpack, redis' 2>/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
   fi
   echo "installing examples/python/requirements.txt with pip" >&2
-  PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    python3 -m pip install -q -r examples/python/requirements.txt
+  export PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1
+  python3 -m pip install -q -r examples/python/requirements.txt ||
+    # A Debian-managed python3 refuses pip (PEP 668): use Debian's packages instead.
+    { [ "$(id -u)" = "0" ] && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-msgpack python3-redis >/dev/null; }
+  python3 -c 'import msgpack, redis' || {
+    echo "error: python3 cannot import msgpack and redis; run 'pip install -r examples/python/requirements.txt'" >&2
+    exit 1
+  }
 fi
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export RUSTDOCFLAGS="${RUSTDOCFLAGS:--D warnings}"

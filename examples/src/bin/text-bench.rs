@@ -15,7 +15,7 @@
 //! `examples/data/products.jsonl`, cycled; product ids `2e9 + i`) are enqueued with
 //! `enqueue_many` while no worker runs; then an in-process worker starts with the pipeline's
 //! batch handler (`mq_core::batch(size, --batch-wait-ms, pipeline::Embedder)`, as in
-//! `text-worker`) and concurrency `max(128, size)` (or `--concurrency`). The clock runs from the
+//! `text-worker`) and concurrency `max(128, 4 * size)`, so several batches overlap (or `--concurrency`). The clock runs from the
 //! worker's start until every vector is stored and the stream is empty (every task acked).
 //! Every stored vector is then checked to exist, and the vectors are deleted before the next
 //! size. Each run is bounded by `--timeout-secs` (default 300).
@@ -97,7 +97,7 @@ async fn one_run(
     let stats = embedder.stats();
     let worker = Worker::builder(url)
         .prefix(PREFIX)
-        .concurrency(args.concurrency.unwrap_or(size.max(128)))
+        .concurrency(args.concurrency.unwrap_or((4 * size).max(128)))
         .handle::<EmbedText, _>(batch(
             size,
             Duration::from_millis(args.batch_wait_ms),
@@ -190,7 +190,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         let per_s = args.tasks as f64 / r.elapsed.as_secs_f64();
         println!(
             "batch_size={size} concurrency={} tasks={} elapsed={:.2}s tasks_per_s={per_s:.0} (enqueue {:.2}s; {})",
-            args.concurrency.unwrap_or(size.max(128)),
+            args.concurrency.unwrap_or((4 * size).max(128)),
             args.tasks,
             r.elapsed.as_secs_f64(),
             r.enqueue.as_secs_f64(),
