@@ -615,3 +615,80 @@ async fn many_workers_create_the_group_at_once_and_idle_empty_consumers_are_reap
         r.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_entries_deleted_under_a_dead_worker_are_dropped_by_reclaim() {
+    let server = redis();
+    let mut c = conn(&server).await;
+    let k = QueueKeys::new("mq", "members");
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&k.stream)
+        .arg("mq")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let id: String = redis::cmd("XADD")
+        .arg(&k.stream)
+        .arg("*")
+        .arg("junk")
+        .arg("1")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    // A worker that died after reading it; then someone deleted the entry.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("mq")
+        .arg("ghost")
+        .arg("STREAMS")
+        .arg(&k.stream)
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("XDEL")
+        .arg(&k.stream)
+        .arg(&id)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(pending(&mut c, &k.stream, "mq").await, 1);
+
+    let seen = Arc::new(AtomicUsize::new(0));
+    let s = seen.clone();
+    let worker = Worker::builder(&server.url())
+        .reclaim_timeout(Duration::from_millis(200))
+        .handle::<Member, _>(move |_m: Member, _ctx: TaskContext| {
+            let s = s.clone();
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, TaskError>(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    wait_until(WAIT, "the deleted entry left the pending list", || {
+        let mut c = c.clone();
+        let k = k.clone();
+        async move { pending(&mut c, &k.stream, "mq").await == 0 }
+    })
+    .await;
+    Producer::connect(&server.url())
+        .await
+        .unwrap()
+        .enqueue(Member { n: 1 })
+        .await
+        .unwrap();
+    wait_until(WAIT, "the worker still handles tasks", || {
+        let s = seen.clone();
+        async move { s.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(xlen(&mut c, &k.dead).await, 0, "nothing to dead-letter");
+}
