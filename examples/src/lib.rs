@@ -11,11 +11,17 @@ pub fn env_url() -> Option<String> {
     std::env::var("MQ_REDIS_URL").ok().filter(|s| !s.is_empty())
 }
 
-/// Installs a `tracing` subscriber: `RUST_LOG` filter (default `info`), JSON when
-/// `MQ_LOG_FORMAT=json`.
+/// Installs a `tracing` subscriber writing to stderr: `RUST_LOG` filter (default `info`), JSON
+/// lines when `MQ_LOG_FORMAT=json`.
 pub fn init_tracing() {
+    init_tracing_with("info");
+}
+
+/// [`init_tracing`] with another default level, e.g. `warn` for programs whose own output
+/// (progress bars, benchmark lines) should stand out.
+pub fn init_tracing_with(default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

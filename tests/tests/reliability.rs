@@ -519,41 +519,54 @@ async fn consumers(c: &mut redis::aio::ConnectionManager) -> Vec<(String, u64)> 
     out
 }
 
+/// Leaves an entry (`junk 1`, not a task) pending for `consumer`, as a worker that read it and
+/// died would; creates the group if needed. Returns the entry id.
+async fn leave_pending(
+    c: &mut redis::aio::ConnectionManager,
+    stream: &str,
+    consumer: &str,
+) -> String {
+    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg("mq")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(c)
+        .await;
+    if let Err(e) = created {
+        assert_eq!(e.code(), Some("BUSYGROUP"), "{e}");
+    }
+    let id: String = redis::cmd("XADD")
+        .arg(stream)
+        .arg("*")
+        .arg("junk")
+        .arg("1")
+        .query_async(c)
+        .await
+        .unwrap();
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("mq")
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(">")
+        .query_async(c)
+        .await
+        .unwrap();
+    id
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_workers_create_the_group_at_once_and_idle_empty_consumers_are_reaped() {
     let server = redis();
     let mut c = conn(&server).await;
     // A consumer of a dead worker that still has a pending entry: it must never be removed.
     let k = QueueKeys::new("mq", "members");
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&k.stream)
-        .arg("mq")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let _: String = redis::cmd("XADD")
-        .arg(&k.stream)
-        .arg("*")
-        .arg("junk")
-        .arg("1")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("mq")
-        .arg("dead-with-pending")
-        .arg("COUNT")
-        .arg(1)
-        .arg("STREAMS")
-        .arg(&k.stream)
-        .arg(">")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    leave_pending(&mut c, &k.stream, "dead-with-pending").await;
     let created: i64 = redis::cmd("XGROUP")
         .arg("CREATECONSUMER")
         .arg(&k.stream)
@@ -621,34 +634,8 @@ async fn pending_entries_deleted_under_a_dead_worker_are_dropped_by_reclaim() {
     let server = redis();
     let mut c = conn(&server).await;
     let k = QueueKeys::new("mq", "members");
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&k.stream)
-        .arg("mq")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let id: String = redis::cmd("XADD")
-        .arg(&k.stream)
-        .arg("*")
-        .arg("junk")
-        .arg("1")
-        .query_async(&mut c)
-        .await
-        .unwrap();
     // A worker that died after reading it; then someone deleted the entry.
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("mq")
-        .arg("ghost")
-        .arg("STREAMS")
-        .arg(&k.stream)
-        .arg(">")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let id = leave_pending(&mut c, &k.stream, "ghost").await;
     let _: i64 = redis::cmd("XDEL")
         .arg(&k.stream)
         .arg(&id)

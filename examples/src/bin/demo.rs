@@ -387,12 +387,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
 
 fn main() -> ExitCode {
     // Logs go to stderr; keep them to warnings so they do not tear the progress bars.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    mq_examples::init_tracing_with("warn");
     let args = Args::parse();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -144,7 +144,8 @@ struct Args {
 }
 
 fn main() -> BenchResult<()> {
-    init_tracing();
+    // Default `warn`, so that the bench's own lines stand out.
+    mq_examples::init_tracing_with("warn");
     let args = Args::parse();
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if args.worker_child {
@@ -155,16 +156,6 @@ fn main() -> BenchResult<()> {
         return rt.block_on(worker_child(&args));
     }
     rt.block_on(bench(args))
-}
-
-/// `RUST_LOG` filter, default `warn` so that the bench's own lines stand out; logs go to stderr.
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
 }
 
 struct Results {
