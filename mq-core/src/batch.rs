@@ -171,12 +171,20 @@ async fn collect<T: Task, H: BatchHandler<T>>(
 }
 
 async fn run_batch<T: Task, H: BatchHandler<T>>(inner: Arc<Inner<T, H>>, items: Vec<Item<T>>) {
-    let n = items.len();
-    let mut tasks = Vec::with_capacity(n);
-    let mut senders = Vec::with_capacity(n);
+    let mut tasks = Vec::with_capacity(items.len());
+    let mut senders = Vec::with_capacity(items.len());
     for (task, ctx, tx) in items {
+        // A task whose attempt timed out while it waited for the batch was already settled
+        // (retried): running it here would run it twice.
+        if tx.is_closed() {
+            continue;
+        }
         tasks.push((task, ctx));
         senders.push(tx);
+    }
+    let n = tasks.len();
+    if n == 0 {
+        return;
     }
     let outcomes = AssertUnwindSafe(inner.handler.handle_batch(tasks))
         .catch_unwind()

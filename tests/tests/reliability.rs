@@ -679,3 +679,142 @@ async fn pending_entries_deleted_under_a_dead_worker_are_dropped_by_reclaim() {
     running.stop().await;
     assert_eq!(xlen(&mut c, &k.dead).await, 0, "nothing to dead-letter");
 }
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "poison", max_retries = 0)]
+struct Poison {
+    #[serde(deserialize_with = "panicking")]
+    n: u32,
+}
+
+fn panicking<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = u32::deserialize(d)?;
+    if n == 666 {
+        panic!("deserializer panicked on {n}");
+    }
+    Ok(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_deserializer_and_a_poisoned_delayed_member_block_nothing() {
+    let server = redis();
+    let mut c = conn(&server).await;
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    let worker = Worker::builder(&server.url())
+        .handle::<Poison, _>(move |_t: Poison, _ctx: TaskContext| {
+            let h = h.clone();
+            async move {
+                h.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, TaskError>(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    producer.enqueue(Poison { n: 666 }).await.unwrap();
+    // A delayed member from a careless producer: a boolean value, which XADD cannot take.
+    let k = QueueKeys::new("mq", "poison");
+    let bad = {
+        let mut m = Vec::new();
+        rmp::encode::write_map_len(&mut m, 2).unwrap();
+        rmp::encode::write_str(&mut m, "id").unwrap();
+        rmp::encode::write_str(&mut m, "x").unwrap();
+        rmp::encode::write_str(&mut m, "flag").unwrap();
+        rmp::encode::write_bool(&mut m, true).unwrap();
+        m
+    };
+    let _: i64 = redis::cmd("ZADD")
+        .arg(&k.delayed)
+        .arg(0)
+        .arg(bad)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    producer
+        .enqueue_in(Duration::from_millis(10), Poison { n: 1 })
+        .await
+        .unwrap();
+    let admin = Admin::connect(&server.url()).await.unwrap();
+    wait_until(WAIT, "good task handled, two dead letters", || {
+        let (h, admin) = (handled.clone(), admin.clone());
+        async move {
+            let s = admin.stats("poison").await.ok();
+            h.load(Ordering::SeqCst) == 1
+                && s.is_some_and(|s| s.dead == 2 && s.pending == 0 && s.delayed == 0)
+        }
+    })
+    .await;
+    running.stop().await;
+    let reasons: Vec<String> = admin
+        .dead_list("poison", 10)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|d| d.field("error"))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("payload decoding panicked: deserializer panicked on 666")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("not a string or number")),
+        "{reasons:?}"
+    );
+}
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "busy")]
+struct Busy {
+    n: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "empty")]
+struct Empty {
+    n: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_queue_holds_no_capacity_from_a_busy_one() {
+    let server = redis();
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    let worker = Worker::builder(&server.url())
+        .concurrency(1)
+        .block_timeout(Duration::from_secs(2))
+        .handle::<Busy, _>(move |_t: Busy, _ctx: TaskContext| {
+            let d = d.clone();
+            async move {
+                d.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, TaskError>(())
+            }
+        })
+        .handle::<Empty, _>(|_t: Empty, _ctx: TaskContext| async { Ok::<_, TaskError>(()) })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    // Let the empty queue's fetcher settle into its blocking read.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    Producer::connect(&server.url())
+        .await
+        .unwrap()
+        .enqueue_many((0..50).map(|n| Busy { n }))
+        .await
+        .unwrap();
+    wait_until(WAIT, "50 busy tasks", || {
+        let d = done.clone();
+        async move { d.load(Ordering::SeqCst) == 50 }
+    })
+    .await;
+    let took = started.elapsed();
+    running.stop().await;
+    // Were the blocked read holding the only permit, each task would wait up to 2 s.
+    assert!(took < Duration::from_secs(4), "50 tasks took {took:?}");
+}

@@ -42,7 +42,21 @@ enum Outcome {
 }
 
 impl Job {
-    pub(super) async fn run(mut self) {
+    /// Runs the task and settles its entry. Should anything panic outside the handler's own
+    /// guard, the entry is untracked, so its lease lapses and another worker retries it.
+    pub(super) async fn run(self) {
+        let (queue, entry_id) = (self.queue.clone(), self.entry.0.clone());
+        if AssertUnwindSafe(self.run_inner())
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            tracing::error!(queue = %queue.queue, entry = %entry_id, "task runner panicked; the entry will be reclaimed");
+            queue.untrack([&entry_id]);
+        }
+    }
+
+    async fn run_inner(mut self) {
         let m = &self.queue.metrics;
         m.in_flight.inc();
         let _in_flight = InFlightGuard(&m.in_flight);
@@ -83,10 +97,16 @@ impl Job {
         m.wait.observe(wait_seconds(&entry_id));
         tm.started.inc();
         let started = Instant::now();
-        let outcome = match handler.call(&env.payload, ctx) {
-            Err(e) => Outcome::Invalid(e.0),
-            Ok(fut) => run_guarded(fut, options.timeout).instrument(span).await,
-        };
+        // Decoding runs user code (Deserialize impls) too: guard it like the handler.
+        let outcome =
+            match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(&env.payload, ctx))) {
+                Ok(Err(e)) => Outcome::Invalid(e.0),
+                Ok(Ok(fut)) => run_guarded(fut, options.timeout).instrument(span).await,
+                Err(panic) => Outcome::Failed(TaskError::retry(format!(
+                    "payload decoding panicked: {}",
+                    panic_message(&*panic)
+                ))),
+            };
         tm.duration.observe(started.elapsed().as_secs_f64());
         match outcome {
             Outcome::Done => {
@@ -119,76 +139,91 @@ impl Job {
             return;
         };
         tracing::info!(queue = %self.queue.queue, task = %env.name, id = %env.id, attempt = env.attempt, error = %err, retry_in = ?delay, "task failed: retrying");
-        self.queue.metrics.task(&env.name).retry.inc();
+        let task = env.name.clone();
         let next = Envelope {
-            attempt: env.attempt + 1,
+            attempt: env.attempt.saturating_add(1),
             error: Some(err.reason().to_owned()),
             ..env
         };
         let member = next.to_delayed_member();
         let keys = &self.queue.keys;
-        self.settle("retry", entry_id, || {
-            let mut inv = scripts::RETRY.prepare_invoke();
-            inv.key(&keys.stream)
-                .key(&keys.delayed)
-                .arg(&self.shared.config.group)
-                .arg(entry_id)
-                .arg(delay.as_millis() as u64)
-                .arg(&member[..]);
-            inv
-        })
-        .await;
+        let applied = self
+            .settle("retry", entry_id, || {
+                let mut inv = scripts::RETRY.prepare_invoke();
+                inv.key(&keys.stream)
+                    .key(&keys.delayed)
+                    .arg(&self.shared.config.group)
+                    .arg(entry_id)
+                    .arg(delay.as_millis() as u64)
+                    .arg(&member[..])
+                    .arg(&self.shared.config.consumer);
+                inv
+            })
+            .await;
+        if applied {
+            self.queue.metrics.task(&task).retry.inc();
+        }
     }
 
     async fn dead(&self, entry_id: &str, env: Option<&Envelope>, reason: &str) {
         tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = env.map(|e| e.id.as_str()), %reason, "dead-lettered");
         let task = env.map_or("unknown", |e| e.name.as_str());
-        self.queue.metrics.task(task).dead.inc();
-        let attempts = env.map_or(1, |e| e.attempt + 1);
+        let attempts = env.map_or(1, |e| e.attempt.saturating_add(1));
         let keys = &self.queue.keys;
         let failed_at = now_ms();
-        self.settle("dead-letter", entry_id, || {
-            let mut inv = scripts::DEAD.prepare_invoke();
-            inv.key(&keys.stream)
-                .key(&keys.dead)
-                .arg(&self.shared.config.group)
-                .arg(entry_id)
-                .arg("error")
-                .arg(reason)
-                .arg("failed_at")
-                .arg(failed_at)
-                .arg("worker")
-                .arg(&self.shared.config.consumer)
-                .arg("attempts")
-                .arg(attempts);
-            inv
-        })
-        .await;
+        let applied = self
+            .settle("dead-letter", entry_id, || {
+                let mut inv = scripts::DEAD.prepare_invoke();
+                inv.key(&keys.stream)
+                    .key(&keys.dead)
+                    .arg(&self.shared.config.group)
+                    .arg(entry_id)
+                    .arg(&self.shared.config.consumer)
+                    .arg("error")
+                    .arg(reason)
+                    .arg("failed_at")
+                    .arg(failed_at)
+                    .arg("worker")
+                    .arg(&self.shared.config.consumer)
+                    .arg("attempts")
+                    .arg(attempts);
+                inv
+            })
+            .await;
+        if applied {
+            self.queue.metrics.task(task).dead.inc();
+        }
     }
 
     /// Runs a retry or dead-letter script for `entry_id`, retrying on Redis errors a few
-    /// times, then stops renewing the entry's lease.
+    /// times, then stops renewing the entry's lease. Returns whether the script moved the
+    /// entry (it does not when another worker owns the entry by now).
     async fn settle<'a>(
         &self,
         what: &'static str,
         entry_id: &str,
         invocation: impl Fn() -> redis::ScriptInvocation<'a>,
-    ) {
-        self.try_settle(what, invocation).await;
+    ) -> bool {
+        let applied = self.try_settle(what, invocation).await;
         self.queue.untrack([&entry_id.to_owned()]);
+        applied
     }
 
     async fn try_settle<'a>(
         &self,
         what: &'static str,
         invocation: impl Fn() -> redis::ScriptInvocation<'a>,
-    ) {
+    ) -> bool {
         for failure in 0..SETTLE_ATTEMPTS {
             let r: redis::RedisResult<i64> = invocation()
                 .invoke_async(&mut self.shared.data.clone())
                 .await;
             match r {
-                Ok(_) => return,
+                Ok(1) => return true,
+                Ok(_) => {
+                    tracing::warn!(queue = %self.queue.queue, "{what} skipped: the entry is no longer pending for this worker (taken over after its lease lapsed)");
+                    return false;
+                }
                 Err(e) => {
                     self.shared.metrics.redis_error(what);
                     let delay = error_backoff(failure);
@@ -198,6 +233,7 @@ impl Job {
             }
         }
         tracing::error!(queue = %self.queue.queue, "{what} failed {SETTLE_ATTEMPTS} times; the entry stays pending and will run again");
+        false
     }
 }
 

@@ -2,8 +2,9 @@
 //! [`MAX_FETCH_BATCH`]), reads that many new entries with one `XREADGROUP`, and hands each to a
 //! dispatcher task together with its permit. Permits it could not use go back at once.
 //!
-//! When the queue is empty it keeps one permit and blocks on `XREADGROUP ... COUNT 1 BLOCK`,
-//! so an idle queue holds no capacity that other queues of the process could use.
+//! When the queue is empty it blocks on `XREADGROUP ... COUNT 1 BLOCK` holding no permit, so
+//! an idle queue holds no capacity that other queues of the process could use; an entry that
+//! arrives waits (with its lease renewed) for a permit before it runs.
 
 use std::{sync::Arc, time::Instant};
 
@@ -61,15 +62,45 @@ impl Fetcher {
         let mut cursor = String::from("0-0");
         loop {
             let reclaim_due = last_reclaim.elapsed() >= reclaim_every;
-            let want = if idle && !reclaim_due {
-                1
-            } else {
-                MAX_FETCH_BATCH
-            };
+            if idle && !reclaim_due {
+                // The queue is empty: block for one entry without holding any capacity, so an
+                // idle queue takes nothing from busy ones. A read in progress is not abandoned
+                // at shutdown: what it returns was delivered to this consumer and runs.
+                let entries = match self.read(1, true).await {
+                    Ok(entries) => entries,
+                    Err(e) => match self.read_failed(e, &mut failures).await {
+                        true => continue,
+                        false => break,
+                    },
+                };
+                failures = 0;
+                if entries.is_empty() {
+                    continue;
+                }
+                idle = false;
+                // Renew its lease while it waits for a permit.
+                for (id, _) in &entries {
+                    self.queue.track(id);
+                }
+                let permits = tokio::select! {
+                    biased;
+                    _ = self.token.cancelled() => None,
+                    p = self.acquire(entries.len()) => p,
+                };
+                match permits {
+                    Some(p) => self.dispatch(entries, p),
+                    None => {
+                        // Shutting down: let the lease lapse so another worker runs it.
+                        self.queue.untrack(entries.iter().map(|(id, _)| id));
+                        break;
+                    }
+                }
+                continue;
+            }
             let permits = tokio::select! {
                 biased;
                 _ = self.token.cancelled() => break,
-                p = self.acquire(want) => match p { Some(p) => p, None => break },
+                p = self.acquire(MAX_FETCH_BATCH) => match p { Some(p) => p, None => break },
             };
             if reclaim_due {
                 last_reclaim = Instant::now();
@@ -94,45 +125,45 @@ impl Fetcher {
                     }
                 }
             }
-            // A read in progress is not abandoned at shutdown: what it returns has been
-            // delivered to this consumer and is run like any other in-flight task.
-            let block = idle && permits.len() == 1;
-            match self.read(permits.len(), block).await {
+            match self.read(permits.len(), false).await {
                 Ok(entries) => {
-                    if failures > 0 {
-                        tracing::info!(queue = %self.queue.queue, "redis reachable again");
-                        failures = 0;
-                    }
-                    tracing::trace!(queue = %self.queue.queue, read = entries.len(), asked = permits.len(), blocking = block, "read");
+                    failures = 0;
+                    tracing::trace!(queue = %self.queue.queue, read = entries.len(), asked = permits.len(), "read");
                     idle = entries.is_empty();
                     self.dispatch(entries, permits);
                 }
                 Err(e) => {
                     drop(permits);
-                    self.shared.metrics.redis_error("fetch");
-                    failures += 1;
-                    let delay = error_backoff(failures - 1);
-                    tracing::warn!(queue = %self.queue.queue, error = %e, retry_in = ?delay, "fetch failed");
-                    if e.code() == Some("NOGROUP") {
-                        // The stream or group vanished (FLUSHALL, Redis restarted without
-                        // persistence): create them again.
-                        let r = conn::ensure_group(
-                            &mut self.conn.clone(),
-                            &self.queue.keys.stream,
-                            &self.shared.config.group,
-                        )
-                        .await;
-                        if let Err(e) = r {
-                            tracing::warn!(queue = %self.queue.queue, error = %e, "cannot recreate consumer group");
-                        }
-                    }
-                    if !sleep_or_cancel(delay, &self.token).await {
+                    if !self.read_failed(e, &mut failures).await {
                         break;
                     }
                 }
             }
         }
         tracing::debug!(queue = %self.queue.queue, "fetcher stopped");
+    }
+
+    /// Logs and counts a failed read, recreates a vanished group and backs off. Returns
+    /// `false` if the worker is shutting down.
+    async fn read_failed(&self, e: redis::RedisError, failures: &mut u32) -> bool {
+        self.shared.metrics.redis_error("fetch");
+        let delay = error_backoff(*failures);
+        *failures += 1;
+        tracing::warn!(queue = %self.queue.queue, error = %e, retry_in = ?delay, "fetch failed");
+        if e.code() == Some("NOGROUP") {
+            // The stream or group vanished (FLUSHALL, Redis restarted without persistence):
+            // create them again.
+            let r = conn::ensure_group(
+                &mut self.conn.clone(),
+                &self.queue.keys.stream,
+                &self.shared.config.group,
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::warn!(queue = %self.queue.queue, error = %e, "cannot recreate consumer group");
+            }
+        }
+        sleep_or_cancel(delay, &self.token).await
     }
 
     /// Waits for one permit of each kind, then takes up to `want - 1` more without waiting.

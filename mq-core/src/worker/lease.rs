@@ -21,6 +21,8 @@ use crate::{
 
 /// Ids per renew script call: 256.
 const RENEW_CHUNK: usize = 256;
+/// Longest wait for unregistering at shutdown: 2 s.
+const UNREGISTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Starts the lease thread; it runs until `stop` is cancelled, then unregisters the worker.
 pub(super) fn spawn(
@@ -72,8 +74,13 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
             }
         }
     }
-    if let Err(e) = heartbeat::unregister(&shared, &mut conn).await {
-        tracing::warn!(error = %e, "cannot unregister worker; its heartbeat expires by itself");
+    let unregistered = tokio::time::timeout(
+        UNREGISTER_TIMEOUT,
+        heartbeat::unregister(&shared, &mut conn),
+    )
+    .await;
+    if !matches!(unregistered, Ok(Ok(()))) {
+        tracing::warn!("cannot unregister worker; its heartbeat expires by itself");
     }
 }
 

@@ -39,6 +39,9 @@ use crate::{
 
 /// How long the ackers get to flush after the grace period: 10 s.
 const ACK_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the background loops (promoters, reapers, sampler, metrics server, lease thread)
+/// get to stop at shutdown before they are abandoned: 3 s.
+const STOP_TIMEOUT: Duration = Duration::from_secs(3);
 
 type Handlers = HashMap<String, Arc<dyn ErasedHandler>>;
 
@@ -413,17 +416,24 @@ impl Worker {
             token,
         } = self;
         let names: Vec<String> = queues.iter().map(|q| q.state.keys.queue.clone()).collect();
-        heartbeat::register(&shared, &names).await?;
-        // Leases and heartbeats live on a thread of their own, so handlers that hog the
-        // runtime's threads cannot starve them; they stop only after the acks are flushed.
         let lease_stop = CancellationToken::new();
-        let states: Vec<Arc<QueueState>> = queues.iter().map(|q| q.state.clone()).collect();
-        let lease_thread = lease::spawn(shared.clone(), states, lease_stop.clone())?;
+        // Bind the metrics port first: if that fails nothing else has started.
         let metrics_server = match shared.config.metrics_addr {
             Some(addr) => {
                 Some(crate::metrics::serve(addr, shared.metrics.clone(), lease_stop.clone()).await?)
             }
             None => None,
+        };
+        heartbeat::register(&shared, &names).await?;
+        // Leases and heartbeats live on a thread of their own, so handlers that hog the
+        // runtime's threads cannot starve them; they stop only after the acks are flushed.
+        let states: Vec<Arc<QueueState>> = queues.iter().map(|q| q.state.clone()).collect();
+        let lease_thread = match lease::spawn(shared.clone(), states, lease_stop.clone()) {
+            Ok(t) => t,
+            Err(e) => {
+                lease_stop.cancel();
+                return Err(e);
+            }
         };
         let sampler = tokio::spawn(sampler::run(
             shared.clone(),
@@ -467,30 +477,44 @@ impl Worker {
         }
 
         token.cancelled().await;
-        while fetchers.join_next().await.is_some() {}
+        // A fetcher may be in a blocking read (at most the block timeout, longer only if Redis
+        // hangs: then its read is abandoned and what it fetched is reclaimed later).
+        let fetch_wait = shared.config.block_timeout + Duration::from_secs(1);
+        if !join_all_within(&mut fetchers, fetch_wait).await {
+            tracing::warn!("a fetcher did not stop in time (Redis slow?); abandoned");
+        }
         tracker.close();
         let grace = shared.config.grace_period;
         let drained = tokio::time::timeout(grace, tracker.wait()).await.is_ok();
         ack_stop.cancel();
-        let flushed = tokio::time::timeout(ACK_FLUSH_TIMEOUT, async {
-            while ackers.join_next().await.is_some() {}
-        })
-        .await
-        .is_ok();
-        if !flushed {
+        if !join_all_within(&mut ackers, ACK_FLUSH_TIMEOUT).await {
             tracing::warn!("acks not flushed in time; those tasks stay pending and run again");
         }
-        while promoters.join_next().await.is_some() {}
         lease_stop.cancel();
-        let _ = sampler.await;
-        if let Some(server) = metrics_server {
-            let _ = server.await;
+        if !join_all_within(&mut promoters, STOP_TIMEOUT).await {
+            tracing::warn!("promoter or reaper did not stop in time; abandoned");
         }
-        if tokio::task::spawn_blocking(move || lease_thread.join())
-            .await
-            .is_err()
-        {
-            tracing::warn!("lease thread ended abnormally");
+        let mut rest = JoinSet::new();
+        rest.spawn(async move {
+            let _ = sampler.await;
+        });
+        if let Some(server) = metrics_server {
+            rest.spawn(async move {
+                let _ = server.await;
+            });
+        }
+        rest.spawn(async move {
+            if tokio::task::spawn_blocking(move || lease_thread.join())
+                .await
+                .is_err()
+            {
+                tracing::warn!("lease thread ended abnormally");
+            }
+        });
+        if !join_all_within(&mut rest, STOP_TIMEOUT).await {
+            tracing::warn!(
+                "sampler, metrics server or lease thread did not stop in time; abandoned"
+            );
         }
         if drained {
             tracing::info!("worker stopped");
@@ -525,6 +549,18 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Waits for every task of `set` for at most `limit`, then aborts the rest. Returns whether all
+/// ended in time.
+async fn join_all_within(set: &mut JoinSet<()>, limit: Duration) -> bool {
+    let done = tokio::time::timeout(limit, async { while set.join_next().await.is_some() {} })
+        .await
+        .is_ok();
+    if !done {
+        set.abort_all();
+    }
+    done
 }
 
 /// Sleeps `d` unless `token` is cancelled first; returns `false` if it was.

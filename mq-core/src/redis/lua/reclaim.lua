@@ -16,14 +16,23 @@ for _, e in ipairs(r[2]) do
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
   local deliveries = (p[1] and p[1][4]) or 0
   if deliveries > max then
+    local attempts = 1
+    for i = 1, #fields, 2 do
+      if fields[i] == 'attempt' then
+        attempts = (tonumber(fields[i + 1]) or 0) + 1
+      end
+    end
     local args = {'error', 'abandoned: delivered ' .. deliveries ..
       ' times without finishing (its worker probably crashed)',
-      'failed_at', now, 'worker', ARGV[2], 'deliveries', deliveries}
-    local added = {error = true, failed_at = true, worker = true, deliveries = true}
+      'failed_at', now, 'worker', ARGV[2], 'deliveries', deliveries, 'attempts', attempts}
+    local added = {error = true, failed_at = true, worker = true, deliveries = true,
+      attempts = true}
+    local kept = 0
     for i = 1, #fields, 2 do
-      if not added[fields[i]] then
+      if not added[fields[i]] and kept < 256 then
         args[#args + 1] = fields[i]
         args[#args + 1] = fields[i + 1]
+        kept = kept + 1
       end
     end
     redis.call('XADD', KEYS[2], '*', unpack(args))

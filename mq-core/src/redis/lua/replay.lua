@@ -10,7 +10,7 @@ for i = 1, #ARGV do
   if e[1] then
     local fields = e[1][2]
     local args = {'attempt', '0'}
-    for j = 1, #fields, 2 do
+    for j = 1, math.min(#fields, 512), 2 do
       if not drop[fields[j]] then
         args[#args + 1] = fields[j]
         args[#args + 1] = fields[j + 1]
