@@ -818,3 +818,47 @@ async fn an_idle_queue_holds_no_capacity_from_a_busy_one() {
     // Were the blocked read holding the only permit, each task would wait up to 2 s.
     assert!(took < Duration::from_secs(4), "50 tasks took {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_delivered_more_than_max_deliveries_is_dead_lettered_as_abandoned() {
+    let server = redis();
+    let mut c = conn(&server).await;
+    let k = QueueKeys::new("mq", "members");
+    // Delivered once to a worker that died with it.
+    leave_pending(&mut c, &k.stream, "crashed").await;
+    let worker = Worker::builder(&server.url())
+        .reclaim_timeout(Duration::from_millis(200))
+        .max_deliveries(1)
+        .handle::<Member, _>(|_m: Member, _ctx: TaskContext| async { Ok::<_, TaskError>(()) })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    let admin = Admin::connect(&server.url()).await.unwrap();
+    wait_until(WAIT, "abandoned entry dead-lettered", || {
+        let admin = admin.clone();
+        async move {
+            admin
+                .stats("members")
+                .await
+                .is_ok_and(|s| s.dead == 1 && s.pending == 0 && s.length == 0)
+        }
+    })
+    .await;
+    running.stop().await;
+    let dead = admin.dead_list("members", 10).await.unwrap();
+    let d = &dead[0];
+    assert!(
+        d.field("error")
+            .unwrap()
+            .starts_with("abandoned: delivered 2 times"),
+        "{d:?}"
+    );
+    assert_eq!(d.field("deliveries").as_deref(), Some("2"));
+    assert_eq!(d.field("attempts").as_deref(), Some("1"));
+    assert_eq!(
+        d.field("junk").as_deref(),
+        Some("1"),
+        "original fields kept"
+    );
+}

@@ -59,7 +59,6 @@ impl Fetcher {
         let mut failures = 0u32;
         let reclaim_every = self.shared.config.reclaim_interval();
         let mut last_reclaim = Instant::now();
-        let mut cursor = String::from("0-0");
         loop {
             let reclaim_due = last_reclaim.elapsed() >= reclaim_every;
             if idle && !reclaim_due {
@@ -105,14 +104,7 @@ impl Fetcher {
             if reclaim_due {
                 last_reclaim = Instant::now();
                 let mut conn = self.conn.clone();
-                match reclaimer::reclaim(
-                    &self.shared,
-                    &self.queue,
-                    &mut conn,
-                    &mut cursor,
-                    permits.len(),
-                )
-                .await
+                match reclaimer::reclaim(&self.shared, &self.queue, &mut conn, permits.len()).await
                 {
                     Ok(entries) if !entries.is_empty() => {
                         self.dispatch(entries, permits);

@@ -1,8 +1,9 @@
 //! Reclaim: taking over tasks whose worker died. Every fetcher, in every worker, runs the
 //! reclaim script every [`reclaim_interval`](crate::WorkerConfig::reclaim_interval) with as
-//! many free permits as it has: `XAUTOCLAIM` of entries idle past the reclaim timeout (their
-//! lease was not renewed), dead-lettering those delivered more than `max_deliveries` times.
-//! The claimed entries then run like fetched ones. No lock is needed: `XAUTOCLAIM` is atomic.
+//! many free permits as it has: `XPENDING ... IDLE` finds entries idle past the reclaim
+//! timeout (their lease was not renewed), oldest first, `XCLAIM` takes them, and those
+//! delivered more than `max_deliveries` times are dead-lettered as abandoned. The claimed
+//! entries then run like fetched ones. No lock is needed: the script is atomic.
 //!
 //! Also here: the reaper, which removes consumers idle for long with nothing pending.
 
@@ -14,12 +15,11 @@ use tokio_util::sync::CancellationToken;
 use super::{fetcher::parse_entries, fetcher::RawEntry, sleep_or_cancel, QueueState, Shared};
 use crate::{error::Error, redis::scripts};
 
-/// Claims up to `count` abandoned entries for this consumer, starting at `cursor` (updated).
+/// Claims up to `count` entries of stalled or dead workers for this consumer, oldest first.
 pub(super) async fn reclaim(
     shared: &Shared,
     queue: &QueueState,
     conn: &mut ConnectionManager,
-    cursor: &mut String,
     count: usize,
 ) -> redis::RedisResult<Vec<RawEntry>> {
     let reply: Value = scripts::RECLAIM
@@ -28,7 +28,6 @@ pub(super) async fn reclaim(
         .arg(&shared.config.group)
         .arg(&shared.config.consumer)
         .arg(shared.config.reclaim_timeout.as_millis() as u64)
-        .arg(cursor.as_str())
         .arg(count)
         .arg(shared.config.max_deliveries)
         .invoke_async(conn)
@@ -41,9 +40,6 @@ pub(super) async fn reclaim(
         _ => (0, 0),
     };
     let entries = parts.pop().map(parse_entries).unwrap_or_default();
-    if let Some(Value::BulkString(next)) = parts.pop() {
-        *cursor = String::from_utf8_lossy(&next).into_owned();
-    }
     queue.metrics.reclaimed.inc_by(entries.len() as u64);
     queue.metrics.unknown.dead.inc_by(abandoned.max(0) as u64);
     if !entries.is_empty() || abandoned > 0 || deleted > 0 {
