@@ -18,6 +18,9 @@ pub struct TaskContext {
     pub(crate) max_retries: u32,
     pub(crate) enqueued_at: u64,
     pub(crate) last_error: Option<String>,
+    /// The task's in-flight permit, shared so that work started with
+    /// [`TaskContext::blocking`] keeps it until that work really ends.
+    pub(crate) permit: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl TaskContext {
@@ -49,6 +52,27 @@ impl TaskContext {
     /// The error of the previous attempt, if this is a retry.
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
+    }
+
+    /// Like [`blocking`], and the task's slot of the worker's in-flight limit stays taken
+    /// until `work` has returned, even if the attempt timed out before: a blocking thread cannot
+    /// be stopped, so without this a timed-out task's work would go on next to its retry and
+    /// the next task, beyond the limit. Prefer this in handlers.
+    ///
+    /// # Errors
+    ///
+    /// As [`blocking`].
+    pub async fn blocking<F, R>(&self, work: F) -> Result<R, TaskError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let permit = self.permit.clone();
+        blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
     }
 }
 

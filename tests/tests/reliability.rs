@@ -862,3 +862,63 @@ async fn an_entry_delivered_more_than_max_deliveries_is_dead_lettered_as_abandon
         "original fields kept"
     );
 }
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(
+    queue = "slowcpu",
+    max_retries = 1,
+    timeout = "200ms",
+    backoff = "none"
+)]
+struct SlowCpu {
+    n: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_work_of_a_timed_out_task_keeps_its_slot_until_it_ends() {
+    let server = redis();
+    let running_now = Arc::new(AtomicUsize::new(0));
+    let max_seen = Arc::new(AtomicUsize::new(0));
+    let bodies = Arc::new(AtomicUsize::new(0));
+    let (r, m, b) = (running_now.clone(), max_seen.clone(), bodies.clone());
+    let worker = Worker::builder(&server.url())
+        .concurrency(1)
+        .handle::<SlowCpu, _>(move |_t: SlowCpu, ctx: TaskContext| {
+            let (r, m, b) = (r.clone(), m.clone(), b.clone());
+            async move {
+                ctx.blocking(move || {
+                    let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(600));
+                    r.fetch_sub(1, Ordering::SeqCst);
+                    b.fetch_add(1, Ordering::SeqCst);
+                })
+                .await
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    Producer::connect(&server.url())
+        .await
+        .unwrap()
+        .enqueue_many((0..3).map(|n| SlowCpu { n }))
+        .await
+        .unwrap();
+    let admin = Admin::connect(&server.url()).await.unwrap();
+    // Every attempt times out: 3 tasks x 2 attempts, then 3 dead letters.
+    wait_until(WAIT, "all attempts ran and timed out", || {
+        let (b, admin) = (bodies.clone(), admin.clone());
+        async move {
+            b.load(Ordering::SeqCst) == 6 && admin.stats("slowcpu").await.is_ok_and(|s| s.dead == 3)
+        }
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(
+        max_seen.load(Ordering::SeqCst),
+        1,
+        "never more blocking bodies than the limit"
+    );
+}

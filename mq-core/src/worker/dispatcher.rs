@@ -29,8 +29,9 @@ pub(super) struct Job {
     pub(super) queue: Arc<QueueState>,
     pub(super) entry: RawEntry,
     pub(super) ack_tx: mpsc::Sender<String>,
-    /// Held until the task is settled: this is the in-flight limit.
-    pub(super) _permits: Permits,
+    /// Held until the task is settled (and blocking work it started ends): this is the
+    /// in-flight limit.
+    pub(super) permits: Arc<Permits>,
 }
 
 /// How an attempt ended.
@@ -84,6 +85,7 @@ impl Job {
             max_retries: options.max_retries,
             enqueued_at: env.enqueued_at,
             last_error: env.error.clone(),
+            permit: Some(self.permits.clone()),
         };
         let span = tracing::info_span!(
             "task",

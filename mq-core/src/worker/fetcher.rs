@@ -232,7 +232,7 @@ impl Fetcher {
             queue: self.queue.clone(),
             entry,
             ack_tx: self.ack_tx.clone(),
-            _permits: permits,
+            permits: Arc::new(permits),
         };
         self.tracker.spawn(job.run());
     }
