@@ -13,47 +13,42 @@ use crate::{
     redis::keys,
 };
 
-/// Registers the worker and writes its first heartbeat.
-pub(super) async fn register(shared: &Shared, queues: &[String]) -> Result<()> {
-    let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
-    let info = format!(
+/// The worker's entry in the registry: `queues=a,b concurrency=64 started_at=<unix ms>`.
+pub(super) fn info(shared_config: &crate::config::WorkerConfig, queues: &[String]) -> String {
+    format!(
         "queues={} concurrency={} started_at={}",
         queues.join(","),
-        shared.config.concurrency,
+        shared_config.concurrency,
         now_ms()
-    );
-    redis::pipe()
-        .hset(
-            keys::workers_key(&shared.config.prefix),
-            &shared.config.consumer,
-            info,
-        )
-        .ignore()
-        .add_command(beat_cmd(shared))
-        .ignore()
-        .query_async::<()>(&mut conn)
-        .await
-        .map_err(Error::redis("register worker"))
+    )
 }
 
-/// Refreshes the heartbeat key.
-pub(super) async fn beat(shared: &Shared, conn: &mut ConnectionManager) -> Result<()> {
-    beat_cmd(shared)
+/// Registers the worker and writes its first heartbeat.
+pub(super) async fn register(shared: &Shared) -> Result<()> {
+    let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
+    beat(shared, &mut conn).await
+}
+
+/// Refreshes the heartbeat key and the registry entry (which a sampler may have removed
+/// while this worker could not reach Redis for longer than the heartbeat TTL).
+pub(super) async fn beat<C: redis::aio::ConnectionLike>(
+    shared: &Shared,
+    conn: &mut C,
+) -> Result<()> {
+    let prefix = &shared.config.prefix;
+    let consumer = &shared.config.consumer;
+    redis::pipe()
+        .hset(keys::workers_key(prefix), consumer, &shared.registry_info)
+        .ignore()
+        .cmd("SET")
+        .arg(keys::worker_key(prefix, consumer))
+        .arg(now_ms())
+        .arg("EX")
+        .arg(HEARTBEAT_TTL.as_secs())
+        .ignore()
         .query_async::<()>(conn)
         .await
         .map_err(Error::redis("heartbeat"))
-}
-
-fn beat_cmd(shared: &Shared) -> redis::Cmd {
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(keys::worker_key(
-        &shared.config.prefix,
-        &shared.config.consumer,
-    ))
-    .arg(now_ms())
-    .arg("EX")
-    .arg(HEARTBEAT_TTL.as_secs());
-    cmd
 }
 
 /// Removes the worker from the registry (clean shutdown).

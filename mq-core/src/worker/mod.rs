@@ -270,6 +270,7 @@ impl WorkerBuilder {
             });
         }
         queues.sort_by(|a, b| a.state.keys.queue.cmp(&b.state.keys.queue));
+        let queue_names: Vec<String> = queues.iter().map(|q| q.state.keys.queue.clone()).collect();
         tracing::info!(
             consumer = %config.consumer,
             queues = ?queues.iter().map(|q| &q.state.keys.queue).collect::<Vec<_>>(),
@@ -278,6 +279,7 @@ impl WorkerBuilder {
         );
         Ok(Worker {
             shared: Arc::new(Shared {
+                registry_info: heartbeat::info(&config, &queue_names),
                 client,
                 metrics,
                 global: Arc::new(Semaphore::new(config.concurrency)),
@@ -298,6 +300,8 @@ pub(crate) struct Shared {
     pub(crate) client: redis::Client,
     /// This worker's metrics.
     pub(crate) metrics: Arc<Metrics>,
+    /// This worker's entry in the `{prefix}:workers` registry.
+    pub(crate) registry_info: String,
     /// Multiplexed connection for acks, retries and dead letters.
     pub(crate) data: ConnectionManager,
     /// Pool for control commands (promote).
@@ -415,7 +419,6 @@ impl Worker {
             queues,
             token,
         } = self;
-        let names: Vec<String> = queues.iter().map(|q| q.state.keys.queue.clone()).collect();
         let lease_stop = CancellationToken::new();
         // Bind the metrics port first: if that fails nothing else has started.
         let metrics_server = match shared.config.metrics_addr {
@@ -424,7 +427,7 @@ impl Worker {
             }
             None => None,
         };
-        heartbeat::register(&shared, &names).await?;
+        heartbeat::register(&shared).await?;
         // Leases and heartbeats live on a thread of their own, so handlers that hog the
         // runtime's threads cannot starve them; they stop only after the acks are flushed.
         let states: Vec<Arc<QueueState>> = queues.iter().map(|q| q.state.clone()).collect();

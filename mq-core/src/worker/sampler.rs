@@ -73,5 +73,21 @@ async fn live_workers(shared: &Shared) -> Result<usize> {
         .query_async(&mut conn)
         .await
         .map_err(Error::redis("EXISTS"))?;
+    // Forget workers whose heartbeat expired (SIGKILLed, lost): a live one that was only cut
+    // off from Redis puts itself back with its next heartbeat.
+    let dead: Vec<&String> = names
+        .iter()
+        .zip(&alive)
+        .filter(|(_, a)| !**a)
+        .map(|(n, _)| n)
+        .collect();
+    if !dead.is_empty() {
+        let _: () = redis::cmd("HDEL")
+            .arg(keys::workers_key(prefix))
+            .arg(&dead)
+            .query_async(&mut conn)
+            .await
+            .map_err(Error::redis("HDEL"))?;
+    }
     Ok(alive.into_iter().filter(|a| *a).count())
 }
