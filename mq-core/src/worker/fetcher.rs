@@ -107,6 +107,13 @@ impl Fetcher {
                 match reclaimer::reclaim(&self.shared, &self.queue, &mut conn, permits.len()).await
                 {
                     Ok(entries) if !entries.is_empty() => {
+                        if entries.len() == permits.len() {
+                            // Probably more stalled entries behind these: they are the oldest
+                            // tasks of the queue, so take them before new ones.
+                            last_reclaim = last_reclaim
+                                .checked_sub(reclaim_every)
+                                .unwrap_or(last_reclaim);
+                        }
                         self.dispatch(entries, permits);
                         continue;
                     }
