@@ -210,29 +210,61 @@ async fn started(c: &mut redis::aio::ConnectionManager) -> usize {
 
 const RECLAIM_MS: &str = "1000";
 
+/// Starts worker A (a `jobs-worker` process, reclaim timeout 1 s, `concurrency`), enqueues
+/// `jobs` and waits until A started all of them. Returns A and a connection.
+async fn worker_a_running(
+    server: &mq_tests::LocalRedis,
+    concurrency: &str,
+    jobs: Vec<Job>,
+) -> (ChildGuard, redis::aio::ConnectionManager) {
+    let bin = example_bin("jobs-worker");
+    let args = [
+        "--reclaim-timeout-ms",
+        RECLAIM_MS,
+        "--concurrency",
+        concurrency,
+    ];
+    let a = ChildGuard::spawn(&bin, &server.url(), &args);
+    let n = jobs.len();
+    Producer::connect(&server.url())
+        .await
+        .unwrap()
+        .enqueue_many(jobs)
+        .await
+        .unwrap();
+    let c = conn(server).await;
+    wait_until(WAIT, "worker A started every job", || {
+        let mut c = c.clone();
+        async move { started(&mut c).await == n }
+    })
+    .await;
+    (a, c)
+}
+
+/// Starts worker B like A.
+fn worker_b(server: &mq_tests::LocalRedis, concurrency: &str) -> ChildGuard {
+    let args = [
+        "--reclaim-timeout-ms",
+        RECLAIM_MS,
+        "--concurrency",
+        concurrency,
+    ];
+    ChildGuard::spawn(&example_bin("jobs-worker"), &server.url(), &args)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_bound_task_three_times_the_reclaim_timeout_is_not_taken_over_while_its_worker_lives() {
     let server = redis();
-    let bin = example_bin("jobs-worker");
-    let producer = Producer::connect(&server.url()).await.unwrap();
-    let mut c = conn(&server).await;
-    let args = ["--reclaim-timeout-ms", RECLAIM_MS, "--concurrency", "2"];
-    let mut a = ChildGuard::spawn(&bin, &server.url(), &args);
     // Two tasks that burn both runtime threads of worker A without yielding for 3.5 s.
-    producer
-        .enqueue_many((0..2).map(|n| Job {
+    let jobs = (0..2)
+        .map(|n| Job {
             n,
             sleep_ms: 3_500,
             spin: true,
-        }))
-        .await
-        .unwrap();
-    wait_until(WAIT, "A started both", || {
-        let mut c = c.clone();
-        async move { started(&mut c).await == 2 }
-    })
-    .await;
-    let mut b = ChildGuard::spawn(&bin, &server.url(), &args);
+        })
+        .collect();
+    let (mut a, mut c) = worker_a_running(&server, "2", jobs).await;
+    let mut b = worker_b(&server, "2");
     wait_until(WAIT, "both handled", || {
         let mut c = c.clone();
         async move { hget_all(&mut c, HANDLED_KEY).await.len() == 2 }
@@ -260,31 +292,21 @@ async fn cpu_bound_task_three_times_the_reclaim_timeout_is_not_taken_over_while_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_of_a_sigkilled_worker_are_taken_over_and_finished_by_another() {
     let server = redis();
-    let bin = example_bin("jobs-worker");
-    let producer = Producer::connect(&server.url()).await.unwrap();
-    let mut c = conn(&server).await;
-    let args = ["--reclaim-timeout-ms", RECLAIM_MS, "--concurrency", "4"];
-    let mut a = ChildGuard::spawn(&bin, &server.url(), &args);
-    producer
-        .enqueue_many((0..4).map(|n| Job {
+    let jobs = (0..4)
+        .map(|n| Job {
             n,
             sleep_ms: 2_000,
             spin: false,
-        }))
-        .await
-        .unwrap();
-    wait_until(WAIT, "A started all 4", || {
-        let mut c = c.clone();
-        async move { started(&mut c).await == 4 }
-    })
-    .await;
+        })
+        .collect();
+    let (mut a, mut c) = worker_a_running(&server, "4", jobs).await;
     a.signal("KILL");
     a.wait_exit(WAIT).await;
     assert!(
         hget_all(&mut c, HANDLED_KEY).await.is_empty(),
         "A died before finishing"
     );
-    let mut b = ChildGuard::spawn(&bin, &server.url(), &args);
+    let mut b = worker_b(&server, "4");
     wait_until(WAIT, "B finished all 4", || {
         let mut c = c.clone();
         async move { hget_all(&mut c, HANDLED_KEY).await.len() == 4 }
