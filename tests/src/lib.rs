@@ -57,7 +57,10 @@ pub fn init_logs() {
 /// If it cannot connect.
 pub async fn conn(server: &LocalRedis) -> redis::aio::ConnectionManager {
     let client = redis::Client::open(server.url()).expect("url");
-    redis::aio::ConnectionManager::new(client)
+    // Generous response timeout: some checks read hashes of 200,000 fields.
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(Duration::from_secs(10)));
+    redis::aio::ConnectionManager::new_with_config(client, config)
         .await
         .expect("connect to test redis")
 }
