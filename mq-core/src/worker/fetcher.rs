@@ -106,8 +106,12 @@ impl Fetcher {
                 let mut conn = self.conn.clone();
                 match reclaimer::reclaim(&self.shared, &self.queue, &mut conn, permits.len()).await
                 {
-                    Ok(entries) if !entries.is_empty() => {
-                        if entries.len() == permits.len() {
+                    Ok(mut entries) if !entries.is_empty() => {
+                        let claimed = entries.len();
+                        // Our own entries whose renewal lagged (Redis was slow or away) are
+                        // still running here: claiming them again just renewed their lease.
+                        entries.retain(|(id, _)| !self.queue.is_tracked(id));
+                        if claimed == permits.len() {
                             // Probably more stalled entries behind these: they are the oldest
                             // tasks of the queue, so take them before new ones.
                             last_reclaim = last_reclaim

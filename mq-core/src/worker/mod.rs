@@ -334,6 +334,10 @@ impl QueueState {
         }
     }
 
+    pub(crate) fn is_tracked(&self, entry_id: &str) -> bool {
+        lock(&self.in_flight).contains(entry_id)
+    }
+
     pub(crate) fn in_flight_ids(&self) -> Vec<String> {
         lock(&self.in_flight).iter().cloned().collect()
     }
