@@ -594,20 +594,7 @@ async fn drain(
     let n = args.tasks;
     let mut poll = connect(url).await?;
     let (t, handled, rss_kb, where_) = if args.drain_in_process {
-        let handled = Arc::new(AtomicU64::new(0));
-        let h = handled.clone();
-        let worker = Worker::builder(url)
-            .prefix(&args.prefix)
-            .concurrency(args.concurrency)
-            .handle::<Noop, _>(move |_task: Noop, _ctx: TaskContext| {
-                let h = h.clone();
-                async move {
-                    h.fetch_add(1, Ordering::Relaxed);
-                    Ok::<(), TaskError>(())
-                }
-            })
-            .build()
-            .await?;
+        let (worker, handled) = noop_worker(url, args).await?;
         let token = worker.shutdown_token();
         let started = Instant::now();
         let run = tokio::spawn(worker.run());
@@ -861,10 +848,8 @@ impl Drop for WorkerChild {
     }
 }
 
-/// `--worker-child`: builds a worker with a no-op handler, prints `ready`, starts on a `go`
-/// line, runs until stdin closes or SIGTERM, then prints `done handled=N vmhwm_kb=K`.
-async fn worker_child(args: &Args) -> BenchResult<()> {
-    let url = args.url.as_deref().ok_or("--worker-child needs --url")?;
+/// A worker on the bench queue with a no-op handler that counts the tasks it handled.
+async fn noop_worker(url: &str, args: &Args) -> BenchResult<(Worker, Arc<AtomicU64>)> {
     let handled = Arc::new(AtomicU64::new(0));
     let h = handled.clone();
     let worker = Worker::builder(url)
@@ -879,6 +864,14 @@ async fn worker_child(args: &Args) -> BenchResult<()> {
         })
         .build()
         .await?;
+    Ok((worker, handled))
+}
+
+/// `--worker-child`: builds a worker with a no-op handler, prints `ready`, starts on a `go`
+/// line, runs until stdin closes or SIGTERM, then prints `done handled=N vmhwm_kb=K`.
+async fn worker_child(args: &Args) -> BenchResult<()> {
+    let url = args.url.as_deref().ok_or("--worker-child needs --url")?;
+    let (worker, handled) = noop_worker(url, args).await?;
     let token = worker.shutdown_token();
     // Stdin is read on a plain thread: a tokio stdin read would hold up runtime shutdown.
     let (tx, mut stdin) = mpsc::unbounded_channel::<String>();
