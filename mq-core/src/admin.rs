@@ -426,7 +426,7 @@ impl Admin {
             .await
             .map_err(Error::redis("XRANGE"))?;
         for (e, reply) in entries.iter_mut().zip(found) {
-            if let Some((_, fields)) = crate::worker::parse_entries(reply).into_iter().next() {
+            if let Some((_, fields)) = crate::envelope::parse_entries(reply).into_iter().next() {
                 for (key, v) in flat_map(Value::Array(fields)) {
                     match key.as_str() {
                         "id" => e.task_id = text(v),
@@ -513,7 +513,7 @@ impl Admin {
             .query_async(&mut self.conn.clone())
             .await
             .map_err(Error::redis("XRANGE"))?;
-        Ok(crate::worker::parse_entries(reply)
+        Ok(crate::envelope::parse_entries(reply)
             .into_iter()
             .map(|(dead_id, fields)| DeadTask {
                 dead_id,

@@ -188,6 +188,55 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// One raw stream entry: its id and its flat field/value list.
+pub(crate) type RawEntry = (String, Vec<Value>);
+
+/// Parses an `XREADGROUP` reply for one stream: `nil` or `[[key, [[id, [f, v, ...]], ...]]]`.
+pub(crate) fn parse_read_reply(reply: Value) -> Vec<RawEntry> {
+    let streams = match reply {
+        Value::Array(s) => s,
+        Value::Map(m) => m
+            .into_iter()
+            .map(|(k, v)| Value::Array(vec![k, v]))
+            .collect(),
+        _ => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    for stream in streams {
+        if let Value::Array(mut kv) = stream {
+            if let Some(entries) = kv.pop() {
+                out.extend(parse_entries(entries));
+            }
+        }
+    }
+    out
+}
+
+/// Parses a list of entries `[[id, [f, v, ...]], ...]`. Entries whose body is `nil` (deleted
+/// while pending) are skipped.
+pub(crate) fn parse_entries(entries: Value) -> Vec<RawEntry> {
+    let Value::Array(entries) = entries else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Value::Array(mut parts) = entry else {
+            continue;
+        };
+        if parts.len() != 2 {
+            continue;
+        }
+        let fields = parts.pop();
+        let id = parts.pop();
+        if let (Some(Value::BulkString(id)), Some(Value::Array(fields))) = (id, fields) {
+            if let Ok(id) = String::from_utf8(id) {
+                out.push((id, fields));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,9 +12,9 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::{error_backoff, fetcher::Permits, fetcher::RawEntry, QueueState, Shared};
+use super::{error_backoff, permits::Permits, QueueState, Shared};
 use crate::{
-    envelope::{now_ms, Envelope},
+    envelope::{now_ms, Envelope, RawEntry},
     handler::{panic_message, TaskContext, TaskError},
     redis::scripts,
     task::TaskOptions,

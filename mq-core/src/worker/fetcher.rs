@@ -9,11 +9,17 @@
 use std::{sync::Arc, time::Instant};
 
 use redis::{aio::ConnectionManager, Value};
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{dispatcher, error_backoff, reclaimer, sleep_or_cancel, QueueState, Shared};
-use crate::{config::MAX_FETCH_BATCH, redis::conn};
+use super::{
+    dispatcher, error_backoff, permits::Permits, reclaimer, sleep_or_cancel, QueueState, Shared,
+};
+use crate::{
+    config::MAX_FETCH_BATCH,
+    envelope::{parse_read_reply, RawEntry},
+    redis::conn,
+};
 
 pub(super) struct Fetcher {
     pub(super) shared: Arc<Shared>,
@@ -23,35 +29,6 @@ pub(super) struct Fetcher {
     pub(super) tracker: TaskTracker,
     pub(super) token: CancellationToken,
 }
-
-/// Permits for `n` tasks: from the global semaphore and, if the queue has one, its own.
-pub(crate) struct Permits {
-    global: OwnedSemaphorePermit,
-    queue: Option<OwnedSemaphorePermit>,
-}
-
-impl Permits {
-    fn len(&self) -> usize {
-        self.global.num_permits()
-    }
-
-    /// Splits off the permits of one task.
-    fn take_one(&mut self) -> Option<Permits> {
-        if self.len() <= 1 {
-            return None;
-        }
-        Some(Permits {
-            global: self.global.split(1)?,
-            queue: match &mut self.queue {
-                Some(q) => Some(q.split(1)?),
-                None => None,
-            },
-        })
-    }
-}
-
-/// One raw entry: its stream id and its flat field/value list.
-pub(crate) type RawEntry = (String, Vec<Value>);
 
 impl Fetcher {
     pub(super) async fn run(self) {
@@ -247,64 +224,4 @@ impl Fetcher {
         };
         self.tracker.spawn(job.run());
     }
-}
-
-impl Permits {
-    /// Keeps one permit of each kind and releases the rest.
-    fn trim_to_one(mut self) -> Permits {
-        let extra = self.len().saturating_sub(1);
-        if extra > 0 {
-            drop(self.global.split(extra));
-            if let Some(q) = &mut self.queue {
-                drop(q.split(extra));
-            }
-        }
-        self
-    }
-}
-
-/// Parses an `XREADGROUP` reply for one stream: `nil` or `[[key, [[id, [f, v, ...]], ...]]]`.
-pub(crate) fn parse_read_reply(reply: Value) -> Vec<RawEntry> {
-    let streams = match reply {
-        Value::Array(s) => s,
-        Value::Map(m) => m
-            .into_iter()
-            .map(|(k, v)| Value::Array(vec![k, v]))
-            .collect(),
-        _ => return Vec::new(),
-    };
-    let mut out = Vec::new();
-    for stream in streams {
-        if let Value::Array(mut kv) = stream {
-            if let Some(entries) = kv.pop() {
-                out.extend(parse_entries(entries));
-            }
-        }
-    }
-    out
-}
-
-/// Parses a list of entries `[[id, [f, v, ...]], ...]`. Entries whose body is `nil` (deleted
-/// while pending) are skipped.
-pub(crate) fn parse_entries(entries: Value) -> Vec<RawEntry> {
-    let Value::Array(entries) = entries else {
-        return Vec::new();
-    };
-    let mut out = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let Value::Array(mut parts) = entry else {
-            continue;
-        };
-        if parts.len() != 2 {
-            continue;
-        }
-        let fields = parts.pop();
-        let id = parts.pop();
-        if let (Some(Value::BulkString(id)), Some(Value::Array(fields))) = (id, fields) {
-            if let Ok(id) = String::from_utf8(id) {
-                out.push((id, fields));
-            }
-        }
-    }
-    out
 }

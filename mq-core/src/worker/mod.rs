@@ -12,11 +12,10 @@ mod dispatcher;
 mod fetcher;
 mod heartbeat;
 mod lease;
+mod permits;
 mod promoter;
 mod reclaimer;
 mod sampler;
-
-pub(crate) use fetcher::parse_entries;
 
 use std::{
     collections::{HashMap, HashSet},

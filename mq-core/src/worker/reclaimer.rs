@@ -12,8 +12,12 @@ use std::sync::Arc;
 use redis::{aio::ConnectionManager, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::{fetcher::parse_entries, fetcher::RawEntry, sleep_or_cancel, QueueState, Shared};
-use crate::{error::Error, redis::scripts};
+use super::{sleep_or_cancel, QueueState, Shared};
+use crate::{
+    envelope::{parse_entries, RawEntry},
+    error::Error,
+    redis::scripts,
+};
 
 /// Claims up to `count` entries of stalled or dead workers for this consumer, oldest first.
 pub(super) async fn reclaim(
