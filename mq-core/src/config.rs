@@ -35,13 +35,18 @@ pub const DEFAULT_CONSUMER_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// timeouts: half the timeout).
 pub const MAX_REAP_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Default longest wait for Redis at start-up (`build()`): 60 s. A worker started while Redis
+/// is down, restarting or loading its data waits this long before giving up.
+pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How often a worker refreshes its heartbeat key: 5 s.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 /// Heartbeat TTL: a worker silent this long counts as dead: 15 s.
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(15);
 
-/// Settings of a [`Worker`](crate::Worker), set through its builder.
-#[derive(Debug, Clone)]
+/// Settings of a [`Worker`](crate::Worker), set through its builder. Its `Debug` output hides
+/// the password of the URL.
+#[derive(Clone)]
 pub struct WorkerConfig {
     /// Redis URL.
     pub url: String,
@@ -71,6 +76,33 @@ pub struct WorkerConfig {
     pub consumer_idle_timeout: Duration,
     /// Address of the `/metrics` and `/healthz` endpoint; `None` serves none. Default: `None`.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Longest wait for Redis in `build()`. Default: [`DEFAULT_STARTUP_TIMEOUT`].
+    pub startup_timeout: Duration,
+    /// Run even if Redis may evict keys (`maxmemory-policy` other than `noeviction`).
+    /// Default: `false`.
+    pub allow_eviction: bool,
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("url", &crate::redis::conn::redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("group", &self.group)
+            .field("consumer", &self.consumer)
+            .field("concurrency", &self.concurrency)
+            .field("queue_concurrency", &self.queue_concurrency)
+            .field("grace_period", &self.grace_period)
+            .field("block_timeout", &self.block_timeout)
+            .field("promote_interval", &self.promote_interval)
+            .field("reclaim_timeout", &self.reclaim_timeout)
+            .field("max_deliveries", &self.max_deliveries)
+            .field("consumer_idle_timeout", &self.consumer_idle_timeout)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("startup_timeout", &self.startup_timeout)
+            .field("allow_eviction", &self.allow_eviction)
+            .finish()
+    }
 }
 
 impl WorkerConfig {
@@ -89,6 +121,8 @@ impl WorkerConfig {
             max_deliveries: DEFAULT_MAX_DELIVERIES,
             consumer_idle_timeout: DEFAULT_CONSUMER_IDLE_TIMEOUT,
             metrics_addr: None,
+            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            allow_eviction: false,
         }
     }
 

@@ -30,10 +30,11 @@ pub enum Error {
     /// The URL or a setting is invalid; the message says which.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A graceful shutdown did not finish within the grace period.
-    #[error("{in_flight} tasks still running after the {grace:?} grace period; left pending for reclaim")]
+    /// A graceful shutdown did not finish within the grace period (or was cut short by a
+    /// second signal): the tasks still running were aborted and handed back to the group.
+    #[error("{in_flight} tasks still running after the {grace:?} grace period were aborted and handed back for another worker to run")]
     ShutdownTimeout {
-        /// Tasks still running when the grace period ended.
+        /// Tasks aborted when the grace period ended.
         in_flight: usize,
         /// The grace period.
         grace: Duration,
@@ -47,4 +48,25 @@ impl Error {
     pub(crate) fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> Error {
         move |source| Error::Redis { op, source }
     }
+}
+
+/// `e` and its sources, joined with `": "`, for log lines (the `Display` of [`Error`] names
+/// only the operation; the cause is its source).
+///
+/// ```
+/// let e = mq_core::Error::Config("bad".into());
+/// assert_eq!(mq_core::error::chain(&e), "invalid configuration: bad");
+/// ```
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }

@@ -232,12 +232,18 @@ pub(crate) struct TaskMetrics {
 }
 
 /// Serves `GET /metrics` and `GET /healthz` on `addr` until `stop` is cancelled.
+/// `/healthz` answers `200 ok` or `503` with the reasons (see [`Health`](crate::health::Health)).
 pub(crate) async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
+    health: Arc<crate::health::Health>,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    use axum::{http::header, routing::get, Router};
+    use axum::{
+        http::{header, StatusCode},
+        routing::get,
+        Router,
+    };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {addr} for /metrics: {e}")))?;
@@ -254,7 +260,21 @@ pub(crate) async fn serve(
                 }
             }),
         )
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route(
+            "/healthz",
+            get(move || {
+                let h = health.clone();
+                async move {
+                    match h.check() {
+                        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+                        Err(reasons) => (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            format!("unhealthy\n{reasons}\n"),
+                        ),
+                    }
+                }
+            }),
+        );
     tracing::info!(%addr, "serving /metrics and /healthz");
     Ok(tokio::spawn(async move {
         let r = axum::serve(listener, app)

@@ -47,12 +47,63 @@ impl std::fmt::Debug for Producer {
     }
 }
 
+/// Settings of a [`Producer`] beyond the URL: `Producer::builder(url).prefix("app").connect()`.
+pub struct ProducerBuilder {
+    url: String,
+    prefix: String,
+    allow_eviction: bool,
+}
+
+impl std::fmt::Debug for ProducerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProducerBuilder")
+            .field("url", &conn::redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("allow_eviction", &self.allow_eviction)
+            .finish()
+    }
+}
+
+impl ProducerBuilder {
+    /// Key prefix (must match the workers'). Default: `mq`.
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_owned();
+        self
+    }
+
+    /// Connects even if Redis's `maxmemory-policy` may evict keys. By default `connect`
+    /// refuses an evicting Redis: it drops streams and delayed sets, and the tasks in them.
+    pub fn allow_eviction(mut self, allow: bool) -> Self {
+        self.allow_eviction = allow;
+        self
+    }
+
+    /// Connects and checks that Redis does not evict keys.
+    ///
+    /// # Errors
+    ///
+    /// As [`Producer::connect`].
+    pub async fn connect(self) -> Result<Producer> {
+        let client = conn::client(&self.url)?;
+        let mut conn = conn::managed(&client, conn::COMMAND_TIMEOUT).await?;
+        if !self.allow_eviction {
+            conn::check_eviction_policy(&mut conn).await?;
+        }
+        Ok(Producer {
+            conn,
+            prefix: self.prefix,
+        })
+    }
+}
+
 impl Producer {
     /// Connects to Redis at `url` with the default key prefix (`mq`).
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a bad URL, [`Error::Redis`] if Redis cannot be reached.
+    /// [`Error::Config`] for a bad URL or a Redis whose `maxmemory-policy` may evict keys
+    /// (see [`ProducerBuilder::allow_eviction`]), [`Error::Redis`] if Redis cannot be
+    /// reached.
     pub async fn connect(url: &str) -> Result<Self> {
         Self::connect_with_prefix(url, keys::DEFAULT_PREFIX).await
     }
@@ -63,12 +114,16 @@ impl Producer {
     ///
     /// As [`connect`](Self::connect).
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<Self> {
-        let client = conn::client(url)?;
-        let conn = conn::managed(&client, conn::COMMAND_TIMEOUT).await?;
-        Ok(Self {
-            conn,
-            prefix: prefix.to_owned(),
-        })
+        Self::builder(url).prefix(prefix).connect().await
+    }
+
+    /// A [`ProducerBuilder`] for settings beyond the URL.
+    pub fn builder(url: &str) -> ProducerBuilder {
+        ProducerBuilder {
+            url: url.to_owned(),
+            prefix: keys::DEFAULT_PREFIX.to_owned(),
+            allow_eviction: false,
+        }
     }
 
     /// The key prefix.

@@ -5,7 +5,7 @@
 //! which would add a round trip to every ack flush. A [`ConnectionManager`] is one multiplexed
 //! connection that reconnects by itself; concurrent commands on it are pipelined.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{aio::ConnectionManager, aio::ConnectionManagerConfig, Client};
 
@@ -16,9 +16,92 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connection timeout: 2 s.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Opens a client for `url`, with a clear error for a bad URL.
+/// Opens a client for `url`, with a clear error for a bad URL (its password redacted).
 pub fn client(url: &str) -> Result<Client> {
-    Client::open(url).map_err(|e| Error::Config(format!("bad redis url {url:?}: {e}")))
+    Client::open(url).map_err(|e| Error::Config(format!("bad redis url {}: {e}", redact_url(url))))
+}
+
+/// `url` with the password (or a lone user-info part) replaced by `***`, for logs and errors:
+/// `redis://app:s3cret@host:6379/0` becomes `redis://app:***@host:6379/0`.
+///
+/// ```
+/// use mq_core::redis::conn::redact_url;
+/// assert_eq!(redact_url("redis://app:s3cret@h:6379/0"), "redis://app:***@h:6379/0");
+/// assert_eq!(redact_url("rediss://:s3cret@h/"), "rediss://:***@h/");
+/// assert_eq!(redact_url("redis://s3cret@h/"), "redis://***@h/");
+/// assert_eq!(redact_url("redis://127.0.0.1/"), "redis://127.0.0.1/");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        // Not a URL: it may be anything, a password included.
+        return "<unparsable url>".to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!("{}{user}{}", &url[..scheme_end], &rest[at..])
+}
+
+/// Whether `e` is the kind of error a Redis that is starting, restarting, loading its data or
+/// briefly unreachable gives: worth waiting for, unlike a refused command.
+pub fn is_transient(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_connection_refusal()
+        || e.is_connection_dropped()
+        || e.is_timeout()
+        || matches!(
+            e.code(),
+            Some("LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN")
+        )
+}
+
+/// Runs `op` until it succeeds, fails with a non-transient error, or `limit` has passed since
+/// `started`, backing off between attempts and logging each wait. Used at start-up, so that a
+/// worker started a moment before Redis (or while it loads its data) waits instead of dying.
+pub(crate) async fn retry_transient<T, F, Fut>(
+    what: &'static str,
+    started: Instant,
+    limit: Duration,
+    mut op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut failures = 0u32;
+    loop {
+        match op().await {
+            Ok(v) => {
+                if failures > 0 {
+                    tracing::info!(what, "redis is reachable again");
+                }
+                return Ok(v);
+            }
+            Err(e) if is_transient_error(&e) && started.elapsed() < limit => {
+                let delay = crate::worker::error_backoff(failures)
+                    .min(limit.saturating_sub(started.elapsed()));
+                failures += 1;
+                tracing::warn!(what, error = %crate::error::chain(&e), retry_in = ?delay, waited = ?started.elapsed(), limit = ?limit, "waiting for redis");
+                tokio::time::sleep(delay).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+fn is_transient_error(e: &Error) -> bool {
+    match e {
+        Error::Redis { source, .. } => is_transient(source),
+        Error::Pool(deadpool_redis::PoolError::Backend(e)) => is_transient(e),
+        Error::Pool(deadpool_redis::PoolError::Timeout(_)) => true,
+        _ => false,
+    }
 }
 
 /// A reconnecting multiplexed connection whose responses may take up to `response_timeout`.
@@ -40,7 +123,7 @@ pub fn pool(url: &str, size: usize) -> Result<deadpool_redis::Pool> {
         .set_response_timeout(Some(COMMAND_TIMEOUT))
         .set_connection_timeout(Some(CONNECT_TIMEOUT));
     let manager = deadpool_redis::Manager::new_with_config(url, conn_config)
-        .map_err(|e| Error::Config(format!("bad redis url {url:?}: {e}")))?;
+        .map_err(|e| Error::Config(format!("bad redis url {}: {e}", redact_url(url))))?;
     deadpool_redis::Pool::builder(manager)
         .max_size(size)
         .runtime(deadpool_redis::Runtime::Tokio1)
@@ -51,28 +134,71 @@ pub fn pool(url: &str, size: usize) -> Result<deadpool_redis::Pool> {
         .map_err(|e| Error::Config(format!("cannot build connection pool: {e}")))
 }
 
-/// Creates consumer group `group` on `stream` (and the stream) if missing. Safe to call from
-/// many workers at once: `BUSYGROUP` means another one won. The group starts at id 0 so tasks
+/// Creates consumer group `group` on `stream` (and the stream) if missing, in one script that
+/// first checks the stream has no other group: mq deletes done entries, so a second group would
+/// lose every entry the first one finishes before it reads it (and both would share `delayed`
+/// and `dead`). Safe to call from many workers at once. The group starts at id 0 so tasks
 /// enqueued before the first worker started are delivered.
+///
+/// # Errors
+///
+/// [`Error::Config`] if the stream has another group, [`Error::Redis`] otherwise.
 pub async fn ensure_group<C: redis::aio::ConnectionLike>(
     conn: &mut C,
     stream: &str,
     group: &str,
 ) -> Result<()> {
-    let r: redis::RedisResult<()> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(stream)
+    let r: redis::RedisResult<Vec<String>> = crate::redis::scripts::ENSURE_GROUP
+        .key(stream)
         .arg(group)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(conn)
+        .invoke_async(conn)
         .await;
     match r {
-        Ok(()) => Ok(()),
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        Ok(others) if others.is_empty() => Ok(()),
+        Ok(others) => Err(Error::Config(format!(
+            "{stream} already has the consumer group(s) {others:?}, not {group:?}: mq runs one \
+             group per queue (done entries are deleted, so a second group would miss tasks); \
+             use the same group name everywhere, or delete the old group with \
+             `XGROUP DESTROY {stream} <name>` once it has nothing pending"
+        ))),
         Err(e) => Err(Error::Redis {
             op: "XGROUP CREATE",
             source: e,
         }),
     }
+}
+
+/// Reads `maxmemory-policy` (from `INFO memory`, which managed services allow where they
+/// refuse `CONFIG`) and refuses anything but `noeviction`: an evicting Redis (one shared with
+/// a cache, say) silently drops whole streams and delayed sets, and with them tasks.
+///
+/// # Errors
+///
+/// [`Error::Config`] for an evicting policy or when the policy cannot be read (the message
+/// says how to allow `INFO` or opt out), [`Error::Redis`] for other failures.
+pub async fn check_eviction_policy<C: redis::aio::ConnectionLike>(conn: &mut C) -> Result<()> {
+    let info: redis::RedisResult<String> = redis::cmd("INFO").arg("memory").query_async(conn).await;
+    let info = match info {
+        Ok(i) => i,
+        Err(e) if e.code() == Some("NOPERM") => {
+            return Err(Error::Config(format!(
+                "cannot check that redis does not evict keys ({e}): allow the user `INFO` \
+                 (`+info`), or opt out of the check (allow_eviction) if you know the policy"
+            )))
+        }
+        Err(e) => return Err(Error::redis("INFO memory")(e)),
+    };
+    let policy = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("maxmemory_policy:"))
+        .unwrap_or("noeviction");
+    if policy == "noeviction" {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "redis runs with maxmemory-policy {policy}: it may evict mq's streams and delayed sets \
+         when memory runs short, and the tasks in them are lost without a trace. Set \
+         `maxmemory-policy noeviction` (CONFIG SET, or redis.conf), use a Redis of its own for \
+         mq, or opt out of this check with allow_eviction(true) if you accept losing tasks"
+    )))
 }

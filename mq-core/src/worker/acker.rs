@@ -1,5 +1,6 @@
-//! The acker: one per queue. Handlers send the ids of finished entries; the acker sends them
-//! in one `MULTI XACK XDEL EXEC` per flush. It flushes as soon as it has ids and no flush is in
+//! The acker: one per queue. Handlers send the ids of finished entries; the acker acks and
+//! deletes them with one small script per flush (`lua/ack.lua`: XACK then XDEL; not MULTI,
+//! which Redis refuses entirely once used memory exceeds `maxmemory`). It flushes as soon as it has ids and no flush is in
 //! flight, so under load batches grow by themselves and when idle an ack costs no waiting.
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{error_backoff, QueueState, Shared};
-use crate::config::MAX_ACK_BATCH;
+use crate::{config::MAX_ACK_BATCH, redis::scripts};
 
 /// Flush attempts after shutdown began before the acker gives up: 3.
 const FLUSH_ATTEMPTS_AT_SHUTDOWN: u32 = 3;
@@ -63,24 +64,13 @@ async fn flush(shared: &Shared, queue: &QueueState, ids: &[String], stop: &Cance
     if ids.is_empty() {
         return;
     }
-    let keys = &queue.keys;
+    let part = format!("ack {}", queue.queue);
     let mut failures = 0u32;
     loop {
-        let r: redis::RedisResult<()> = redis::pipe()
-            .atomic()
-            .cmd("XACK")
-            .arg(&keys.stream)
-            .arg(&shared.config.group)
-            .arg(ids)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&keys.stream)
-            .arg(ids)
-            .ignore()
-            .query_async(&mut shared.data.clone())
-            .await;
+        let r = ack(shared, queue, ids).await;
         match r {
             Ok(()) => {
+                shared.health.ok(&part);
                 if failures > 0 {
                     tracing::info!(queue = %queue.queue, acked = ids.len(), "acks flushed after redis came back");
                 }
@@ -88,6 +78,7 @@ async fn flush(shared: &Shared, queue: &QueueState, ids: &[String], stop: &Cance
             }
             Err(e) => {
                 shared.metrics.redis_error("ack");
+                shared.health.failed(&part, &e.to_string());
                 let delay = error_backoff(failures);
                 failures += 1;
                 tracing::warn!(queue = %queue.queue, error = %e, pending_acks = ids.len(), retry_in = ?delay, "ack flush failed");
@@ -99,4 +90,17 @@ async fn flush(shared: &Shared, queue: &QueueState, ids: &[String], stop: &Cance
             }
         }
     }
+}
+
+/// One ack script call per [`MAX_ACK_BATCH`] ids (Lua's `unpack` takes a few thousand values).
+async fn ack(shared: &Shared, queue: &QueueState, ids: &[String]) -> redis::RedisResult<()> {
+    for chunk in ids.chunks(MAX_ACK_BATCH) {
+        let _: i64 = scripts::ACK
+            .key(&queue.keys.stream)
+            .arg(&shared.config.group)
+            .arg(chunk)
+            .invoke_async(&mut shared.data.clone())
+            .await?;
+    }
+    Ok(())
 }

@@ -32,6 +32,8 @@ pub(super) struct Job {
     /// Held until the task is settled (and blocking work it started ends): this is the
     /// in-flight limit.
     pub(super) permits: Arc<Permits>,
+    /// Cancelled when running tasks are to be aborted (grace period over).
+    pub(super) abort: tokio_util::sync::CancellationToken,
 }
 
 /// How an attempt ended.
@@ -40,6 +42,8 @@ enum Outcome {
     Failed(TaskError),
     /// Not a task this worker can run: dead-letter at once, no retries.
     Invalid(String),
+    /// Aborted at shutdown (grace period over): hand the entry back, unsettled.
+    Aborted,
 }
 
 impl Job {
@@ -103,7 +107,10 @@ impl Job {
         let outcome =
             match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(&env.payload, ctx))) {
                 Ok(Err(e)) => Outcome::Invalid(e.0),
-                Ok(Ok(fut)) => run_guarded(fut, options.timeout).instrument(span).await,
+                Ok(Ok(fut)) => tokio::select! {
+                    o = run_guarded(fut, options.timeout).instrument(span) => o,
+                    _ = self.abort.cancelled() => Outcome::Aborted,
+                },
                 Err(panic) => Outcome::Failed(TaskError::retry(format!(
                     "payload decoding panicked: {}",
                     panic_message(&*panic)
@@ -120,6 +127,20 @@ impl Job {
                 }
             }
             Outcome::Invalid(reason) => self.dead(&entry_id, Some(&env), &reason).await,
+            Outcome::Aborted => {
+                tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = %env.id, task = %env.name, "task aborted at shutdown; handing it back to the group");
+                let released = super::release::release(
+                    &self.shared,
+                    &self.queue,
+                    std::slice::from_ref(&entry_id),
+                    false,
+                )
+                .await;
+                if let Err(e) = released {
+                    tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = %env.id, error = %crate::error::chain(&e), "cannot hand back an aborted task; it is reclaimed after the reclaim timeout");
+                }
+                self.queue.untrack([&entry_id]);
+            }
             Outcome::Failed(err) => self.failed(&entry_id, env, &options, err).await,
         }
     }

@@ -5,6 +5,10 @@
 //! When the queue is empty it blocks on `XREADGROUP ... COUNT 1 BLOCK` holding no permit, so
 //! an idle queue holds no capacity that other queues of the process could use; an entry that
 //! arrives waits (with its lease renewed) for a permit before it runs.
+//!
+//! At shutdown it stops at once, a blocking read included: the read is dropped, and the
+//! worker hands back whatever this consumer was delivered but did not start
+//! ([`release`](super::release)).
 
 use std::{sync::Arc, time::Instant};
 
@@ -28,10 +32,13 @@ pub(super) struct Fetcher {
     pub(super) ack_tx: mpsc::Sender<String>,
     pub(super) tracker: TaskTracker,
     pub(super) token: CancellationToken,
+    /// Cancelled when running tasks are to be aborted (grace period over).
+    pub(super) abort: CancellationToken,
 }
 
 impl Fetcher {
     pub(super) async fn run(self) {
+        let health_part = format!("fetch {}", self.queue.queue);
         let mut idle = false;
         let mut failures = 0u32;
         let reclaim_every = self.shared.config.reclaim_interval();
@@ -40,16 +47,22 @@ impl Fetcher {
             let reclaim_due = last_reclaim.elapsed() >= reclaim_every;
             if idle && !reclaim_due {
                 // The queue is empty: block for one entry without holding any capacity, so an
-                // idle queue takes nothing from busy ones. A read in progress is not abandoned
-                // at shutdown: what it returns was delivered to this consumer and runs.
-                let entries = match self.read(1, true).await {
+                // idle queue takes nothing from busy ones. At shutdown the read is dropped:
+                // an entry it may still deliver is handed back when the worker stops.
+                let read = tokio::select! {
+                    biased;
+                    _ = self.token.cancelled() => break,
+                    r = self.read(1, true) => r,
+                };
+                let entries = match read {
                     Ok(entries) => entries,
-                    Err(e) => match self.read_failed(e, &mut failures).await {
+                    Err(e) => match self.read_failed(e, &health_part, &mut failures).await {
                         true => continue,
                         false => break,
                     },
                 };
                 failures = 0;
+                self.shared.health.ok(&health_part);
                 if entries.is_empty() {
                     continue;
                 }
@@ -66,7 +79,7 @@ impl Fetcher {
                 match permits {
                     Some(p) => self.dispatch(entries, p),
                     None => {
-                        // Shutting down: let the lease lapse so another worker runs it.
+                        // Shutting down: the worker hands it back once everything stopped.
                         self.queue.untrack(entries.iter().map(|(id, _)| id));
                         break;
                     }
@@ -108,13 +121,14 @@ impl Fetcher {
             match self.read(permits.len(), false).await {
                 Ok(entries) => {
                     failures = 0;
+                    self.shared.health.ok(&health_part);
                     tracing::trace!(queue = %self.queue.queue, read = entries.len(), asked = permits.len(), "read");
                     idle = entries.is_empty();
                     self.dispatch(entries, permits);
                 }
                 Err(e) => {
                     drop(permits);
-                    if !self.read_failed(e, &mut failures).await {
+                    if !self.read_failed(e, &health_part, &mut failures).await {
                         break;
                     }
                 }
@@ -125,14 +139,17 @@ impl Fetcher {
 
     /// Logs and counts a failed read, recreates a vanished group and backs off. Returns
     /// `false` if the worker is shutting down.
-    async fn read_failed(&self, e: redis::RedisError, failures: &mut u32) -> bool {
+    async fn read_failed(&self, e: redis::RedisError, part: &str, failures: &mut u32) -> bool {
         self.shared.metrics.redis_error("fetch");
+        self.shared.health.failed(part, &e.to_string());
         let delay = error_backoff(*failures);
         *failures += 1;
         tracing::warn!(queue = %self.queue.queue, error = %e, retry_in = ?delay, "fetch failed");
         if e.code() == Some("NOGROUP") {
-            // The stream or group vanished (FLUSHALL, Redis restarted without persistence):
-            // create them again.
+            // The stream or group vanished: FLUSHALL, a Redis restarted without persistence,
+            // or eviction (refused at build, unless allowed). Tasks in it are gone: say so,
+            // then create them again.
+            tracing::error!(queue = %self.queue.queue, stream = %self.queue.keys.stream, "the stream or its consumer group vanished (FLUSHALL, restart without persistence, eviction?): tasks it held are lost; recreating it");
             let r = conn::ensure_group(
                 &mut self.conn.clone(),
                 &self.queue.keys.stream,
@@ -140,7 +157,7 @@ impl Fetcher {
             )
             .await;
             if let Err(e) = r {
-                tracing::warn!(queue = %self.queue.queue, error = %e, "cannot recreate consumer group");
+                tracing::warn!(queue = %self.queue.queue, error = %crate::error::chain(&e), "cannot recreate consumer group");
             }
         }
         sleep_or_cancel(delay, &self.token).await
@@ -221,6 +238,7 @@ impl Fetcher {
             entry,
             ack_tx: self.ack_tx.clone(),
             permits: Arc::new(permits),
+            abort: self.abort.clone(),
         };
         self.tracker.spawn(job.run());
     }

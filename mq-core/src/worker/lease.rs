@@ -61,16 +61,27 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
             break;
         }
         for q in &queues {
-            if let Err(e) = renew(&shared, q, &mut conn).await {
-                shared.metrics.redis_error("renew");
-                tracing::warn!(queue = %q.queue, error = %e, "lease renewal failed");
+            let part = format!("renew {}", q.queue);
+            match renew(&shared, q, &mut conn).await {
+                Ok(()) => shared.health.ok(&part),
+                Err(e) => {
+                    let e = crate::error::chain(&e);
+                    shared.metrics.redis_error("renew");
+                    shared.health.failed(&part, &e);
+                    tracing::warn!(queue = %q.queue, error = %e, "lease renewal failed");
+                }
             }
         }
         if last_beat.elapsed() >= HEARTBEAT_INTERVAL {
             last_beat = Instant::now();
-            if let Err(e) = heartbeat::beat(&shared, &mut conn).await {
-                shared.metrics.redis_error("heartbeat");
-                tracing::warn!(error = %e, "heartbeat failed");
+            match heartbeat::beat(&shared, &mut conn).await {
+                Ok(()) => shared.health.ok("heartbeat"),
+                Err(e) => {
+                    let e = crate::error::chain(&e);
+                    shared.metrics.redis_error("heartbeat");
+                    shared.health.failed("heartbeat", &e);
+                    tracing::warn!(error = %e, "heartbeat failed");
+                }
             }
         }
     }

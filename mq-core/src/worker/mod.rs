@@ -15,6 +15,7 @@ mod lease;
 mod permits;
 mod promoter;
 mod reclaimer;
+mod release;
 mod sampler;
 
 use std::{
@@ -29,8 +30,9 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use crate::{
     config::WorkerConfig,
-    error::{Error, Result},
+    error::{self, Error, Result},
     handler::{ErasedHandler, Handler, Typed},
+    health::Health,
     metrics::{Metrics, QueueMetrics},
     redis::{conn, keys::validate_queue_name, keys::QueueKeys},
     task::Task,
@@ -121,7 +123,10 @@ impl WorkerBuilder {
         self
     }
 
-    /// Consumer group name. Default: `mq`.
+    /// Consumer group name. Default: `mq`. This names the one group of every queue of the
+    /// worker; it is not a way to fan tasks out to several groups (mq deletes finished entries,
+    /// so a second group would miss them): `build()` fails if a queue's stream already has a
+    /// group of another name.
     pub fn group(mut self, group: &str) -> Self {
         self.config.group = group.to_owned();
         self
@@ -185,6 +190,22 @@ impl WorkerBuilder {
         self
     }
 
+    /// Longest time [`build`](Self::build) waits for Redis to be reachable and ready (it
+    /// retries with backoff while Redis refuses connections or loads its data, logging each
+    /// wait). Default: [`DEFAULT_STARTUP_TIMEOUT`](crate::config::DEFAULT_STARTUP_TIMEOUT).
+    pub fn startup_timeout(mut self, limit: Duration) -> Self {
+        self.config.startup_timeout = limit;
+        self
+    }
+
+    /// Runs even if Redis's `maxmemory-policy` may evict keys. By default `build()` refuses an
+    /// evicting Redis: eviction drops whole streams and delayed sets, and the tasks in them
+    /// are lost without a trace. Only for a Redis whose memory cannot run out.
+    pub fn allow_eviction(mut self, allow: bool) -> Self {
+        self.config.allow_eviction = allow;
+        self
+    }
+
     /// The settings so far.
     pub fn config(&self) -> &WorkerConfig {
         &self.config
@@ -194,8 +215,11 @@ impl WorkerBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for no handlers, a zero limit, a bad queue name, two handlers for one
-    /// task or a bad URL; [`Error::Redis`] if Redis cannot be reached.
+    /// [`Error::Config`] for no handlers, a zero limit, a limit for a queue without handlers, a
+    /// bad queue name, two handlers for one task, a bad URL, an evicting Redis (see
+    /// [`allow_eviction`](Self::allow_eviction)) or a queue whose stream has a consumer group
+    /// of another name; [`Error::Redis`] if Redis is not reachable within the
+    /// [`startup_timeout`](Self::startup_timeout) or refuses a command.
     pub async fn build(self) -> Result<Worker> {
         let WorkerBuilder {
             config,
@@ -227,6 +251,13 @@ impl WorkerBuilder {
             if *limit == 0 {
                 problems.push(format!("queue_concurrency for {q} must be at least 1"));
             }
+            if !handlers.contains_key(q) {
+                let mut known: Vec<&String> = handlers.keys().collect();
+                known.sort();
+                problems.push(format!(
+                    "queue_concurrency for {q:?}, which has no handler (queues with handlers: {known:?})"
+                ));
+            }
         }
         for q in handlers.keys() {
             if let Err(e) = validate_queue_name(q) {
@@ -240,19 +271,39 @@ impl WorkerBuilder {
         let metrics = Arc::new(Metrics::new());
         let client = conn::client(&config.url)?;
         let pool = conn::pool(&config.url, 4)?;
-        let data = conn::managed(&client, conn::COMMAND_TIMEOUT).await?;
+        // A worker started a moment before Redis (or while it restarts or loads its data)
+        // waits for it instead of dying.
+        let started = std::time::Instant::now();
+        let wait = config.startup_timeout;
+        let data = conn::retry_transient("connect", started, wait, || {
+            conn::managed(&client, conn::COMMAND_TIMEOUT)
+        })
+        .await?;
+        if !config.allow_eviction {
+            conn::retry_transient("check maxmemory-policy", started, wait, || {
+                let mut c = data.clone();
+                async move { conn::check_eviction_policy(&mut c).await }
+            })
+            .await?;
+        }
         let mut queues = Vec::new();
         for (name, handlers) in handlers {
             let keys = QueueKeys::new(&config.prefix, &name);
-            conn::ensure_group(&mut data.clone(), &keys.stream, &config.group).await?;
+            conn::retry_transient("create consumer group", started, wait, || {
+                let (mut c, stream, group) = (data.clone(), &keys.stream, &config.group);
+                async move { conn::ensure_group(&mut c, stream, group).await }
+            })
+            .await?;
             let limit = config.queue_concurrency.get(&name).copied().or_else(|| {
                 handlers
                     .values()
                     .filter_map(|h| h.options().concurrency)
                     .min()
             });
-            let fetch =
-                conn::managed(&client, config.block_timeout + conn::COMMAND_TIMEOUT).await?;
+            let fetch = conn::retry_transient("connect", started, wait, || {
+                conn::managed(&client, config.block_timeout + conn::COMMAND_TIMEOUT)
+            })
+            .await?;
             let names: Vec<&str> = handlers.keys().map(String::as_str).collect();
             let in_flight_limit = limit.unwrap_or(config.concurrency).min(config.concurrency);
             let queue_metrics = metrics.queue(&name, &names, in_flight_limit);
@@ -281,6 +332,7 @@ impl WorkerBuilder {
                 registry_info: heartbeat::info(&config, &queue_names),
                 client,
                 metrics,
+                health: Arc::new(Health::default()),
                 global: Arc::new(Semaphore::new(config.concurrency)),
                 config,
                 data,
@@ -288,6 +340,7 @@ impl WorkerBuilder {
             }),
             queues,
             token: CancellationToken::new(),
+            abort: CancellationToken::new(),
         })
     }
 }
@@ -299,6 +352,8 @@ pub(crate) struct Shared {
     pub(crate) client: redis::Client,
     /// This worker's metrics.
     pub(crate) metrics: Arc<Metrics>,
+    /// What `/healthz` reports.
+    pub(crate) health: Arc<Health>,
     /// This worker's entry in the `{prefix}:workers` registry.
     pub(crate) registry_info: String,
     /// Multiplexed connection for acks, retries and dead letters.
@@ -358,6 +413,7 @@ pub struct Worker {
     shared: Arc<Shared>,
     queues: Vec<QueueRuntime>,
     token: CancellationToken,
+    abort: CancellationToken,
 }
 
 impl std::fmt::Debug for Worker {
@@ -389,52 +445,92 @@ impl Worker {
         self.shared.metrics.clone()
     }
 
+    /// This worker's health, as `GET /healthz` reports it.
+    pub fn health(&self) -> Arc<Health> {
+        self.shared.health.clone()
+    }
+
     /// The token that stops this worker when cancelled (see [`run`](Self::run)).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.token.clone()
     }
 
-    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    /// The token that ends the grace period at once when cancelled during a shutdown: running
+    /// tasks are aborted and handed back (see [`run`](Self::run)). A second SIGINT or SIGTERM
+    /// in [`run_until_signal`](Self::run_until_signal) cancels it.
+    pub fn abort_token(&self) -> CancellationToken {
+        self.abort.clone()
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully; a second signal during the
+    /// drain aborts the tasks still running (see [`run`](Self::run)).
     ///
     /// # Errors
     ///
     /// As [`run`](Self::run).
     pub async fn run_until_signal(self) -> Result<()> {
-        let token = self.token.clone();
-        tokio::spawn(async move {
+        let (token, abort) = (self.token.clone(), self.abort.clone());
+        let signals = tokio::spawn(async move {
             wait_for_signal().await;
-            tracing::info!("shutdown signal received: draining");
+            tracing::info!("shutdown signal received: draining (a second signal stops at once)");
             token.cancel();
+            wait_for_signal().await;
+            tracing::warn!("second shutdown signal: aborting the tasks still running");
+            abort.cancel();
         });
-        self.run().await
+        let r = self.run().await;
+        signals.abort();
+        r
     }
 
     /// Runs until the [`shutdown_token`](Self::shutdown_token) is cancelled, then stops
-    /// fetching, lets in-flight tasks finish within the grace period and flushes their acks.
+    /// fetching at once, lets in-flight tasks finish within the grace period and flushes their
+    /// acks. Tasks still running when the grace period ends (or when the
+    /// [`abort_token`](Self::abort_token) is cancelled) are aborted: their handler futures are
+    /// dropped and their entries handed back to the group, so another worker runs them at its
+    /// next reclaim instead of after the reclaim timeout. Entries fetched but not started are
+    /// handed back the same way, without counting that delivery. Work started with
+    /// [`TaskContext::blocking`](crate::TaskContext::blocking) cannot be stopped: it runs to
+    /// its end and its result is dropped.
+    ///
+    /// Redis being unreachable never ends `run`: every part retries with backoff and
+    /// `/healthz` reports the failures.
     ///
     /// # Errors
     ///
-    /// [`Error::ShutdownTimeout`] if tasks were still running after the grace period (they
-    /// stay pending in Redis and are redelivered).
+    /// [`Error::ShutdownTimeout`] if tasks were aborted; [`Error::Config`] if the metrics
+    /// address cannot be bound or a thread cannot be started.
     pub async fn run(self) -> Result<()> {
         let Worker {
             shared,
             queues,
             token,
+            abort,
         } = self;
         let lease_stop = CancellationToken::new();
         // Bind the metrics port first: if that fails nothing else has started.
         let metrics_server = match shared.config.metrics_addr {
-            Some(addr) => {
-                Some(crate::metrics::serve(addr, shared.metrics.clone(), lease_stop.clone()).await?)
-            }
+            Some(addr) => Some(
+                crate::metrics::serve(
+                    addr,
+                    shared.metrics.clone(),
+                    shared.health.clone(),
+                    lease_stop.clone(),
+                )
+                .await?,
+            ),
             None => None,
         };
-        heartbeat::register(&shared).await?;
+        if let Err(e) = heartbeat::register(&shared).await {
+            // Not fatal: the lease thread writes the heartbeat again every few seconds.
+            shared.metrics.redis_error("heartbeat");
+            shared.health.failed("heartbeat", &error::chain(&e));
+            tracing::warn!(error = %error::chain(&e), "cannot register the worker yet; retrying with the heartbeat");
+        }
         // Leases and heartbeats live on a thread of their own, so handlers that hog the
         // runtime's threads cannot starve them; they stop only after the acks are flushed.
         let states: Vec<Arc<QueueState>> = queues.iter().map(|q| q.state.clone()).collect();
-        let lease_thread = match lease::spawn(shared.clone(), states, lease_stop.clone()) {
+        let lease_thread = match lease::spawn(shared.clone(), states.clone(), lease_stop.clone()) {
             Ok(t) => t,
             Err(e) => {
                 lease_stop.cancel();
@@ -443,7 +539,7 @@ impl Worker {
         };
         let sampler = tokio::spawn(sampler::run(
             shared.clone(),
-            queues.iter().map(|q| q.state.clone()).collect(),
+            states.clone(),
             lease_stop.clone(),
         ));
         let tracker = TaskTracker::new();
@@ -469,32 +565,63 @@ impl Worker {
                 q.state.clone(),
                 token.clone(),
             ));
-            fetchers.spawn(
-                fetcher::Fetcher {
-                    shared: shared.clone(),
-                    queue: q.state,
-                    conn: q.fetch,
-                    ack_tx,
-                    tracker: tracker.clone(),
-                    token: token.clone(),
-                }
-                .run(),
-            );
+            let fetcher = fetcher::Fetcher {
+                shared: shared.clone(),
+                queue: q.state,
+                conn: q.fetch,
+                ack_tx,
+                tracker: tracker.clone(),
+                token: token.clone(),
+                abort: abort.clone(),
+            };
+            fetchers.spawn(watch_fetcher(fetcher, shared.clone(), token.clone()));
         }
 
         token.cancelled().await;
-        // A fetcher may be in a blocking read (at most the block timeout, longer only if Redis
-        // hangs: then its read is abandoned and what it fetched is reclaimed later).
-        let fetch_wait = shared.config.block_timeout + Duration::from_secs(1);
-        if !join_all_within(&mut fetchers, fetch_wait).await {
-            tracing::warn!("a fetcher did not stop in time (Redis slow?); abandoned");
+        // Fetchers stop at once (a blocking read is dropped with its connection; what it may
+        // still deliver is handed back below).
+        if !join_all_within(&mut fetchers, STOP_TIMEOUT).await {
+            tracing::warn!("a fetcher did not stop in time; abandoned");
         }
         tracker.close();
         let grace = shared.config.grace_period;
-        let drained = tokio::time::timeout(grace, tracker.wait()).await.is_ok();
+        let drained = tokio::select! {
+            r = tokio::time::timeout(grace, tracker.wait()) => r.is_ok(),
+            _ = abort.cancelled() => tracker.is_empty(),
+        };
+        let mut aborted = 0;
+        if !drained {
+            aborted = tracker.len();
+            tracing::warn!(
+                running = aborted,
+                ?grace,
+                "grace period over: aborting the tasks still running and handing them back"
+            );
+            abort.cancel();
+            if tokio::time::timeout(STOP_TIMEOUT, tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::warn!("aborted tasks did not end in time");
+            }
+        }
         ack_stop.cancel();
         if !join_all_within(&mut ackers, ACK_FLUSH_TIMEOUT).await {
             tracing::warn!("acks not flushed in time; those tasks stay pending and run again");
+        }
+        for q in &states {
+            match tokio::time::timeout(STOP_TIMEOUT, release::release_stranded(&shared, q)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::info!(queue = %q.queue, released = n, "handed back entries fetched but not run")
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(queue = %q.queue, error = %error::chain(&e), "cannot hand back entries fetched but not run; they are reclaimed after the reclaim timeout")
+                }
+                Err(_) => {
+                    tracing::warn!(queue = %q.queue, "handing back entries fetched but not run timed out; they are reclaimed after the reclaim timeout")
+                }
+            }
         }
         lease_stop.cancel();
         if !join_all_within(&mut promoters, STOP_TIMEOUT).await {
@@ -527,10 +654,28 @@ impl Worker {
             Ok(())
         } else {
             Err(Error::ShutdownTimeout {
-                in_flight: tracker.len(),
+                in_flight: aborted,
                 grace,
             })
         }
+    }
+}
+
+/// Runs a fetcher; if it ends (or panics) while the worker is not shutting down, the worker is
+/// reported unhealthy: its queue is no longer read.
+async fn watch_fetcher(fetcher: fetcher::Fetcher, shared: Arc<Shared>, token: CancellationToken) {
+    use futures::FutureExt;
+    let queue = fetcher.queue.queue.clone();
+    let r = std::panic::AssertUnwindSafe(fetcher.run())
+        .catch_unwind()
+        .await;
+    if !token.is_cancelled() {
+        let why = match r {
+            Ok(()) => "ended".to_owned(),
+            Err(p) => format!("panicked: {}", crate::handler::panic_message(&*p)),
+        };
+        tracing::error!(%queue, %why, "fetcher stopped while the worker runs; this queue is no longer read");
+        shared.health.fatal(&format!("fetcher {queue}"), &why);
     }
 }
 
