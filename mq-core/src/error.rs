@@ -48,6 +48,15 @@ impl Error {
     pub(crate) fn redis(op: &'static str) -> impl FnOnce(redis::RedisError) -> Error {
         move |source| Error::Redis { op, source }
     }
+
+    /// The Redis error behind this one, if any.
+    pub fn redis_error(&self) -> Option<&redis::RedisError> {
+        match self {
+            Error::Redis { source, .. } => Some(source),
+            Error::Pool(deadpool_redis::PoolError::Backend(e)) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// `e` and its sources, joined with `": "`, for log lines (the `Display` of [`Error`] names

@@ -274,3 +274,56 @@ impl RunningWorker {
             .expect("clean shutdown");
     }
 }
+
+/// A TCP proxy on a free loopback port that forwards each new connection to its current
+/// target; [`SwitchProxy::switch`] changes the target for later connections only, as a
+/// DNS name or a virtual IP moves to a new primary in a failover.
+#[derive(Debug)]
+pub struct SwitchProxy {
+    addr: std::net::SocketAddr,
+    target: std::sync::Arc<Mutex<std::net::SocketAddr>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SwitchProxy {
+    /// Starts forwarding to `target`.
+    ///
+    /// # Panics
+    ///
+    /// If no loopback port can be bound.
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let target = std::sync::Arc::new(Mutex::new(target));
+        let t = target.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = *t.lock().unwrap_or_else(|e| e.into_inner());
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        SwitchProxy { addr, target, task }
+    }
+
+    /// `redis://127.0.0.1:{port}/` of the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+
+    /// Sends new connections to `target`; open ones stay where they are.
+    pub fn switch(&self, target: std::net::SocketAddr) {
+        *self.target.lock().unwrap_or_else(|e| e.into_inner()) = target;
+    }
+}
+
+impl Drop for SwitchProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -566,3 +566,83 @@ async fn build_gives_up_after_the_startup_timeout() {
         "{took:?}"
     );
 }
+
+async fn cmd(c: &mut redis::aio::ConnectionManager, args: &[&str]) {
+    let mut cmd = redis::cmd(args[0]);
+    for a in &args[1..] {
+        cmd.arg(*a);
+    }
+    let _: redis::Value = cmd.query_async(c).await.unwrap();
+}
+
+/// A failover behind a stable address: the old primary becomes a replica, the address moves
+/// to the new primary. Connections still open to the old one get `READONLY`; the worker must
+/// reconnect (and so reach the new primary) instead of failing until restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failover_readonly_errors_make_the_worker_reconnect() {
+    let a = redis();
+    let b = redis();
+    let (mut ca, mut cb) = (conn(&a).await, conn(&b).await);
+    let port = |s: &mq_tests::LocalRedis| s.port().to_string();
+    cmd(&mut cb, &["REPLICAOF", "127.0.0.1", &port(&a)]).await;
+    let addr = |s: &mq_tests::LocalRedis| -> std::net::SocketAddr {
+        format!("127.0.0.1:{}", s.port()).parse().unwrap()
+    };
+    let proxy = mq_tests::SwitchProxy::start(addr(&a)).await;
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    let worker = Worker::builder(&proxy.url())
+        .block_timeout(Duration::from_millis(200))
+        .handle::<Hard, _>(move |_t: Hard, _c: TaskContext| {
+            let d = d.clone();
+            async move {
+                d.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, TaskError>(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    let producer = Producer::connect(&a.url()).await.unwrap();
+    producer.enqueue(Hard { n: 0 }).await.unwrap();
+    wait_until(WAIT, "first task on the old primary", || {
+        let d = done.clone();
+        async move { d.load(Ordering::SeqCst) == 1 }
+    })
+    .await;
+    // Wait for B to have the stream and group, then fail over.
+    wait_until(WAIT, "replica in sync", || {
+        let mut cb = cb.clone();
+        async move {
+            redis::cmd("EXISTS")
+                .arg(keys("hard").stream)
+                .query_async::<u64>(&mut cb)
+                .await
+                .unwrap_or(0)
+                == 1
+        }
+    })
+    .await;
+    cmd(&mut cb, &["REPLICAOF", "NO", "ONE"]).await;
+    cmd(&mut ca, &["REPLICAOF", "127.0.0.1", &port(&b)]).await;
+    proxy.switch(addr(&b));
+    let producer = Producer::connect(&b.url()).await.unwrap();
+    producer
+        .enqueue_many((1..=10).map(|n| Hard { n }))
+        .await
+        .unwrap();
+    wait_until(WAIT, "tasks on the new primary handled", || {
+        let d = done.clone();
+        async move { d.load(Ordering::SeqCst) == 11 }
+    })
+    .await;
+    let mut cb2 = conn(&b).await;
+    wait_until(WAIT, "acked on the new primary", || {
+        let mut c = cb2.clone();
+        async move { xlen(&mut c, &keys("hard").stream).await == 0 }
+    })
+    .await;
+    cb2.clone();
+    running.stop().await;
+}

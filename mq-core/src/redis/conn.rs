@@ -202,3 +202,21 @@ pub async fn check_eviction_policy<C: redis::aio::ConnectionLike>(conn: &mut C) 
          mq, or opt out of this check with allow_eviction(true) if you accept losing tasks"
     )))
 }
+
+/// Whether `e` is `READONLY`: the connection reaches a replica, typically an old primary
+/// after a failover behind the same address (DNS name, virtual IP, proxy).
+pub fn is_readonly(e: &redis::RedisError) -> bool {
+    e.code() == Some("READONLY")
+}
+
+/// After a failover, a connection still open to the old primary answers every write with
+/// `READONLY`, and [`ConnectionManager`] reconnects only on I/O errors. If `e` is such an
+/// error, this closes the connection (`QUIT`), so the next command reconnects and reaches
+/// whatever now answers at the address. Otherwise it does nothing.
+pub async fn reconnect_if_readonly(conn: &ConnectionManager, e: &redis::RedisError) {
+    if is_readonly(e) {
+        tracing::warn!("redis answered READONLY (a replica: failover?); reconnecting");
+        let _: redis::RedisResult<redis::Value> =
+            redis::cmd("QUIT").query_async(&mut conn.clone()).await;
+    }
+}

@@ -249,6 +249,7 @@ impl Job {
                 }
                 Err(e) => {
                     self.shared.metrics.redis_error(what);
+                    crate::redis::conn::reconnect_if_readonly(&self.shared.data, &e).await;
                     let delay = error_backoff(failure);
                     tracing::warn!(queue = %self.queue.queue, error = %e, retry_in = ?delay, "{what} failed");
                     tokio::time::sleep(delay).await;

@@ -142,6 +142,7 @@ impl Fetcher {
     async fn read_failed(&self, e: redis::RedisError, part: &str, failures: &mut u32) -> bool {
         self.shared.metrics.redis_error("fetch");
         self.shared.health.failed(part, &e.to_string());
+        conn::reconnect_if_readonly(&self.conn, &e).await;
         let delay = error_backoff(*failures);
         *failures += 1;
         tracing::warn!(queue = %self.queue.queue, error = %e, retry_in = ?delay, "fetch failed");

@@ -65,6 +65,9 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
             match renew(&shared, q, &mut conn).await {
                 Ok(()) => shared.health.ok(&part),
                 Err(e) => {
+                    if let Some(re) = e.redis_error() {
+                        conn::reconnect_if_readonly(&conn, re).await;
+                    }
                     let e = crate::error::chain(&e);
                     shared.metrics.redis_error("renew");
                     shared.health.failed(&part, &e);
@@ -77,6 +80,9 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
             match heartbeat::beat(&shared, &mut conn).await {
                 Ok(()) => shared.health.ok("heartbeat"),
                 Err(e) => {
+                    if let Some(re) = e.redis_error() {
+                        conn::reconnect_if_readonly(&conn, re).await;
+                    }
                     let e = crate::error::chain(&e);
                     shared.metrics.redis_error("heartbeat");
                     shared.health.failed("heartbeat", &e);
