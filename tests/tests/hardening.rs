@@ -637,12 +637,11 @@ async fn after_a_failover_readonly_errors_make_the_worker_reconnect() {
         async move { d.load(Ordering::SeqCst) == 11 }
     })
     .await;
-    let mut cb2 = conn(&b).await;
+    let cb2 = conn(&b).await;
     wait_until(WAIT, "acked on the new primary", || {
         let mut c = cb2.clone();
         async move { xlen(&mut c, &keys("hard").stream).await == 0 }
     })
     .await;
-    cb2.clone();
     running.stop().await;
 }
