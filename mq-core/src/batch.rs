@@ -253,7 +253,7 @@ async fn run_batch<T: Task, H: BatchHandler<T>>(inner: Arc<Inner<T, H>>, items: 
     let outcomes = match outcomes {
         None => {
             let e = TaskError::retry(
-                "batch cancelled: another task of the batch timed out while the batch ran",
+                "batch cancelled: another task of the batch timed out (or was abandoned at shutdown) while the batch ran",
             );
             vec![Err(e); n]
         }
