@@ -5,6 +5,10 @@
 //! but instead of running alone it joins a batch. A batch is handed to the handler when it
 //! has `max_size` tasks or `max_wait` after its first task arrived, whichever comes first; the
 //! handler returns one outcome per task, in order.
+//!
+//! A running batch is tied to its tasks' attempts: when one of them ends before the batch does
+//! (its timeout elapsed, or the worker gave up on it at shutdown), the batch is cancelled, so a
+//! task is never retried while its batch still works on it.
 
 use std::{
     future::Future,
@@ -47,14 +51,35 @@ where
     }
 }
 
+/// Batches of any `max_size` start with room for at most this many tasks (and the queue of
+/// tasks waiting to join a batch holds at most this many): 1,024. Larger batches grow on
+/// demand, so a huge `max_size` costs nothing until tasks arrive.
+pub const BATCH_PREALLOC_LIMIT: usize = 1_024;
+
+/// Longest `max_wait` of [`batch`]: 365 days; longer ones (up to `Duration::MAX`) are clamped
+/// to it, which in practice means "wait until the batch is full".
+pub const BATCH_MAX_WAIT_LIMIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Wraps `handler` so tasks reach it in batches of at most `max_size`, each waiting at most
 /// `max_wait` for the batch to fill. Register the result with
 /// [`WorkerBuilder::handle`](crate::WorkerBuilder::handle). The worker's concurrency limits
 /// count tasks, so a batch is never larger than the free permits allow.
 ///
+/// Memory grows with the tasks that arrive, not with `max_size` (see
+/// [`BATCH_PREALLOC_LIMIT`]); a `max_wait` above [`BATCH_MAX_WAIT_LIMIT`] is clamped to it.
+///
+/// **Timeouts.** The task's `timeout` covers its whole attempt: waiting for the batch and the
+/// batch itself. A batch runs at most until the first of its tasks times out (the task that
+/// arrived first, as all tasks of a batch share one timeout); then the batch's future is
+/// dropped (cancelled), the timed-out task is retried with "timed out after ..." and the other
+/// tasks of the batch are retried with "batch cancelled ...". So a task is never retried while
+/// its batch still works on it. As with any handler, work started with
+/// [`blocking`](crate::blocking) cannot be stopped and runs to its end; keep
+/// `max_wait` plus the batch's run time well below the timeout.
+///
 /// # Panics
 ///
-/// If `max_size` is 0.
+/// If `max_size` is 0 (a programmer error, caught the first time the code runs).
 ///
 /// # Examples
 ///
@@ -89,13 +114,16 @@ pub fn batch<T: Task, H: BatchHandler<T>>(
     max_wait: Duration,
     handler: H,
 ) -> Batched<T, H> {
-    assert!(max_size > 0, "batch max_size must be at least 1");
-    let (tx, rx) = mpsc::channel(max_size * 4);
+    assert!(
+        max_size > 0,
+        "mq_core::batch: max_size must be at least 1, got 0"
+    );
+    let (tx, rx) = mpsc::channel(max_size.saturating_mul(4).min(BATCH_PREALLOC_LIMIT));
     Batched {
         inner: Arc::new(Inner {
             handler,
             max_size,
-            max_wait,
+            max_wait: max_wait.min(BATCH_MAX_WAIT_LIMIT),
             rx: Mutex::new(Some(rx)),
         }),
         tx,
@@ -148,26 +176,51 @@ impl<T: Task, H: BatchHandler<T>> Handler<T> for Batched<T, H> {
     }
 }
 
-/// Gathers tasks into batches and starts each batch as its own tokio task.
+/// Gathers tasks into batches and starts each batch as its own tokio task, until every sender
+/// is gone. A panic while gathering drops the tasks in hand (each gets a retryable error from
+/// its closed channel) and the collector goes on with the next batch.
 async fn collect<T: Task, H: BatchHandler<T>>(
     inner: Arc<Inner<T, H>>,
     mut rx: mpsc::Receiver<Item<T>>,
 ) {
-    while let Some(first) = rx.recv().await {
-        let mut items = Vec::with_capacity(inner.max_size);
-        items.push(first);
-        let deadline = tokio::time::Instant::now() + inner.max_wait;
-        while items.len() < inner.max_size {
-            tokio::select! {
-                item = rx.recv() => match item {
-                    Some(item) => items.push(item),
-                    None => break,
-                },
-                _ = tokio::time::sleep_until(deadline) => break,
+    loop {
+        match AssertUnwindSafe(gather(&inner, &mut rx))
+            .catch_unwind()
+            .await
+        {
+            Ok(Some(items)) => {
+                tokio::spawn(run_batch(inner.clone(), items));
             }
+            Ok(None) => return,
+            Err(panic) => tracing::error!(
+                task = T::NAME,
+                panic = %panic_message(&*panic),
+                "batch collector panicked; the tasks it held are retried"
+            ),
         }
-        tokio::spawn(run_batch(inner.clone(), items));
     }
+}
+
+/// Waits for a first task, then for more until the batch is full or `max_wait` has passed.
+/// `None` once every sender is gone.
+async fn gather<T: Task, H>(
+    inner: &Inner<T, H>,
+    rx: &mut mpsc::Receiver<Item<T>>,
+) -> Option<Vec<Item<T>>> {
+    let first = rx.recv().await?;
+    let mut items = Vec::with_capacity(inner.max_size.min(BATCH_PREALLOC_LIMIT));
+    items.push(first);
+    let deadline = tokio::time::Instant::now() + inner.max_wait;
+    while items.len() < inner.max_size {
+        tokio::select! {
+            item = rx.recv() => match item {
+                Some(item) => items.push(item),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    Some(items)
 }
 
 async fn run_batch<T: Task, H: BatchHandler<T>>(inner: Arc<Inner<T, H>>, items: Vec<Item<T>>) {
@@ -186,19 +239,33 @@ async fn run_batch<T: Task, H: BatchHandler<T>>(inner: Arc<Inner<T, H>>, items: 
     if n == 0 {
         return;
     }
-    let outcomes = AssertUnwindSafe(inner.handler.handle_batch(tasks))
-        .catch_unwind()
-        .await;
+    let outcomes = {
+        // Resolves as soon as one task stops waiting for its outcome: its attempt ended
+        // (timed out) and the worker retries it, so the batch must not go on with it.
+        let abandoned =
+            futures::future::select_all(senders.iter_mut().map(|tx| Box::pin(tx.closed())));
+        tokio::select! {
+            biased;
+            outcomes = AssertUnwindSafe(inner.handler.handle_batch(tasks)).catch_unwind() => Some(outcomes),
+            _ = abandoned => None,
+        }
+    };
     let outcomes = match outcomes {
-        Ok(o) if o.len() == n => o,
-        Ok(o) => {
+        None => {
+            let e = TaskError::retry(
+                "batch cancelled: another task of the batch timed out (or was abandoned at shutdown) while the batch ran",
+            );
+            vec![Err(e); n]
+        }
+        Some(Ok(o)) if o.len() == n => o,
+        Some(Ok(o)) => {
             let e = TaskError::retry(format!(
                 "batch handler returned {} outcomes for {n} tasks",
                 o.len()
             ));
             vec![Err(e); n]
         }
-        Err(panic) => {
+        Some(Err(panic)) => {
             let e = TaskError::retry(format!("handler panicked: {}", panic_message(&*panic)));
             vec![Err(e); n]
         }

@@ -27,6 +27,18 @@ pub enum Error {
         #[source]
         source: rmp_serde::encode::Error,
     },
+    /// A task's MessagePack payload is larger than the producer's cap
+    /// ([`Producer::with_max_payload`](crate::Producer::with_max_payload)); nothing was
+    /// enqueued.
+    #[error("payload of task {task} is {size} bytes, over the producer's limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// The task name.
+        task: String,
+        /// The payload's size in bytes.
+        size: usize,
+        /// The producer's cap in bytes.
+        limit: usize,
+    },
     /// The URL or a setting is invalid; the message says which.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -17,9 +17,20 @@ use crate::{
 pub const ENQUEUE_BATCH: usize = 1_000;
 /// Pipelines of one `enqueue_many` call in flight at once: 4.
 pub const ENQUEUE_PIPELINES_IN_FLIGHT: usize = 4;
+/// Default cap on one task's MessagePack payload: 1 MiB. Ten thousand times a typical task
+/// (ids, a URL, a text: ~100 bytes), room for a document's text or a thumbnail, and small
+/// enough that a worker's fetch (up to 512 entries) or its in-flight tasks stay in the hundreds
+/// of MiB. Larger data belongs in an object store, with its key in the task. Change it with
+/// [`Producer::with_max_payload`].
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 
 /// Enqueues tasks. Cheap to clone; clones share one multiplexed connection, so concurrent
 /// `enqueue` calls from many tokio tasks are pipelined together.
+///
+/// Every enqueue method refuses a task whose MessagePack payload is larger than
+/// [`max_payload`](Self::max_payload) ([`DEFAULT_MAX_PAYLOAD`] unless set with
+/// [`with_max_payload`](Self::with_max_payload)) with [`Error::PayloadTooLarge`] before
+/// writing it, so one bad producer cannot fill Redis with huge entries.
 ///
 /// # Examples
 ///
@@ -37,12 +48,14 @@ pub const ENQUEUE_PIPELINES_IN_FLIGHT: usize = 4;
 pub struct Producer {
     conn: ConnectionManager,
     prefix: String,
+    max_payload: usize,
 }
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Producer")
             .field("prefix", &self.prefix)
+            .field("max_payload", &self.max_payload)
             .finish_non_exhaustive()
     }
 }
@@ -52,6 +65,7 @@ pub struct ProducerBuilder {
     url: String,
     prefix: String,
     allow_eviction: bool,
+    max_payload: usize,
 }
 
 impl std::fmt::Debug for ProducerBuilder {
@@ -60,6 +74,7 @@ impl std::fmt::Debug for ProducerBuilder {
             .field("url", &conn::redact_url(&self.url))
             .field("prefix", &self.prefix)
             .field("allow_eviction", &self.allow_eviction)
+            .field("max_payload", &self.max_payload)
             .finish()
     }
 }
@@ -78,6 +93,13 @@ impl ProducerBuilder {
         self
     }
 
+    /// Largest MessagePack payload accepted, in bytes (see [`Producer::with_max_payload`]).
+    /// Default: [`DEFAULT_MAX_PAYLOAD`].
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
     /// Connects and checks that Redis does not evict keys.
     ///
     /// # Errors
@@ -92,6 +114,7 @@ impl ProducerBuilder {
         Ok(Producer {
             conn,
             prefix: self.prefix,
+            max_payload: self.max_payload,
         })
     }
 }
@@ -123,7 +146,22 @@ impl Producer {
             url: url.to_owned(),
             prefix: keys::DEFAULT_PREFIX.to_owned(),
             allow_eviction: false,
+            max_payload: DEFAULT_MAX_PAYLOAD,
         }
+    }
+
+    /// Sets the largest MessagePack payload (in bytes) this producer enqueues; larger tasks
+    /// are refused with [`Error::PayloadTooLarge`]. Default [`DEFAULT_MAX_PAYLOAD`]. Redis
+    /// itself takes up to its `proto-max-bulk-len` (512 MB by default), so raise it with care.
+    #[must_use]
+    pub fn with_max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+
+    /// The largest payload this producer enqueues, in bytes.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
     }
 
     /// The key prefix.
@@ -140,10 +178,12 @@ impl Producer {
     ///
     /// # Errors
     ///
-    /// [`Error::Encode`] if the task cannot be serialized, [`Error::Redis`] if the `XADD`
-    /// failed: then the task was not enqueued (or, on a timeout, maybe was).
+    /// [`Error::Encode`] if the task cannot be serialized, [`Error::PayloadTooLarge`] if its
+    /// payload is over [`max_payload`](Self::max_payload) (nothing is written),
+    /// [`Error::Redis`] if the `XADD` failed: then the task was not enqueued (or, on a
+    /// timeout, maybe was).
     pub async fn enqueue<T: Task>(&self, task: T) -> Result<String> {
-        let env = envelope(&task, now_ms(), current_traceparent().as_deref())?;
+        let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
         let cmd = xadd(&stream_key(&self.prefix, T::QUEUE), &env);
         let _: () = cmd
             .query_async(&mut self.conn.clone())
@@ -157,7 +197,9 @@ impl Producer {
     ///
     /// # Errors
     ///
-    /// As [`enqueue`](Self::enqueue). On a Redis error some batches may have been enqueued.
+    /// As [`enqueue`](Self::enqueue). On a Redis error, or a task that cannot be encoded or is
+    /// too large, the batches of [`ENQUEUE_BATCH`] tasks before it may have been enqueued
+    /// (not the failing task's own batch).
     pub async fn enqueue_many<T: Task>(
         &self,
         tasks: impl IntoIterator<Item = T>,
@@ -173,7 +215,7 @@ impl Producer {
         while tasks.peek().is_some() {
             let mut pipe = redis::pipe();
             for task in tasks.by_ref().take(ENQUEUE_BATCH) {
-                let env = envelope(&task, now, traceparent.as_deref())?;
+                let env = self.envelope(&task, now, traceparent.as_deref())?;
                 pipe.add_command(xadd(&stream, &env)).ignore();
                 ids.push(env.id);
             }
@@ -198,12 +240,14 @@ impl Producer {
     /// # Errors
     ///
     /// [`Error::Config`] if `queue` is not a valid queue name or `name` is empty,
+    /// [`Error::PayloadTooLarge`] if `payload` is over [`max_payload`](Self::max_payload),
     /// [`Error::Redis`] if the `XADD` failed.
     pub async fn enqueue_raw(&self, queue: &str, name: &str, payload: Vec<u8>) -> Result<String> {
         keys::validate_queue_name(queue).map_err(Error::Config)?;
         if name.is_empty() {
             return Err(Error::Config("task name must not be empty".into()));
         }
+        self.check_payload(name, &payload)?;
         let env = Envelope {
             id: new_task_id(),
             name: name.to_owned(),
@@ -227,7 +271,7 @@ impl Producer {
     ///
     /// As [`enqueue`](Self::enqueue).
     pub async fn enqueue_in<T: Task>(&self, delay: Duration, task: T) -> Result<String> {
-        let env = envelope(&task, now_ms(), current_traceparent().as_deref())?;
+        let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
         let keys = self.keys::<T>();
         let _: i64 = scripts::SCHEDULE
             .key(&keys.delayed)
@@ -246,7 +290,7 @@ impl Producer {
     ///
     /// As [`enqueue`](Self::enqueue).
     pub async fn enqueue_at<T: Task>(&self, at: SystemTime, task: T) -> Result<String> {
-        let env = envelope(&task, now_ms(), current_traceparent().as_deref())?;
+        let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
         let due = at
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -260,26 +304,40 @@ impl Producer {
             .map_err(Error::redis("ZADD"))?;
         Ok(env.id)
     }
+
+    /// The envelope of a new task, its payload checked against the cap.
+    fn envelope<T: Task>(&self, task: &T, now: u64, traceparent: Option<&str>) -> Result<Envelope> {
+        let payload = rmp_serde::to_vec_named(task).map_err(|source| Error::Encode {
+            task: T::NAME,
+            source,
+        })?;
+        self.check_payload(T::NAME, &payload)?;
+        Ok(Envelope {
+            id: new_task_id(),
+            name: T::NAME.to_owned(),
+            payload,
+            attempt: 0,
+            enqueued_at: now,
+            traceparent: traceparent.map(str::to_owned),
+            error: None,
+        })
+    }
+
+    /// [`Error::PayloadTooLarge`] if `payload` is over the cap.
+    fn check_payload(&self, task: &str, payload: &[u8]) -> Result<()> {
+        if payload.len() > self.max_payload {
+            return Err(Error::PayloadTooLarge {
+                task: task.to_owned(),
+                size: payload.len(),
+                limit: self.max_payload,
+            });
+        }
+        Ok(())
+    }
 }
 
 fn stream_key(prefix: &str, queue: &str) -> String {
     QueueKeys::new(prefix, queue).stream
-}
-
-fn envelope<T: Task>(task: &T, now: u64, traceparent: Option<&str>) -> Result<Envelope> {
-    let payload = rmp_serde::to_vec_named(task).map_err(|source| Error::Encode {
-        task: T::NAME,
-        source,
-    })?;
-    Ok(Envelope {
-        id: new_task_id(),
-        name: T::NAME.to_owned(),
-        payload,
-        attempt: 0,
-        enqueued_at: now,
-        traceparent: traceparent.map(str::to_owned),
-        error: None,
-    })
 }
 
 fn xadd(stream: &str, env: &Envelope) -> redis::Cmd {

@@ -131,3 +131,164 @@ async fn batches_respect_max_size_and_max_wait_and_outcomes_are_per_task() {
         (0, 0, 0, 0)
     );
 }
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "bounds", max_retries = 2, backoff = "fixed(50ms)")]
+struct Bounded {
+    n: u32,
+}
+
+/// Runs `worker` until the `bounds` queue has nothing left (at most 30 s) and returns the
+/// sizes of the batches the handler saw.
+async fn drain_bounds(server: &mq_examples::LocalRedis, max_size: usize, max_wait: Duration) {
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    let sizes: Arc<Mutex<Vec<usize>>> = Arc::default();
+    let s = sizes.clone();
+    let handler = move |tasks: Vec<(Bounded, TaskContext)>| {
+        s.lock().unwrap().push(tasks.len());
+        let n = tasks.len();
+        async move { (0..n).map(|_| Ok(())).collect::<Vec<_>>() }
+    };
+    let worker = Worker::builder(&server.url())
+        .concurrency(64)
+        .handle::<Bounded, _>(batch(max_size, max_wait, handler))
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    producer
+        .enqueue_many((0..8).map(|n| Bounded { n }))
+        .await
+        .unwrap();
+    let admin = Admin::connect(&server.url()).await.unwrap();
+    wait_until(Duration::from_secs(30), "8 tasks settled", || {
+        let admin = admin.clone();
+        async move {
+            admin
+                .stats("bounds")
+                .await
+                .map(|s| s.length + s.delayed == 0)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    running.stop().await;
+    let stats = admin.stats("bounds").await.unwrap();
+    assert_eq!(
+        (stats.pending, stats.dead),
+        (0, 0),
+        "every task handled, none dead-lettered; batches: {:?}",
+        sizes.lock().unwrap()
+    );
+    assert_eq!(sizes.lock().unwrap().iter().sum::<usize>(), 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_max_size_does_not_preallocate() {
+    // Before: `batch` sized its channel and every batch's Vec by max_size (overflow/OOM).
+    let server = redis();
+    drain_bounds(&server, usize::MAX, Duration::from_millis(50)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_wait_of_duration_max_waits_for_a_full_batch() {
+    // Before: `now + Duration::MAX` panicked the collector; every task was retried, then
+    // dead-lettered. Now it means "wait until the batch is full" (8 tasks, max_size 8).
+    let server = redis();
+    drain_bounds(&server, 8, Duration::MAX).await;
+}
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(
+    queue = "slow",
+    max_retries = 2,
+    timeout = "200ms",
+    backoff = "fixed(50ms)"
+)]
+struct Slow {
+    n: u32,
+}
+
+/// Counts the copies of each task running right now, and the most ever seen at once.
+#[derive(Default)]
+struct Running {
+    now: std::collections::HashMap<String, u32>,
+    max: u32,
+}
+
+/// Marks one task as running until dropped (also when its batch is cancelled).
+struct RunGuard(Arc<Mutex<Running>>, String);
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        if let Some(n) = self.0.lock().unwrap().now.get_mut(&self.1) {
+            *n -= 1;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_batch_task_never_runs_twice_at_once() {
+    let server = redis();
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    let running: Arc<Mutex<Running>> = Arc::default();
+    let r = running.clone();
+    let handler = move |tasks: Vec<(Slow, TaskContext)>| {
+        let r = r.clone();
+        async move {
+            let _guards: Vec<RunGuard> = tasks
+                .iter()
+                .map(|(_, ctx)| {
+                    let mut state = r.lock().unwrap();
+                    let n = state.now.entry(ctx.id().to_owned()).or_default();
+                    *n += 1;
+                    let n = *n;
+                    state.max = state.max.max(n);
+                    RunGuard(r.clone(), ctx.id().to_owned())
+                })
+                .collect();
+            // Far beyond the 200 ms timeout of each task.
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tasks.iter().map(|_| Ok(())).collect::<Vec<_>>()
+        }
+    };
+    let worker = Worker::builder(&server.url())
+        .concurrency(64)
+        .promote_interval(Duration::from_millis(20))
+        .handle::<Slow, _>(batch(4, Duration::from_millis(20), handler))
+        .build()
+        .await
+        .unwrap();
+    let worker_run = run_worker(worker);
+    producer
+        .enqueue_many((0..4).map(|n| Slow { n }))
+        .await
+        .unwrap();
+    let admin = Admin::connect(&server.url()).await.unwrap();
+    // Three attempts of 200 ms each: every task ends in the dead-letter stream.
+    wait_until(Duration::from_secs(30), "4 tasks dead-lettered", || {
+        let admin = admin.clone();
+        async move {
+            admin
+                .stats("slow")
+                .await
+                .map(|s| s.dead == 4)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    // Let any batch still running finish before looking.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    worker_run.stop().await;
+    let state = running.lock().unwrap();
+    assert_eq!(state.now.len(), 4, "every task ran: {:?}", state.now);
+    assert!(
+        state.now.values().all(|n| *n == 0),
+        "nothing still running: {:?}",
+        state.now
+    );
+    assert_eq!(
+        state.max, 1,
+        "a timed-out task ran again while its batch still worked on it"
+    );
+}
