@@ -9,11 +9,13 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "mq", version, propagate_version = true)]
 pub(crate) struct Cli {
-    /// Redis URL.
+    /// Redis URL, e.g. `redis://:password@host:6379/` (the help never shows the value of
+    /// MQ_REDIS_URL: it may hold a password).
     #[arg(
         long,
         global = true,
         env = "MQ_REDIS_URL",
+        hide_env_values = true,
         default_value = "redis://127.0.0.1:6379/"
     )]
     pub(crate) url: String,
@@ -96,6 +98,10 @@ pub(crate) enum DeadCommand {
         dead_id: String,
     },
     /// Moves dead tasks back to the queue with attempt 0.
+    ///
+    /// Dead entries that are not tasks (no id, name, payload or enqueued_at, e.g. the `raw`
+    /// entries written for undecodable delayed members) are skipped and listed. --all replays
+    /// the tasks dead when it starts, not those that die again meanwhile, and asks first.
     Replay {
         /// The queue.
         queue: String,
@@ -105,6 +111,9 @@ pub(crate) enum DeadCommand {
         /// Replay every dead task of the queue.
         #[arg(long)]
         all: bool,
+        /// With --all: do not ask (required when stdin is not a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Deletes every dead task of the queue.
     Purge {

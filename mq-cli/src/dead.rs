@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use mq_core::admin::DeadTask;
+use mq_core::admin::{DeadTask, ReplayReport};
 use serde_json::json;
 
 use crate::{
@@ -23,6 +23,9 @@ const SHOW_ORDER: &[&str] = &[
     "enqueued_at",
 ];
 
+/// Skipped dead ids listed by `mq dead replay` (all of them with `--json`): 10.
+const SKIPPED_SHOWN: usize = 10;
+
 /// Longest error text in `mq dead list` (the whole text is in `show` and `--json`): 60.
 const LIST_ERROR_WIDTH: usize = 60;
 
@@ -34,7 +37,8 @@ pub(crate) async fn run(ctx: &Ctx, cmd: DeadCommand) -> Result<(), CliError> {
             queue,
             dead_ids,
             all,
-        } => replay(ctx, &queue, &dead_ids, all).await,
+            yes,
+        } => replay(ctx, &queue, &dead_ids, all, yes).await,
         DeadCommand::Purge { queue, yes } => purge(ctx, &queue, yes).await,
     }
 }
@@ -165,34 +169,76 @@ async fn show(ctx: &Ctx, queue: &str, dead_id: &str) -> Result<(), CliError> {
     output::print(&text)
 }
 
-async fn replay(ctx: &Ctx, queue: &str, ids: &[String], all: bool) -> Result<(), CliError> {
+async fn replay(
+    ctx: &Ctx,
+    queue: &str,
+    ids: &[String],
+    all: bool,
+    yes: bool,
+) -> Result<(), CliError> {
     for id in ids {
         check_id(id)?;
     }
     let admin = ctx.admin().await?;
     ctx.require_queue(&admin, queue).await?;
-    let replayed = if all {
+    let report = if all {
+        let n = admin.stats(queue).await?.dead;
+        if n > 0 && !yes {
+            confirm("replay", "not replayed", n, queue)?;
+        }
         admin.replay_all(queue).await?
     } else {
         admin.replay(queue, ids).await?
     };
+    let ReplayReport { replayed, skipped } = report;
     if ctx.json {
         output::print_json(&json!({
             "queue": queue,
             "requested": if all { None } else { Some(ids.len()) },
             "replayed": replayed,
+            "skipped": skipped,
         }))?;
     } else {
-        output::print(&format!(
+        let mut text = format!(
             "replayed {replayed} dead task{} to queue {queue:?}\n",
             if replayed == 1 { "" } else { "s" }
-        ))?;
+        );
+        if !skipped.is_empty() {
+            let shown = skipped[..skipped.len().min(SKIPPED_SHOWN)].join(" ");
+            let more = skipped.len().saturating_sub(SKIPPED_SHOWN);
+            text.push_str(&format!(
+                "skipped {} dead entr{} not a task (no id, name, payload or enqueued_at): \
+                 {shown}{}\n",
+                skipped.len(),
+                if skipped.len() == 1 {
+                    "y that is"
+                } else {
+                    "ies that are"
+                },
+                if more > 0 {
+                    format!(" and {more} more (--json lists all)")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        output::print(&text)?;
     }
-    if !all && replayed < ids.len() {
+    if all {
+        return Ok(());
+    }
+    let missing = ids.len().saturating_sub(replayed + skipped.len());
+    if missing > 0 {
         return Err(CliError::ReplayMissing {
             queue: queue.to_owned(),
             requested: ids.len(),
-            missing: ids.len() - replayed,
+            missing,
+        });
+    }
+    if !skipped.is_empty() {
+        return Err(CliError::ReplaySkipped {
+            requested: ids.len(),
+            skipped,
         });
     }
     Ok(())
@@ -206,21 +252,30 @@ async fn purge(ctx: &Ctx, queue: &str, yes: bool) -> Result<(), CliError> {
         if n == 0 {
             return report_purged(ctx, queue, 0);
         }
-        if !std::io::stdin().is_terminal() {
-            return Err(CliError::NotConfirmed(format!(
-                "refusing to purge {n} dead tasks of queue {queue:?} without --yes"
-            )));
-        }
-        eprint!("purge {n} dead tasks of queue {queue:?}? [y/N] ");
-        std::io::stderr().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(CliError::NotConfirmed("not purged".into()));
-        }
+        confirm("purge", "not purged", n, queue)?;
     }
     let purged = admin.purge(queue).await?;
     report_purged(ctx, queue, purged)
+}
+
+/// Asks `{verb} {n} dead tasks of queue {queue}? [y/N]` on the terminal; fails with
+/// [`CliError::NotConfirmed`] (`refusal` as the message) unless the answer is yes, and at once
+/// when stdin is not a terminal.
+fn confirm(verb: &str, refusal: &str, n: u64, queue: &str) -> Result<(), CliError> {
+    if !std::io::stdin().is_terminal() {
+        return Err(CliError::NotConfirmed(format!(
+            "refusing to {verb} {n} dead tasks of queue {queue:?} without --yes"
+        )));
+    }
+    eprint!("{verb} {n} dead tasks of queue {queue:?}? [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err(CliError::NotConfirmed(refusal.into()))
+    }
 }
 
 fn report_purged(ctx: &Ctx, queue: &str, purged: u64) -> Result<(), CliError> {

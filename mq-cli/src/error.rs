@@ -50,7 +50,21 @@ pub(crate) enum CliError {
         /// Ids not found.
         missing: usize,
     },
-    /// `mq dead purge` without `--yes` and without a terminal to ask on, or the answer was no.
+    /// `mq dead replay` with ids of dead entries that are not tasks (the others were
+    /// replayed).
+    #[error(
+        "{} of the {requested} dead tasks given not replayed: not a task (no id, name, payload \
+         or enqueued_at): {}",
+        skipped.len(),
+        skipped.join(" ")
+    )]
+    ReplaySkipped {
+        /// Ids given.
+        requested: usize,
+        /// Ids of the entries that are not tasks.
+        skipped: Vec<String>,
+    },
+    /// `mq dead purge` or `mq dead replay --all` without `--yes` and without a terminal to ask on, or the answer was no.
     #[error("{0}")]
     NotConfirmed(String),
     /// Writing the output or reading the answer failed.
@@ -73,9 +87,22 @@ pub(crate) fn one_line(err: &(dyn std::error::Error + 'static), url: &str) -> St
     }
     let redacted = redact_url(url);
     if redacted != url {
-        line = line.replace(url, &redacted);
+        // As is, and as `{:?}` writes it inside quotes (mq-core's errors quote the URL).
+        line = line
+            .replace(url, &redacted)
+            .replace(&escaped(url), &escaped(&redacted));
     }
     line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `s` as `{:?}` writes it, without the quotes.
+fn escaped(s: &str) -> String {
+    let quoted = format!("{s:?}");
+    quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .unwrap_or(&quoted)
+        .to_owned()
 }
 
 /// `url` with the password (if any) replaced by `***`.
@@ -117,6 +144,12 @@ mod tests {
         assert_eq!(
             one_line(&e, "redis://u:secret@h/"),
             "invalid JSON payload: at redis://u:***@h/"
+        );
+        let url = r#"redis://:se"c\ret@h:x/"#;
+        let e = CliError::BadJson(format!("bad url {url:?}"));
+        assert_eq!(
+            one_line(&e, url),
+            r#"invalid JSON payload: bad url "redis://:***@h:x/""#
         );
     }
 }

@@ -4,7 +4,7 @@
 //! mq stats [QUEUE...] [--watch [SECS]] [--sample SECS]
 //! mq dead list <queue> [--count N]
 //! mq dead show <queue> <dead-id>
-//! mq dead replay <queue> (<dead-id>... | --all)
+//! mq dead replay <queue> (<dead-id>... | --all [--yes])
 //! mq dead purge <queue> [--yes]
 //! mq workers [--all]
 //! mq enqueue <queue> <name> <json>

@@ -332,9 +332,12 @@ async fn dead_letters_are_listed_shown_replayed_and_purged() {
     );
     let out = mq(&url, &["dead", "replay", "images", &ids[0], &ids[1]]).await;
     out.assert_error("1 of the 2 dead tasks given not found");
-    let replayed = mq_ok(&url, &["--json", "dead", "replay", "images", "--all"])
-        .await
-        .json();
+    let replayed = mq_ok(
+        &url,
+        &["--json", "dead", "replay", "images", "--all", "--yes"],
+    )
+    .await
+    .json();
     assert_eq!(replayed["replayed"], 1);
     assert_eq!(
         (xlen(&mut c, &k.dead).await, xlen(&mut c, &k.stream).await),
@@ -670,4 +673,87 @@ async fn redis_down_is_one_error_line() {
     mq("redis://user:secret@127.0.0.1:1/", &["workers"])
         .await
         .assert_error("redis://user:***@127.0.0.1:1/");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_all_asks_for_confirmation_and_reports_skipped_entries() {
+    let server = redis();
+    let url = server.url();
+    make_dead_letters(&server, 3).await;
+    let mut c = conn(&server).await;
+    let k = QueueKeys::new("mq", "images");
+    // What the promoter writes for an undecodable delayed member: not a task.
+    let raw_id: String = redis::cmd("XADD")
+        .arg(&k.dead)
+        .arg("*")
+        .arg("raw")
+        .arg(&b"\xc1"[..])
+        .arg("error")
+        .arg("undecodable delayed member")
+        .arg("failed_at")
+        .arg(1_764_000_000_123u64)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+
+    // No terminal to ask on (stdin is /dev/null) and no --yes: nothing is replayed.
+    mq(&url, &["dead", "replay", "images", "--all"])
+        .await
+        .assert_error("refusing to replay 4 dead tasks of queue \"images\" without --yes");
+    assert_eq!(
+        (xlen(&mut c, &k.dead).await, xlen(&mut c, &k.stream).await),
+        (4, 0)
+    );
+
+    let out = mq(&url, &["dead", "replay", "images", "--all", "--yes"]).await;
+    assert!(out.success, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!(
+            "replayed 3 dead tasks to queue \"images\"\n\
+             skipped 1 dead entry that is not a task (no id, name, payload or enqueued_at): {raw_id}\n"
+        )
+    );
+    assert_eq!(
+        (xlen(&mut c, &k.dead).await, xlen(&mut c, &k.stream).await),
+        (1, 3)
+    );
+    let json = mq_ok(&url, &["--json", "dead", "replay", "images", "--all", "-y"])
+        .await
+        .json();
+    assert_eq!(json["replayed"], 0);
+    assert_eq!(json["skipped"], serde_json::json!([raw_id]));
+    // Given by id, the raw entry is skipped too, and that is an error (it was not replayed).
+    mq(&url, &["dead", "replay", "images", &raw_id])
+        .await
+        .assert_error("1 of the 1 dead tasks given not replayed: not a task");
+    assert_eq!(xlen(&mut c, &k.stream).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_password_is_never_printed() {
+    let port = mq_tests::free_port();
+    let url = format!("redis://:hunter2secret@127.0.0.1:{port}/");
+    for args in [&["--help"][..], &["dead", "replay", "--help"], &["stats"]] {
+        let out = mq(&url, args).await;
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            !all.contains("hunter2secret"),
+            "mq {args:?} printed the password:\n{all}"
+        );
+    }
+    // A URL that does not parse is not echoed with its password either, even when the error
+    // quotes it with escapes.
+    for url in [
+        "redis://:hunter2secret@127.0.0.1:notaport/",
+        r#"redis://:hunter2secret"\@127.0.0.1:notaport/"#,
+    ] {
+        let out = mq(url, &["stats"]).await;
+        assert!(!out.success);
+        let all = format!("{}{}", out.stdout, out.stderr);
+        assert!(
+            !all.contains("hunter2secret"),
+            "printed the password:\n{all}"
+        );
+    }
 }

@@ -2,7 +2,9 @@
 //! counters, pending entries, live workers and the dead-letter stream (list, show with the
 //! payload as JSON, replay, purge).
 
-use redis::{aio::ConnectionManager, Value};
+use std::sync::LazyLock;
+
+use redis::{aio::ConnectionManager, Script, Value};
 
 use crate::{
     error::{Error, Result},
@@ -169,6 +171,16 @@ impl DeadTask {
     pub fn payload_json(&self) -> Option<serde_json::Value> {
         self.payload().map(payload_to_json)
     }
+}
+
+/// What [`Admin::replay`] or [`Admin::replay_all`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    /// Dead tasks moved back to the work stream.
+    pub replayed: usize,
+    /// Ids of dead entries left in the dead stream because they are not tasks (no `id`,
+    /// `name`, `payload` or `enqueued_at`, e.g. the promoter's `raw` entries), oldest first.
+    pub skipped: Vec<String>,
 }
 
 /// Decodes a MessagePack payload into JSON for display; invalid bytes give a JSON string that
@@ -529,62 +541,100 @@ impl Admin {
     }
 
     /// Moves the given dead tasks back to the work stream with attempt 0 (atomically per
-    /// call); returns how many were found and replayed.
+    /// call). Dead entries that are not tasks (they lack `id`, `name`, `payload` or
+    /// `enqueued_at`, like the promoter's `raw` entries for undecodable delayed members) would
+    /// only die again: they stay dead and are reported in [`ReplayReport::skipped`]. Ids not
+    /// found are in neither count.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
-    pub async fn replay(&self, queue: &str, dead_ids: &[String]) -> Result<usize> {
+    pub async fn replay(&self, queue: &str, dead_ids: &[String]) -> Result<ReplayReport> {
         if dead_ids.is_empty() {
-            return Ok(0);
+            return Ok(ReplayReport::default());
         }
         let k = self.keys(queue);
-        scripts::REPLAY
+        let (replayed, skipped): (usize, Vec<String>) = scripts::REPLAY
             .key(&k.dead)
             .key(&k.stream)
             .arg(dead_ids)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(Error::redis("replay"))
+            .map_err(Error::redis("replay"))?;
+        Ok(ReplayReport { replayed, skipped })
     }
 
-    /// Replays every dead task of `queue`; returns how many.
+    /// Replays every task that is dead when the call starts, as [`replay`](Self::replay) does,
+    /// 500 per script call: it walks the dead stream up to the newest entry it
+    /// saw at the start, so tasks that die again meanwhile (a permanent error, an unknown
+    /// name) are not replayed a second time and the call always ends.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`]; tasks replayed before the error stay replayed.
-    pub async fn replay_all(&self, queue: &str) -> Result<usize> {
-        let mut total = 0;
+    pub async fn replay_all(&self, queue: &str) -> Result<ReplayReport> {
+        let mut report = ReplayReport::default();
+        let newest = self.dead_newest_id(queue).await?;
+        let Some(end) = newest else {
+            return Ok(report);
+        };
+        let mut start = "-".to_owned();
         loop {
-            let batch = self.dead_list(queue, REPLAY_BATCH).await?;
-            if batch.is_empty() {
-                return Ok(total);
-            }
+            let batch = self.dead_range(queue, &start, &end, REPLAY_BATCH).await?;
+            let Some(last) = batch.last() else {
+                return Ok(report);
+            };
+            // Exclusive start: skipped entries stay in the stream and must not be read again.
+            start = format!("({}", last.dead_id);
+            let full = batch.len() == REPLAY_BATCH;
             let ids: Vec<String> = batch.into_iter().map(|d| d.dead_id).collect();
-            total += self.replay(queue, &ids).await?;
+            let done = self.replay(queue, &ids).await?;
+            report.replayed += done.replayed;
+            report.skipped.extend(done.skipped);
+            if !full {
+                return Ok(report);
+            }
         }
     }
 
-    /// Deletes every dead task of `queue`; returns how many there were.
+    /// The id of the newest entry of `queue`'s dead stream, if any.
+    async fn dead_newest_id(&self, queue: &str) -> Result<Option<String>> {
+        let reply: Value = redis::cmd("XREVRANGE")
+            .arg(self.keys(queue).dead)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("XREVRANGE"))?;
+        Ok(crate::envelope::parse_entries(reply)
+            .into_iter()
+            .next()
+            .map(|(id, _)| id))
+    }
+
+    /// Deletes every dead task of `queue`; returns how many there were. One small script
+    /// (`XLEN`, then `UNLINK`) rather than a `MULTI`: Redis refuses every command queued in a
+    /// transaction once it is over `maxmemory`, but runs a script whose first write is a
+    /// deletion, so purging works when it is needed most.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
     pub async fn purge(&self, queue: &str) -> Result<u64> {
-        let k = self.keys(queue);
-        let (n,): (u64,) = redis::pipe()
-            .atomic()
-            .cmd("XLEN")
-            .arg(&k.dead)
-            .cmd("DEL")
-            .arg(&k.dead)
-            .ignore()
-            .query_async(&mut self.conn.clone())
+        PURGE
+            .key(self.keys(queue).dead)
+            .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(Error::redis("purge"))?;
-        Ok(n)
+            .map_err(Error::redis("purge"))
     }
 }
+
+/// Counts and deletes a dead stream: `XLEN` then `UNLINK`, atomically, runnable at `maxmemory`.
+static PURGE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new("local n = redis.call('XLEN', KEYS[1]) redis.call('UNLINK', KEYS[1]) return n")
+});
 
 /// A bulk or simple string reply as text.
 fn text(v: Value) -> Option<String> {

@@ -165,10 +165,11 @@ async fn replayed_dead_task_runs_again_and_purge_empties_the_dead_stream() {
         admin
             .replay("replay", &[dead[0].dead_id.clone()])
             .await
-            .unwrap(),
+            .unwrap()
+            .replayed,
         1
     );
-    assert_eq!(admin.replay_all("replay").await.unwrap(), 2);
+    assert_eq!(admin.replay_all("replay").await.unwrap().replayed, 2);
     wait_until(WAIT, "replayed tasks handled", || {
         let d = done.clone();
         async move { d.lock().unwrap().len() == 3 }
