@@ -1072,7 +1072,12 @@ pub async fn delete_vectors<C: redis::aio::ConnectionLike + Send>(
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
     /// Redis URL.
-    #[arg(long, env = "MQ_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    #[arg(
+        long,
+        env = "MQ_REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379/"
+    )]
     pub url: String,
     /// Global in-flight limit of this process (tasks, not batches).
     #[arg(long, env = "MQ_CONCURRENCY", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]

@@ -28,7 +28,12 @@ use mq_examples::pipeline::{
 #[derive(Parser)]
 struct Args {
     /// Redis URL.
-    #[arg(long, env = "MQ_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    #[arg(
+        long,
+        env = "MQ_REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379/"
+    )]
     url: String,
     /// JSON-lines file of product records [default: examples/data/products.jsonl in the source
     /// tree].
