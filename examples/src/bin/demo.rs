@@ -53,7 +53,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Parser)]
 struct Args {
     /// Redis URL; without it the demo starts its own redis-server on a free port.
-    #[arg(long, env = "MQ_REDIS_URL")]
+    #[arg(long, env = "MQ_REDIS_URL", hide_env_values = true)]
     url: Option<String>,
     /// JSON-lines file of product records [default: examples/data/products.jsonl in the source
     /// tree].

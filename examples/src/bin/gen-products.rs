@@ -12,7 +12,7 @@ use std::{
 };
 
 use clap::Parser;
-use mq_examples::pipeline::{default_data_file, validate, Product, SplitMix64};
+use mq_examples::pipeline::{default_data_file, Filtered, Product, SplitMix64};
 
 #[derive(Parser)]
 struct Args {
@@ -307,31 +307,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let mut rng = SplitMix64::new(args.seed);
     let mut out = BufWriter::new(std::fs::File::create(&output)?);
-    let (mut complete, mut partial, mut rejected, mut unparseable) = (0u64, 0u64, 0u64, 0u64);
+    let mut counts = Filtered::default();
     let mut bytes = 0usize;
     for i in 0..args.count {
         let l = line(&mut rng, FIRST_ID + i, 70);
-        match mq_examples::pipeline::parse_line(&l) {
-            Err(_) => unparseable += 1,
-            Ok(p) => {
-                let v = validate(&p);
-                if v.is_complete() {
-                    complete += 1;
-                } else if v.is_rejected() {
-                    rejected += 1;
-                } else {
-                    partial += 1;
-                }
-            }
-        }
+        counts.count_line(i + 1, &l);
         bytes += l.len() + 1;
         writeln!(out, "{l}")?;
     }
     out.flush()?;
     println!(
-        "gen-products: wrote {} lines ({bytes} bytes) to {}: {complete} complete, {partial} with one valid part, {rejected} with none, {unparseable} unparseable",
+        "gen-products: wrote {} lines ({bytes} bytes) to {}: {} complete, {} with one valid part, {} with none, {} unparseable",
         args.count,
-        output.display()
+        output.display(),
+        counts.complete,
+        counts.partial,
+        counts.rejected,
+        counts.unparseable.len()
     );
     Ok(())
 }

@@ -12,7 +12,12 @@ use mq_examples::jobs::{handle_job, Job};
 #[derive(Parser)]
 struct Args {
     /// Redis URL.
-    #[arg(long, env = "MQ_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    #[arg(
+        long,
+        env = "MQ_REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379/"
+    )]
     url: String,
     /// Global in-flight limit.
     #[arg(long, default_value_t = 64)]

@@ -108,7 +108,7 @@ impl Noop {
 )]
 struct Args {
     /// Redis URL; without it the bench starts its own redis-server on a free port.
-    #[arg(long, env = "MQ_REDIS_URL")]
+    #[arg(long, env = "MQ_REDIS_URL", hide_env_values = true)]
     url: Option<String>,
     /// Tasks per throughput phase.
     #[arg(long, default_value_t = 200_000)]
@@ -215,7 +215,8 @@ async fn bench(args: Args) -> BenchResult<()> {
         .to_owned();
     let payload = rmp_serde::to_vec_named(&Noop::now())?;
     println!(
-        "mq-bench: redis {version} at {url}, {} cores, tasks={} producers={} concurrency={} rate={}/s for {} s, payload {} bytes of msgpack, prefix {:?}, load average {}",
+        "mq-bench: redis {version} at {}, {} cores, tasks={} producers={} concurrency={} rate={}/s for {} s, payload {} bytes of msgpack, prefix {:?}, load average {}",
+        mq_examples::redact_url(&url),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.tasks,
         args.producers,
@@ -756,8 +757,8 @@ impl WorkerChild {
     fn spawn(url: &str, args: &Args) -> BenchResult<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("--worker-child")
-            .arg("--url")
-            .arg(url)
+            // In the environment, not the command line: `ps` shows arguments to every user.
+            .env("MQ_REDIS_URL", url)
             .arg("--prefix")
             .arg(&args.prefix)
             .arg("--concurrency")
@@ -870,7 +871,10 @@ async fn noop_worker(url: &str, args: &Args) -> BenchResult<(Worker, Arc<AtomicU
 /// `--worker-child`: builds a worker with a no-op handler, prints `ready`, starts on a `go`
 /// line, runs until stdin closes or SIGTERM, then prints `done handled=N vmhwm_kb=K`.
 async fn worker_child(args: &Args) -> BenchResult<()> {
-    let url = args.url.as_deref().ok_or("--worker-child needs --url")?;
+    let url = args
+        .url
+        .as_deref()
+        .ok_or("--worker-child needs --url or MQ_REDIS_URL")?;
     let (worker, handled) = noop_worker(url, args).await?;
     let token = worker.shutdown_token();
     // Stdin is read on a plain thread: a tokio stdin read would hold up runtime shutdown.

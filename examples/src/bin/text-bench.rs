@@ -47,7 +47,7 @@ const FIRST_ID: u64 = 2_000_000_000;
 #[derive(Parser)]
 struct Args {
     /// Redis URL; without it the benchmark starts its own redis-server on a free port.
-    #[arg(long, env = "MQ_REDIS_URL")]
+    #[arg(long, env = "MQ_REDIS_URL", hide_env_values = true)]
     url: Option<String>,
     /// JSON-lines file the texts come from [default: examples/data/products.jsonl].
     #[arg(long)]
@@ -169,12 +169,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
         .get_connection_manager()
         .await?;
     println!(
-        "text-bench: {} tasks per run ({} distinct texts from {}), batch sizes {:?}, batch wait {} ms, redis {url}",
+        "text-bench: {} tasks per run ({} distinct texts from {}), batch sizes {:?}, batch wait {} ms, redis {}",
         args.tasks,
         texts.len(),
         input.display(),
         args.batch_sizes,
-        args.batch_wait_ms
+        args.batch_wait_ms,
+        mq_examples::redact_url(&url)
     );
 
     let mut results = Vec::new();

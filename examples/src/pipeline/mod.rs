@@ -1,0 +1,77 @@
+//! The vectorization pipeline example: product records in, vectors in Redis out.
+//!
+//! **Producer side** ([`records`], [`producer`]): read [`Product`] records (JSON lines),
+//! [`validate`] them and enqueue an [`EmbedImage`] task (queue `images`) and/or an
+//! [`EmbedText`] task (queue `texts`) per record ([`enqueue_records`]).
+//!
+//! **Consumer side** ([`worker`], [`embed`], [`store`]): workers turn the tasks into vectors
+//! with a small deterministic CPU "model" standing in for a GPU one ([`embed_image`],
+//! [`embed_text`]) and store them in Redis with [`store_vectors`]. The workers' flags are
+//! [`WorkerArgs`] ([`args`]).
+//!
+//! | piece | command (from the workspace root) |
+//! |---|---|
+//! | everything in one process | `cargo run --release -p mq-examples --bin demo` (`scripts/demo.sh`) |
+//! | make the data file | `cargo run -p mq-examples --bin gen-products` |
+//! | filter + enqueue | `cargo run -p mq-examples --bin producer -- --url redis://127.0.0.1:6379/` |
+//! | image worker | `cargo run --release -p mq-examples --bin image-worker -- --url redis://127.0.0.1:6379/` |
+//! | text worker | `cargo run --release -p mq-examples --bin text-worker -- --url redis://127.0.0.1:6379/` |
+//! | Python producer | `python3 examples/python/producer.py --url redis://127.0.0.1:6379/ --count 100` |
+//! | text worker throughput by batch size | `cargo run --release -p mq-examples --bin text-bench` |
+//!
+//! # Records and the filter
+//!
+//! A record gives up to two tasks, judged separately:
+//!
+//! * image: `image_url` must be present, non-blank and an `http`/`https` URL with a host (see
+//!   [`check_image_url`]); the task carries the URL trimmed of surrounding whitespace;
+//! * text: [`product_text`] joins the trimmed, non-blank `title` and `description` with a
+//!   newline; it must not be empty.
+//!
+//! A record with only one valid part enqueues that part; the other is counted as filtered
+//! with its [`Reason`]. A record with no valid part enqueues nothing.
+//!
+//! # Batch handlers
+//!
+//! The workers, the demo and the benchmark share one handler, [`Embedder`], registered as
+//! `mq_core::batch(batch_size, batch_wait, embedder)`: up to `batch_size` tasks are embedded in
+//! one call on tokio's blocking pool and their vectors stored with one pipeline
+//! ([`embed_batch`]). Invalid tasks are dead-lettered at once, a failed store retries the batch.
+//!
+//! # Vectors
+//!
+//! Each vector is stored under [`vector_key`]: `mq-demo:vec:{image|text}:{product_id}`, a
+//! Redis string holding the vector as little-endian `f32`s (`4 * dim` bytes:
+//! [`TEXT_DIM`] = 256, [`IMAGE_DIM`] = 64). Storing is a plain `SET`, so handling a task twice
+//! (at-least-once delivery) writes the same bytes twice. Every vector is L2-normalized, so the
+//! dot product of two vectors of one kind is their cosine similarity.
+//!
+//! The embeddings use only integer arithmetic until a final `f64` normalization, so they are the
+//! same bit for bit on every platform and can be reproduced in other languages: the hash is
+//! 64-bit FNV-1a ([`fnv1a64`]) and the random generator SplitMix64 ([`SplitMix64`]).
+//!
+//! The modules read downward: [`records`] and [`args`] depend on nothing here, [`embed`] on
+//! [`records`], [`store`] on [`embed`], [`worker`] on all three below it.
+
+pub mod args;
+pub mod embed;
+pub mod producer;
+pub mod records;
+pub mod store;
+pub mod worker;
+
+pub use args::WorkerArgs;
+pub use embed::{
+    colour_histogram, embed_image, embed_images, embed_text, embed_texts, fnv1a64, render_image,
+    EmbedTask, Image, Invalid, SplitMix64, VectorKind, IMAGE_DIM, IMAGE_SIDE, TEXT_DIM,
+};
+pub use producer::{enqueue_records, Enqueued, ProduceError};
+pub use records::{
+    check_image_url, default_data_file, filter_file, filter_records, parse_line, product_text,
+    validate, EmbedImage, EmbedText, Filtered, Product, Reason, Validated, MAX_URL_LEN,
+};
+pub use store::{
+    check_vectors, delete_vectors, store_vectors, vector_from_bytes, vector_key, vector_to_bytes,
+    VectorCheck, VECTOR_KEY_PREFIX,
+};
+pub use worker::{embed_batch, run_embed_worker, EmbedStats, Embedder};
