@@ -11,21 +11,7 @@ pub fn env_url() -> Option<String> {
     std::env::var("MQ_REDIS_URL").ok().filter(|s| !s.is_empty())
 }
 
-/// `url` with its password replaced by `***`, for printing: `redis://user:pass@host/` becomes
-/// `redis://user:***@host/`, `redis://:pass@host/` becomes `redis://:***@host/`. A URL without
-/// a password is returned as it is.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
-}
+pub use mq_core::redis::conn::redact_url;
 
 /// Installs a `tracing` subscriber writing to stderr: `RUST_LOG` filter (default `info`), JSON
 /// lines when `MQ_LOG_FORMAT=json`.
@@ -45,27 +31,5 @@ pub fn init_tracing_with(default_filter: &str) {
         builder.json().init();
     } else {
         builder.init();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn redact_url_hides_only_the_password() {
-        for (url, shown) in [
-            (
-                "redis://user:pass@host:6379/0",
-                "redis://user:***@host:6379/0",
-            ),
-            ("redis://:pass@127.0.0.1:1/", "redis://:***@127.0.0.1:1/"),
-            ("rediss://u:p@ss:w@rd@host/", "rediss://u:***@host/"),
-            ("redis://user@host/", "redis://user@host/"),
-            ("redis://127.0.0.1:6379/", "redis://127.0.0.1:6379/"),
-            ("not a url", "not a url"),
-        ] {
-            assert_eq!(redact_url(url), shown, "{url}");
-        }
     }
 }

@@ -21,15 +21,18 @@ pub fn client(url: &str) -> Result<Client> {
     Client::open(url).map_err(|e| Error::Config(format!("bad redis url {}: {e}", redact_url(url))))
 }
 
-/// `url` with the password (or a lone user-info part) replaced by `***`, for logs and errors:
-/// `redis://app:s3cret@host:6379/0` becomes `redis://app:***@host:6379/0`.
+/// `url` with its password replaced by `***`, for logs and errors:
+/// `redis://app:s3cret@host:6379/0` becomes `redis://app:***@host:6379/0`. A user name alone
+/// (`redis://app@host/`) is kept; a string that is not a URL is hidden whole.
 ///
 /// ```
 /// use mq_core::redis::conn::redact_url;
 /// assert_eq!(redact_url("redis://app:s3cret@h:6379/0"), "redis://app:***@h:6379/0");
 /// assert_eq!(redact_url("rediss://:s3cret@h/"), "rediss://:***@h/");
-/// assert_eq!(redact_url("redis://s3cret@h/"), "redis://***@h/");
+/// assert_eq!(redact_url("rediss://u:p@ss:w@rd@h/"), "rediss://u:***@h/");
+/// assert_eq!(redact_url("redis://app@h/"), "redis://app@h/");
 /// assert_eq!(redact_url("redis://127.0.0.1/"), "redis://127.0.0.1/");
+/// assert_eq!(redact_url("not a url :secret"), "<unparsable url>");
 /// ```
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
@@ -43,7 +46,7 @@ pub fn redact_url(url: &str) -> String {
     };
     let user = match rest[..at].split_once(':') {
         Some((user, _password)) => format!("{user}:***"),
-        None => "***".to_owned(),
+        None => return url.to_owned(), // a user name, no password
     };
     format!("{}{user}{}", &url[..scheme_end], &rest[at..])
 }
