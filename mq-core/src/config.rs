@@ -18,6 +18,9 @@ pub const MAX_FETCH_BATCH: usize = 512;
 pub const MAX_ACK_BATCH: usize = 2_048;
 /// Most delayed tasks one promote script moves: 1,000.
 pub const PROMOTE_BATCH: usize = 1_000;
+/// Member bytes after which one promote script stops (it always moves at least one member), so
+/// that large payloads cannot block Redis for long: 4 MiB.
+pub const PROMOTE_MAX_BYTES: usize = 4 << 20;
 
 /// Default reclaim timeout: an in-flight task whose lease was not renewed for this long is
 /// taken over by another worker: 30 s. Leases are renewed every third of it.
@@ -28,6 +31,9 @@ pub const MAX_RECLAIM_INTERVAL: Duration = Duration::from_secs(5);
 /// Default number of deliveries after which an entry that never finished is dead-lettered as
 /// abandoned: 5.
 pub const DEFAULT_MAX_DELIVERIES: u32 = 5;
+/// Default cap of a queue's dead-letter stream: 1,000,000 entries (approximate, see
+/// [`WorkerConfig::dead_letter_max_len`]).
+pub const DEFAULT_DEAD_LETTER_MAX_LEN: u64 = 1_000_000;
 /// Default idle time after which a consumer with nothing pending is removed from the group:
 /// 1 h.
 pub const DEFAULT_CONSUMER_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -71,6 +77,11 @@ pub struct WorkerConfig {
     /// Deliveries before an unfinished entry is dead-lettered. Default:
     /// [`DEFAULT_MAX_DELIVERIES`].
     pub max_deliveries: u32,
+    /// Cap of each queue's dead-letter stream: after adding a dead letter, the oldest are
+    /// trimmed with `XTRIM MAXLEN ~`, which removes whole stream nodes only, so the stream
+    /// may hold up to `stream-node-max-entries` (100 by default) more. Default:
+    /// [`DEFAULT_DEAD_LETTER_MAX_LEN`].
+    pub dead_letter_max_len: u64,
     /// Idle time before an empty consumer is removed. Default:
     /// [`DEFAULT_CONSUMER_IDLE_TIMEOUT`].
     pub consumer_idle_timeout: Duration,
@@ -119,6 +130,7 @@ impl WorkerConfig {
             promote_interval: DEFAULT_PROMOTE_INTERVAL,
             reclaim_timeout: DEFAULT_RECLAIM_TIMEOUT,
             max_deliveries: DEFAULT_MAX_DELIVERIES,
+            dead_letter_max_len: DEFAULT_DEAD_LETTER_MAX_LEN,
             consumer_idle_timeout: DEFAULT_CONSUMER_IDLE_TIMEOUT,
             metrics_addr: None,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,

@@ -58,6 +58,7 @@ pub struct Metrics {
     pub(crate) delayed: IntGaugeVec,
     pub(crate) dead_letters: IntGaugeVec,
     reclaimed: IntCounterVec,
+    dead_trimmed: IntCounterVec,
     redis_errors: IntCounterVec,
     pub(crate) workers: IntGauge,
 }
@@ -148,6 +149,11 @@ impl Metrics {
                 "Tasks taken over from stalled or dead workers",
                 &["queue"],
             ),
+            dead_trimmed: counter(
+                "mq_dead_letters_trimmed_total",
+                "Oldest dead letters removed to keep the dead-letter stream at its cap",
+                &["queue"],
+            ),
             redis_errors,
             workers,
             registry,
@@ -198,6 +204,7 @@ impl Metrics {
             wait: self.wait.with_label_values(&[queue]),
             in_flight: self.in_flight.with_label_values(&[queue]),
             reclaimed: self.reclaimed.with_label_values(&[queue]),
+            dead_trimmed: self.dead_trimmed.with_label_values(&[queue]),
             tasks: tasks.iter().map(|t| (t.to_string(), task(t))).collect(),
             unknown: task("unknown"),
         }
@@ -210,6 +217,8 @@ pub(crate) struct QueueMetrics {
     pub(crate) wait: Histogram,
     pub(crate) in_flight: IntGauge,
     pub(crate) reclaimed: IntCounter,
+    /// Dead letters trimmed by the dead-letter stream's cap.
+    pub(crate) dead_trimmed: IntCounter,
     tasks: HashMap<String, TaskMetrics>,
     /// For entries that are not a task of this worker (malformed, unknown name, abandoned).
     pub(crate) unknown: TaskMetrics,

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use super::{error_backoff, permits::Permits, QueueState, Shared};
 use crate::{
-    envelope::{now_ms, Envelope, RawEntry},
+    envelope::{field, now_ms, Envelope, RawEntry},
     handler::{panic_message, TaskContext, TaskError},
     redis::scripts,
     task::TaskOptions,
@@ -66,17 +66,24 @@ impl Job {
         m.in_flight.inc();
         let _in_flight = InFlightGuard(&m.in_flight);
         let (entry_id, fields) = std::mem::take(&mut self.entry);
+        // For the log line of an entry that does not parse: what it says it is, if anything.
+        let raw = Ident {
+            id: raw_field(&fields, field::ID),
+            name: raw_field(&fields, field::NAME),
+            attempts: 1,
+            valid: false,
+        };
         let env = match Envelope::from_fields(fields) {
             Ok(env) => env,
             Err(e) => {
-                self.dead(&entry_id, None, &format!("malformed entry: {e}"))
+                self.dead(&entry_id, &raw, &format!("malformed entry: {e}"))
                     .await;
                 return;
             }
         };
         let Some(handler) = self.queue.handlers.get(&env.name).cloned() else {
             let reason = format!("unknown task name {:?}", env.name);
-            self.dead(&entry_id, Some(&env), &reason).await;
+            self.dead(&entry_id, &Ident::of(&env), &reason).await;
             return;
         };
         let tm = m.task(&env.name);
@@ -108,6 +115,7 @@ impl Job {
             match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(&env.payload, ctx))) {
                 Ok(Err(e)) => Outcome::Invalid(e.0),
                 Ok(Ok(fut)) => tokio::select! {
+                    biased;
                     o = run_guarded(fut, options.timeout).instrument(span) => o,
                     _ = self.abort.cancelled() => Outcome::Aborted,
                 },
@@ -126,22 +134,33 @@ impl Job {
                     self.queue.untrack([&e.0]);
                 }
             }
-            Outcome::Invalid(reason) => self.dead(&entry_id, Some(&env), &reason).await,
-            Outcome::Aborted => {
-                tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = %env.id, task = %env.name, "task aborted at shutdown; handing it back to the group");
-                let released = super::release::release(
-                    &self.shared,
-                    &self.queue,
-                    std::slice::from_ref(&entry_id),
-                    false,
-                )
-                .await;
-                if let Err(e) = released {
-                    tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = %env.id, error = %crate::error::chain(&e), "cannot hand back an aborted task; it is reclaimed after the reclaim timeout");
-                }
-                self.queue.untrack([&entry_id]);
-            }
+            Outcome::Invalid(reason) => self.dead(&entry_id, &Ident::of(&env), &reason).await,
+            Outcome::Aborted => self.aborted(&entry_id, &env).await,
             Outcome::Failed(err) => self.failed(&entry_id, env, &options, err).await,
+        }
+    }
+
+    /// Hands back the entry of a task aborted at shutdown, so another worker runs it at once.
+    /// Untracked first, so that no lease renewal resets its idle time afterwards. If work the
+    /// task started with `ctx.blocking` is still running (it holds a clone of the permits), it
+    /// is not handed back: it stays pending until the reclaim timeout, which lets that work end
+    /// before another copy starts.
+    async fn aborted(&self, entry_id: &str, env: &Envelope) {
+        self.queue.untrack([&entry_id.to_owned()]);
+        if Arc::strong_count(&self.permits) > 1 {
+            tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = %env.id, task = %env.name, "task aborted at shutdown while its blocking work still runs; it is reclaimed after the reclaim timeout");
+            return;
+        }
+        tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = %env.id, task = %env.name, "task aborted at shutdown; handing it back to the group");
+        let released = super::release::release(
+            &self.shared,
+            &self.queue,
+            std::slice::from_ref(&entry_id.to_owned()),
+            false,
+        )
+        .await;
+        if let Err(e) = released {
+            tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = %env.id, error = %crate::error::chain(&e), "cannot hand back an aborted task; it is reclaimed after the reclaim timeout");
         }
     }
 
@@ -158,11 +177,11 @@ impl Job {
                 TaskError::Permanent(r) => format!("permanent failure: {r}"),
                 _ => format!("retries exhausted: {}", err.reason()),
             };
-            self.dead(entry_id, Some(&env), &reason).await;
+            self.dead(entry_id, &Ident::of(&env), &reason).await;
             return;
         };
         tracing::info!(queue = %self.queue.queue, task = %env.name, id = %env.id, attempt = env.attempt, error = %err, retry_in = ?delay, "task failed: retrying");
-        let task = env.name.clone();
+        let (task, task_id) = (env.name.clone(), env.id.clone());
         let next = Envelope {
             attempt: env.attempt.saturating_add(1),
             error: Some(err.reason().to_owned()),
@@ -171,7 +190,7 @@ impl Job {
         let member = next.to_delayed_member();
         let keys = &self.queue.keys;
         let applied = self
-            .settle("retry", entry_id, || {
+            .settle("retry", entry_id, Some(&task_id), || {
                 let mut inv = scripts::RETRY.prepare_invoke();
                 inv.key(&keys.stream)
                     .key(&keys.delayed)
@@ -188,20 +207,24 @@ impl Job {
         }
     }
 
-    async fn dead(&self, entry_id: &str, env: Option<&Envelope>, reason: &str) {
-        tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = env.map(|e| e.id.as_str()), %reason, "dead-lettered");
-        let task = env.map_or("unknown", |e| e.name.as_str());
-        let attempts = env.map_or(1, |e| e.attempt.saturating_add(1));
+    async fn dead(&self, entry_id: &str, who: &Ident, reason: &str) {
+        tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = who.id.as_deref(), task = who.name.as_deref(), %reason, "dead-lettered");
+        // Entries that are not a valid task count as `unknown`, whatever name they carry.
+        let task = match (&who.name, who.valid) {
+            (Some(name), true) => name.as_str(),
+            _ => "unknown",
+        };
         let keys = &self.queue.keys;
         let failed_at = now_ms();
         let applied = self
-            .settle("dead-letter", entry_id, || {
+            .settle("dead-letter", entry_id, who.id.as_deref(), || {
                 let mut inv = scripts::DEAD.prepare_invoke();
                 inv.key(&keys.stream)
                     .key(&keys.dead)
                     .arg(&self.shared.config.group)
                     .arg(entry_id)
                     .arg(&self.shared.config.consumer)
+                    .arg(self.shared.config.dead_letter_max_len)
                     .arg("error")
                     .arg(reason)
                     .arg("failed_at")
@@ -209,7 +232,7 @@ impl Job {
                     .arg("worker")
                     .arg(&self.shared.config.consumer)
                     .arg("attempts")
-                    .arg(attempts);
+                    .arg(who.attempts);
                 inv
             })
             .await;
@@ -218,16 +241,18 @@ impl Job {
         }
     }
 
-    /// Runs a retry or dead-letter script for `entry_id`, retrying on Redis errors a few
-    /// times, then stops renewing the entry's lease. Returns whether the script moved the
-    /// entry (it does not when another worker owns the entry by now).
+    /// Runs a retry or dead-letter script for `entry_id` (of task `task_id`, when known),
+    /// retrying on Redis errors a few times, then stops renewing the entry's lease. Returns
+    /// whether the script moved the entry (it does not when another worker owns the entry by
+    /// now, or when it failed: then the entry stays pending and runs again).
     async fn settle<'a>(
         &self,
         what: &'static str,
         entry_id: &str,
+        task_id: Option<&str>,
         invocation: impl Fn() -> redis::ScriptInvocation<'a>,
     ) -> bool {
-        let applied = self.try_settle(what, invocation).await;
+        let applied = self.try_settle(what, entry_id, task_id, invocation).await;
         self.queue.untrack([&entry_id.to_owned()]);
         applied
     }
@@ -235,30 +260,71 @@ impl Job {
     async fn try_settle<'a>(
         &self,
         what: &'static str,
+        entry_id: &str,
+        task_id: Option<&str>,
         invocation: impl Fn() -> redis::ScriptInvocation<'a>,
     ) -> bool {
+        let queue = &self.queue.queue;
         for failure in 0..SETTLE_ATTEMPTS {
-            let r: redis::RedisResult<i64> = invocation()
+            // The scripts reply {applied, dead entries trimmed}.
+            let r: redis::RedisResult<(u8, u64)> = invocation()
                 .invoke_async(&mut self.shared.data.clone())
                 .await;
             match r {
-                Ok(1) => return true,
+                Ok((1, trimmed)) => {
+                    self.queue.metrics.dead_trimmed.inc_by(trimmed);
+                    return true;
+                }
                 Ok(_) => {
-                    tracing::warn!(queue = %self.queue.queue, "{what} skipped: the entry is no longer pending for this worker (taken over after its lease lapsed)");
+                    tracing::warn!(%queue, entry = %entry_id, id = task_id, "{what} skipped: the entry is no longer pending for this worker (taken over after its lease lapsed)");
                     return false;
                 }
                 Err(e) => {
+                    // A script that fails changes nothing (it checks its writes first).
                     self.shared.metrics.redis_error(what);
                     crate::redis::conn::reconnect_if_readonly(&self.shared.data, &e).await;
                     let delay = error_backoff(failure);
-                    tracing::warn!(queue = %self.queue.queue, error = %e, retry_in = ?delay, "{what} failed");
+                    tracing::warn!(%queue, entry = %entry_id, id = task_id, error = %e, retry_in = ?delay, "{what} failed");
                     tokio::time::sleep(delay).await;
                 }
             }
         }
-        tracing::error!(queue = %self.queue.queue, "{what} failed {SETTLE_ATTEMPTS} times; the entry stays pending and will run again");
+        tracing::error!(%queue, entry = %entry_id, id = task_id, "{what} failed {SETTLE_ATTEMPTS} times; the entry stays pending and will run again");
         false
     }
+}
+
+/// What an entry is, for log lines, metrics and the dead entry's `attempts`.
+struct Ident {
+    /// Task id, when the entry has one.
+    id: Option<String>,
+    /// Task name, when the entry has one.
+    name: Option<String>,
+    /// Runs so far, this one included.
+    attempts: u32,
+    /// Whether the entry parsed as a task.
+    valid: bool,
+}
+
+impl Ident {
+    fn of(env: &Envelope) -> Self {
+        Ident {
+            id: Some(env.id.clone()),
+            name: Some(env.name.clone()),
+            attempts: env.attempt.saturating_add(1),
+            valid: true,
+        }
+    }
+}
+
+/// The value of field `name` in a raw `[field, value, ...]` list, if present.
+fn raw_field(fields: &[redis::Value], name: &str) -> Option<String> {
+    fields.chunks_exact(2).find_map(|kv| match kv {
+        [redis::Value::BulkString(k), redis::Value::BulkString(v)] if k == name.as_bytes() => {
+            Some(String::from_utf8_lossy(v).into_owned())
+        }
+        _ => None,
+    })
 }
 
 /// Awaits a handler future with the timeout, turning panics and timeouts into retryable errors.

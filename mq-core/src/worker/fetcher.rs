@@ -98,8 +98,8 @@ impl Fetcher {
                 {
                     Ok(mut entries) if !entries.is_empty() => {
                         let claimed = entries.len();
-                        // Our own entries whose renewal lagged (Redis was slow or away) are
-                        // still running here: claiming them again just renewed their lease.
+                        // The script only renews our own entries, but an entry of ours taken
+                        // over meanwhile by a worker that died too may still run here.
                         entries.retain(|(id, _)| !self.queue.is_tracked(id));
                         if claimed == permits.len() {
                             // Probably more stalled entries behind these: they are the oldest

@@ -176,6 +176,15 @@ impl WorkerBuilder {
         self
     }
 
+    /// Cap of each queue's dead-letter stream: the oldest dead letters beyond it are trimmed
+    /// (`XTRIM MAXLEN ~`: whole stream nodes, so up to `stream-node-max-entries`, 100 by
+    /// default, more may stay) and counted in `mq_dead_letters_trimmed_total`. Default:
+    /// [`DEFAULT_DEAD_LETTER_MAX_LEN`](crate::config::DEFAULT_DEAD_LETTER_MAX_LEN).
+    pub fn dead_letter_max_len(mut self, n: u64) -> Self {
+        self.config.dead_letter_max_len = n;
+        self
+    }
+
     /// Idle time after which a consumer with nothing pending is removed from the group.
     /// Default: [`DEFAULT_CONSUMER_IDLE_TIMEOUT`](crate::config::DEFAULT_CONSUMER_IDLE_TIMEOUT).
     pub fn consumer_idle_timeout(mut self, idle: Duration) -> Self {

@@ -8,7 +8,11 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::{error_backoff, sleep_or_cancel, QueueState, Shared};
-use crate::{config::PROMOTE_BATCH, error::Error, redis::scripts};
+use crate::{
+    config::{PROMOTE_BATCH, PROMOTE_MAX_BYTES},
+    error::Error,
+    redis::scripts,
+};
 
 pub(super) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, token: CancellationToken) {
     let mut tick = tokio::time::interval(shared.config.promote_interval);
@@ -39,22 +43,27 @@ pub(super) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, token: Canc
     }
 }
 
-/// Promotes every due task, [`PROMOTE_BATCH`] per script call; returns how many moved.
+/// Promotes every due task, calling the script until it says none is left due; each call moves
+/// at most [`PROMOTE_BATCH`] members and stops after [`PROMOTE_MAX_BYTES`] of them. Returns
+/// how many moved.
 pub(crate) async fn promote_due(shared: &Shared, queue: &QueueState) -> Result<usize, Error> {
     let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
     let keys = &queue.keys;
     let mut total = 0;
     loop {
-        let moved: usize = scripts::PROMOTE
+        let (moved, more, trimmed): (usize, u8, u64) = scripts::PROMOTE
             .key(&keys.delayed)
             .key(&keys.stream)
             .key(&keys.dead)
             .arg(PROMOTE_BATCH)
+            .arg(PROMOTE_MAX_BYTES)
+            .arg(shared.config.dead_letter_max_len)
             .invoke_async(&mut conn)
             .await
             .map_err(Error::redis("promote"))?;
         total += moved;
-        if moved < PROMOTE_BATCH {
+        queue.metrics.dead_trimmed.inc_by(trimmed);
+        if more == 0 {
             return Ok(total);
         }
     }

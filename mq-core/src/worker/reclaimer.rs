@@ -19,33 +19,36 @@ use crate::{
     redis::scripts,
 };
 
-/// Claims up to `count` entries of stalled or dead workers for this consumer, oldest first.
+/// Claims up to `count` entries of stalled or dead workers for this consumer, oldest first,
+/// and returns those to run.
+///
+/// Entries of this consumer itself that are idle past the timeout are only renewed by the
+/// script (no delivery counted, never abandoned): those this process tracks are running here,
+/// their renewal just lagged. The others were left by an earlier process with the same consumer
+/// name (or handed back): a second script call claims them like any other entry, counting the
+/// delivery, so a task that crashes a worker restarted under a fixed name is still abandoned.
 pub(super) async fn reclaim(
     shared: &Shared,
     queue: &QueueState,
     conn: &mut ConnectionManager,
     count: usize,
 ) -> redis::RedisResult<Vec<RawEntry>> {
-    let reply: Value = scripts::RECLAIM
-        .key(&queue.keys.stream)
-        .key(&queue.keys.dead)
-        .arg(&shared.config.group)
-        .arg(&shared.config.consumer)
-        .arg(shared.config.reclaim_timeout.as_millis() as u64)
-        .arg(count)
-        .arg(shared.config.max_deliveries)
-        .invoke_async(conn)
-        .await?;
-    let Value::Array(mut parts) = reply else {
-        return Ok(Vec::new());
-    };
-    let (deleted, abandoned) = match (parts.pop(), parts.pop()) {
-        (Some(Value::Int(d)), Some(Value::Int(a))) => (d, a),
-        _ => (0, 0),
-    };
-    let entries = parts.pop().map(parse_entries).unwrap_or_default();
+    let first = call(shared, queue, conn, count, &[]).await?;
+    let orphans: Vec<String> = first
+        .own
+        .into_iter()
+        .filter(|id| !queue.is_tracked(id))
+        .collect();
+    let mut entries = first.run;
+    let (mut abandoned, mut deleted) = (first.abandoned, first.deleted);
+    if !orphans.is_empty() {
+        let second = call(shared, queue, conn, count, &orphans).await?;
+        entries.extend(second.run);
+        abandoned += second.abandoned;
+        deleted += second.deleted;
+    }
     queue.metrics.reclaimed.inc_by(entries.len() as u64);
-    queue.metrics.unknown.dead.inc_by(abandoned.max(0) as u64);
+    queue.metrics.unknown.dead.inc_by(abandoned);
     if !entries.is_empty() || abandoned > 0 || deleted > 0 {
         tracing::info!(
             queue = %queue.queue,
@@ -56,6 +59,49 @@ pub(super) async fn reclaim(
         );
     }
     Ok(entries)
+}
+
+/// What one reclaim script call did.
+struct Reclaimed {
+    /// Entries claimed to run.
+    run: Vec<RawEntry>,
+    /// Entries dead-lettered as abandoned.
+    abandoned: u64,
+    /// Pending entries dropped because their stream entry was deleted.
+    deleted: u64,
+    /// This consumer's own idle entries, renewed only.
+    own: Vec<String>,
+}
+
+/// Runs the reclaim script: with no `own_ids`, over every entry idle past the timeout; else
+/// over these entries of this consumer, which the caller does not run.
+async fn call(
+    shared: &Shared,
+    queue: &QueueState,
+    conn: &mut ConnectionManager,
+    count: usize,
+    own_ids: &[String],
+) -> redis::RedisResult<Reclaimed> {
+    let mut invocation = scripts::RECLAIM.prepare_invoke();
+    invocation
+        .key(&queue.keys.stream)
+        .key(&queue.keys.dead)
+        .arg(&shared.config.group)
+        .arg(&shared.config.consumer)
+        .arg(shared.config.reclaim_timeout.as_millis() as u64)
+        .arg(count)
+        .arg(shared.config.max_deliveries)
+        .arg(shared.config.dead_letter_max_len)
+        .arg(own_ids);
+    let (run, abandoned, deleted, own, trimmed): (Value, u64, u64, Vec<String>, u64) =
+        invocation.invoke_async(conn).await?;
+    queue.metrics.dead_trimmed.inc_by(trimmed);
+    Ok(Reclaimed {
+        run: parse_entries(run),
+        abandoned,
+        deleted,
+        own,
+    })
 }
 
 /// Every [`reap_interval`](crate::WorkerConfig::reap_interval), removes consumers idle past the consumer idle timeout that have

@@ -1,16 +1,47 @@
--- Move due members of a queue's delayed set into its stream, atomically.
+-- Move due members of a queue's delayed set into its stream, atomically, oldest due first:
+-- at most ARGV[1] members and, after the first, no more once ARGV[2] bytes of members moved,
+-- so that one call never blocks Redis for long however large the members are.
 -- KEYS[1] delayed zset, KEYS[2] stream, KEYS[3] dead stream
--- ARGV[1] max members to move
+-- ARGV[1] max members to move, ARGV[2] max member bytes, ARGV[3] dead stream cap
+-- (`XTRIM MAXLEN ~`)
 -- A member is a MessagePack map of stream-entry fields (see envelope.rs). The due time is
 -- compared with the server clock, so worker clocks do not matter. A member that is not such a
 -- map (undecodable, a non-string value, too many fields) goes to the dead stream with the
 -- reason instead, so one bad member never blocks the ones behind it.
--- Returns the number of members moved (including those sent to dead).
+-- Returns {members moved (including those sent to dead), 1 if more are due else 0, dead
+-- entries trimmed}.
 local MAX_FIELDS = 64
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, m in ipairs(due) do
+-- One member at a time: fetching many at once would copy them all into the script's memory.
+local function next_due()
+  return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1)[1]
+end
+local m = next_due()
+if not m then
+  return {0, 0, 0}
+end
+
+-- Redis does not roll back a script that fails half way: check that every write below will
+-- succeed before the first one, else fail with nothing changed.
+for _, key in ipairs({KEYS[2], KEYS[3]}) do
+  local kind = redis.call('TYPE', key)['ok']
+  if kind ~= 'none' and kind ~= 'stream' then
+    return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. kind ..
+      ', not a stream: nothing promoted, nothing changed')
+  end
+end
+for _, c in ipairs({{'XADD', KEYS[2], '*', 'f', 'v'}, {'XADD', KEYS[3], '*', 'f', 'v'},
+    {'ZREM', KEYS[1], 'm'}, {'XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[3]}}) do
+  if not redis.acl_check_cmd(unpack(c)) then
+    return redis.error_reply('NOPERM this user may not run ' .. c[1] .. ' on ' .. c[2] ..
+      ': nothing promoted, nothing changed')
+  end
+end
+
+local max_members, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
+local moved, bytes, dead, more = 0, 0, 0, 0
+while m do
   local ok, f = pcall(cmsgpack.unpack, m)
   local reason = nil
   local args = {}
@@ -35,7 +66,21 @@ for _, m in ipairs(due) do
     redis.call('XADD', KEYS[2], '*', unpack(args))
   else
     redis.call('XADD', KEYS[3], '*', 'raw', m, 'error', reason, 'failed_at', now)
+    dead = dead + 1
   end
   redis.call('ZREM', KEYS[1], m)
+  moved = moved + 1
+  bytes = bytes + #m
+  if moved >= max_members or bytes >= max_bytes then
+    if redis.call('ZCOUNT', KEYS[1], '-inf', now) > 0 then
+      more = 1
+    end
+    break
+  end
+  m = next_due()
 end
-return #due
+local trimmed = 0
+if dead > 0 then
+  trimmed = redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[3])
+end
+return {moved, more, trimmed}
