@@ -14,7 +14,7 @@ pub const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
 pub const DEFAULT_PROMOTE_INTERVAL: Duration = Duration::from_millis(250);
 /// Most entries one `XREADGROUP` asks for: 512.
 pub const MAX_FETCH_BATCH: usize = 512;
-/// Most ids one ack flush (`MULTI XACK XDEL EXEC`) carries: 2,048.
+/// Most ids one ack script call (`XACK` + `XDEL`) carries: 2,048.
 pub const MAX_ACK_BATCH: usize = 2_048;
 /// Most delayed tasks one promote script moves: 1,000.
 pub const PROMOTE_BATCH: usize = 1_000;

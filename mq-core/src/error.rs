@@ -44,7 +44,7 @@ pub enum Error {
     Config(String),
     /// A graceful shutdown did not finish within the grace period (or was cut short by a
     /// second signal): the tasks still running were aborted and handed back to the group.
-    #[error("{in_flight} tasks still running after the {grace:?} grace period were aborted and handed back for another worker to run")]
+    #[error("{in_flight} tasks still running at the end of the {grace:?} grace period (or at a second signal) were aborted and handed back for another worker to run")]
     ShutdownTimeout {
         /// Tasks aborted when the grace period ended.
         in_flight: usize,

@@ -2,7 +2,8 @@
 //! ackers, the lease thread) report each success and failure; the worker is unhealthy while
 //! any part has failed [`UNHEALTHY_AFTER`] times in a row, or when a fetcher stopped while the
 //! worker was not shutting down. Reports are a mutex on a tiny map, taken on failures and on
-//! the first success after them only: the hot path pays an atomic load.
+//! the first success after them only: the hot path pays an atomic load (also after a part
+//! stopped for good).
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +19,7 @@ pub const UNHEALTHY_AFTER: u32 = 3;
 /// The health of one worker.
 #[derive(Debug, Default)]
 pub struct Health {
-    /// Whether any part has a failure recorded (lets `ok` skip the lock).
+    /// Whether any part has a recoverable failure recorded (lets `ok` skip the lock).
     failing: AtomicBool,
     /// Part name -> (consecutive failures, last error); fatal problems use `u32::MAX`.
     parts: Mutex<BTreeMap<String, (u32, String)>>,
@@ -32,7 +33,10 @@ impl Health {
             if parts.get(part).is_some_and(|(n, _)| *n != u32::MAX) {
                 parts.remove(part);
             }
-            self.failing.store(!parts.is_empty(), Ordering::Relaxed);
+            self.failing.store(
+                parts.values().any(|(n, _)| *n != u32::MAX),
+                Ordering::Relaxed,
+            );
         }
     }
 
@@ -49,14 +53,10 @@ impl Health {
     pub fn fatal(&self, part: &str, error: &str) {
         self.lock()
             .insert(part.to_owned(), (u32::MAX, error.to_owned()));
-        self.failing.store(true, Ordering::Relaxed);
     }
 
     /// `Ok(())` when healthy, else the reasons, one line each.
     pub fn check(&self) -> Result<(), String> {
-        if !self.failing.load(Ordering::Relaxed) {
-            return Ok(());
-        }
         let reasons: Vec<String> = self
             .lock()
             .iter()

@@ -188,7 +188,9 @@ impl Producer {
         let _: () = cmd
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(Error::redis("XADD"))?;
+            .map_err(Error::redis("XADD"))
+            .or_else_readonly(&self.conn)
+            .await?;
         Ok(env.id)
     }
 
@@ -223,12 +225,16 @@ impl Producer {
             in_flight.push_back(async move { pipe.query_async::<()>(&mut conn).await });
             if in_flight.len() >= ENQUEUE_PIPELINES_IN_FLIGHT {
                 if let Some(r) = in_flight.next().await {
-                    r.map_err(Error::redis("XADD"))?;
+                    r.map_err(Error::redis("XADD"))
+                        .or_else_readonly(&self.conn)
+                        .await?;
                 }
             }
         }
         while let Some(r) = in_flight.next().await {
-            r.map_err(Error::redis("XADD"))?;
+            r.map_err(Error::redis("XADD"))
+                .or_else_readonly(&self.conn)
+                .await?;
         }
         Ok(ids)
     }
@@ -260,7 +266,9 @@ impl Producer {
         let _: () = xadd(&stream_key(&self.prefix, queue), &env)
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(Error::redis("XADD"))?;
+            .map_err(Error::redis("XADD"))
+            .or_else_readonly(&self.conn)
+            .await?;
         Ok(env.id)
     }
 
@@ -279,7 +287,9 @@ impl Producer {
             .arg(env.to_delayed_member())
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(Error::redis("schedule"))?;
+            .map_err(Error::redis("schedule"))
+            .or_else_readonly(&self.conn)
+            .await?;
         Ok(env.id)
     }
 
@@ -301,7 +311,9 @@ impl Producer {
             .arg(env.to_delayed_member())
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(Error::redis("ZADD"))?;
+            .map_err(Error::redis("ZADD"))
+            .or_else_readonly(&self.conn)
+            .await?;
         Ok(env.id)
     }
 
@@ -345,4 +357,19 @@ fn xadd(stream: &str, env: &Envelope) -> redis::Cmd {
     cmd.arg(stream).arg("*");
     env.write_fields(&mut cmd);
     cmd
+}
+
+/// Closes the connection on `READONLY` (a failover behind the same address) so that the next
+/// call reconnects to the new primary; the error is returned unchanged.
+trait ReconnectOnReadonly<T> {
+    async fn or_else_readonly(self, conn: &ConnectionManager) -> Result<T>;
+}
+
+impl<T> ReconnectOnReadonly<T> for Result<T> {
+    async fn or_else_readonly(self, conn: &ConnectionManager) -> Result<T> {
+        if let Err(Error::Redis { source, .. }) = &self {
+            conn::reconnect_if_readonly(conn, source).await;
+        }
+        self
+    }
 }

@@ -51,8 +51,9 @@ pub fn redact_url(url: &str) -> String {
     format!("{}{user}{}", &url[..scheme_end], &rest[at..])
 }
 
-/// Whether `e` is the kind of error a Redis that is starting, restarting, loading its data or
-/// briefly unreachable gives: worth waiting for, unlike a refused command.
+/// Whether `e` is the kind of error a Redis that is starting, restarting, loading its data,
+/// running a long script, failing over or briefly unreachable gives: worth waiting for,
+/// unlike a refused command.
 pub fn is_transient(e: &redis::RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_refusal()
@@ -60,7 +61,7 @@ pub fn is_transient(e: &redis::RedisError) -> bool {
         || e.is_timeout()
         || matches!(
             e.code(),
-            Some("LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN")
+            Some("LOADING" | "BUSY" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY")
         )
 }
 
@@ -172,8 +173,10 @@ pub async fn ensure_group<C: redis::aio::ConnectionLike>(
 }
 
 /// Reads `maxmemory-policy` (from `INFO memory`, which managed services allow where they
-/// refuse `CONFIG`) and refuses anything but `noeviction`: an evicting Redis (one shared with
-/// a cache, say) silently drops whole streams and delayed sets, and with them tasks.
+/// refuse `CONFIG`) and refuses the `allkeys-*` policies: such a Redis (one shared with a
+/// cache, say) silently drops whole streams and delayed sets, and with them tasks.
+/// `noeviction` and the `volatile-*` policies (they evict only keys with a TTL, and mq's
+/// streams and sets have none) pass.
 ///
 /// # Errors
 ///
@@ -191,11 +194,18 @@ pub async fn check_eviction_policy<C: redis::aio::ConnectionLike>(conn: &mut C) 
         }
         Err(e) => return Err(Error::redis("INFO memory")(e)),
     };
-    let policy = info
+    let Some(policy) = info
         .lines()
         .find_map(|l| l.trim().strip_prefix("maxmemory_policy:"))
-        .unwrap_or("noeviction");
-    if policy == "noeviction" {
+    else {
+        return Err(Error::Config(
+            "cannot check that redis does not evict keys: `INFO memory` has no \
+             maxmemory_policy; opt out of the check (allow_eviction) if you know the policy"
+                .into(),
+        ));
+    };
+    // `volatile-*` policies evict only keys with a TTL; mq's streams and sets have none.
+    if policy == "noeviction" || policy.starts_with("volatile-") {
         return Ok(());
     }
     Err(Error::Config(format!(
@@ -215,11 +225,41 @@ pub fn is_readonly(e: &redis::RedisError) -> bool {
 /// After a failover, a connection still open to the old primary answers every write with
 /// `READONLY`, and [`ConnectionManager`] reconnects only on I/O errors. If `e` is such an
 /// error, this closes the connection (`QUIT`), so the next command reconnects and reaches
-/// whatever now answers at the address. Otherwise it does nothing.
+/// whatever now answers at the address. Otherwise it does nothing. At most one `QUIT` per
+/// [`READONLY_QUIT_INTERVAL`] in the process: many tasks failing at once must not close the
+/// fresh connection again (the others retry with backoff and get their turn).
 pub async fn reconnect_if_readonly(conn: &ConnectionManager, e: &redis::RedisError) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_QUIT_MS: AtomicU64 = AtomicU64::new(0);
+    if !is_readonly(e) {
+        return;
+    }
+    let now = crate::envelope::now_ms();
+    let last = LAST_QUIT_MS.load(Ordering::Relaxed);
+    let interval = READONLY_QUIT_INTERVAL.as_millis() as u64;
+    if now.saturating_sub(last) < interval
+        || LAST_QUIT_MS
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    {
+        return;
+    }
+    tracing::warn!("redis answered READONLY (a replica: failover?); reconnecting");
+    let _: redis::RedisResult<redis::Value> =
+        redis::cmd("QUIT").query_async(&mut conn.clone()).await;
+}
+
+/// Shortest time between two `QUIT`s of [`reconnect_if_readonly`]: 500 ms.
+pub const READONLY_QUIT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// A pooled connection that answered `READONLY` (see [`reconnect_if_readonly`]) is taken out
+/// of the pool and closed: the pool checks connections only with `PING`, which a replica
+/// answers, so it would hand the same connection out forever.
+pub(crate) fn discard_if_readonly(conn: deadpool_redis::Connection, e: &redis::RedisError) {
     if is_readonly(e) {
-        tracing::warn!("redis answered READONLY (a replica: failover?); reconnecting");
-        let _: redis::RedisResult<redis::Value> =
-            redis::cmd("QUIT").query_async(&mut conn.clone()).await;
+        tracing::warn!(
+            "redis answered READONLY (a replica: failover?); dropping the pooled connection"
+        );
+        drop(deadpool_redis::Connection::take(conn));
     }
 }

@@ -39,6 +39,9 @@ pub(super) struct Fetcher {
 impl Fetcher {
     pub(super) async fn run(self) {
         let health_part = format!("fetch {}", self.queue.queue);
+        // The fetch connection's `CLIENT ID`, for unblocking its read at shutdown; asked for
+        // before the first blocking read and again after any error (a reconnect changes it).
+        let mut client_id: Option<i64> = None;
         let mut idle = false;
         let mut failures = 0u32;
         let reclaim_every = self.shared.config.reclaim_interval();
@@ -49,17 +52,32 @@ impl Fetcher {
                 // The queue is empty: block for one entry without holding any capacity, so an
                 // idle queue takes nothing from busy ones. At shutdown the read is dropped:
                 // an entry it may still deliver is handed back when the worker stops.
+                if client_id.is_none() {
+                    client_id = redis::cmd("CLIENT")
+                        .arg("ID")
+                        .query_async(&mut self.conn.clone())
+                        .await
+                        .ok();
+                }
+                let read = self.read(1, true);
+                tokio::pin!(read);
                 let read = tokio::select! {
                     biased;
-                    _ = self.token.cancelled() => break,
-                    r = self.read(1, true) => r,
+                    r = &mut read => r,
+                    _ = self.token.cancelled() => {
+                        self.stop_blocking_read(client_id, read).await;
+                        break;
+                    }
                 };
                 let entries = match read {
                     Ok(entries) => entries,
-                    Err(e) => match self.read_failed(e, &health_part, &mut failures).await {
-                        true => continue,
-                        false => break,
-                    },
+                    Err(e) => {
+                        client_id = None;
+                        match self.read_failed(e, &health_part, &mut failures).await {
+                            true => continue,
+                            false => break,
+                        }
+                    }
                 };
                 failures = 0;
                 self.shared.health.ok(&health_part);
@@ -79,8 +97,9 @@ impl Fetcher {
                 match permits {
                     Some(p) => self.dispatch(entries, p),
                     None => {
-                        // Shutting down: the worker hands it back once everything stopped.
+                        // Shutting down before it started: hand it back, uncounted.
                         self.queue.untrack(entries.iter().map(|(id, _)| id));
+                        self.hand_back(entries).await;
                         break;
                     }
                 }
@@ -113,6 +132,7 @@ impl Fetcher {
                     }
                     Ok(_) => {}
                     Err(e) => {
+                        client_id = None;
                         self.shared.metrics.redis_error("reclaim");
                         tracing::warn!(queue = %self.queue.queue, error = %e, "reclaim failed");
                     }
@@ -135,6 +155,44 @@ impl Fetcher {
             }
         }
         tracing::debug!(queue = %self.queue.queue, "fetcher stopped");
+    }
+
+    /// Ends a blocking read at shutdown without losing what it may deliver: `CLIENT UNBLOCK`
+    /// (from another connection) makes it return at once, empty or with an entry delivered
+    /// just before; such an entry is handed back uncounted. Without a client id (or with an
+    /// ACL user lacking `CLIENT UNBLOCK`) the read is dropped, and an entry it still delivers
+    /// waits for the worker's final sweep.
+    async fn stop_blocking_read(
+        &self,
+        client_id: Option<i64>,
+        read: std::pin::Pin<
+            &mut impl std::future::Future<Output = redis::RedisResult<Vec<RawEntry>>>,
+        >,
+    ) {
+        let Some(id) = client_id else { return };
+        let unblocked: redis::RedisResult<i64> = redis::cmd("CLIENT")
+            .arg("UNBLOCK")
+            .arg(id)
+            .query_async(&mut self.shared.data.clone())
+            .await;
+        if let Err(e) = unblocked {
+            tracing::debug!(queue = %self.queue.queue, error = %e, "CLIENT UNBLOCK failed; dropping the blocking read");
+            return;
+        }
+        if let Ok(Ok(entries)) = tokio::time::timeout(conn::COMMAND_TIMEOUT, read).await {
+            self.hand_back(entries).await;
+        }
+    }
+
+    /// Hands entries this worker fetched but never started back to the group, uncounted.
+    async fn hand_back(&self, entries: Vec<RawEntry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = entries.into_iter().map(|(id, _)| id).collect();
+        if let Err(e) = super::release::release(&self.shared, &self.queue, &ids, true).await {
+            tracing::warn!(queue = %self.queue.queue, entries = ?ids, error = %crate::error::chain(&e), "cannot hand back entries fetched but not started; they are reclaimed after the reclaim timeout");
+        }
     }
 
     /// Logs and counts a failed read, recreates a vanished group and backs off. Returns

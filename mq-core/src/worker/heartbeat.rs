@@ -26,7 +26,11 @@ pub(super) fn info(shared_config: &crate::config::WorkerConfig, queues: &[String
 /// Registers the worker and writes its first heartbeat.
 pub(super) async fn register(shared: &Shared) -> Result<()> {
     let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
-    beat(shared, &mut conn).await
+    let r = beat(shared, &mut conn).await;
+    if let Err(Error::Redis { source, .. }) = &r {
+        crate::redis::conn::discard_if_readonly(conn, source);
+    }
+    r
 }
 
 /// Refreshes the heartbeat key and the registry entry (which a sampler may have removed

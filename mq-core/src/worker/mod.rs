@@ -250,6 +250,9 @@ impl WorkerBuilder {
         if config.consumer_idle_timeout < Duration::from_millis(100) {
             problems.push("consumer_idle_timeout must be at least 100 ms".into());
         }
+        if config.dead_letter_max_len == 0 {
+            problems.push("dead_letter_max_len must be at least 1".into());
+        }
         if config.max_deliveries == 0 {
             problems.push("max_deliveries must be at least 1".into());
         }
@@ -300,7 +303,13 @@ impl WorkerBuilder {
             let keys = QueueKeys::new(&config.prefix, &name);
             conn::retry_transient("create consumer group", started, wait, || {
                 let (mut c, stream, group) = (data.clone(), &keys.stream, &config.group);
-                async move { conn::ensure_group(&mut c, stream, group).await }
+                async move {
+                    let r = conn::ensure_group(&mut c, stream, group).await;
+                    if let Err(Error::Redis { source, .. }) = &r {
+                        conn::reconnect_if_readonly(&c, source).await;
+                    }
+                    r
+                }
             })
             .await?;
             let limit = config.queue_concurrency.get(&name).copied().or_else(|| {
@@ -465,8 +474,9 @@ impl Worker {
     }
 
     /// The token that ends the grace period at once when cancelled during a shutdown: running
-    /// tasks are aborted and handed back (see [`run`](Self::run)). A second SIGINT or SIGTERM
-    /// in [`run_until_signal`](Self::run_until_signal) cancels it.
+    /// tasks are aborted and handed back (see [`run`](Self::run)). Cancelled earlier, it takes
+    /// effect when the shutdown begins (no grace period). A second SIGINT or SIGTERM in
+    /// [`run_until_signal`](Self::run_until_signal) cancels it.
     pub fn abort_token(&self) -> CancellationToken {
         self.abort.clone()
     }
@@ -553,6 +563,9 @@ impl Worker {
         ));
         let tracker = TaskTracker::new();
         let ack_stop = CancellationToken::new();
+        // What running tasks watch: cancelled only once the shutdown began and the grace period
+        // is over (or the abort token is cancelled then), never before.
+        let hard_stop = CancellationToken::new();
         let mut fetchers = JoinSet::new();
         let mut ackers = JoinSet::new();
         let mut promoters = JoinSet::new();
@@ -581,7 +594,7 @@ impl Worker {
                 ack_tx,
                 tracker: tracker.clone(),
                 token: token.clone(),
-                abort: abort.clone(),
+                abort: hard_stop.clone(),
             };
             fetchers.spawn(watch_fetcher(fetcher, shared.clone(), token.clone()));
         }
@@ -606,7 +619,7 @@ impl Worker {
                 ?grace,
                 "grace period over: aborting the tasks still running and handing them back"
             );
-            abort.cancel();
+            hard_stop.cancel();
             if tokio::time::timeout(STOP_TIMEOUT, tracker.wait())
                 .await
                 .is_err()

@@ -18,6 +18,7 @@ pub(super) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, token: Canc
     let mut tick = tokio::time::interval(shared.config.promote_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut failures = 0u32;
+    let health_part = format!("promote {}", queue.queue);
     loop {
         tokio::select! {
             _ = token.cancelled() => return,
@@ -26,15 +27,17 @@ pub(super) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, token: Canc
         match promote_due(&shared, &queue).await {
             Ok(moved) => {
                 failures = 0;
+                shared.health.ok(&health_part);
                 if moved > 0 {
                     tracing::debug!(queue = %queue.queue, moved, "promoted delayed tasks");
                 }
             }
             Err(e) => {
                 shared.metrics.redis_error("promote");
+                shared.health.failed(&health_part, &crate::error::chain(&e));
                 let delay = error_backoff(failures);
                 failures += 1;
-                tracing::warn!(queue = %queue.queue, error = %e, retry_in = ?delay, "promote failed");
+                tracing::warn!(queue = %queue.queue, error = %crate::error::chain(&e), retry_in = ?delay, "promote failed");
                 if !sleep_or_cancel(delay, &token).await {
                     return;
                 }
@@ -51,7 +54,7 @@ pub(crate) async fn promote_due(shared: &Shared, queue: &QueueState) -> Result<u
     let keys = &queue.keys;
     let mut total = 0;
     loop {
-        let (moved, more, trimmed): (usize, u8, u64) = scripts::PROMOTE
+        let r: redis::RedisResult<(usize, u8, u64)> = scripts::PROMOTE
             .key(&keys.delayed)
             .key(&keys.stream)
             .key(&keys.dead)
@@ -59,8 +62,14 @@ pub(crate) async fn promote_due(shared: &Shared, queue: &QueueState) -> Result<u
             .arg(PROMOTE_MAX_BYTES)
             .arg(shared.config.dead_letter_max_len)
             .invoke_async(&mut conn)
-            .await
-            .map_err(Error::redis("promote"))?;
+            .await;
+        let (moved, more, trimmed) = match r {
+            Ok(v) => v,
+            Err(e) => {
+                crate::redis::conn::discard_if_readonly(conn, &e);
+                return Err(Error::redis("promote")(e));
+            }
+        };
         total += moved;
         queue.metrics.dead_trimmed.inc_by(trimmed);
         if more == 0 {

@@ -114,13 +114,16 @@ pub(super) async fn reap_loop(
     while sleep_or_cancel(shared.config.reap_interval(), &token).await {
         let r = async {
             let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
-            scripts::REAP_CONSUMERS
+            let r = scripts::REAP_CONSUMERS
                 .key(&queue.keys.stream)
                 .arg(&shared.config.group)
                 .arg(shared.config.consumer_idle_timeout.as_millis() as u64)
                 .invoke_async::<u64>(&mut conn)
-                .await
-                .map_err(Error::redis("reap consumers"))
+                .await;
+            r.map_err(|e| {
+                crate::redis::conn::discard_if_readonly(conn, &e);
+                Error::redis("reap consumers")(e)
+            })
         }
         .await;
         match r {

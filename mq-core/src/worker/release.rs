@@ -1,7 +1,8 @@
 //! Handing entries back: at shutdown, entries this consumer holds but does not run (fetched
-//! while the shutdown began, or aborted after the grace period) are made reclaimable at once
-//! (`lua/release.lua`: idle time set past any reclaim timeout), instead of waiting out the
-//! reclaim timeout. A delivery that never started is not counted toward `max_deliveries`.
+//! while the shutdown began, aborted after the grace period, or whose settling failed) are
+//! made reclaimable at once (`lua/release.lua`: idle time set past any reclaim timeout),
+//! instead of waiting out the reclaim timeout. A delivery that never started (the fetcher
+//! knows those) is not counted toward `max_deliveries`.
 
 use std::time::Duration;
 
@@ -44,8 +45,9 @@ pub(super) async fn release(
 }
 
 /// Hands back every entry this consumer holds on `queue` that is not running here and was not
-/// released already: fetched but never started. Run at shutdown, after the fetchers stopped
-/// and the tasks ended.
+/// released already: entries whose settling failed, or (rarely) one a dropped read delivered.
+/// Their delivery count stays (they may have run). Run at shutdown, after the fetchers
+/// stopped and the tasks ended.
 pub(super) async fn release_stranded(shared: &Shared, queue: &QueueState) -> Result<usize> {
     let mut conn = shared.data.clone();
     let mut stranded = Vec::new();
@@ -91,5 +93,5 @@ pub(super) async fn release_stranded(shared: &Shared, queue: &QueueState) -> Res
     if stranded.is_empty() {
         return Ok(0);
     }
-    release(shared, queue, &stranded, true).await
+    release(shared, queue, &stranded, false).await
 }

@@ -82,12 +82,15 @@ async fn live_workers(shared: &Shared) -> Result<usize> {
         .map(|(n, _)| n)
         .collect();
     if !dead.is_empty() {
-        let _: () = redis::cmd("HDEL")
+        let r: redis::RedisResult<()> = redis::cmd("HDEL")
             .arg(keys::workers_key(prefix))
             .arg(&dead)
             .query_async(&mut conn)
-            .await
-            .map_err(Error::redis("HDEL"))?;
+            .await;
+        if let Err(e) = r {
+            crate::redis::conn::discard_if_readonly(conn, &e);
+            return Err(Error::redis("HDEL")(e));
+        }
     }
     Ok(alive.into_iter().filter(|a| *a).count())
 }
