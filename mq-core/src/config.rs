@@ -10,8 +10,11 @@ pub const DEFAULT_CONCURRENCY: usize = 64;
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// Default `BLOCK` time of a fetcher's `XREADGROUP` when its queue is empty: 1 s.
 pub const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(1);
-/// Default interval of the promoter, which moves due delayed tasks to the stream: 250 ms.
-pub const DEFAULT_PROMOTE_INTERVAL: Duration = Duration::from_millis(250);
+/// Default longest sleep of the promoter, which moves due delayed tasks to the stream: 1 s.
+/// It sleeps until the earliest delayed task is due and is woken when an earlier one is
+/// scheduled, so this bounds only the lateness when a wake-up is missed (Pub/Sub connection
+/// lost) and how often an idle worker looks.
+pub const DEFAULT_PROMOTE_INTERVAL: Duration = Duration::from_secs(1);
 /// Most entries one `XREADGROUP` asks for: 512.
 pub const MAX_FETCH_BATCH: usize = 512;
 /// Most ids one ack script call (`XACK` + `XDEL`) carries: 2,048.

@@ -272,19 +272,65 @@ impl Producer {
         Ok(env.id)
     }
 
-    /// Enqueues a task to run after `delay` (measured by the Redis server's clock). The task
-    /// waits in the queue's `delayed` set until a worker's promoter moves it to the stream.
+    /// Enqueues a task to run after `delay` (measured by the Redis server's clock) and returns
+    /// its id. The task waits in the queue's `delayed` set; if it is now the earliest there,
+    /// the workers' promoters are woken (Pub/Sub) and move it to the stream when it is due,
+    /// within a few milliseconds. One script call.
     ///
     /// # Errors
     ///
     /// As [`enqueue`](Self::enqueue).
     pub async fn enqueue_in<T: Task>(&self, delay: Duration, task: T) -> Result<String> {
+        self.schedule_one(Due::In(delay), task).await
+    }
+
+    /// Enqueues a task to run at `at` (a wall-clock time; compared with the Redis server's
+    /// clock) and returns its id. Times in the past run as soon as a promoter sees them. As
+    /// [`enqueue_in`](Self::enqueue_in) otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue`](Self::enqueue).
+    pub async fn enqueue_at<T: Task>(&self, at: SystemTime, task: T) -> Result<String> {
+        self.schedule_one(Due::At(at), task).await
+    }
+
+    /// Enqueues many tasks to run after `delay` (each measured from its own arrival at Redis),
+    /// pipelined like [`enqueue_many`](Self::enqueue_many), and returns their ids in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue_many`](Self::enqueue_many).
+    pub async fn enqueue_many_in<T: Task>(
+        &self,
+        delay: Duration,
+        tasks: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<String>> {
+        self.schedule_many(Due::In(delay), tasks).await
+    }
+
+    /// Enqueues many tasks to run at `at`, pipelined like [`enqueue_many`](Self::enqueue_many),
+    /// and returns their ids in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue_many`](Self::enqueue_many).
+    pub async fn enqueue_many_at<T: Task>(
+        &self,
+        at: SystemTime,
+        tasks: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<String>> {
+        self.schedule_many(Due::At(at), tasks).await
+    }
+
+    /// Schedules one task: one script call (loaded on first use by `invoke_async`).
+    async fn schedule_one<T: Task>(&self, due: Due, task: T) -> Result<String> {
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
         let keys = self.keys::<T>();
-        let _: i64 = scripts::SCHEDULE
-            .key(&keys.delayed)
-            .arg(delay.as_millis() as u64)
-            .arg(env.to_delayed_member())
+        let member = env.to_delayed_member();
+        let mut inv = scripts::SCHEDULE.prepare_invoke();
+        due.schedule_args(&mut inv, &keys, &member);
+        let _: i64 = inv
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(Error::redis("schedule"))
@@ -293,28 +339,57 @@ impl Producer {
         Ok(env.id)
     }
 
-    /// Enqueues a task to run at `at` (a wall-clock time; compared with the Redis server's
-    /// clock). Times in the past run as soon as a promoter sees them.
-    ///
-    /// # Errors
-    ///
-    /// As [`enqueue`](Self::enqueue).
-    pub async fn enqueue_at<T: Task>(&self, at: SystemTime, task: T) -> Result<String> {
-        let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
-        let due = at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let _: i64 = redis::cmd("ZADD")
-            .arg(&self.keys::<T>().delayed)
-            .arg(due)
-            .arg(env.to_delayed_member())
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(Error::redis("ZADD"))
-            .or_else_readonly(&self.conn)
-            .await?;
-        Ok(env.id)
+    /// Schedules tasks with one schedule script call each, [`ENQUEUE_BATCH`] per pipeline and
+    /// [`ENQUEUE_PIPELINES_IN_FLIGHT`] pipelines in flight. The script is loaded first (one
+    /// round trip) because a pipelined `EVALSHA` does not load it by itself.
+    async fn schedule_many<T: Task>(
+        &self,
+        due: Due,
+        tasks: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<String>> {
+        let keys = self.keys::<T>();
+        let now = now_ms();
+        let traceparent = current_traceparent();
+        let mut tasks = tasks.into_iter().peekable();
+        let mut ids = Vec::new();
+        let mut loaded = false;
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        while tasks.peek().is_some() {
+            let mut pipe = redis::pipe();
+            for task in tasks.by_ref().take(ENQUEUE_BATCH) {
+                let env = self.envelope(&task, now, traceparent.as_deref())?;
+                let member = env.to_delayed_member();
+                let mut inv = scripts::SCHEDULE.prepare_invoke();
+                due.schedule_args(&mut inv, &keys, &member);
+                pipe.invoke_script(&inv).ignore();
+                ids.push(env.id);
+            }
+            if !loaded {
+                loaded = true;
+                let _: String = scripts::SCHEDULE
+                    .prepare_invoke()
+                    .load_async(&mut self.conn.clone())
+                    .await
+                    .map_err(Error::redis("schedule"))
+                    .or_else_readonly(&self.conn)
+                    .await?;
+            }
+            let mut conn = self.conn.clone();
+            in_flight.push_back(async move { pipe.query_async::<()>(&mut conn).await });
+            if in_flight.len() >= ENQUEUE_PIPELINES_IN_FLIGHT {
+                if let Some(r) = in_flight.next().await {
+                    r.map_err(Error::redis("schedule"))
+                        .or_else_readonly(&self.conn)
+                        .await?;
+                }
+            }
+        }
+        while let Some(r) = in_flight.next().await {
+            r.map_err(Error::redis("schedule"))
+                .or_else_readonly(&self.conn)
+                .await?;
+        }
+        Ok(ids)
     }
 
     /// The envelope of a new task, its payload checked against the cap.
@@ -371,5 +446,30 @@ impl<T> ReconnectOnReadonly<T> for Result<T> {
             conn::reconnect_if_readonly(conn, source).await;
         }
         self
+    }
+}
+
+/// When scheduled tasks are due.
+#[derive(Clone, Copy)]
+enum Due {
+    /// After a delay, by the server clock.
+    In(Duration),
+    /// At a wall-clock time.
+    At(SystemTime),
+}
+
+impl Due {
+    /// The keys and arguments of `lua/schedule.lua` for `member`.
+    fn schedule_args(self, inv: &mut redis::ScriptInvocation<'_>, keys: &QueueKeys, member: &[u8]) {
+        inv.key(&keys.delayed);
+        match self {
+            Due::In(d) => inv.arg(d.as_millis() as u64).arg(0),
+            Due::At(at) => inv.arg("-").arg(
+                at.duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+            ),
+        };
+        inv.arg(member).arg(&keys.wake);
     }
 }

@@ -17,6 +17,10 @@ pub struct QueueKeys {
     pub delayed: String,
     /// `{prefix}:{queue}:dead`: dead-lettered tasks.
     pub dead: String,
+    /// `{prefix}:{queue}:wake`: a Pub/Sub channel (not a key). Scripts that make a delayed
+    /// task the earliest one publish its due time (unix ms) here, and workers' promoters wake
+    /// up for it.
+    pub wake: String,
 }
 
 impl QueueKeys {
@@ -34,6 +38,7 @@ impl QueueKeys {
             stream: format!("{prefix}:{{{queue}}}:stream"),
             delayed: format!("{prefix}:{{{queue}}}:delayed"),
             dead: format!("{prefix}:{{{queue}}}:dead"),
+            wake: format!("{prefix}:{{{queue}}}:wake"),
         }
     }
 }

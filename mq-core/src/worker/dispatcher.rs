@@ -198,7 +198,8 @@ impl Job {
                     .arg(entry_id)
                     .arg(delay.as_millis() as u64)
                     .arg(&member[..])
-                    .arg(&self.shared.config.consumer);
+                    .arg(&self.shared.config.consumer)
+                    .arg(&keys.wake);
                 inv
             })
             .await;

@@ -16,6 +16,7 @@ mod permits;
 mod promoter;
 mod reclaimer;
 mod release;
+mod waker;
 mod sampler;
 
 use std::{
@@ -152,7 +153,9 @@ impl WorkerBuilder {
         self
     }
 
-    /// How often delayed tasks are checked for being due. Default:
+    /// Longest time between two looks at the delayed set. The promoter sleeps until the
+    /// earliest delayed task is due and is woken when an earlier one is scheduled, so this
+    /// matters only when a wake-up is missed. Default:
     /// [`DEFAULT_PROMOTE_INTERVAL`](crate::config::DEFAULT_PROMOTE_INTERVAL).
     pub fn promote_interval(mut self, interval: Duration) -> Self {
         self.config.promote_interval = interval;
@@ -333,6 +336,7 @@ impl WorkerBuilder {
                     handlers,
                     limit: limit.map(|n| Arc::new(Semaphore::new(n))),
                     in_flight: Mutex::new(HashSet::new()),
+                    wake: tokio::sync::Notify::new(),
                 }),
                 fetch,
             });
@@ -392,6 +396,8 @@ pub(crate) struct QueueState {
     pub(crate) in_flight: Mutex<HashSet<String>>,
     /// Metric handles of this queue.
     pub(crate) metrics: QueueMetrics,
+    /// Wakes the queue's promoter: an earlier delayed task was scheduled.
+    pub(crate) wake: tokio::sync::Notify,
 }
 
 impl QueueState {
@@ -556,6 +562,7 @@ impl Worker {
                 return Err(e);
             }
         };
+        let waker = tokio::spawn(waker::run(shared.clone(), states.clone(), lease_stop.clone()));
         let sampler = tokio::spawn(sampler::run(
             shared.clone(),
             states.clone(),
@@ -644,6 +651,13 @@ impl Worker {
                     tracing::warn!(queue = %q.queue, "handing back entries fetched but not run timed out; they are reclaimed after the reclaim timeout")
                 }
             }
+            // Leave the group if nothing is pending for this consumer (checked in the script),
+            // so graceful restarts do not pile up consumers; otherwise the reaper removes it
+            // later, once others took over what it holds.
+            let left = tokio::time::timeout(STOP_TIMEOUT, reclaimer::remove_self(&shared, q)).await;
+            if !matches!(left, Ok(Ok(_))) {
+                tracing::debug!(queue = %q.queue, "could not leave the consumer group; the reaper removes this consumer later");
+            }
         }
         lease_stop.cancel();
         if !join_all_within(&mut promoters, STOP_TIMEOUT).await {
@@ -652,6 +666,7 @@ impl Worker {
         let mut rest = JoinSet::new();
         rest.spawn(async move {
             let _ = sampler.await;
+            let _ = waker.await;
         });
         if let Some(server) = metrics_server {
             rest.spawn(async move {

@@ -1,10 +1,14 @@
-//! The promoter: one per queue in every worker. On a timer it runs the promote script, which
-//! moves due members of the `delayed` set into the stream and removes them in the same script,
-//! so however many workers run it, each delayed task is promoted once.
+//! The promoter: one per queue in every worker. It runs the promote script, which moves due
+//! members of the `delayed` set into the stream and removes them in the same script (so
+//! however many workers run it, each delayed task is promoted once), and which says when the
+//! earliest member left is due. The promoter sleeps until then, at most
+//! [`promote_interval`](crate::WorkerConfig::promote_interval), and wakes earlier when a
+//! producer or a retry makes an earlier task the first one (the [`waker`](super::waker)
+//! hears it on the queue's wake channel). So delayed tasks and retries start within
+//! milliseconds of their due time without polling Redis harder.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::{error_backoff, sleep_or_cancel, QueueState, Shared};
@@ -15,22 +19,25 @@ use crate::{
 };
 
 pub(super) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, token: CancellationToken) {
-    let mut tick = tokio::time::interval(shared.config.promote_interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let max_sleep = shared.config.promote_interval;
     let mut failures = 0u32;
     let health_part = format!("promote {}", queue.queue);
+    let mut sleep = Duration::ZERO;
     loop {
         tokio::select! {
+            biased;
             _ = token.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = queue.wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
         }
         match promote_due(&shared, &queue).await {
-            Ok(moved) => {
+            Ok((moved, due_in)) => {
                 failures = 0;
                 shared.health.ok(&health_part);
                 if moved > 0 {
                     tracing::debug!(queue = %queue.queue, moved, "promoted delayed tasks");
                 }
+                sleep = due_in.map_or(max_sleep, |d| d.min(max_sleep));
             }
             Err(e) => {
                 shared.metrics.redis_error("promote");
@@ -41,6 +48,7 @@ pub(super) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, token: Canc
                 if !sleep_or_cancel(delay, &token).await {
                     return;
                 }
+                sleep = Duration::ZERO;
             }
         }
     }
@@ -48,13 +56,16 @@ pub(super) async fn run(shared: Arc<Shared>, queue: Arc<QueueState>, token: Canc
 
 /// Promotes every due task, calling the script until it says none is left due; each call moves
 /// at most [`PROMOTE_BATCH`] members and stops after [`PROMOTE_MAX_BYTES`] of them. Returns
-/// how many moved.
-pub(crate) async fn promote_due(shared: &Shared, queue: &QueueState) -> Result<usize, Error> {
+/// how many moved and when the earliest member left is due (`None`: the set is empty).
+pub(crate) async fn promote_due(
+    shared: &Shared,
+    queue: &QueueState,
+) -> Result<(usize, Option<Duration>), Error> {
     let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
     let keys = &queue.keys;
     let mut total = 0;
     loop {
-        let r: redis::RedisResult<(usize, u8, u64)> = scripts::PROMOTE
+        let r: redis::RedisResult<(usize, u8, u64, i64)> = scripts::PROMOTE
             .key(&keys.delayed)
             .key(&keys.stream)
             .key(&keys.dead)
@@ -63,7 +74,7 @@ pub(crate) async fn promote_due(shared: &Shared, queue: &QueueState) -> Result<u
             .arg(shared.config.dead_letter_max_len)
             .invoke_async(&mut conn)
             .await;
-        let (moved, more, trimmed) = match r {
+        let (moved, more, trimmed, due_in) = match r {
             Ok(v) => v,
             Err(e) => {
                 crate::redis::conn::discard_if_readonly(conn, &e);
@@ -73,7 +84,8 @@ pub(crate) async fn promote_due(shared: &Shared, queue: &QueueState) -> Result<u
         total += moved;
         queue.metrics.dead_trimmed.inc_by(trimmed);
         if more == 0 {
-            return Ok(total);
+            let due_in = u64::try_from(due_in).ok().map(Duration::from_millis);
+            return Ok((total, due_in));
         }
     }
 }

@@ -136,3 +136,16 @@ pub(super) async fn reap_loop(
         }
     }
 }
+
+/// Removes this worker's own consumer from `queue`'s group if it has nothing pending (graceful
+/// shutdown). Returns whether it was removed.
+pub(super) async fn remove_self(shared: &Shared, queue: &QueueState) -> redis::RedisResult<bool> {
+    let removed: u64 = scripts::REAP_CONSUMERS
+        .key(&queue.keys.stream)
+        .arg(&shared.config.group)
+        .arg(-1)
+        .arg(&shared.config.consumer)
+        .invoke_async(&mut shared.data.clone())
+        .await?;
+    Ok(removed > 0)
+}

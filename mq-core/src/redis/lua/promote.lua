@@ -9,7 +9,7 @@
 -- map (undecodable, a non-string value, too many fields) goes to the dead stream with the
 -- reason instead, so one bad member never blocks the ones behind it.
 -- Returns {members moved (including those sent to dead), 1 if more are due else 0, dead
--- entries trimmed}.
+-- entries trimmed, ms until the earliest member left is due (0 if due now, -1 if none)}.
 local MAX_FIELDS = 64
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -17,9 +17,17 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function next_due()
   return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 1)[1]
 end
+-- When the earliest member left is due, by the server clock: promoters sleep until then.
+local function due_in()
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if not first[2] then
+    return -1
+  end
+  return math.max(0, math.ceil(tonumber(first[2]) - now))
+end
 local m = next_due()
 if not m then
-  return {0, 0, 0}
+  return {0, 0, 0, due_in()}
 end
 
 -- Redis does not roll back a script that fails half way: check that every write below will
@@ -83,4 +91,4 @@ local trimmed = 0
 if dead > 0 then
   trimmed = redis.call('XTRIM', KEYS[3], 'MAXLEN', '~', ARGV[3])
 end
-return {moved, more, trimmed}
+return {moved, more, trimmed, due_in()}

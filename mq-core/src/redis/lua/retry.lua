@@ -1,7 +1,8 @@
 -- Retry a task: ack and delete its stream entry and schedule the next attempt, atomically.
 -- KEYS[1] stream, KEYS[2] delayed zset
 -- ARGV[1] group, ARGV[2] stream entry id, ARGV[3] delay in ms, ARGV[4] delayed member,
--- ARGV[5] consumer
+-- ARGV[5] consumer, ARGV[6] wake channel (the due time is published there when the retry
+-- becomes the earliest delayed task, so promoters wake for it; skipped if PUBLISH is denied)
 -- Returns {1, 0}, or {0, 0} if the entry is no longer pending for this consumer (acked
 -- meanwhile, or taken over by another worker after this one's lease lapsed): then nothing
 -- changes. (The second element, dead entries trimmed, keeps the reply shape of dead.lua.)
@@ -29,7 +30,13 @@ for _, c in ipairs({{'XACK', KEYS[1], ARGV[1], ARGV[2]}, {'XDEL', KEYS[1], ARGV[
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = now + tonumber(ARGV[3])
+local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[4])
+redis.call('ZADD', KEYS[2], due, ARGV[4])
+if ARGV[6] and (not first[2] or due < tonumber(first[2]))
+    and redis.acl_check_cmd('PUBLISH', ARGV[6], 'x') then
+  redis.call('PUBLISH', ARGV[6], due)
+end
 return {1, 0}
