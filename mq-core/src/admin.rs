@@ -4,7 +4,10 @@
 
 use std::sync::LazyLock;
 
-use redis::{aio::ConnectionManager, Script, Value};
+use redis::{
+    aio::{ConnectionLike, ConnectionManager},
+    Script, Value,
+};
 
 use crate::{
     error::{Error, Result},
@@ -260,53 +263,16 @@ impl Admin {
         Ok(names)
     }
 
-    /// Sizes of `queue`, in one pipelined round trip.
+    /// Sizes of `queue` as one consistent snapshot: every count is read by one script, so a
+    /// task moving between the stream, the delayed set and the dead stream meanwhile is
+    /// counted exactly once (a task being promoted is never missing from both `length` and
+    /// `delayed`). One round trip.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
-        let k = self.keys(queue);
-        let (length, delayed, dead, groups): (u64, u64, u64, Value) = redis::pipe()
-            .cmd("XLEN")
-            .arg(&k.stream)
-            .cmd("ZCARD")
-            .arg(&k.delayed)
-            .cmd("XLEN")
-            .arg(&k.dead)
-            .cmd("EVAL")
-            .arg("if redis.call('EXISTS', KEYS[1]) == 0 then return {} end return redis.call('XINFO', 'GROUPS', KEYS[1])")
-            .arg(1)
-            .arg(&k.stream)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(Error::redis("stats"))?;
-        let (mut pending, mut consumers) = (0, 0);
-        if let Value::Array(groups) = groups {
-            for g in groups {
-                let info = flat_map(g);
-                if info.iter().any(|(k, v)| {
-                    k == "name" && matches!(v, Value::BulkString(b) if *b == self.group.as_bytes())
-                }) {
-                    for (k, v) in info {
-                        match (k.as_str(), v) {
-                            ("pending", Value::Int(n)) => pending = n.max(0) as u64,
-                            ("consumers", Value::Int(n)) => consumers = n.max(0) as u64,
-                            _ => {}
-                        }
-                    }
-                }
-            }
-        }
-        Ok(QueueStats {
-            queue: queue.to_owned(),
-            length,
-            pending,
-            backlog: length.saturating_sub(pending),
-            delayed,
-            dead,
-            consumers,
-        })
+        snapshot(&mut self.conn.clone(), &self.keys(queue), &self.group).await
     }
 
     /// Whether `queue` exists, i.e. has a stream (created by the first enqueue or the first
@@ -629,6 +595,37 @@ impl Admin {
             .await
             .map_err(Error::redis("purge"))
     }
+}
+
+/// Reads the sizes of the queue of `keys` for consumer group `group` as one consistent
+/// snapshot (`lua/stats.lua`, one round trip): [`Admin::stats`] and the worker share it.
+/// `pending` and `consumers` are 0 when the stream or the group does not exist.
+///
+/// # Errors
+///
+/// [`Error::Redis`].
+pub(crate) async fn snapshot<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &QueueKeys,
+    group: &str,
+) -> Result<QueueStats> {
+    let (length, pending, delayed, dead, consumers): (u64, u64, u64, u64, u64) = scripts::STATS
+        .key(&keys.stream)
+        .key(&keys.delayed)
+        .key(&keys.dead)
+        .arg(group)
+        .invoke_async(conn)
+        .await
+        .map_err(Error::redis("stats"))?;
+    Ok(QueueStats {
+        queue: keys.queue.clone(),
+        length,
+        pending,
+        backlog: length.saturating_sub(pending),
+        delayed,
+        dead,
+        consumers,
+    })
 }
 
 /// Counts and deletes a dead stream: `XLEN` then `UNLINK`, atomically, runnable at `maxmemory`.
