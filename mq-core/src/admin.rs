@@ -2,7 +2,7 @@
 //! counters, pending entries, live workers and the dead-letter stream (list, show with the
 //! payload as JSON, replay, purge).
 
-use std::sync::LazyLock;
+use std::{sync::LazyLock, time::Duration};
 
 use redis::{
     aio::{ConnectionLike, ConnectionManager},
@@ -14,8 +14,11 @@ use crate::{
     redis::{conn, keys, keys::QueueKeys, scripts},
 };
 
-/// Dead entries replayed per script call by [`Admin::replay_all`]: 500.
+/// Dead entries replayed per script call by [`Admin::dead_replay_all`]: 500.
 const REPLAY_BATCH: usize = 500;
+
+/// How often [`Admin::wait_idle`] reads the queue's sizes: every 50 ms.
+pub const WAIT_IDLE_POLL: Duration = Duration::from_millis(50);
 
 /// Administrative access to mq's queues.
 #[derive(Clone)]
@@ -51,6 +54,16 @@ pub struct QueueStats {
     pub dead: u64,
     /// Consumers in the group.
     pub consumers: u64,
+}
+
+impl QueueStats {
+    /// Whether the queue is idle: nothing in the stream (no task ready, none in flight: a
+    /// finished task's entry is deleted when its ack reaches Redis) and nothing delayed (no
+    /// scheduled task, no retry waiting for its backoff). Dead letters do not count: they
+    /// wait for an operator, not for a worker.
+    pub fn is_idle(&self) -> bool {
+        self.length == 0 && self.pending == 0 && self.delayed == 0
+    }
 }
 
 /// Monotonic counters of a queue's stream, for rates: sample twice and divide the deltas by
@@ -273,6 +286,34 @@ impl Admin {
     /// [`Error::Redis`].
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
         snapshot(&mut self.conn.clone(), &self.keys(queue), &self.group).await
+    }
+
+    /// Waits until `queue` is idle ([`QueueStats::is_idle`]): its stream is empty (nothing
+    /// ready, nothing in flight, every ack flushed) and nothing is delayed, counting scheduled
+    /// tasks and retries waiting for their backoff. Dead letters do not count. Reads a
+    /// [`stats`](Self::stats) snapshot every [`WAIT_IDLE_POLL`] (50 ms).
+    ///
+    /// Returns `true` as soon as a snapshot shows the queue idle (at once if it is idle or
+    /// does not exist), `false` if it is still busy after `timeout`. Idle is a moment, not a
+    /// promise: a task enqueued afterwards makes the queue busy again, and a task scheduled
+    /// far ahead keeps it busy until it has run. Tasks in flight on a worker that died keep
+    /// it busy until another worker reclaims and finishes them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] if a snapshot cannot be read.
+    pub async fn wait_idle(&self, queue: &str, timeout: Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.stats(queue).await?.is_idle() {
+                return Ok(true);
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(WAIT_IDLE_POLL.min(deadline - now)).await;
+        }
     }
 
     /// Whether `queue` exists, i.e. has a stream (created by the first enqueue or the first

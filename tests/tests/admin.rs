@@ -2,10 +2,18 @@
 //! tasks die again at once, dead entries that are not tasks (the promoter's `raw` entries) are
 //! skipped and reported instead of replayed, and `purge` works at `maxmemory`.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use mq_core::{
-    admin::Admin, redis::keys::QueueKeys, Producer, Task, TaskContext, TaskError, Worker,
+    admin::Admin,
+    redis::{keys::QueueKeys, scripts},
+    Producer, Task, TaskContext, TaskError, Worker,
 };
 use mq_tests::{conn, redis, run_worker, wait_until, xlen, RunningWorker};
 use serde::{Deserialize, Serialize};
@@ -193,4 +201,210 @@ async fn purge_works_over_maxmemory() {
         N as u64
     );
     assert_eq!(xlen(&mut c, &keys.dead).await, 0);
+}
+
+/// `stats` is one consistent snapshot: while the real promote script moves due tasks one per
+/// call from the delayed set to the stream on another connection, every snapshot taken in a
+/// tight loop counts each task exactly once (`length + delayed == N`; nothing is acked, so
+/// nothing leaves). Reads that are not atomic together can see a task in neither place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_is_a_consistent_snapshot_during_promotion() {
+    const N: u64 = 2_000;
+    let server = redis();
+    let url = server.url();
+    let keys = QueueKeys::new("mq", "doomed");
+    let producer = Producer::connect(&url).await.expect("producer");
+    let admin = Admin::connect(&url).await.expect("admin");
+    for n in 0..N as u32 {
+        producer
+            .enqueue_in(Duration::ZERO, Doomed { n })
+            .await
+            .expect("enqueue_in");
+    }
+    assert_eq!(admin.stats("doomed").await.expect("stats").delayed, N);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let promoter = tokio::spawn({
+        let mut c = conn(&server).await;
+        let done = done.clone();
+        async move {
+            loop {
+                let (moved, _more, _trimmed): (u64, u64, u64) = scripts::PROMOTE
+                    .key(&keys.delayed)
+                    .key(&keys.stream)
+                    .key(&keys.dead)
+                    .arg(1)
+                    .arg(1 << 20)
+                    .arg(1_000_000)
+                    .invoke_async(&mut c)
+                    .await
+                    .expect("promote");
+                if moved == 0 {
+                    break;
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+        }
+    });
+    let mut snapshots = 0u64;
+    let mut torn = Vec::new();
+    while !done.load(Ordering::SeqCst) {
+        let s = admin.stats("doomed").await.expect("stats");
+        snapshots += 1;
+        if s.length + s.delayed + s.dead != N {
+            torn.push((s.length, s.delayed, s.dead));
+        }
+    }
+    tokio::time::timeout(WAIT, promoter)
+        .await
+        .expect("promoter ends")
+        .expect("promoter");
+    assert!(
+        torn.is_empty(),
+        "{} of {snapshots} snapshots did not count every task once (length, delayed, dead): {:?}",
+        torn.len(),
+        &torn[..torn.len().min(5)]
+    );
+    let s = admin.stats("doomed").await.expect("stats");
+    assert_eq!((s.length, s.delayed, s.dead), (N, 0, 0));
+}
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "batchjob", max_retries = 3, backoff = "none")]
+struct Job {
+    n: u32,
+    fail_first: bool,
+}
+
+/// A worker on `batchjob` whose handler takes 150 ms (longer than a `wait_idle` poll), fails the first attempt of tasks with
+/// `fail_first` (retry after 300 ms), and counts finished tasks in `done`.
+async fn job_worker(url: &str, done: Arc<AtomicU32>) -> RunningWorker {
+    let worker = Worker::builder(url)
+        .handle::<Job, _>(move |t: Job, ctx: TaskContext| {
+            let done = done.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                if t.fail_first && ctx.attempt() == 0 {
+                    return Err(TaskError::retry_after(
+                        Duration::from_millis(300),
+                        format!("job {} fails once", t.n),
+                    ));
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .concurrency(4)
+        .block_timeout(Duration::from_millis(100))
+        .promote_interval(Duration::from_millis(50))
+        .build()
+        .await
+        .expect("build worker");
+    run_worker(worker)
+}
+
+/// `wait_idle` returns `true` only once every task has finished and been acked: tasks ready
+/// at once, tasks delayed by 400 ms and a task whose first attempt fails and waits 300 ms for
+/// its retry. At that moment the handler has finished every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_idle_returns_after_the_last_task_is_acked() {
+    let server = redis();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.expect("producer");
+    let admin = Admin::connect(&url).await.expect("admin");
+    assert!(
+        admin
+            .wait_idle("batchjob", Duration::ZERO)
+            .await
+            .expect("wait_idle"),
+        "a queue that does not exist is idle"
+    );
+    producer
+        .enqueue_many((0..20).map(|n| Job {
+            n,
+            fail_first: n == 7,
+        }))
+        .await
+        .expect("enqueue");
+    for n in 20..25 {
+        producer
+            .enqueue_in(
+                Duration::from_millis(400),
+                Job {
+                    n,
+                    fail_first: false,
+                },
+            )
+            .await
+            .expect("enqueue_in");
+    }
+    let done = Arc::new(AtomicU32::new(0));
+    let worker = job_worker(&url, done.clone()).await;
+    let idle = admin.wait_idle("batchjob", WAIT).await.expect("wait_idle");
+    let finished = done.load(Ordering::SeqCst);
+    let stats = admin.stats("batchjob").await.expect("stats");
+    worker.stop().await;
+    assert!(idle, "the queue became idle within {WAIT:?}");
+    assert_eq!(finished, 25, "every task finished when wait_idle returned");
+    assert!(stats.is_idle(), "{stats:?}");
+    assert_eq!(stats.dead, 0);
+}
+
+/// `wait_idle` returns `false` at its timeout while a task is still delayed, even with a
+/// worker running and nothing else to do; dead letters do not make a queue busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_idle_times_out_while_a_task_is_delayed() {
+    let server = redis();
+    let url = server.url();
+    let keys = QueueKeys::new("mq", "batchjob");
+    let mut c = conn(&server).await;
+    let producer = Producer::connect(&url).await.expect("producer");
+    let admin = Admin::connect(&url).await.expect("admin");
+    let _: String = redis::cmd("XADD")
+        .arg(&keys.dead)
+        .arg("*")
+        .arg("error")
+        .arg("an old dead letter")
+        .query_async(&mut c)
+        .await
+        .expect("XADD dead");
+    producer
+        .enqueue_in(
+            Duration::from_secs(60),
+            Job {
+                n: 1,
+                fail_first: false,
+            },
+        )
+        .await
+        .expect("enqueue_in");
+    let done = Arc::new(AtomicU32::new(0));
+    let worker = job_worker(&url, done.clone()).await;
+    let timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let idle = admin
+        .wait_idle("batchjob", timeout)
+        .await
+        .expect("wait_idle");
+    let waited = started.elapsed();
+    worker.stop().await;
+    assert!(!idle, "a task is still delayed");
+    assert!(
+        waited >= timeout && waited < timeout + Duration::from_secs(2),
+        "waited {waited:?} for a timeout of {timeout:?}"
+    );
+    let stats = admin.stats("batchjob").await.expect("stats");
+    assert_eq!((stats.delayed, stats.dead), (1, 1), "{stats:?}");
+    assert_eq!(done.load(Ordering::SeqCst), 0);
+
+    // Without the delayed task, the dead letter alone leaves the queue idle.
+    let _: u64 = redis::cmd("DEL")
+        .arg(&keys.delayed)
+        .query_async(&mut c)
+        .await
+        .expect("DEL");
+    assert!(admin
+        .wait_idle("batchjob", Duration::ZERO)
+        .await
+        .expect("wait_idle"));
 }
