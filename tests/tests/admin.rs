@@ -1,6 +1,8 @@
-//! The admin API against a real redis-server: `replay_all` stays bounded while the replayed
-//! tasks die again at once, dead entries that are not tasks (the promoter's `raw` entries) are
-//! skipped and reported instead of replayed, and `purge` works at `maxmemory`.
+//! The admin API against a real redis-server: `dead_replay_all` stays bounded while the
+//! replayed tasks die again at once, dead entries that are not tasks (the promoter's `raw`
+//! entries) are skipped and reported instead of replayed, `dead_purge` works at `maxmemory`,
+//! dead letters decode back into their task type, `stats` is one consistent snapshot and
+//! `wait_idle` waits for the last ack.
 
 use std::{
     sync::{
@@ -11,7 +13,7 @@ use std::{
 };
 
 use mq_core::{
-    admin::Admin,
+    admin::{Admin, DecodeError},
     redis::{keys::QueueKeys, scripts},
     Producer, Task, TaskContext, TaskError, Worker,
 };
@@ -51,7 +53,7 @@ async fn wait_dead(admin: &Admin, n: u64) {
     .await;
 }
 
-/// With a worker that dead-letters every replayed task again at once, `replay_all` replays
+/// With a worker that dead-letters every replayed task again at once, `dead_replay_all` replays
 /// each task that was dead when it started exactly once and returns; it does not chase the
 /// entries the worker keeps adding. More dead tasks than one replay batch (500), so the walk
 /// takes several batches while the worker is busy re-dead-lettering the first ones.
@@ -69,7 +71,7 @@ async fn replay_all_is_bounded_while_replayed_tasks_die_again() {
     let worker = rejecting_worker(&url).await;
     wait_dead(&admin, u64::from(N)).await;
 
-    let report = tokio::time::timeout(WAIT, admin.replay_all("doomed"))
+    let report = tokio::time::timeout(WAIT, admin.dead_replay_all("doomed"))
         .await
         .expect("replay_all returns while the worker keeps dead-lettering")
         .expect("replay_all");
@@ -87,7 +89,8 @@ async fn replay_all_is_bounded_while_replayed_tasks_die_again() {
 }
 
 /// A dead entry the promoter wrote for an undecodable delayed member (`raw`, `error`,
-/// `failed_at` only) is not a task: `replay_all` and `replay` leave it in the dead stream and
+/// `failed_at` only) is not a task: `dead_replay_all` and `dead_replay` leave it in the dead
+/// stream and
 /// report its id, and replay the real dead task beside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_dead_entries_are_skipped_and_reported() {
@@ -113,13 +116,13 @@ async fn raw_dead_entries_are_skipped_and_reported() {
     let dead = admin.dead_list("doomed", 10).await.expect("dead_list");
     let raw = dead
         .iter()
-        .find(|d| d.field("raw").is_some())
+        .find(|d| d.raw().is_some())
         .expect("a raw dead entry from the promoter");
-    assert_eq!(raw.field("name"), None, "{raw:?}");
-    let raw_id = raw.dead_id.clone();
+    assert_eq!(raw.name(), None, "{raw:?}");
+    let raw_id = raw.dead_id().to_owned();
 
     let report = admin
-        .replay("doomed", std::slice::from_ref(&raw_id))
+        .dead_replay("doomed", std::slice::from_ref(&raw_id))
         .await
         .expect("replay");
     assert_eq!(
@@ -127,7 +130,7 @@ async fn raw_dead_entries_are_skipped_and_reported() {
         (0, vec![raw_id.clone()])
     );
 
-    let report = admin.replay_all("doomed").await.expect("replay_all");
+    let report = admin.dead_replay_all("doomed").await.expect("replay_all");
     assert_eq!(report.replayed, 1, "{report:?}");
     assert_eq!(report.skipped, vec![raw_id.clone()]);
     assert_eq!(
@@ -137,10 +140,10 @@ async fn raw_dead_entries_are_skipped_and_reported() {
     );
     let left = admin.dead_list("doomed", 10).await.expect("dead_list");
     assert_eq!(left.len(), 1);
-    assert_eq!(left[0].dead_id, raw_id, "the raw entry stays dead");
+    assert_eq!(left[0].dead_id(), raw_id, "the raw entry stays dead");
 }
 
-/// `purge` deletes the dead stream when Redis is over `maxmemory` with `noeviction` (where
+/// `dead_purge` deletes the dead stream when Redis is over `maxmemory` with `noeviction` (where
 /// every command queued in a `MULTI` is refused) and returns how many entries it held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_works_over_maxmemory() {
@@ -197,7 +200,10 @@ async fn purge_works_over_maxmemory() {
 
     let admin = Admin::connect(&server.url()).await.expect("admin");
     assert_eq!(
-        admin.purge("doomed").await.expect("purge at maxmemory"),
+        admin
+            .dead_purge("doomed")
+            .await
+            .expect("purge at maxmemory"),
         N as u64
     );
     assert_eq!(xlen(&mut c, &keys.dead).await, 0);
@@ -407,4 +413,76 @@ async fn wait_idle_times_out_while_a_task_is_delayed() {
         .wait_idle("batchjob", Duration::ZERO)
         .await
         .expect("wait_idle"));
+}
+
+/// A task a worker dead-lettered decodes back into its type with the typed accessors set;
+/// decoding it as another task type fails with `DecodeError::WrongTask`, and the promoter's
+/// `raw` entry is `DecodeError::NotATask`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_decode_into_their_task_type() {
+    let server = redis();
+    let url = server.url();
+    let keys = QueueKeys::new("mq", "doomed");
+    let mut c = conn(&server).await;
+    let producer = Producer::connect(&url).await.expect("producer");
+    let admin = Admin::connect(&url).await.expect("admin");
+    let task_id = producer.enqueue(Doomed { n: 42 }).await.expect("enqueue");
+    let _: () = redis::cmd("ZADD")
+        .arg(&keys.delayed)
+        .arg(0)
+        .arg(&b"\xc1 not msgpack"[..])
+        .query_async(&mut c)
+        .await
+        .expect("ZADD");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let worker = rejecting_worker(&url).await;
+    wait_dead(&admin, 2).await;
+    worker.stop().await;
+
+    let dead = admin.dead_list("doomed", 10).await.expect("dead_list");
+    let d = dead
+        .iter()
+        .find(|d| d.task_id() == Some(task_id.as_str()))
+        .expect("the dead task");
+    assert_eq!(d.decode::<Doomed>().expect("decode").n, 42);
+    assert_eq!(d.name(), Some("Doomed"));
+    assert_eq!(
+        d.error(),
+        Some("permanent failure: task 42 can never succeed")
+    );
+    assert_eq!(d.attempts(), Some(1));
+    assert!(d.worker().is_some_and(|w| !w.is_empty()), "{d:?}");
+    assert!(
+        d.failed_at()
+            .is_some_and(|t| t >= before.saturating_sub(1_000)),
+        "{d:?}"
+    );
+    assert_eq!((d.deliveries(), d.raw()), (None, None));
+    let shown = admin
+        .dead_show("doomed", d.dead_id())
+        .await
+        .expect("dead_show")
+        .expect("the same entry");
+    assert_eq!(&shown, d);
+
+    match d.decode::<Job>() {
+        Err(DecodeError::WrongTask {
+            dead_id,
+            expected,
+            found,
+        }) => assert_eq!(
+            (dead_id.as_str(), expected, found.as_str()),
+            (d.dead_id(), "Job", "Doomed")
+        ),
+        other => panic!("expected WrongTask, got {other:?}"),
+    }
+
+    let raw = dead.iter().find(|d| d.raw().is_some()).expect("raw entry");
+    assert!(
+        matches!(raw.decode::<Doomed>(), Err(DecodeError::NotATask { .. })),
+        "{raw:?}"
+    );
 }
