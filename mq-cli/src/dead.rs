@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use mq_core::admin::{DeadTask, ReplayReport};
+use mq_core::admin::{DeadLetter, ReplayReport};
 use serde_json::json;
 
 use crate::{
@@ -57,11 +57,11 @@ fn check_id(id: &str) -> Result<(), CliError> {
     }
 }
 
-/// A dead task as JSON: every field as text, `payload` decoded, `dead_id` added.
-fn to_json(task: &DeadTask) -> serde_json::Value {
+/// A dead letter as JSON: every field as text, `payload` decoded, `dead_id` added.
+fn to_json(task: &DeadLetter) -> serde_json::Value {
     let mut obj = serde_json::Map::new();
-    obj.insert("dead_id".into(), task.dead_id.clone().into());
-    for (k, v) in &task.fields {
+    obj.insert("dead_id".into(), task.dead_id().into());
+    for (k, v) in task.fields() {
         let value = if k == "payload" {
             mq_core::admin::payload_to_json(v)
         } else {
@@ -70,10 +70,6 @@ fn to_json(task: &DeadTask) -> serde_json::Value {
         obj.insert(k.clone(), value);
     }
     obj.into()
-}
-
-fn field_ms(task: &DeadTask, name: &str) -> Option<u64> {
-    task.field(name).and_then(|v| v.parse().ok())
 }
 
 async fn list(ctx: &Ctx, queue: &str, count: usize) -> Result<(), CliError> {
@@ -97,14 +93,12 @@ async fn list(ctx: &Ctx, queue: &str, count: usize) -> Result<(), CliError> {
     ]);
     for t in &tasks {
         table.row(vec![
-            t.dead_id.clone(),
-            t.field("id").unwrap_or_default(),
-            t.field("name").unwrap_or_default(),
-            t.field("attempts").unwrap_or_default(),
-            field_ms(t, "failed_at")
-                .map(output::ago)
-                .unwrap_or_default(),
-            output::truncate(&t.field("error").unwrap_or_default(), LIST_ERROR_WIDTH),
+            t.dead_id().to_owned(),
+            t.task_id().unwrap_or_default().to_owned(),
+            t.name().unwrap_or_default().to_owned(),
+            t.attempts().map(|n| n.to_string()).unwrap_or_default(),
+            t.failed_at().map(output::ago).unwrap_or_default(),
+            output::truncate(t.error().unwrap_or_default(), LIST_ERROR_WIDTH),
         ]);
     }
     let mut text = table.render();
@@ -131,7 +125,7 @@ async fn show(ctx: &Ctx, queue: &str, dead_id: &str) -> Result<(), CliError> {
     if ctx.json {
         return output::print_json(&to_json(&task));
     }
-    let mut rows: Vec<(String, String)> = vec![("dead_id".into(), task.dead_id.clone())];
+    let mut rows: Vec<(String, String)> = vec![("dead_id".into(), task.dead_id().to_owned())];
     // The fields an operator looks for first, then the rest in stored order.
     let rank = |k: &str| {
         SHOW_ORDER
@@ -139,7 +133,7 @@ async fn show(ctx: &Ctx, queue: &str, dead_id: &str) -> Result<(), CliError> {
             .position(|f| *f == k)
             .unwrap_or(SHOW_ORDER.len())
     };
-    let mut fields: Vec<&(String, Vec<u8>)> = task.fields.iter().collect();
+    let mut fields: Vec<&(String, Vec<u8>)> = task.fields().iter().collect();
     fields.sort_by_key(|(k, _)| rank(k));
     for (k, v) in fields {
         if k == "payload" {
@@ -186,9 +180,9 @@ async fn replay(
         if n > 0 && !yes {
             confirm("replay", "not replayed", n, queue)?;
         }
-        admin.replay_all(queue).await?
+        admin.dead_replay_all(queue).await?
     } else {
-        admin.replay(queue, ids).await?
+        admin.dead_replay(queue, ids).await?
     };
     let ReplayReport { replayed, skipped } = report;
     if ctx.json {
@@ -254,7 +248,7 @@ async fn purge(ctx: &Ctx, queue: &str, yes: bool) -> Result<(), CliError> {
         }
         confirm("purge", "not purged", n, queue)?;
     }
-    let purged = admin.purge(queue).await?;
+    let purged = admin.dead_purge(queue).await?;
     report_purged(ctx, queue, purged)
 }
 
@@ -305,14 +299,14 @@ mod tests {
     #[test]
     fn dead_task_json_decodes_the_payload() {
         let payload = rmp_serde::to_vec_named(&serde_json::json!({"a": 1})).unwrap_or_default();
-        let t = DeadTask {
-            dead_id: "1-0".into(),
-            fields: vec![
+        let t = DeadLetter::new(
+            "1-0",
+            vec![
                 ("name".into(), b"T".to_vec()),
                 ("payload".into(), payload),
                 ("error".into(), b"boom".to_vec()),
             ],
-        };
+        );
         assert_eq!(
             to_json(&t),
             json!({"dead_id": "1-0", "name": "T", "payload": {"a": 1}, "error": "boom"})

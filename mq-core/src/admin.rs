@@ -1,20 +1,70 @@
-//! Operations on queues for operators, the CLI and tests: queue statistics and stream
-//! counters, pending entries, live workers and the dead-letter stream (list, show with the
-//! payload as JSON, replay, purge).
+//! Operations on queues for operators, the CLI and tests: queue statistics (one consistent
+//! snapshot) and stream counters, waiting until a queue is idle, pending entries, live workers
+//! and the dead-letter stream ([`dead_list`](Admin::dead_list), [`dead_show`](Admin::dead_show),
+//! [`dead_replay`](Admin::dead_replay), [`dead_replay_all`](Admin::dead_replay_all),
+//! [`dead_purge`](Admin::dead_purge)), each entry a [`DeadLetter`] with typed accessors.
 
-use std::sync::LazyLock;
+use std::{sync::LazyLock, time::Duration};
 
-use redis::{aio::ConnectionManager, Script, Value};
+use redis::{
+    aio::{ConnectionLike, ConnectionManager},
+    Script, Value,
+};
 
 use crate::{
     error::{Error, Result},
     redis::{conn, keys, keys::QueueKeys, scripts},
+    task::Task,
 };
 
-/// Dead entries replayed per script call by [`Admin::replay_all`]: 500.
+/// Dead entries replayed per script call by [`Admin::dead_replay_all`]: 500.
 const REPLAY_BATCH: usize = 500;
 
-/// Administrative access to mq's queues.
+/// How often [`Admin::wait_idle`] reads the queue's sizes: every 50 ms.
+pub const WAIT_IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// Administrative access to mq's queues: sizes, idleness, pending entries, workers and dead
+/// letters. Cheap to clone (one multiplexed connection).
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use mq_core::{Admin, Task};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Debug, Serialize, Deserialize, Task)]
+/// #[task(queue = "emails")]
+/// struct SendEmail {
+///     to: String,
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let admin = Admin::connect("redis://127.0.0.1/").await?;
+///
+/// let stats = admin.stats("emails").await?;
+/// println!("{} ready, {} in flight, {} delayed, {} dead",
+///     stats.backlog, stats.pending, stats.delayed, stats.dead);
+///
+/// // Wait (at most a minute) until every task has run: nothing ready, in flight or delayed.
+/// let idle = admin.wait_idle("emails", Duration::from_secs(60)).await?;
+/// println!("idle: {idle}");
+///
+/// // Look at the dead letters, decode them back into tasks and replay those worth another go.
+/// let mut retry = Vec::new();
+/// for dead in admin.dead_list("emails", 100).await? {
+///     println!("{} {:?} failed {:?} times: {}", dead.dead_id(), dead.name(),
+///         dead.attempts(), dead.error().unwrap_or("?"));
+///     if let Ok(task) = dead.decode::<SendEmail>() {
+///         if task.to.ends_with("@example.com") {
+///             retry.push(dead.dead_id().to_owned());
+///         }
+///     }
+/// }
+/// let report = admin.dead_replay("emails", &retry).await?;
+/// println!("replayed {}, skipped {:?}", report.replayed, report.skipped);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Admin {
     conn: ConnectionManager,
@@ -48,6 +98,16 @@ pub struct QueueStats {
     pub dead: u64,
     /// Consumers in the group.
     pub consumers: u64,
+}
+
+impl QueueStats {
+    /// Whether the queue is idle: nothing in the stream (no task ready, none in flight: a
+    /// finished task's entry is deleted when its ack reaches Redis) and nothing delayed (no
+    /// scheduled task, no retry waiting for its backoff). Dead letters do not count: they
+    /// wait for an operator, not for a worker.
+    pub fn is_idle(&self) -> bool {
+        self.length == 0 && self.pending == 0 && self.delayed == 0
+    }
 }
 
 /// Monotonic counters of a queue's stream, for rates: sample twice and divide the deltas by
@@ -140,30 +200,159 @@ impl WorkerInfo {
     }
 }
 
-/// One dead-lettered task.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeadTask {
-    /// Its id in the dead stream (use it to show or replay).
-    pub dead_id: String,
-    /// All fields of the dead entry, in order.
-    pub fields: Vec<(String, Vec<u8>)>,
+/// One entry of a queue's dead stream, with typed accessors for the fields mq writes.
+///
+/// The dead stream holds three kinds of entries (docs/wire-format.md):
+/// - a task a worker gave up on (retries exhausted, a permanent error, an entry it could not
+///   handle): the task's own fields plus [`error`](Self::error),
+///   [`failed_at`](Self::failed_at), [`worker`](Self::worker) and
+///   [`attempts`](Self::attempts);
+/// - a task the reclaimer found delivered too often without finishing ("abandoned"): the same,
+///   plus [`deliveries`](Self::deliveries);
+/// - a delayed member the promoter could not decode: only [`raw`](Self::raw) (its bytes),
+///   `error` and `failed_at`; it is not a task and has no id, name or payload.
+///
+/// Text accessors return `None` when the field is absent or not UTF-8, number accessors when
+/// it is absent or not a decimal number; [`get`](Self::get) and [`fields`](Self::fields) give
+/// the raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    dead_id: String,
+    fields: Vec<(String, Vec<u8>)>,
 }
 
-impl DeadTask {
-    /// The value of a field as text (lossy UTF-8), if present.
-    pub fn field(&self, name: &str) -> Option<String> {
+/// The former name of [`DeadLetter`].
+#[deprecated(note = "renamed to `DeadLetter`")]
+pub type DeadTask = DeadLetter;
+
+/// Why [`DeadLetter::decode`] could not give back the task.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The entry has no `name` or no `payload`: it is not a task (e.g. the promoter's entry for
+    /// an undecodable delayed member, which holds only `raw`, `error` and `failed_at`).
+    #[error("dead letter {dead_id} is not a task (no name or payload)")]
+    NotATask {
+        /// The dead-stream id.
+        dead_id: String,
+    },
+    /// The entry is a task of another type.
+    #[error("dead letter {dead_id} is a {found:?} task, not {expected:?}")]
+    WrongTask {
+        /// The dead-stream id.
+        dead_id: String,
+        /// The name asked for ([`Task::NAME`](crate::Task::NAME)).
+        expected: &'static str,
+        /// The entry's `name` (lossy UTF-8).
+        found: String,
+    },
+    /// The payload is not a MessagePack encoding of the task type.
+    #[error("cannot decode the payload of dead letter {dead_id} as {task:?}")]
+    Payload {
+        /// The dead-stream id.
+        dead_id: String,
+        /// The task name.
+        task: &'static str,
+        /// The deserializer's error.
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+}
+
+impl DeadLetter {
+    /// A dead letter from its dead-stream id and its fields in stored order (what
+    /// [`Admin::dead_list`] builds from `XRANGE`).
+    pub fn new(dead_id: impl Into<String>, fields: Vec<(String, Vec<u8>)>) -> Self {
+        Self {
+            dead_id: dead_id.into(),
+            fields,
+        }
+    }
+
+    /// Its id in the dead stream: give it to [`Admin::dead_show`] or [`Admin::dead_replay`].
+    pub fn dead_id(&self) -> &str {
+        &self.dead_id
+    }
+
+    /// All fields of the entry, in stored order, as raw bytes.
+    pub fn fields(&self) -> &[(String, Vec<u8>)] {
+        &self.fields
+    }
+
+    /// The raw value of a field, if present.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.fields
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .map(|(_, v)| &v[..])
     }
 
-    /// The raw MessagePack payload, if the entry had one.
+    /// The value of a field as text (lossy UTF-8), if present: for fields without an
+    /// accessor of their own, such as ones another producer added.
+    pub fn field(&self, name: &str) -> Option<String> {
+        self.get(name)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
+    fn text(&self, name: &str) -> Option<&str> {
+        self.get(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    fn number<N: std::str::FromStr>(&self, name: &str) -> Option<N> {
+        self.text(name).and_then(|v| v.parse().ok())
+    }
+
+    /// The task id (`id`); `None` for the promoter's `raw` entries.
+    pub fn task_id(&self) -> Option<&str> {
+        self.text("id")
+    }
+
+    /// The task name (`name`), [`Task::NAME`](crate::Task::NAME) of its type.
+    pub fn name(&self) -> Option<&str> {
+        self.text("name")
+    }
+
+    /// Why the task died (`error`): the handler's error, the reason it could not be handled,
+    /// `abandoned: delivered N times ...`, or why a delayed member could not be decoded.
+    pub fn error(&self) -> Option<&str> {
+        self.text("error")
+    }
+
+    /// How many times the task ran (`attempts`).
+    pub fn attempts(&self) -> Option<u32> {
+        self.number("attempts")
+    }
+
+    /// When it died (`failed_at`), unix ms.
+    pub fn failed_at(&self) -> Option<u64> {
+        self.number("failed_at")
+    }
+
+    /// When the task was first enqueued (`enqueued_at`), unix ms.
+    pub fn enqueued_at(&self) -> Option<u64> {
+        self.number("enqueued_at")
+    }
+
+    /// The consumer name of the worker that dead-lettered it (`worker`).
+    pub fn worker(&self) -> Option<&str> {
+        self.text("worker")
+    }
+
+    /// How many times it was delivered (`deliveries`): set only on tasks the reclaimer
+    /// dead-lettered as abandoned.
+    pub fn deliveries(&self) -> Option<u64> {
+        self.number("deliveries")
+    }
+
+    /// The bytes of a delayed member the promoter could not decode (`raw`): set only on such
+    /// entries, which are not tasks.
+    pub fn raw(&self) -> Option<&[u8]> {
+        self.get("raw")
+    }
+
+    /// The raw MessagePack payload (`payload`), if the entry has one.
     pub fn payload(&self) -> Option<&[u8]> {
-        self.fields
-            .iter()
-            .find(|(k, _)| k == "payload")
-            .map(|(_, v)| &v[..])
+        self.get("payload")
     }
 
     /// The payload decoded to JSON for display (`None` without a payload; an error string
@@ -171,9 +360,72 @@ impl DeadTask {
     pub fn payload_json(&self) -> Option<serde_json::Value> {
         self.payload().map(payload_to_json)
     }
+
+    /// Decodes the dead task back into its type `T`, as a worker would: the entry's `name`
+    /// must be `T::NAME`, and its payload is decoded from MessagePack.
+    ///
+    /// ```
+    /// use mq_core::{admin::{DeadLetter, DecodeError}, Task};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Debug, PartialEq, Serialize, Deserialize, Task)]
+    /// #[task(queue = "emails")]
+    /// struct SendEmail {
+    ///     to: String,
+    /// }
+    ///
+    /// #[derive(Debug, Serialize, Deserialize, Task)]
+    /// #[task(queue = "emails")]
+    /// struct SendSms {
+    ///     to: String,
+    /// }
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // What `Admin::dead_list` returns for a task a worker gave up on:
+    /// let payload = rmp_serde::to_vec_named(&SendEmail { to: "a@example.com".into() })?;
+    /// let dead = DeadLetter::new("1764000000123-0", vec![
+    ///     ("id".into(), b"01JD3ZK1Q7W9V3T1B0N2C4X5YZ".to_vec()),
+    ///     ("name".into(), b"SendEmail".to_vec()),
+    ///     ("payload".into(), payload),
+    ///     ("error".into(), b"mailbox full".to_vec()),
+    ///     ("attempts".into(), b"4".to_vec()),
+    /// ]);
+    /// let task: SendEmail = dead.decode()?;
+    /// assert_eq!(task, SendEmail { to: "a@example.com".into() });
+    /// assert_eq!(dead.attempts(), Some(4));
+    ///
+    /// // Another task type is refused by name, before its payload is read.
+    /// assert!(matches!(dead.decode::<SendSms>(), Err(DecodeError::WrongTask { .. })));
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError::NotATask`] without a name or payload, [`DecodeError::WrongTask`] if the
+    /// name is another task's, [`DecodeError::Payload`] if the payload does not decode as `T`.
+    pub fn decode<T: Task>(&self) -> Result<T, DecodeError> {
+        let (Some(name), Some(payload)) = (self.get("name"), self.payload()) else {
+            return Err(DecodeError::NotATask {
+                dead_id: self.dead_id.clone(),
+            });
+        };
+        if name != T::NAME.as_bytes() {
+            return Err(DecodeError::WrongTask {
+                dead_id: self.dead_id.clone(),
+                expected: T::NAME,
+                found: String::from_utf8_lossy(name).into_owned(),
+            });
+        }
+        rmp_serde::from_slice(payload).map_err(|source| DecodeError::Payload {
+            dead_id: self.dead_id.clone(),
+            task: T::NAME,
+            source,
+        })
+    }
 }
 
-/// What [`Admin::replay`] or [`Admin::replay_all`] did.
+/// What [`Admin::dead_replay`] or [`Admin::dead_replay_all`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayReport {
     /// Dead tasks moved back to the work stream.
@@ -260,53 +512,44 @@ impl Admin {
         Ok(names)
     }
 
-    /// Sizes of `queue`, in one pipelined round trip.
+    /// Sizes of `queue` as one consistent snapshot: every count is read by one script, so a
+    /// task moving between the stream, the delayed set and the dead stream meanwhile is
+    /// counted exactly once (a task being promoted is never missing from both `length` and
+    /// `delayed`). One round trip.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
-        let k = self.keys(queue);
-        let (length, delayed, dead, groups): (u64, u64, u64, Value) = redis::pipe()
-            .cmd("XLEN")
-            .arg(&k.stream)
-            .cmd("ZCARD")
-            .arg(&k.delayed)
-            .cmd("XLEN")
-            .arg(&k.dead)
-            .cmd("EVAL")
-            .arg("if redis.call('EXISTS', KEYS[1]) == 0 then return {} end return redis.call('XINFO', 'GROUPS', KEYS[1])")
-            .arg(1)
-            .arg(&k.stream)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(Error::redis("stats"))?;
-        let (mut pending, mut consumers) = (0, 0);
-        if let Value::Array(groups) = groups {
-            for g in groups {
-                let info = flat_map(g);
-                if info.iter().any(|(k, v)| {
-                    k == "name" && matches!(v, Value::BulkString(b) if *b == self.group.as_bytes())
-                }) {
-                    for (k, v) in info {
-                        match (k.as_str(), v) {
-                            ("pending", Value::Int(n)) => pending = n.max(0) as u64,
-                            ("consumers", Value::Int(n)) => consumers = n.max(0) as u64,
-                            _ => {}
-                        }
-                    }
-                }
+        snapshot(&mut self.conn.clone(), &self.keys(queue), &self.group).await
+    }
+
+    /// Waits until `queue` is idle ([`QueueStats::is_idle`]): its stream is empty (nothing
+    /// ready, nothing in flight, every ack flushed) and nothing is delayed, counting scheduled
+    /// tasks and retries waiting for their backoff. Dead letters do not count. Reads a
+    /// [`stats`](Self::stats) snapshot every [`WAIT_IDLE_POLL`] (50 ms).
+    ///
+    /// Returns `true` as soon as a snapshot shows the queue idle (at once if it is idle or
+    /// does not exist), `false` if it is still busy after `timeout`. Idle is a moment, not a
+    /// promise: a task enqueued afterwards makes the queue busy again, and a task scheduled
+    /// far ahead keeps it busy until it has run. Tasks in flight on a worker that died keep
+    /// it busy until another worker reclaims and finishes them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] if a snapshot cannot be read.
+    pub async fn wait_idle(&self, queue: &str, timeout: Duration) -> Result<bool> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.stats(queue).await?.is_idle() {
+                return Ok(true);
             }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(WAIT_IDLE_POLL.min(deadline - now)).await;
         }
-        Ok(QueueStats {
-            queue: queue.to_owned(),
-            length,
-            pending,
-            backlog: length.saturating_sub(pending),
-            delayed,
-            dead,
-            consumers,
-        })
     }
 
     /// Whether `queue` exists, i.e. has a stream (created by the first enqueue or the first
@@ -491,21 +734,21 @@ impl Admin {
         Ok(workers)
     }
 
-    /// Up to `count` dead tasks of `queue`, oldest first.
+    /// Up to `count` entries of `queue`'s dead stream, oldest first.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
-    pub async fn dead_list(&self, queue: &str, count: usize) -> Result<Vec<DeadTask>> {
+    pub async fn dead_list(&self, queue: &str, count: usize) -> Result<Vec<DeadLetter>> {
         self.dead_range(queue, "-", "+", count).await
     }
 
-    /// One dead task by its dead-stream id.
+    /// One entry of `queue`'s dead stream by its id, `None` if there is none.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
-    pub async fn dead_show(&self, queue: &str, dead_id: &str) -> Result<Option<DeadTask>> {
+    pub async fn dead_show(&self, queue: &str, dead_id: &str) -> Result<Option<DeadLetter>> {
         Ok(self.dead_range(queue, dead_id, dead_id, 1).await?.pop())
     }
 
@@ -515,7 +758,7 @@ impl Admin {
         start: &str,
         end: &str,
         count: usize,
-    ) -> Result<Vec<DeadTask>> {
+    ) -> Result<Vec<DeadLetter>> {
         let reply: Value = redis::cmd("XRANGE")
             .arg(self.keys(queue).dead)
             .arg(start)
@@ -527,15 +770,15 @@ impl Admin {
             .map_err(Error::redis("XRANGE"))?;
         Ok(crate::envelope::parse_entries(reply)
             .into_iter()
-            .map(|(dead_id, fields)| DeadTask {
-                dead_id,
-                fields: flat_map(Value::Array(fields))
+            .map(|(dead_id, fields)| {
+                let fields = flat_map(Value::Array(fields))
                     .into_iter()
                     .map(|(k, v)| match v {
                         Value::BulkString(b) => (k, b),
                         other => (k, format!("{other:?}").into_bytes()),
                     })
-                    .collect(),
+                    .collect();
+                DeadLetter::new(dead_id, fields)
             })
             .collect())
     }
@@ -549,7 +792,7 @@ impl Admin {
     /// # Errors
     ///
     /// [`Error::Redis`].
-    pub async fn replay(&self, queue: &str, dead_ids: &[String]) -> Result<ReplayReport> {
+    pub async fn dead_replay(&self, queue: &str, dead_ids: &[String]) -> Result<ReplayReport> {
         if dead_ids.is_empty() {
             return Ok(ReplayReport::default());
         }
@@ -564,7 +807,8 @@ impl Admin {
         Ok(ReplayReport { replayed, skipped })
     }
 
-    /// Replays every task that is dead when the call starts, as [`replay`](Self::replay) does,
+    /// Replays every task that is dead when the call starts, as
+    /// [`dead_replay`](Self::dead_replay) does,
     /// 500 per script call: it walks the dead stream up to the newest entry it
     /// saw at the start, so tasks that die again meanwhile (a permanent error, an unknown
     /// name) are not replayed a second time and the call always ends.
@@ -572,7 +816,7 @@ impl Admin {
     /// # Errors
     ///
     /// [`Error::Redis`]; tasks replayed before the error stay replayed.
-    pub async fn replay_all(&self, queue: &str) -> Result<ReplayReport> {
+    pub async fn dead_replay_all(&self, queue: &str) -> Result<ReplayReport> {
         let mut report = ReplayReport::default();
         let newest = self.dead_newest_id(queue).await?;
         let Some(end) = newest else {
@@ -585,10 +829,10 @@ impl Admin {
                 return Ok(report);
             };
             // Exclusive start: skipped entries stay in the stream and must not be read again.
-            start = format!("({}", last.dead_id);
+            start = format!("({}", last.dead_id());
             let full = batch.len() == REPLAY_BATCH;
             let ids: Vec<String> = batch.into_iter().map(|d| d.dead_id).collect();
-            let done = self.replay(queue, &ids).await?;
+            let done = self.dead_replay(queue, &ids).await?;
             report.replayed += done.replayed;
             report.skipped.extend(done.skipped);
             if !full {
@@ -622,13 +866,74 @@ impl Admin {
     /// # Errors
     ///
     /// [`Error::Redis`].
-    pub async fn purge(&self, queue: &str) -> Result<u64> {
+    pub async fn dead_purge(&self, queue: &str) -> Result<u64> {
         PURGE
             .key(self.keys(queue).dead)
             .invoke_async(&mut self.conn.clone())
             .await
             .map_err(Error::redis("purge"))
     }
+
+    /// The former name of [`dead_replay`](Self::dead_replay).
+    ///
+    /// # Errors
+    ///
+    /// As [`dead_replay`](Self::dead_replay).
+    #[deprecated(note = "renamed to `dead_replay`")]
+    pub async fn replay(&self, queue: &str, dead_ids: &[String]) -> Result<ReplayReport> {
+        self.dead_replay(queue, dead_ids).await
+    }
+
+    /// The former name of [`dead_replay_all`](Self::dead_replay_all).
+    ///
+    /// # Errors
+    ///
+    /// As [`dead_replay_all`](Self::dead_replay_all).
+    #[deprecated(note = "renamed to `dead_replay_all`")]
+    pub async fn replay_all(&self, queue: &str) -> Result<ReplayReport> {
+        self.dead_replay_all(queue).await
+    }
+
+    /// The former name of [`dead_purge`](Self::dead_purge).
+    ///
+    /// # Errors
+    ///
+    /// As [`dead_purge`](Self::dead_purge).
+    #[deprecated(note = "renamed to `dead_purge`")]
+    pub async fn purge(&self, queue: &str) -> Result<u64> {
+        self.dead_purge(queue).await
+    }
+}
+
+/// Reads the sizes of the queue of `keys` for consumer group `group` as one consistent
+/// snapshot (`lua/stats.lua`, one round trip): [`Admin::stats`] and the worker share it.
+/// `pending` and `consumers` are 0 when the stream or the group does not exist.
+///
+/// # Errors
+///
+/// [`Error::Redis`].
+pub(crate) async fn snapshot<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &QueueKeys,
+    group: &str,
+) -> Result<QueueStats> {
+    let (length, pending, delayed, dead, consumers): (u64, u64, u64, u64, u64) = scripts::STATS
+        .key(&keys.stream)
+        .key(&keys.delayed)
+        .key(&keys.dead)
+        .arg(group)
+        .invoke_async(conn)
+        .await
+        .map_err(Error::redis("stats"))?;
+    Ok(QueueStats {
+        queue: keys.queue.clone(),
+        length,
+        pending,
+        backlog: length.saturating_sub(pending),
+        delayed,
+        dead,
+        consumers,
+    })
 }
 
 /// Counts and deletes a dead stream: `XLEN` then `UNLINK`, atomically, runnable at `maxmemory`.
@@ -675,6 +980,175 @@ fn flat_map(v: Value) -> Vec<(String, Value)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Email {
+        to: String,
+    }
+
+    impl Task for Email {
+        const NAME: &'static str = "Email";
+        const QUEUE: &'static str = "emails";
+        const OPTIONS: crate::TaskOptions = crate::TaskOptions::DEFAULT;
+    }
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Sms {
+        to: String,
+    }
+
+    impl Task for Sms {
+        const NAME: &'static str = "Sms";
+        const QUEUE: &'static str = "emails";
+        const OPTIONS: crate::TaskOptions = crate::TaskOptions::DEFAULT;
+    }
+
+    fn dead(fields: &[(&str, &[u8])]) -> DeadLetter {
+        DeadLetter::new(
+            "1764000000999-0",
+            fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+                .collect(),
+        )
+    }
+
+    fn email_payload() -> Vec<u8> {
+        rmp_serde::to_vec_named(&Email {
+            to: "a@example.com".into(),
+        })
+        .unwrap_or_default()
+    }
+
+    /// A task a worker dead-lettered (docs/wire-format.md): its own fields plus `error`,
+    /// `failed_at`, `worker`, `attempts`.
+    #[test]
+    fn worker_dead_letter_accessors() {
+        let payload = email_payload();
+        let d = dead(&[
+            ("id", b"01JD3ZK1Q7W9V3T1B0N2C4X5YZ"),
+            ("name", b"Email"),
+            ("payload", &payload),
+            ("attempt", b"3"),
+            ("enqueued_at", b"1764000000123"),
+            ("custom", b"kept"),
+            ("error", b"mailbox full"),
+            ("failed_at", b"1764000000456"),
+            ("worker", b"host-1-ab"),
+            ("attempts", b"4"),
+        ]);
+        assert_eq!(d.dead_id(), "1764000000999-0");
+        assert_eq!(d.task_id(), Some("01JD3ZK1Q7W9V3T1B0N2C4X5YZ"));
+        assert_eq!(d.name(), Some("Email"));
+        assert_eq!(d.error(), Some("mailbox full"));
+        assert_eq!(d.attempts(), Some(4));
+        assert_eq!(d.failed_at(), Some(1_764_000_000_456));
+        assert_eq!(d.enqueued_at(), Some(1_764_000_000_123));
+        assert_eq!(d.worker(), Some("host-1-ab"));
+        assert_eq!(d.deliveries(), None);
+        assert_eq!(d.raw(), None);
+        assert_eq!(d.payload(), Some(&payload[..]));
+        assert_eq!(d.field("custom").as_deref(), Some("kept"));
+        assert_eq!(d.get("custom"), Some(&b"kept"[..]));
+        assert_eq!(d.fields().len(), 10);
+        assert_eq!(d.fields()[0].0, "id");
+        assert_eq!(
+            d.payload_json(),
+            Some(serde_json::json!({"to": "a@example.com"}))
+        );
+        assert_eq!(
+            d.decode::<Email>().ok(),
+            Some(Email {
+                to: "a@example.com".into()
+            })
+        );
+    }
+
+    /// A task the reclaimer dead-lettered as abandoned: also `deliveries`.
+    #[test]
+    fn abandoned_dead_letter_accessors() {
+        let payload = email_payload();
+        let d = dead(&[
+            ("id", b"01JD3ZK1Q7W9V3T1B0N2C4X5YZ"),
+            ("name", b"Email"),
+            ("payload", &payload),
+            ("attempt", b"0"),
+            ("enqueued_at", b"1764000000123"),
+            ("error", b"abandoned: delivered 3 times without finishing"),
+            ("failed_at", b"1764000000456"),
+            ("worker", b"host-2-cd"),
+            ("deliveries", b"3"),
+            ("attempts", b"0"),
+        ]);
+        assert_eq!(d.deliveries(), Some(3));
+        assert_eq!(d.attempts(), Some(0));
+        assert_eq!(d.worker(), Some("host-2-cd"));
+        assert!(d.error().is_some_and(|e| e.starts_with("abandoned")));
+        assert!(d.decode::<Email>().is_ok());
+    }
+
+    /// The promoter's entry for an undecodable delayed member: `raw`, `error`, `failed_at`
+    /// only; not a task.
+    #[test]
+    fn raw_dead_letter_accessors() {
+        let d = dead(&[
+            ("raw", b"\xc1 not msgpack"),
+            ("error", b"undecodable delayed member"),
+            ("failed_at", b"1764000000456"),
+        ]);
+        assert_eq!(d.raw(), Some(&b"\xc1 not msgpack"[..]));
+        assert_eq!(d.error(), Some("undecodable delayed member"));
+        assert_eq!(d.failed_at(), Some(1_764_000_000_456));
+        for none in [d.task_id(), d.name(), d.worker()] {
+            assert_eq!(none, None);
+        }
+        assert_eq!((d.attempts(), d.deliveries()), (None, None));
+        assert_eq!(d.payload(), None);
+        assert!(matches!(
+            d.decode::<Email>(),
+            Err(DecodeError::NotATask { dead_id }) if dead_id == "1764000000999-0"
+        ));
+    }
+
+    /// Malformed values read as absent, never as a wrong number.
+    #[test]
+    fn malformed_fields_read_as_none() {
+        let d = dead(&[
+            ("id", b"\xff\xfe"),
+            ("attempts", b"-1"),
+            ("failed_at", b"soon"),
+            ("deliveries", b""),
+        ]);
+        assert_eq!(d.task_id(), None);
+        assert_eq!(d.field("id").as_deref(), Some("\u{fffd}\u{fffd}"));
+        assert_eq!(
+            (d.attempts(), d.failed_at(), d.deliveries()),
+            (None, None, None)
+        );
+    }
+
+    /// `decode` checks the name before the payload, and says which check failed.
+    #[test]
+    fn decode_reports_the_wrong_type_and_a_bad_payload() {
+        let payload = email_payload();
+        let d = dead(&[("name", b"Email"), ("payload", &payload)]);
+        let err = d.decode::<Sms>().expect_err("an Email is not an Sms");
+        assert!(
+            matches!(&err, DecodeError::WrongTask { expected: "Sms", found, .. } if found == "Email"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "dead letter 1764000000999-0 is a \"Email\" task, not \"Sms\""
+        );
+        let d = dead(&[("name", b"Email"), ("payload", b"\xc1")]);
+        let err = d.decode::<Email>().expect_err("not MessagePack");
+        assert!(
+            matches!(&err, DecodeError::Payload { task: "Email", .. }),
+            "{err:?}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+    }
 
     #[test]
     fn worker_registration_is_parsed() {

@@ -1,11 +1,21 @@
-//! The admin API against a real redis-server: `replay_all` stays bounded while the replayed
-//! tasks die again at once, dead entries that are not tasks (the promoter's `raw` entries) are
-//! skipped and reported instead of replayed, and `purge` works at `maxmemory`.
+//! The admin API against a real redis-server: `dead_replay_all` stays bounded while the
+//! replayed tasks die again at once, dead entries that are not tasks (the promoter's `raw`
+//! entries) are skipped and reported instead of replayed, `dead_purge` works at `maxmemory`,
+//! dead letters decode back into their task type, `stats` is one consistent snapshot and
+//! `wait_idle` waits for the last ack.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicU32, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
 
 use mq_core::{
-    admin::Admin, redis::keys::QueueKeys, Producer, Task, TaskContext, TaskError, Worker,
+    admin::{Admin, DecodeError},
+    redis::{keys::QueueKeys, scripts},
+    Producer, Task, TaskContext, TaskError, Worker,
 };
 use mq_tests::{conn, redis, run_worker, wait_until, xlen, RunningWorker};
 use serde::{Deserialize, Serialize};
@@ -43,7 +53,7 @@ async fn wait_dead(admin: &Admin, n: u64) {
     .await;
 }
 
-/// With a worker that dead-letters every replayed task again at once, `replay_all` replays
+/// With a worker that dead-letters every replayed task again at once, `dead_replay_all` replays
 /// each task that was dead when it started exactly once and returns; it does not chase the
 /// entries the worker keeps adding. More dead tasks than one replay batch (500), so the walk
 /// takes several batches while the worker is busy re-dead-lettering the first ones.
@@ -61,7 +71,7 @@ async fn replay_all_is_bounded_while_replayed_tasks_die_again() {
     let worker = rejecting_worker(&url).await;
     wait_dead(&admin, u64::from(N)).await;
 
-    let report = tokio::time::timeout(WAIT, admin.replay_all("doomed"))
+    let report = tokio::time::timeout(WAIT, admin.dead_replay_all("doomed"))
         .await
         .expect("replay_all returns while the worker keeps dead-lettering")
         .expect("replay_all");
@@ -79,7 +89,8 @@ async fn replay_all_is_bounded_while_replayed_tasks_die_again() {
 }
 
 /// A dead entry the promoter wrote for an undecodable delayed member (`raw`, `error`,
-/// `failed_at` only) is not a task: `replay_all` and `replay` leave it in the dead stream and
+/// `failed_at` only) is not a task: `dead_replay_all` and `dead_replay` leave it in the dead
+/// stream and
 /// report its id, and replay the real dead task beside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raw_dead_entries_are_skipped_and_reported() {
@@ -105,13 +116,13 @@ async fn raw_dead_entries_are_skipped_and_reported() {
     let dead = admin.dead_list("doomed", 10).await.expect("dead_list");
     let raw = dead
         .iter()
-        .find(|d| d.field("raw").is_some())
+        .find(|d| d.raw().is_some())
         .expect("a raw dead entry from the promoter");
-    assert_eq!(raw.field("name"), None, "{raw:?}");
-    let raw_id = raw.dead_id.clone();
+    assert_eq!(raw.name(), None, "{raw:?}");
+    let raw_id = raw.dead_id().to_owned();
 
     let report = admin
-        .replay("doomed", std::slice::from_ref(&raw_id))
+        .dead_replay("doomed", std::slice::from_ref(&raw_id))
         .await
         .expect("replay");
     assert_eq!(
@@ -119,7 +130,7 @@ async fn raw_dead_entries_are_skipped_and_reported() {
         (0, vec![raw_id.clone()])
     );
 
-    let report = admin.replay_all("doomed").await.expect("replay_all");
+    let report = admin.dead_replay_all("doomed").await.expect("replay_all");
     assert_eq!(report.replayed, 1, "{report:?}");
     assert_eq!(report.skipped, vec![raw_id.clone()]);
     assert_eq!(
@@ -129,10 +140,10 @@ async fn raw_dead_entries_are_skipped_and_reported() {
     );
     let left = admin.dead_list("doomed", 10).await.expect("dead_list");
     assert_eq!(left.len(), 1);
-    assert_eq!(left[0].dead_id, raw_id, "the raw entry stays dead");
+    assert_eq!(left[0].dead_id(), raw_id, "the raw entry stays dead");
 }
 
-/// `purge` deletes the dead stream when Redis is over `maxmemory` with `noeviction` (where
+/// `dead_purge` deletes the dead stream when Redis is over `maxmemory` with `noeviction` (where
 /// every command queued in a `MULTI` is refused) and returns how many entries it held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_works_over_maxmemory() {
@@ -189,8 +200,289 @@ async fn purge_works_over_maxmemory() {
 
     let admin = Admin::connect(&server.url()).await.expect("admin");
     assert_eq!(
-        admin.purge("doomed").await.expect("purge at maxmemory"),
+        admin
+            .dead_purge("doomed")
+            .await
+            .expect("purge at maxmemory"),
         N as u64
     );
     assert_eq!(xlen(&mut c, &keys.dead).await, 0);
+}
+
+/// `stats` is one consistent snapshot: while the real promote script moves due tasks one per
+/// call from the delayed set to the stream on another connection, every snapshot taken in a
+/// tight loop counts each task exactly once (`length + delayed == N`; nothing is acked, so
+/// nothing leaves). Reads that are not atomic together can see a task in neither place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_is_a_consistent_snapshot_during_promotion() {
+    const N: u64 = 2_000;
+    let server = redis();
+    let url = server.url();
+    let keys = QueueKeys::new("mq", "doomed");
+    let producer = Producer::connect(&url).await.expect("producer");
+    let admin = Admin::connect(&url).await.expect("admin");
+    for n in 0..N as u32 {
+        producer
+            .enqueue_in(Duration::ZERO, Doomed { n })
+            .await
+            .expect("enqueue_in");
+    }
+    assert_eq!(admin.stats("doomed").await.expect("stats").delayed, N);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let promoter = tokio::spawn({
+        let mut c = conn(&server).await;
+        let done = done.clone();
+        async move {
+            loop {
+                let (moved, _more, _trimmed): (u64, u64, u64) = scripts::PROMOTE
+                    .key(&keys.delayed)
+                    .key(&keys.stream)
+                    .key(&keys.dead)
+                    .arg(1)
+                    .arg(1 << 20)
+                    .arg(1_000_000)
+                    .invoke_async(&mut c)
+                    .await
+                    .expect("promote");
+                if moved == 0 {
+                    break;
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+        }
+    });
+    let mut snapshots = 0u64;
+    let mut torn = Vec::new();
+    while !done.load(Ordering::SeqCst) {
+        let s = admin.stats("doomed").await.expect("stats");
+        snapshots += 1;
+        if s.length + s.delayed + s.dead != N {
+            torn.push((s.length, s.delayed, s.dead));
+        }
+    }
+    tokio::time::timeout(WAIT, promoter)
+        .await
+        .expect("promoter ends")
+        .expect("promoter");
+    assert!(
+        torn.is_empty(),
+        "{} of {snapshots} snapshots did not count every task once (length, delayed, dead): {:?}",
+        torn.len(),
+        &torn[..torn.len().min(5)]
+    );
+    let s = admin.stats("doomed").await.expect("stats");
+    assert_eq!((s.length, s.delayed, s.dead), (N, 0, 0));
+}
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "batchjob", max_retries = 3, backoff = "none")]
+struct Job {
+    n: u32,
+    fail_first: bool,
+}
+
+/// A worker on `batchjob` whose handler takes 150 ms (longer than a `wait_idle` poll), fails the first attempt of tasks with
+/// `fail_first` (retry after 300 ms), and counts finished tasks in `done`.
+async fn job_worker(url: &str, done: Arc<AtomicU32>) -> RunningWorker {
+    let worker = Worker::builder(url)
+        .handle::<Job, _>(move |t: Job, ctx: TaskContext| {
+            let done = done.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                if t.fail_first && ctx.attempt() == 0 {
+                    return Err(TaskError::retry_after(
+                        Duration::from_millis(300),
+                        format!("job {} fails once", t.n),
+                    ));
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .concurrency(4)
+        .block_timeout(Duration::from_millis(100))
+        .promote_interval(Duration::from_millis(50))
+        .build()
+        .await
+        .expect("build worker");
+    run_worker(worker)
+}
+
+/// `wait_idle` returns `true` only once every task has finished and been acked: tasks ready
+/// at once, tasks delayed by 400 ms and a task whose first attempt fails and waits 300 ms for
+/// its retry. At that moment the handler has finished every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_idle_returns_after_the_last_task_is_acked() {
+    let server = redis();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.expect("producer");
+    let admin = Admin::connect(&url).await.expect("admin");
+    assert!(
+        admin
+            .wait_idle("batchjob", Duration::ZERO)
+            .await
+            .expect("wait_idle"),
+        "a queue that does not exist is idle"
+    );
+    producer
+        .enqueue_many((0..20).map(|n| Job {
+            n,
+            fail_first: n == 7,
+        }))
+        .await
+        .expect("enqueue");
+    for n in 20..25 {
+        producer
+            .enqueue_in(
+                Duration::from_millis(400),
+                Job {
+                    n,
+                    fail_first: false,
+                },
+            )
+            .await
+            .expect("enqueue_in");
+    }
+    let done = Arc::new(AtomicU32::new(0));
+    let worker = job_worker(&url, done.clone()).await;
+    let idle = admin.wait_idle("batchjob", WAIT).await.expect("wait_idle");
+    let finished = done.load(Ordering::SeqCst);
+    let stats = admin.stats("batchjob").await.expect("stats");
+    worker.stop().await;
+    assert!(idle, "the queue became idle within {WAIT:?}");
+    assert_eq!(finished, 25, "every task finished when wait_idle returned");
+    assert!(stats.is_idle(), "{stats:?}");
+    assert_eq!(stats.dead, 0);
+}
+
+/// `wait_idle` returns `false` at its timeout while a task is still delayed, even with a
+/// worker running and nothing else to do; dead letters do not make a queue busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_idle_times_out_while_a_task_is_delayed() {
+    let server = redis();
+    let url = server.url();
+    let keys = QueueKeys::new("mq", "batchjob");
+    let mut c = conn(&server).await;
+    let producer = Producer::connect(&url).await.expect("producer");
+    let admin = Admin::connect(&url).await.expect("admin");
+    let _: String = redis::cmd("XADD")
+        .arg(&keys.dead)
+        .arg("*")
+        .arg("error")
+        .arg("an old dead letter")
+        .query_async(&mut c)
+        .await
+        .expect("XADD dead");
+    producer
+        .enqueue_in(
+            Duration::from_secs(60),
+            Job {
+                n: 1,
+                fail_first: false,
+            },
+        )
+        .await
+        .expect("enqueue_in");
+    let done = Arc::new(AtomicU32::new(0));
+    let worker = job_worker(&url, done.clone()).await;
+    let timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let idle = admin
+        .wait_idle("batchjob", timeout)
+        .await
+        .expect("wait_idle");
+    let waited = started.elapsed();
+    worker.stop().await;
+    assert!(!idle, "a task is still delayed");
+    assert!(
+        waited >= timeout && waited < timeout + Duration::from_secs(2),
+        "waited {waited:?} for a timeout of {timeout:?}"
+    );
+    let stats = admin.stats("batchjob").await.expect("stats");
+    assert_eq!((stats.delayed, stats.dead), (1, 1), "{stats:?}");
+    assert_eq!(done.load(Ordering::SeqCst), 0);
+
+    // Without the delayed task, the dead letter alone leaves the queue idle.
+    let _: u64 = redis::cmd("DEL")
+        .arg(&keys.delayed)
+        .query_async(&mut c)
+        .await
+        .expect("DEL");
+    assert!(admin
+        .wait_idle("batchjob", Duration::ZERO)
+        .await
+        .expect("wait_idle"));
+}
+
+/// A task a worker dead-lettered decodes back into its type with the typed accessors set;
+/// decoding it as another task type fails with `DecodeError::WrongTask`, and the promoter's
+/// `raw` entry is `DecodeError::NotATask`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_decode_into_their_task_type() {
+    let server = redis();
+    let url = server.url();
+    let keys = QueueKeys::new("mq", "doomed");
+    let mut c = conn(&server).await;
+    let producer = Producer::connect(&url).await.expect("producer");
+    let admin = Admin::connect(&url).await.expect("admin");
+    let task_id = producer.enqueue(Doomed { n: 42 }).await.expect("enqueue");
+    let _: () = redis::cmd("ZADD")
+        .arg(&keys.delayed)
+        .arg(0)
+        .arg(&b"\xc1 not msgpack"[..])
+        .query_async(&mut c)
+        .await
+        .expect("ZADD");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let worker = rejecting_worker(&url).await;
+    wait_dead(&admin, 2).await;
+    worker.stop().await;
+
+    let dead = admin.dead_list("doomed", 10).await.expect("dead_list");
+    let d = dead
+        .iter()
+        .find(|d| d.task_id() == Some(task_id.as_str()))
+        .expect("the dead task");
+    assert_eq!(d.decode::<Doomed>().expect("decode").n, 42);
+    assert_eq!(d.name(), Some("Doomed"));
+    assert_eq!(
+        d.error(),
+        Some("permanent failure: task 42 can never succeed")
+    );
+    assert_eq!(d.attempts(), Some(1));
+    assert!(d.worker().is_some_and(|w| !w.is_empty()), "{d:?}");
+    assert!(
+        d.failed_at()
+            .is_some_and(|t| t >= before.saturating_sub(1_000)),
+        "{d:?}"
+    );
+    assert_eq!((d.deliveries(), d.raw()), (None, None));
+    let shown = admin
+        .dead_show("doomed", d.dead_id())
+        .await
+        .expect("dead_show")
+        .expect("the same entry");
+    assert_eq!(&shown, d);
+
+    match d.decode::<Job>() {
+        Err(DecodeError::WrongTask {
+            dead_id,
+            expected,
+            found,
+        }) => assert_eq!(
+            (dead_id.as_str(), expected, found.as_str()),
+            (d.dead_id(), "Job", "Doomed")
+        ),
+        other => panic!("expected WrongTask, got {other:?}"),
+    }
+
+    let raw = dead.iter().find(|d| d.raw().is_some()).expect("raw entry");
+    assert!(
+        matches!(raw.decode::<Doomed>(), Err(DecodeError::NotATask { .. })),
+        "{raw:?}"
+    );
 }

@@ -32,3 +32,5 @@ pub static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lu
 /// Hands entries this consumer holds but does not run back to the group (`lua/release.lua`).
 pub static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
+/// Reads a queue's sizes as one consistent snapshot (`lua/stats.lua`).
+pub static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/stats.lua")));
