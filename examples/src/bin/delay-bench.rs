@@ -150,7 +150,9 @@ async fn run(url: &str, args: &Args) -> Result<(), BoxError> {
     let delay = Duration::from_millis(200);
     for case in ["single_idle", "single_busy"] {
         if case == "single_busy" {
-            producer.enqueue_many((0..100_000).map(|n| Load { n })).await?;
+            producer
+                .enqueue_many((0..100_000).map(|n| Load { n }))
+                .await?;
         }
         for i in 0..args.singles {
             let due_ms = (now_ms_f() as u64) + delay.as_millis() as u64;

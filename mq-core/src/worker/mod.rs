@@ -16,8 +16,8 @@ mod permits;
 mod promoter;
 mod reclaimer;
 mod release;
-mod waker;
 mod sampler;
+mod waker;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -39,6 +39,8 @@ use crate::{
     task::Task,
 };
 
+/// How often [`Worker::run_until_idle`] checks whether its queues are idle: 50 ms.
+pub const IDLE_POLL: Duration = Duration::from_millis(50);
 /// How long the ackers get to flush after the grace period: 10 s.
 const ACK_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the background loops (promoters, reapers, sampler, metrics server, lease thread)
@@ -508,6 +510,69 @@ impl Worker {
         r
     }
 
+    /// Runs until every queue of this worker is idle, then shuts down gracefully: for batch
+    /// jobs, scripts and tests that enqueue, process and stop. Idle means, in one consistent
+    /// snapshot per queue ([`QueueStats::is_idle`](crate::admin::QueueStats::is_idle)): no
+    /// entry in the stream (so nothing ready, nothing running and every ack flushed), and
+    /// nothing delayed or waiting for a retry. Dead letters do not count. Checked every
+    /// [`IDLE_POLL`]; a queue that is empty when the worker starts stops it at once, so enqueue
+    /// first. The shutdown token and signals still work as with [`run`](Self::run).
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # use mq_core::{Producer, TaskContext, TaskError, Worker};
+    /// # #[derive(Serialize, Deserialize, mq_core::Task)]
+    /// # struct Email { to: String }
+    /// async fn send(email: Email, _ctx: TaskContext) -> Result<(), TaskError> {
+    ///     println!("sending to {}", email.to);
+    ///     Ok(())
+    /// }
+    /// # async fn job() -> mq_core::Result<()> {
+    /// let producer = Producer::connect("redis://127.0.0.1/").await?;
+    /// producer.enqueue_many((0..100).map(|i| Email { to: format!("user{i}@example.com") })).await?;
+    /// Worker::builder("redis://127.0.0.1/")
+    ///     .handle(send)
+    ///     .build()
+    ///     .await?
+    ///     .run_until_idle() // returns once all 100 are done (or dead-lettered)
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub async fn run_until_idle(self) -> Result<()> {
+        let (shared, token) = (self.shared.clone(), self.token.clone());
+        let keys: Vec<QueueKeys> = self.queues.iter().map(|q| q.state.keys.clone()).collect();
+        let watcher = tokio::spawn(async move {
+            let mut conn = shared.data.clone();
+            while sleep_or_cancel(IDLE_POLL, &token).await {
+                let mut idle = true;
+                for k in &keys {
+                    match crate::admin::snapshot(&mut conn, k, &shared.config.group).await {
+                        Ok(s) if s.is_idle() => {}
+                        Ok(_) => idle = false,
+                        Err(e) => {
+                            tracing::debug!(queue = %k.queue, error = %error::chain(&e), "idle check failed");
+                            idle = false;
+                        }
+                    }
+                    if !idle {
+                        break;
+                    }
+                }
+                if idle {
+                    tracing::info!("every queue is idle: stopping");
+                    token.cancel();
+                }
+            }
+        });
+        let r = self.run().await;
+        watcher.abort();
+        r
+    }
+
     /// Runs until the [`shutdown_token`](Self::shutdown_token) is cancelled, then stops
     /// fetching at once, lets in-flight tasks finish within the grace period and flushes their
     /// acks. Tasks still running when the grace period ends (or when the
@@ -562,7 +627,11 @@ impl Worker {
                 return Err(e);
             }
         };
-        let waker = tokio::spawn(waker::run(shared.clone(), states.clone(), lease_stop.clone()));
+        let waker = tokio::spawn(waker::run(
+            shared.clone(),
+            states.clone(),
+            lease_stop.clone(),
+        ));
         let sampler = tokio::spawn(sampler::run(
             shared.clone(),
             states.clone(),

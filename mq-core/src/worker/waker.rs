@@ -12,7 +12,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{error_backoff, sleep_or_cancel, QueueState, Shared};
 
-pub(super) async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: CancellationToken) {
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    queues: Vec<Arc<QueueState>>,
+    stop: CancellationToken,
+) {
     let by_channel: HashMap<String, Arc<QueueState>> = queues
         .iter()
         .map(|q| (q.keys.wake.clone(), q.clone()))
