@@ -227,10 +227,23 @@ async fn run_until_idle_returns_once_everything_is_done() {
 async fn a_gracefully_stopped_worker_leaves_the_group() {
     let server = redis();
     let mut c = conn(&server).await;
-    for _ in 0..3 {
-        let (w, _) = worker(&server.url()).await;
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    for n in 0..3 {
+        // A consumer exists once something was delivered to it: each worker handles a task.
+        let (w, started) = worker(&server.url()).await;
         let running = run_worker(w);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        producer
+            .enqueue(Tick {
+                n,
+                fail_once: false,
+            })
+            .await
+            .unwrap();
+        wait_until(WAIT, "the task ran", || {
+            let s = started.clone();
+            async move { ran(&s, n).is_some() }
+        })
+        .await;
         running.stop().await;
     }
     let consumers: Vec<redis::Value> = redis::cmd("XINFO")
