@@ -29,7 +29,7 @@ use crate::{
 
 /// Handles many tasks of type `T` at once, returning one outcome per task in the same order.
 /// **Put `#[mq_core::async_trait]` on every `impl BatchHandler`** (as for
-/// [`Handler`](crate::Handler): without it an `async fn handle_batch` fails with `E0195`,
+/// [`Handler`]: without it an `async fn handle_batch` fails with `E0195`,
 /// "lifetime parameters or bounds on method ... do not match the trait declaration").
 ///
 /// Implemented by async fns and closures `Fn(Vec<(T, TaskContext)>) -> impl Future<Output =
