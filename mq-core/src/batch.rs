@@ -28,10 +28,71 @@ use crate::{
 };
 
 /// Handles many tasks of type `T` at once, returning one outcome per task in the same order.
+/// **Put `#[mq_core::async_trait]` on every `impl BatchHandler`** (as for
+/// [`Handler`]: without it an `async fn handle_batch` fails with `E0195`,
+/// "lifetime parameters or bounds on method ... do not match the trait declaration").
 ///
 /// Implemented by async fns and closures `Fn(Vec<(T, TaskContext)>) -> impl Future<Output =
-/// Vec<Result<(), TaskError>>>`. Run the model itself with [`blocking`](crate::blocking) so it
-/// does not hold up the worker's async threads.
+/// Vec<Result<(), TaskError>>>`. Wrap it with [`batch`] to register it. Run the model itself
+/// with [`blocking`](crate::blocking) so it does not hold up the worker's async threads.
+///
+/// # Examples
+///
+/// A struct holding a model, handling batches of up to 32 tasks:
+///
+/// ```no_run
+/// use std::{sync::Arc, time::Duration};
+///
+/// use mq_core::{batch, BatchHandler, Task, TaskContext, TaskError, Worker};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Task)]
+/// #[task(queue = "texts")]
+/// struct EmbedText {
+///     id: u64,
+///     text: String,
+/// }
+///
+/// struct Model; // weights, a session, a GPU handle...
+///
+/// impl Model {
+///     fn embed(&self, texts: &[String]) -> Vec<Vec<f32>> {
+///         texts.iter().map(|t| vec![t.len() as f32]).collect()
+///     }
+/// }
+///
+/// struct Embedder {
+///     model: Arc<Model>,
+/// }
+///
+/// #[mq_core::async_trait]
+/// impl BatchHandler<EmbedText> for Embedder {
+///     async fn handle_batch(
+///         &self,
+///         tasks: Vec<(EmbedText, TaskContext)>,
+///     ) -> Vec<Result<(), TaskError>> {
+///         let n = tasks.len();
+///         let texts: Vec<String> = tasks.into_iter().map(|(t, _)| t.text).collect();
+///         let model = Arc::clone(&self.model);
+///         // One model call for the whole batch, on the blocking pool.
+///         match mq_core::blocking(move || model.embed(&texts)).await {
+///             Ok(vectors) => vectors.iter().map(|_| Ok(())).collect(),
+///             // The model panicked: retry every task of the batch.
+///             Err(e) => vec![Err(e); n],
+///         }
+///     }
+/// }
+///
+/// # async fn run() -> mq_core::Result<()> {
+/// let embedder = Embedder { model: Arc::new(Model) };
+/// Worker::builder("redis://127.0.0.1/")
+///     .handle(batch(32, Duration::from_millis(20), embedder))
+///     .build()
+///     .await?
+///     .run_until_signal()
+///     .await
+/// # }
+/// ```
 #[async_trait]
 pub trait BatchHandler<T: Task>: Send + Sync + 'static {
     /// Handles a batch. The result must have one entry per task; if it does not, every task
@@ -101,7 +162,7 @@ pub const BATCH_MAX_WAIT_LIMIT: Duration = Duration::from_secs(365 * 24 * 3600);
 /// }
 /// # async fn run() -> mq_core::Result<()> {
 /// Worker::builder("redis://127.0.0.1/")
-///     .handle::<EmbedText, _>(batch(32, Duration::from_millis(20), embed_all))
+///     .handle(batch(32, Duration::from_millis(20), embed_all))
 ///     .concurrency(128)
 ///     .build()
 ///     .await?

@@ -3,6 +3,32 @@
 use std::time::Duration;
 
 /// Errors returned by the producer, the worker builder and the admin API.
+///
+/// `Display` names what failed; the cause is the [`source`](std::error::Error::source), so log
+/// errors with [`chain`] (or `{:#}` of `anyhow`) to see both.
+///
+/// # Examples
+///
+/// ```no_run
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize, mq_core::Task)]
+/// # struct Upload { bytes: Vec<u8> }
+/// # async fn demo() -> mq_core::Result<()> {
+/// use mq_core::Error;
+///
+/// let producer = mq_core::Producer::connect("redis://127.0.0.1/").await?;
+/// match producer.enqueue(Upload { bytes: vec![0; 2 << 20] }).await {
+///     Ok(id) => println!("enqueued {id}"),
+///     Err(Error::PayloadTooLarge { size, limit, .. }) => {
+///         eprintln!("{size} bytes is over {limit}: store the file elsewhere, enqueue its key");
+///     }
+///     Err(e) if e.redis_error().is_some() => {
+///         eprintln!("Redis failed, try again later: {}", mq_core::error::chain(&e));
+///     }
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -8,7 +8,28 @@ use futures::future::BoxFuture;
 
 use crate::task::{Task, TaskOptions};
 
-/// What the runtime knows about the task being handled.
+/// What the runtime knows about the task being handled, passed to every handler call.
+///
+/// # Examples
+///
+/// ```
+/// use mq_core::{Task, TaskContext, TaskError};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize, Task)]
+/// # struct Charge { cents: u64 }
+///
+/// async fn charge(task: Charge, ctx: TaskContext) -> Result<(), TaskError> {
+///     // The task id is stable across retries: use it as an idempotency key.
+///     let key = ctx.id().to_owned();
+///     if let Some(previous) = ctx.last_error() {
+///         tracing::warn!(attempt = ctx.attempt(), max = ctx.max_retries(), previous, "retrying");
+///     }
+///     // CPU-heavy work goes to the blocking pool and keeps the task's in-flight slot.
+///     let fee = ctx.blocking(move || task.cents / 100).await?;
+///     println!("charged {fee} with key {key} from queue {}", ctx.queue());
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct TaskContext {
     pub(crate) id: String,
@@ -78,8 +99,42 @@ impl TaskContext {
 
 /// A failed attempt and what the runtime should do about it.
 ///
-/// Any error converts into [`TaskError::Retry`] with `?`, so handlers can use the errors they
-/// already have.
+/// `?` converts the errors handlers already have into [`TaskError::Retry`]: any
+/// `std::error::Error + Send + Sync + 'static`, `Box<dyn Error + Send + Sync>`, `anyhow::Error`,
+/// `String` (see the `From` impl below). Return [`TaskError::permanent`] for failures a retry
+/// cannot fix and [`TaskError::retry_after`] when the other side said when to come back.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mq_core::{Task, TaskContext, TaskError};
+/// # use serde::{Deserialize, Serialize};
+/// # #[derive(Serialize, Deserialize, Task)]
+/// # struct Fetch { url: String }
+///
+/// async fn fetch(task: Fetch, _ctx: TaskContext) -> Result<(), TaskError> {
+///     if !task.url.starts_with("https://") {
+///         // Dead-lettered at once: retrying cannot fix the URL.
+///         return Err(TaskError::permanent(format!("not https: {}", task.url)));
+///     }
+///     let status: u16 = "429".parse()?; // a parse error would be retried with the backoff
+///     if status == 429 {
+///         // Rate limited: come back in exactly 30 s (still counts as a retry).
+///         return Err(TaskError::retry_after(Duration::from_secs(30), "rate limited"));
+///     }
+///     Ok(())
+/// }
+///
+/// // `?` on a boxed error (or `anyhow::Error`) keeps the message.
+/// fn check() -> Result<(), TaskError> {
+///     let e: Box<dyn std::error::Error + Send + Sync> = "disk full".into();
+///     Err(e)?;
+///     Ok(())
+/// }
+/// assert_eq!(check(), Err(TaskError::Retry("disk full".into())));
+/// assert_eq!(TaskError::permanent("bad input").reason(), "bad input");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskError {
     /// Retry with the task's backoff (dead-letter once retries are exhausted).
@@ -117,34 +172,99 @@ impl fmt::Display for TaskError {
     }
 }
 
-impl<E: std::error::Error> From<E> for TaskError {
+/// `?` in a handler: any error that converts into `Box<dyn Error + Send + Sync>` becomes a
+/// [`TaskError::Retry`] whose reason is the error and its sources joined with `": "` (see
+/// [`chain`](crate::error::chain)). That covers every `E: std::error::Error + Send + Sync +
+/// 'static`, `Box<dyn Error + Send + Sync>` itself, `anyhow::Error` (anyhow converts into the
+/// box, with its context chain as sources), `String` and `&str`.
+///
+/// One blanket impl over `Into<Box<dyn Error + Send + Sync>>` is what makes boxed errors work:
+/// a blanket impl over `E: Error` could not sit beside an impl for `Box<dyn Error>` or
+/// `anyhow::Error`, since Rust's coherence rules let std and anyhow add `Error` impls for those
+/// types later. Errors that are not `Send + Sync + 'static` (a poisoned `std::sync::Mutex`
+/// lock borrows its guard) take `.map_err(TaskError::retry)`. `anyhow::bail!` and
+/// `anyhow::ensure!` return an `anyhow::Error` without `?`, so they belong in functions that
+/// return `anyhow::Result`, whose result the handler then `?`s.
+//
+// `TaskError` must not implement `std::error::Error`: this impl would then overlap with
+// `impl<T> From<T> for T`.
+impl<E> From<E> for TaskError
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     fn from(e: E) -> Self {
-        TaskError::retry(e)
+        let boxed: Box<dyn std::error::Error + Send + Sync> = e.into();
+        TaskError::Retry(crate::error::chain(&*boxed))
     }
 }
 
-/// Handles tasks of type `T`.
+/// Handles tasks of type `T`. **Put `#[mq_core::async_trait]` on every `impl Handler`**: the
+/// trait is an [`async_trait`](crate::async_trait), and an `async fn handle` without the
+/// attribute fails with ``error[E0195]: lifetime parameters or bounds on method `handle` do
+/// not match the trait declaration``, a message that does not mention it.
 ///
 /// Implement it on a struct that holds your clients and models, or pass an async fn or closure
 /// `Fn(T, TaskContext) -> impl Future<Output = Result<(), TaskError>>`, which implements it.
+/// Register either with [`WorkerBuilder::handle`](crate::WorkerBuilder::handle); the task type
+/// is inferred from the impl or the fn's first argument (a closure needs its argument types
+/// written out: `|task: SendEmail, ctx: TaskContext| async move { ... }`).
+///
+/// `?` works on any error that converts into `Box<dyn Error + Send + Sync>`: every
+/// `std::error::Error + Send + Sync + 'static`, boxed errors, `anyhow::Error`, `String`; each
+/// becomes a retryable [`TaskError`] (see its `From` impl).
 ///
 /// # Examples
 ///
-/// ```
-/// use mq_core::{async_trait, Handler, Task, TaskContext, TaskError};
-/// # use serde::{Deserialize, Serialize};
-/// # #[derive(Serialize, Deserialize, Task)]
-/// # struct Resize { id: u64 }
+/// A handler struct holding a client, registered on a worker:
 ///
-/// struct Resizer;
+/// ```no_run
+/// use std::sync::Arc;
 ///
-/// #[async_trait]
-/// impl Handler<Resize> for Resizer {
-///     async fn handle(&self, task: Resize, ctx: TaskContext) -> Result<(), TaskError> {
-///         println!("resizing {} (attempt {})", task.id, ctx.attempt());
+/// use mq_core::{Handler, Task, TaskContext, TaskError, Worker};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize, Task)]
+/// #[task(queue = "emails", max_retries = 5)]
+/// struct SendEmail {
+///     to: String,
+///     body: String,
+/// }
+///
+/// struct SmtpClient; // your client: a connection pool, an HTTP client...
+///
+/// impl SmtpClient {
+///     async fn send(&self, to: &str, body: &str) -> Result<(), std::io::Error> {
+///         println!("to {to}: {body}");
 ///         Ok(())
 ///     }
 /// }
+///
+/// struct Mailer {
+///     smtp: Arc<SmtpClient>,
+/// }
+///
+/// #[mq_core::async_trait]
+/// impl Handler<SendEmail> for Mailer {
+///     async fn handle(&self, task: SendEmail, ctx: TaskContext) -> Result<(), TaskError> {
+///         if !task.to.contains('@') {
+///             return Err(TaskError::permanent(format!("bad address {:?}", task.to)));
+///         }
+///         // `?`: an I/O error is retried with the task's backoff.
+///         self.smtp.send(&task.to, &task.body).await?;
+///         tracing::info!(id = ctx.id(), attempt = ctx.attempt(), "sent");
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn run() -> mq_core::Result<()> {
+/// let mailer = Mailer { smtp: Arc::new(SmtpClient) };
+/// Worker::builder("redis://127.0.0.1/")
+///     .handle(mailer) // the task type comes from the impl
+///     .build()
+///     .await?
+///     .run_until_signal()
+///     .await
+/// # }
 /// ```
 #[async_trait]
 pub trait Handler<T: Task>: Send + Sync + 'static {

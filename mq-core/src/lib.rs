@@ -3,6 +3,9 @@
 pub mod admin;
 pub mod batch;
 pub mod config;
+// The wire format's encoder and decoder: public for mq's own tests, hidden from the docs
+// (docs/wire-format.md describes the format).
+#[doc(hidden)]
 pub mod envelope;
 pub mod error;
 pub mod handler;
@@ -30,9 +33,33 @@ pub use tokio_util::sync::CancellationToken;
 pub use worker::{Worker, WorkerBuilder};
 
 /// The names most programs need: `use mq_core::prelude::*;`.
+///
+/// [`Result`] is mq's (`Result<T, E = Error>`), so `Result<(), TaskError>` still works.
+///
+/// # Examples
+///
+/// ```no_run
+/// use mq_core::prelude::*;
+/// # #[derive(serde::Serialize, serde::Deserialize, Task)]
+/// # struct Ping;
+///
+/// async fn ping(_task: Ping, _ctx: TaskContext) -> Result<(), TaskError> {
+///     Ok(())
+/// }
+///
+/// # async fn demo() -> Result<()> {
+/// let worker = Worker::builder("redis://127.0.0.1/").handle(ping).build().await?;
+/// let stop: CancellationToken = worker.shutdown_token();
+/// let admin = Admin::connect("redis://127.0.0.1/").await?;
+/// println!("{:?}", admin.stats(Ping::QUEUE).await?);
+/// stop.cancel();
+/// worker.run().await
+/// # }
+/// ```
 pub mod prelude {
+    pub use crate::batch::batch;
     pub use crate::{
-        async_trait, batch, blocking, Backoff, BatchHandler, Handler, Producer, Task, TaskContext,
-        TaskError, TaskOptions, Worker,
+        async_trait, blocking, Admin, Backoff, BatchHandler, CancellationToken, Handler, Producer,
+        Result, Task, TaskContext, TaskError, TaskOptions, Worker,
     };
 }

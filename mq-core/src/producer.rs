@@ -141,6 +141,18 @@ impl Producer {
     }
 
     /// A [`ProducerBuilder`] for settings beyond the URL.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// let producer = mq_core::Producer::builder("redis://127.0.0.1/")
+    ///     .prefix("shop") // workers use `.prefix("shop")` too
+    ///     .max_payload(4 * 1024 * 1024)
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder(url: &str) -> ProducerBuilder {
         ProducerBuilder {
             url: url.to_owned(),
@@ -153,6 +165,17 @@ impl Producer {
     /// Sets the largest MessagePack payload (in bytes) this producer enqueues; larger tasks
     /// are refused with [`Error::PayloadTooLarge`]. Default [`DEFAULT_MAX_PAYLOAD`]. Redis
     /// itself takes up to its `proto-max-bulk-len` (512 MB by default), so raise it with care.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// let producer = mq_core::Producer::connect("redis://127.0.0.1/")
+    ///     .await?
+    ///     .with_max_payload(8 * 1024 * 1024);
+    /// assert_eq!(producer.max_payload(), 8 * 1024 * 1024);
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn with_max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
@@ -202,6 +225,19 @@ impl Producer {
     /// As [`enqueue`](Self::enqueue). On a Redis error, or a task that cannot be encoded or is
     /// too large, the batches of [`ENQUEUE_BATCH`] tasks before it may have been enqueued
     /// (not the failing task's own batch).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, mq_core::Task)]
+    /// # struct Remind { user: u64 }
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// # let producer = mq_core::Producer::connect("redis://127.0.0.1/").await?;
+    /// let ids = producer.enqueue_many((1..=10_000).map(|user| Remind { user })).await?;
+    /// assert_eq!(ids.len(), 10_000);
+    /// # Ok(()) }
+    /// ```
     pub async fn enqueue_many<T: Task>(
         &self,
         tasks: impl IntoIterator<Item = T>,
@@ -248,6 +284,17 @@ impl Producer {
     /// [`Error::Config`] if `queue` is not a valid queue name or `name` is empty,
     /// [`Error::PayloadTooLarge`] if `payload` is over [`max_payload`](Self::max_payload),
     /// [`Error::Redis`] if the `XADD` failed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// # let producer = mq_core::Producer::connect("redis://127.0.0.1/").await?;
+    /// // MessagePack of `{"user": 7}`, as `rmp_serde::to_vec_named` writes it.
+    /// let payload = vec![0x81, 0xa4, b'u', b's', b'e', b'r', 0x07];
+    /// let id = producer.enqueue_raw("remind", "Remind", payload).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn enqueue_raw(&self, queue: &str, name: &str, payload: Vec<u8>) -> Result<String> {
         keys::validate_queue_name(queue).map_err(Error::Config)?;
         if name.is_empty() {
@@ -280,6 +327,19 @@ impl Producer {
     /// # Errors
     ///
     /// As [`enqueue`](Self::enqueue).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, mq_core::Task)]
+    /// # struct Remind { user: u64 }
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// # let producer = mq_core::Producer::connect("redis://127.0.0.1/").await?;
+    /// use std::time::Duration;
+    /// producer.enqueue_in(Duration::from_secs(15 * 60), Remind { user: 7 }).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn enqueue_in<T: Task>(&self, delay: Duration, task: T) -> Result<String> {
         self.schedule_one(Due::In(delay), task).await
     }
@@ -291,6 +351,20 @@ impl Producer {
     /// # Errors
     ///
     /// As [`enqueue`](Self::enqueue).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, mq_core::Task)]
+    /// # struct Remind { user: u64 }
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// # let producer = mq_core::Producer::connect("redis://127.0.0.1/").await?;
+    /// use std::time::{Duration, SystemTime};
+    /// let tomorrow = SystemTime::now() + Duration::from_secs(24 * 3600);
+    /// producer.enqueue_at(tomorrow, Remind { user: 7 }).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn enqueue_at<T: Task>(&self, at: SystemTime, task: T) -> Result<String> {
         self.schedule_one(Due::At(at), task).await
     }

@@ -3,17 +3,37 @@
 use std::time::Duration;
 
 /// Delay policy between attempts of a failing task.
+///
+/// A fixed delay is exact; an exponential one is jittered (see [`jittered`](Self::jittered)).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mq_core::Backoff;
+///
+/// // `backoff = "fixed(5s)"`: every retry waits exactly 5 s.
+/// let fixed = Backoff::Fixed(Duration::from_secs(5));
+/// assert_eq!(fixed.jittered(3, 0.42), Duration::from_secs(5));
+///
+/// // `backoff = "exponential(1s, 10m)"`: 1 s, 2 s, 4 s ... each jittered to 50-100 %.
+/// let exp = Backoff::Exponential { base: Duration::from_secs(1), cap: Duration::from_secs(600) };
+/// assert_eq!(exp.jittered(2, 0.0), Duration::from_secs(2)); // half of 4 s
+/// assert_eq!(exp.jittered(2, 0.5), Duration::from_secs(3));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backoff {
     /// Retry immediately.
     None,
-    /// Always wait the same time.
+    /// Wait exactly this long before every retry, without jitter: a delay chosen on purpose
+    /// (a rate limit's window, "try again in 5 s") is kept.
     Fixed(Duration),
-    /// Wait `base * 2^(attempt)`, at most `cap`.
+    /// Wait `base * 2^(attempt)`, at most `cap`, jittered to 50-100 % of that so tasks that
+    /// failed together (an outage) do not all retry at the same instant.
     Exponential {
-        /// Delay before the first retry.
+        /// Delay before the first retry (before jitter).
         base: Duration,
-        /// Upper bound of the delay.
+        /// Upper bound of the delay (before jitter).
         cap: Duration,
     },
 }
@@ -44,13 +64,20 @@ impl Backoff {
         }
     }
 
-    /// [`delay`](Self::delay) with "equal jitter": half the delay plus a random share of the
-    /// other half, so that tasks failing together do not retry together. `unit` is a random
-    /// number in `[0, 1)`.
+    /// The delay the worker waits before the retry after attempt `attempt` failed:
+    /// [`Fixed`](Self::Fixed) and [`None`](Self::None) exactly as [`delay`](Self::delay) says;
+    /// [`Exponential`](Self::Exponential) with "equal jitter", half the delay plus a random
+    /// share of the other half, so that tasks failing together do not retry together. `unit`
+    /// is a random number in `[0, 1)`.
     pub fn jittered(&self, attempt: u32, unit: f64) -> Duration {
         let d = self.delay(attempt);
-        let half = d / 2;
-        half + half.mul_f64(unit.clamp(0.0, 1.0))
+        match self {
+            Backoff::None | Backoff::Fixed(_) => d,
+            Backoff::Exponential { .. } => {
+                let half = d / 2;
+                half + half.mul_f64(unit.clamp(0.0, 1.0))
+            }
+        }
     }
 }
 
@@ -79,10 +106,25 @@ mod tests {
     }
 
     #[test]
-    fn jitter_stays_within_half_and_full_delay() {
-        let b = Backoff::Fixed(Duration::from_secs(2));
+    fn exponential_jitter_stays_within_half_and_full_delay() {
+        let b = Backoff::Exponential {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(60),
+        };
         assert_eq!(b.jittered(0, 0.0), Duration::from_secs(1));
         assert_eq!(b.jittered(0, 0.999_999), Duration::from_micros(1_999_999));
-        assert!(b.jittered(0, 0.5) >= Duration::from_secs(1));
+        assert_eq!(b.jittered(1, 0.5), Duration::from_secs(3));
+        assert_eq!(b.jittered(10, 0.0), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn fixed_and_none_are_exact() {
+        let fixed = Backoff::Fixed(Duration::from_secs(5));
+        for unit in [0.0, 0.25, 0.5, 0.999_999] {
+            for attempt in [0, 1, 7] {
+                assert_eq!(fixed.jittered(attempt, unit), Duration::from_secs(5));
+                assert_eq!(Backoff::None.jittered(attempt, unit), Duration::ZERO);
+            }
+        }
     }
 }

@@ -66,9 +66,11 @@ mod expand;
 ///   disables the limit.
 /// - **`backoff = "exponential(1s, 10m)"`**: delay before each retry.
 ///   - `"none"`: retry immediately.
-///   - `"fixed(5s)"`: always wait 5 s (must be greater than zero; use `"none"` otherwise).
-///   - `"exponential(1s, 10m)"`: wait `base * 2^attempt`, at most `cap`; `base` must be
-///     greater than zero and `cap` at least `base`.
+///   - `"fixed(5s)"`: wait exactly 5 s before every retry, no jitter (must be greater than
+///     zero; use `"none"` otherwise).
+///   - `"exponential(1s, 10m)"`: wait `base * 2^attempt`, at most `cap`, jittered to 50-100 %
+///     of that so tasks that failed together do not retry together; `base` must be greater
+///     than zero and `cap` at least `base`.
 ///
 ///   Whitespace around the parts is ignored: `"exponential( 1s , 10m )"` is fine.
 /// - **`concurrency = 8`**: per-queue limit of in-flight tasks in each worker process.

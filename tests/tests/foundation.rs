@@ -610,10 +610,10 @@ async fn failing_task_is_retried_with_backoff_then_dead_lettered() {
         let mine: Vec<_> = runs.iter().filter(|r| r.0 == fail_times).collect();
         assert_eq!(mine.iter().map(|r| r.1).collect::<Vec<_>>(), vec![0, 1, 2]);
         for pair in mine.windows(2) {
-            // fixed(200ms) with equal jitter: between 100 and 200 ms, plus promotion delay.
+            // fixed(200ms) is exact (no jitter): 200 ms plus the promotion delay.
             let gap = pair[1].2 - pair[0].2;
             assert!(
-                gap >= Duration::from_millis(100),
+                gap >= Duration::from_millis(200),
                 "retry came after {gap:?}"
             );
         }

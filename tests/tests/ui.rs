@@ -1,4 +1,5 @@
-//! Compile-time tests of `#[derive(Task)]`: expansions that must build, and mistakes that must
+//! Compile-time tests: `#[derive(Task)]` expansions and handler shapes (structs, `?` on boxed and
+//! anyhow errors, `.handle` inference) that must build, and derive mistakes that must
 //! be reported at the right token.
 
 #[test]

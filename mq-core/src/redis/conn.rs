@@ -12,12 +12,12 @@ use redis::{aio::ConnectionManager, aio::ConnectionManagerConfig, Client};
 use crate::error::{Error, Result};
 
 /// Response timeout for short commands: 10 s (generous: AOF `appendfsync always` under load).
-pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connection timeout: 2 s.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Opens a client for `url`, with a clear error for a bad URL (its password redacted).
-pub fn client(url: &str) -> Result<Client> {
+pub(crate) fn client(url: &str) -> Result<Client> {
     Client::open(url).map_err(|e| Error::Config(format!("bad redis url {}: {e}", redact_url(url))))
 }
 
@@ -54,7 +54,7 @@ pub fn redact_url(url: &str) -> String {
 /// Whether `e` is the kind of error a Redis that is starting, restarting, loading its data,
 /// running a long script, failing over or briefly unreachable gives: worth waiting for,
 /// unlike a refused command.
-pub fn is_transient(e: &redis::RedisError) -> bool {
+pub(crate) fn is_transient(e: &redis::RedisError) -> bool {
     e.is_io_error()
         || e.is_connection_refusal()
         || e.is_connection_dropped()
@@ -109,7 +109,10 @@ fn is_transient_error(e: &Error) -> bool {
 }
 
 /// A reconnecting multiplexed connection whose responses may take up to `response_timeout`.
-pub async fn managed(client: &Client, response_timeout: Duration) -> Result<ConnectionManager> {
+pub(crate) async fn managed(
+    client: &Client,
+    response_timeout: Duration,
+) -> Result<ConnectionManager> {
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(response_timeout))
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -122,7 +125,7 @@ pub async fn managed(client: &Client, response_timeout: Duration) -> Result<Conn
 }
 
 /// A pool of connections for control commands (promote, group creation, admin).
-pub fn pool(url: &str, size: usize) -> Result<deadpool_redis::Pool> {
+pub(crate) fn pool(url: &str, size: usize) -> Result<deadpool_redis::Pool> {
     let conn_config = redis::AsyncConnectionConfig::new()
         .set_response_timeout(Some(COMMAND_TIMEOUT))
         .set_connection_timeout(Some(CONNECT_TIMEOUT));
@@ -147,7 +150,7 @@ pub fn pool(url: &str, size: usize) -> Result<deadpool_redis::Pool> {
 /// # Errors
 ///
 /// [`Error::Config`] if the stream has another group, [`Error::Redis`] otherwise.
-pub async fn ensure_group<C: redis::aio::ConnectionLike>(
+pub(crate) async fn ensure_group<C: redis::aio::ConnectionLike>(
     conn: &mut C,
     stream: &str,
     group: &str,
@@ -182,7 +185,9 @@ pub async fn ensure_group<C: redis::aio::ConnectionLike>(
 ///
 /// [`Error::Config`] for an evicting policy or when the policy cannot be read (the message
 /// says how to allow `INFO` or opt out), [`Error::Redis`] for other failures.
-pub async fn check_eviction_policy<C: redis::aio::ConnectionLike>(conn: &mut C) -> Result<()> {
+pub(crate) async fn check_eviction_policy<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+) -> Result<()> {
     let info: redis::RedisResult<String> = redis::cmd("INFO").arg("memory").query_async(conn).await;
     let info = match info {
         Ok(i) => i,
@@ -218,7 +223,7 @@ pub async fn check_eviction_policy<C: redis::aio::ConnectionLike>(conn: &mut C) 
 
 /// Whether `e` is `READONLY`: the connection reaches a replica, typically an old primary
 /// after a failover behind the same address (DNS name, virtual IP, proxy).
-pub fn is_readonly(e: &redis::RedisError) -> bool {
+pub(crate) fn is_readonly(e: &redis::RedisError) -> bool {
     e.code() == Some("READONLY")
 }
 
@@ -228,7 +233,7 @@ pub fn is_readonly(e: &redis::RedisError) -> bool {
 /// whatever now answers at the address. Otherwise it does nothing. At most one `QUIT` per
 /// [`READONLY_QUIT_INTERVAL`] in the process: many tasks failing at once must not close the
 /// fresh connection again (the others retry with backoff and get their turn).
-pub async fn reconnect_if_readonly(conn: &ConnectionManager, e: &redis::RedisError) {
+pub(crate) async fn reconnect_if_readonly(conn: &ConnectionManager, e: &redis::RedisError) {
     use std::sync::atomic::{AtomicU64, Ordering};
     static LAST_QUIT_MS: AtomicU64 = AtomicU64::new(0);
     if !is_readonly(e) {
@@ -250,7 +255,7 @@ pub async fn reconnect_if_readonly(conn: &ConnectionManager, e: &redis::RedisErr
 }
 
 /// Shortest time between two `QUIT`s of [`reconnect_if_readonly`]: 500 ms.
-pub const READONLY_QUIT_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const READONLY_QUIT_INTERVAL: Duration = Duration::from_millis(500);
 
 /// A pooled connection that answered `READONLY` (see [`reconnect_if_readonly`]) is taken out
 /// of the pool and closed: the pool checks connections only with `PING`, which a replica

@@ -1,5 +1,8 @@
-//! The Redis side of mq: key names, Lua scripts and connections.
+//! The Redis side of mq: key names ([`keys::QueueKeys`]) and URL redaction
+//! ([`conn::redact_url`]); the Lua scripts and connection handling are internal.
 
 pub mod conn;
 pub mod keys;
+// The Lua scripts: public for mq's own tests, hidden from the docs.
+#[doc(hidden)]
 pub mod scripts;

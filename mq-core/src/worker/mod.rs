@@ -476,7 +476,29 @@ impl Worker {
         self.shared.health.clone()
     }
 
-    /// The token that stops this worker when cancelled (see [`run`](Self::run)).
+    /// The token that stops this worker when cancelled (see [`run`](Self::run)). Take it
+    /// before `run` consumes the worker; cancelling it again, or after `run` returned, does
+    /// nothing.
+    ///
+    /// # Examples
+    ///
+    /// Stop the worker from elsewhere in the program, here after an hour:
+    ///
+    /// ```no_run
+    /// # use mq_core::{Task, TaskContext, TaskError, Worker};
+    /// # #[derive(serde::Serialize, serde::Deserialize, Task)]
+    /// # struct Ping;
+    /// # async fn ping(_task: Ping, _ctx: TaskContext) -> Result<(), TaskError> { Ok(()) }
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// let worker = Worker::builder("redis://127.0.0.1/").handle(ping).build().await?;
+    /// let stop = worker.shutdown_token();
+    /// tokio::spawn(async move {
+    ///     tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    ///     stop.cancel(); // graceful: in-flight tasks get the grace period
+    /// });
+    /// worker.run().await
+    /// # }
+    /// ```
     pub fn shutdown_token(&self) -> CancellationToken {
         self.token.clone()
     }
@@ -590,6 +612,43 @@ impl Worker {
     ///
     /// [`Error::ShutdownTimeout`] if tasks were aborted; [`Error::Config`] if the metrics
     /// address cannot be bound or a thread cannot be started.
+    ///
+    /// # Examples
+    ///
+    /// A worker that stops on its own signal (here Ctrl-C, as
+    /// [`run_until_signal`](Self::run_until_signal) does for SIGINT and SIGTERM):
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use mq_core::{Task, TaskContext, TaskError, Worker};
+    /// # #[derive(serde::Serialize, serde::Deserialize, Task)]
+    /// # struct Resize { id: u64 }
+    ///
+    /// async fn resize(task: Resize, _ctx: TaskContext) -> Result<(), TaskError> {
+    ///     println!("resizing {}", task.id);
+    ///     Ok(())
+    /// }
+    ///
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// let worker = Worker::builder("redis://127.0.0.1/")
+    ///     .handle(resize)
+    ///     .grace_period(Duration::from_secs(10))
+    ///     .build()
+    ///     .await?;
+    /// let stop = worker.shutdown_token();
+    /// tokio::spawn(async move {
+    ///     let _ = tokio::signal::ctrl_c().await;
+    ///     stop.cancel();
+    /// });
+    /// match worker.run().await {
+    ///     Ok(()) => println!("drained"),
+    ///     Err(mq_core::Error::ShutdownTimeout { in_flight, .. }) => {
+    ///         eprintln!("{in_flight} tasks handed back to other workers");
+    ///     }
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn run(self) -> Result<()> {
         let Worker {
             shared,
