@@ -63,7 +63,7 @@ type Handlers = HashMap<String, Arc<dyn ErasedHandler>>;
 /// }
 /// # async fn run() -> mq_core::Result<()> {
 /// mq_core::Worker::builder("redis://127.0.0.1/")
-///     .handle::<EmbedText, _>(embed)
+///     .handle(embed)
 ///     .concurrency(64)
 ///     .build()
 ///     .await?
