@@ -241,7 +241,7 @@ pub enum DecodeError {
     WrongTask {
         /// The dead-stream id.
         dead_id: String,
-        /// The name asked for ([`Task::NAME`](crate::Task::NAME)).
+        /// The name asked for ([`Task::NAME`]).
         expected: &'static str,
         /// The entry's `name` (lossy UTF-8).
         found: String,
@@ -307,7 +307,7 @@ impl DeadLetter {
         self.text("id")
     }
 
-    /// The task name (`name`), [`Task::NAME`](crate::Task::NAME) of its type.
+    /// The task name (`name`), [`Task::NAME`] of its type.
     pub fn name(&self) -> Option<&str> {
         self.text("name")
     }
