@@ -235,7 +235,7 @@ async fn stats_is_a_consistent_snapshot_during_promotion() {
         let done = done.clone();
         async move {
             loop {
-                let (moved, _more, _trimmed): (u64, u64, u64) = scripts::PROMOTE
+                let (moved, _more, _trimmed, _due_in): (u64, u64, u64, i64) = scripts::PROMOTE
                     .key(&keys.delayed)
                     .key(&keys.stream)
                     .key(&keys.dead)
@@ -254,7 +254,13 @@ async fn stats_is_a_consistent_snapshot_during_promotion() {
     });
     let mut snapshots = 0u64;
     let mut torn = Vec::new();
+    let deadline = std::time::Instant::now() + WAIT;
     while !done.load(Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < deadline && !promoter.is_finished()
+                || done.load(Ordering::SeqCst),
+            "the promoter stopped early or took longer than {WAIT:?}"
+        );
         let s = admin.stats("doomed").await.expect("stats");
         snapshots += 1;
         if s.length + s.delayed + s.dead != N {
