@@ -341,6 +341,7 @@ impl WorkerBuilder {
                     wake: tokio::sync::Notify::new(),
                 }),
                 fetch,
+                prefetch: in_flight_limit,
             });
         }
         queues.sort_by(|a, b| a.state.keys.queue.cmp(&b.state.keys.queue));
@@ -432,6 +433,8 @@ struct QueueRuntime {
     state: Arc<QueueState>,
     /// The fetcher's own connection: a blocking read must not hold up other commands.
     fetch: ConnectionManager,
+    /// The queue's in-flight limit in this process: the fetcher buffers at most that many.
+    prefetch: usize,
 }
 
 /// A built worker, ready to [`run`](Self::run).
@@ -730,6 +733,7 @@ impl Worker {
                 tracker: tracker.clone(),
                 token: token.clone(),
                 abort: hard_stop.clone(),
+                prefetch: q.prefetch,
             };
             fetchers.spawn(watch_fetcher(fetcher, shared.clone(), token.clone()));
         }
