@@ -157,7 +157,8 @@ impl Fetcher {
 
     /// A reclaim of up to `count` stalled entries, as a request of its own.
     fn reclaim(&self, count: usize) -> Request {
-        let (shared, queue, mut conn) = (self.shared.clone(), self.queue.clone(), self.conn.clone());
+        let (shared, queue, mut conn) =
+            (self.shared.clone(), self.queue.clone(), self.conn.clone());
         Box::pin(async move { reclaimer::reclaim(&shared, &queue, &mut conn, count).await })
     }
 

@@ -303,6 +303,9 @@ impl WorkerBuilder {
             })
             .await?;
         }
+        let xackdel = conn::server_version(&mut data.clone())
+            .await
+            .is_some_and(|v| v >= (8, 2));
         let mut queues = Vec::new();
         for (name, handlers) in handlers {
             let keys = QueueKeys::new(&config.prefix, &name);
@@ -358,6 +361,7 @@ impl WorkerBuilder {
                 client,
                 metrics,
                 health: Arc::new(Health::default()),
+                xackdel,
                 global: Arc::new(Semaphore::new(config.concurrency)),
                 config,
                 data,
@@ -379,6 +383,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// What `/healthz` reports.
     pub(crate) health: Arc<Health>,
+    /// Whether the server has `XACKDEL` (Redis 8.2+): then acks use it.
+    pub(crate) xackdel: bool,
     /// This worker's entry in the `{prefix}:workers` registry.
     pub(crate) registry_info: String,
     /// Multiplexed connection for acks, retries and dead letters.
