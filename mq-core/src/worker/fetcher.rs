@@ -68,7 +68,7 @@ impl Fetcher {
         loop {
             // After an empty read, read again only once the buffer is empty (then blocking):
             // a non-blocking read of an empty queue next to waiting entries would spin.
-            if request.is_none() && buffer.len() < cap && !(idle && !buffer.is_empty()) {
+            if request.is_none() && buffer.len() < cap && (!idle || buffer.is_empty()) {
                 let room = cap - buffer.len();
                 if last_reclaim.elapsed() >= reclaim_every {
                     last_reclaim = Instant::now();
