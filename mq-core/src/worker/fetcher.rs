@@ -44,13 +44,68 @@ pub(super) struct Fetcher {
 
 /// What the fetcher's one Redis request in flight is doing.
 enum Pending {
-    /// A read (`block`: a blocking read on an empty queue).
-    Read { block: bool },
+    /// A read (`block`: a blocking read on an empty queue), sent at `sent`.
+    Read { block: bool, sent: Instant },
     /// A reclaim of stalled entries of dead workers.
     Reclaim { asked: usize },
 }
 
 type Request = Pin<Box<dyn Future<Output = redis::RedisResult<Vec<RawEntry>>> + Send>>;
+
+/// The fetcher's window: how many entries it keeps buffered or being read. At least the
+/// queue's in-flight limit; more when tasks finish faster than one read per round trip can
+/// bring them (fast tasks, a distant Redis): then two round trips' worth of the measured
+/// dispatch rate (the bandwidth-delay product, doubled because a read starts when the buffer
+/// is half empty). Slow tasks never grow it, so a worker holds at most its limit plus what it
+/// would start within two round trips: nothing that idle workers elsewhere could run sooner.
+struct Window {
+    /// Tasks dispatched per second, smoothed over [`WINDOW_SAMPLE`] samples.
+    rate: f64,
+    since: Instant,
+    count: usize,
+    /// Round trip of a non-blocking read, seconds, smoothed.
+    rtt: f64,
+}
+
+/// How often the dispatch rate is sampled: 50 ms.
+const WINDOW_SAMPLE: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl Window {
+    fn new() -> Self {
+        Window {
+            rate: 0.0,
+            since: Instant::now(),
+            count: 0,
+            rtt: 0.0,
+        }
+    }
+
+    fn dispatched(&mut self, n: usize) {
+        self.count += n;
+        let elapsed = self.since.elapsed();
+        if elapsed >= WINDOW_SAMPLE {
+            let sample = self.count as f64 / elapsed.as_secs_f64();
+            self.rate = 0.5 * self.rate + 0.5 * sample;
+            self.count = 0;
+            self.since = Instant::now();
+        }
+    }
+
+    fn round_trip(&mut self, rtt: std::time::Duration) {
+        let s = rtt.as_secs_f64();
+        self.rtt = if self.rtt == 0.0 {
+            s
+        } else {
+            0.8 * self.rtt + 0.2 * s
+        };
+    }
+
+    /// Entries to keep buffered or being read: at least `base`, at most [`MAX_FETCH_BATCH`].
+    fn cap(&self, base: usize) -> usize {
+        let bdp = (2.0 * self.rate * self.rtt).ceil() as usize;
+        base.max(bdp).clamp(1, MAX_FETCH_BATCH)
+    }
+}
 
 impl Fetcher {
     pub(super) async fn run(self) {
@@ -58,17 +113,21 @@ impl Fetcher {
         // The fetch connection's `CLIENT ID`, for unblocking its read at shutdown; asked for
         // before the first blocking read and again after any error (a reconnect changes it).
         let mut client_id: Option<i64> = None;
-        let cap = self.prefetch.clamp(1, MAX_FETCH_BATCH);
-        let mut buffer: VecDeque<RawEntry> = VecDeque::with_capacity(cap);
+        let base = self.prefetch.clamp(1, MAX_FETCH_BATCH);
+        let mut window = Window::new();
+        let mut buffer: VecDeque<RawEntry> = VecDeque::with_capacity(base);
         let mut request: Option<(Pending, Request)> = None;
         let mut idle = false;
         let mut failures = 0u32;
         let reclaim_every = self.shared.config.reclaim_interval();
         let mut last_reclaim = Instant::now();
         loop {
-            // After an empty read, read again only once the buffer is empty (then blocking):
-            // a non-blocking read of an empty queue next to waiting entries would spin.
-            if request.is_none() && buffer.len() < cap && (!idle || buffer.is_empty()) {
+            // Refill once the buffer is down to half, so that reads stay large (a read per freed
+            // permit would cost a round trip per task). After an empty read, read again only
+            // once the buffer is empty (then blocking): a non-blocking read of an empty queue
+            // next to waiting entries would spin.
+            let cap = window.cap(base);
+            if request.is_none() && buffer.len() <= cap / 2 && (!idle || buffer.is_empty()) {
                 let room = cap - buffer.len();
                 if last_reclaim.elapsed() >= reclaim_every {
                     last_reclaim = Instant::now();
@@ -83,13 +142,14 @@ impl Fetcher {
                             .await
                             .ok();
                     }
-                    request = Some((Pending::Read { block }, self.read(room, block)));
+                    let sent = Instant::now();
+                    request = Some((Pending::Read { block, sent }, self.read(room, block)));
                 }
             }
             tokio::select! {
                 biased;
                 _ = self.token.cancelled() => {
-                    if let Some((Pending::Read { block: true }, read)) = request.take() {
+                    if let Some((Pending::Read { block: true, .. }, read)) = request.take() {
                         self.stop_blocking_read(client_id, read).await;
                     }
                     // Anything else in flight is dropped: what it may still deliver waits for
@@ -102,7 +162,10 @@ impl Fetcher {
                 r = async { request.as_mut().map(|(_, f)| f) .expect("guarded").await }, if request.is_some() => {
                     let Some((what, _)) = request.take() else { continue };
                     match (what, r) {
-                        (Pending::Read { .. }, Ok(entries)) => {
+                        (Pending::Read { block, sent }, Ok(entries)) => {
+                            if !block {
+                                window.round_trip(sent.elapsed());
+                            }
                             failures = 0;
                             self.shared.health.ok(&health_part);
                             idle = entries.is_empty();
@@ -140,6 +203,7 @@ impl Fetcher {
                 p = self.acquire(buffer.len()), if !buffer.is_empty() => {
                     let Some(permits) = p else { break };
                     let n = permits.len().min(buffer.len());
+                    window.dispatched(n);
                     self.dispatch(buffer.drain(..n).collect(), permits);
                 }
             }
@@ -222,6 +286,8 @@ impl Fetcher {
     }
 
     /// Waits for one permit of each kind, then takes up to `want - 1` more without waiting.
+    /// With more wanted it first yields once, so that handlers finishing in the same scheduler
+    /// tick free their permits and one wake-up dispatches several tasks.
     async fn acquire(&self, want: usize) -> Option<Permits> {
         let mut queue = match &self.queue.limit {
             Some(s) => Some(s.clone().acquire_owned().await.ok()?),
@@ -229,6 +295,9 @@ impl Fetcher {
         };
         let global_sem = &self.shared.global;
         let mut global = global_sem.clone().acquire_owned().await.ok()?;
+        if want > 1 {
+            tokio::task::yield_now().await;
+        }
         let mut extra = (want - 1).min(global_sem.available_permits());
         if let Some(s) = &self.queue.limit {
             extra = extra.min(s.available_permits());
