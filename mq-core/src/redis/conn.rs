@@ -268,3 +268,37 @@ pub(crate) fn discard_if_readonly(conn: deadpool_redis::Connection, e: &redis::R
         drop(deadpool_redis::Connection::take(conn));
     }
 }
+
+/// The server's `(major, minor)` version from `INFO server` (`redis_version`; Valkey reports
+/// its Redis-compatible version there too), or `None` if it cannot be read.
+pub(crate) async fn server_version<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+) -> Option<(u32, u32)> {
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(conn)
+        .await
+        .ok()?;
+    parse_version(&info)
+}
+
+fn parse_version(info: &str) -> Option<(u32, u32)> {
+    let v = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("redis_version:"))?;
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    Some((parts.next()??, parts.next()??))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_info_server() {
+        let info = "# Server\r\nredis_version:8.2.1\r\nredis_mode:standalone\r\n";
+        assert_eq!(parse_version(info), Some((8, 2)));
+        assert_eq!(parse_version("redis_version:7.0.15\r\n"), Some((7, 0)));
+        assert_eq!(parse_version("nothing"), None);
+    }
+}

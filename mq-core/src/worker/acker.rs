@@ -93,15 +93,67 @@ async fn flush(shared: &Shared, queue: &QueueState, ids: &[String], stop: &Cance
     }
 }
 
-/// One ack script call per [`MAX_ACK_BATCH`] ids (Lua's `unpack` takes a few thousand values).
+/// One ack call per [`MAX_ACK_BATCH`] ids (Lua's `unpack` takes a few thousand values): the
+/// ack script, or `XACKDEL` where the server has it (Redis 8.2+, detected at build).
 async fn ack(shared: &Shared, queue: &QueueState, ids: &[String]) -> redis::RedisResult<()> {
     for chunk in ids.chunks(MAX_ACK_BATCH) {
-        let _: i64 = scripts::ACK
-            .key(&queue.keys.stream)
-            .arg(&shared.config.group)
-            .arg(chunk)
-            .invoke_async(&mut shared.data.clone())
-            .await?;
+        let mut conn = shared.data.clone();
+        if shared.xackdel {
+            let _: redis::Value = xackdel(&queue.keys.stream, &shared.config.group, chunk)
+                .query_async(&mut conn)
+                .await?;
+        } else {
+            let _: i64 = scripts::ACK
+                .key(&queue.keys.stream)
+                .arg(&shared.config.group)
+                .arg(chunk)
+                .invoke_async(&mut conn)
+                .await?;
+        }
     }
     Ok(())
+}
+
+/// `XACKDEL stream group KEEPREF IDS n id...` (Redis 8.2): acks and deletes in one command,
+/// the same effect as the ack script.
+fn xackdel(stream: &str, group: &str, ids: &[String]) -> redis::Cmd {
+    let mut cmd = redis::cmd("XACKDEL");
+    cmd.arg(stream)
+        .arg(group)
+        .arg("KEEPREF")
+        .arg("IDS")
+        .arg(ids.len())
+        .arg(ids);
+    cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xackdel_names_every_id_after_their_count() {
+        let ids = vec!["1-0".to_owned(), "2-5".to_owned()];
+        let cmd = xackdel("mq:{q}:stream", "mq", &ids);
+        let args: Vec<String> = cmd
+            .args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => "<other>".to_owned(),
+            })
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "XACKDEL",
+                "mq:{q}:stream",
+                "mq",
+                "KEEPREF",
+                "IDS",
+                "2",
+                "1-0",
+                "2-5"
+            ]
+        );
+    }
 }

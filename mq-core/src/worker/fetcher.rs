@@ -1,16 +1,20 @@
-//! The fetcher: one per queue. It takes as many permits as are free (at most
-//! [`MAX_FETCH_BATCH`]), reads that many new entries with one `XREADGROUP`, and hands each to a
-//! dispatcher task together with its permit. Permits it could not use go back at once.
+//! The fetcher: one per queue. It keeps a bounded buffer of fetched entries (at most the
+//! queue's in-flight limit, [`MAX_FETCH_BATCH`] at most) and one read in flight to refill it,
+//! while it hands buffered entries to dispatcher tasks as permits free up. So the next read
+//! travels while handlers run: drain speed depends neither on the concurrency landing on a
+//! lucky batch size nor, as much, on the round trip to Redis (entries in the pipe are the
+//! buffer plus the running tasks, about twice the limit).
 //!
-//! When the queue is empty it blocks on `XREADGROUP ... COUNT 1 BLOCK` holding no permit, so
-//! an idle queue holds no capacity that other queues of the process could use; an entry that
-//! arrives waits (with its lease renewed) for a permit before it runs.
+//! Buffered entries are delivered to this consumer: they are tracked (their leases renewed)
+//! like running ones, and handed back at once, uncounted, at shutdown. The buffer never holds
+//! more than one in-flight limit's worth, so a worker does not hoard a queue that others could
+//! drain. Reads hold no permits: when the queue is empty the fetcher blocks on `XREADGROUP ...
+//! BLOCK` without taking capacity that other queues of the process could use.
 //!
-//! At shutdown it stops at once, a blocking read included: the read is dropped, and the
-//! worker hands back whatever this consumer was delivered but did not start
-//! ([`release`](super::release)).
+//! At shutdown it stops at once, a blocking read included (`CLIENT UNBLOCK`), and hands back
+//! what it fetched but did not start ([`release`](super::release)).
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc, time::Instant};
 
 use redis::{aio::ConnectionManager, Value};
 use tokio::sync::mpsc;
@@ -34,6 +38,73 @@ pub(super) struct Fetcher {
     pub(super) token: CancellationToken,
     /// Cancelled when running tasks are to be aborted (grace period over).
     pub(super) abort: CancellationToken,
+    /// Most entries buffered plus being read: the queue's in-flight limit.
+    pub(super) prefetch: usize,
+}
+
+/// What the fetcher's one Redis request in flight is doing.
+enum Pending {
+    /// A read (`block`: a blocking read on an empty queue), sent at `sent`.
+    Read { block: bool, sent: Instant },
+    /// A reclaim of stalled entries of dead workers.
+    Reclaim { asked: usize },
+}
+
+type Request = Pin<Box<dyn Future<Output = redis::RedisResult<Vec<RawEntry>>> + Send>>;
+
+/// The fetcher's window: how many entries it keeps buffered or being read. At least the
+/// queue's in-flight limit; more when tasks finish faster than one read per round trip can
+/// bring them (fast tasks, a distant Redis): then two round trips' worth of the measured
+/// dispatch rate (the bandwidth-delay product, doubled because a read starts when the buffer
+/// is half empty). Slow tasks never grow it, so a worker holds at most its limit plus what it
+/// would start within two round trips: nothing that idle workers elsewhere could run sooner.
+struct Window {
+    /// Tasks dispatched per second, smoothed over [`WINDOW_SAMPLE`] samples.
+    rate: f64,
+    since: Instant,
+    count: usize,
+    /// Round trip of a non-blocking read, seconds, smoothed.
+    rtt: f64,
+}
+
+/// How often the dispatch rate is sampled: 50 ms.
+const WINDOW_SAMPLE: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl Window {
+    fn new() -> Self {
+        Window {
+            rate: 0.0,
+            since: Instant::now(),
+            count: 0,
+            rtt: 0.0,
+        }
+    }
+
+    fn dispatched(&mut self, n: usize) {
+        self.count += n;
+        let elapsed = self.since.elapsed();
+        if elapsed >= WINDOW_SAMPLE {
+            let sample = self.count as f64 / elapsed.as_secs_f64();
+            self.rate = 0.5 * self.rate + 0.5 * sample;
+            self.count = 0;
+            self.since = Instant::now();
+        }
+    }
+
+    fn round_trip(&mut self, rtt: std::time::Duration) {
+        let s = rtt.as_secs_f64();
+        self.rtt = if self.rtt == 0.0 {
+            s
+        } else {
+            0.8 * self.rtt + 0.2 * s
+        };
+    }
+
+    /// Entries to keep buffered or being read: at least `base`, at most [`MAX_FETCH_BATCH`].
+    fn cap(&self, base: usize) -> usize {
+        let bdp = (2.0 * self.rate * self.rtt).ceil() as usize;
+        base.max(bdp).clamp(1, MAX_FETCH_BATCH)
+    }
 }
 
 impl Fetcher {
@@ -42,119 +113,117 @@ impl Fetcher {
         // The fetch connection's `CLIENT ID`, for unblocking its read at shutdown; asked for
         // before the first blocking read and again after any error (a reconnect changes it).
         let mut client_id: Option<i64> = None;
+        let base = self.prefetch.clamp(1, MAX_FETCH_BATCH);
+        let mut window = Window::new();
+        let mut buffer: VecDeque<RawEntry> = VecDeque::with_capacity(base);
+        let mut request: Option<(Pending, Request)> = None;
         let mut idle = false;
         let mut failures = 0u32;
         let reclaim_every = self.shared.config.reclaim_interval();
         let mut last_reclaim = Instant::now();
         loop {
-            let reclaim_due = last_reclaim.elapsed() >= reclaim_every;
-            if idle && !reclaim_due {
-                // The queue is empty: block for one entry without holding any capacity, so an
-                // idle queue takes nothing from busy ones. At shutdown the read is dropped:
-                // an entry it may still deliver is handed back when the worker stops.
-                if client_id.is_none() {
-                    client_id = redis::cmd("CLIENT")
-                        .arg("ID")
-                        .query_async(&mut self.conn.clone())
-                        .await
-                        .ok();
-                }
-                let read = self.read(1, true);
-                tokio::pin!(read);
-                let read = tokio::select! {
-                    biased;
-                    r = &mut read => r,
-                    _ = self.token.cancelled() => {
-                        self.stop_blocking_read(client_id, read).await;
-                        break;
+            // Refill once the buffer is down to half, so that reads stay large (a read per freed
+            // permit would cost a round trip per task). After an empty read, read again only
+            // once the buffer is empty (then blocking): a non-blocking read of an empty queue
+            // next to waiting entries would spin.
+            let cap = window.cap(base);
+            if request.is_none() && buffer.len() <= cap / 2 && (!idle || buffer.is_empty()) {
+                let room = cap - buffer.len();
+                if last_reclaim.elapsed() >= reclaim_every {
+                    last_reclaim = Instant::now();
+                    request = Some((Pending::Reclaim { asked: room }, self.reclaim(room)));
+                } else {
+                    // Block only when there is nothing else to do.
+                    let block = idle && buffer.is_empty();
+                    if block && client_id.is_none() {
+                        client_id = redis::cmd("CLIENT")
+                            .arg("ID")
+                            .query_async(&mut self.conn.clone())
+                            .await
+                            .ok();
                     }
-                };
-                let entries = match read {
-                    Ok(entries) => entries,
-                    Err(e) => {
-                        client_id = None;
-                        match self.read_failed(e, &health_part, &mut failures).await {
-                            true => continue,
-                            false => break,
-                        }
-                    }
-                };
-                failures = 0;
-                self.shared.health.ok(&health_part);
-                if entries.is_empty() {
-                    continue;
+                    let sent = Instant::now();
+                    request = Some((Pending::Read { block, sent }, self.read(room, block)));
                 }
-                idle = false;
-                // Renew its lease while it waits for a permit.
-                for (id, _) in &entries {
-                    self.queue.track(id);
-                }
-                let permits = tokio::select! {
-                    biased;
-                    _ = self.token.cancelled() => None,
-                    p = self.acquire(entries.len()) => p,
-                };
-                match permits {
-                    Some(p) => self.dispatch(entries, p),
-                    None => {
-                        // Shutting down before it started: hand it back, uncounted.
-                        self.queue.untrack(entries.iter().map(|(id, _)| id));
-                        self.hand_back(entries).await;
-                        break;
-                    }
-                }
-                continue;
             }
-            let permits = tokio::select! {
+            tokio::select! {
                 biased;
-                _ = self.token.cancelled() => break,
-                p = self.acquire(MAX_FETCH_BATCH) => match p { Some(p) => p, None => break },
-            };
-            if reclaim_due {
-                last_reclaim = Instant::now();
-                let mut conn = self.conn.clone();
-                match reclaimer::reclaim(&self.shared, &self.queue, &mut conn, permits.len()).await
-                {
-                    Ok(mut entries) if !entries.is_empty() => {
-                        let claimed = entries.len();
-                        // The script only renews our own entries, but an entry of ours taken
-                        // over meanwhile by a worker that died too may still run here.
-                        entries.retain(|(id, _)| !self.queue.is_tracked(id));
-                        if claimed == permits.len() {
-                            // Probably more stalled entries behind these: they are the oldest
-                            // tasks of the queue, so take them before new ones.
-                            last_reclaim = last_reclaim
-                                .checked_sub(reclaim_every)
-                                .unwrap_or(last_reclaim);
+                _ = self.token.cancelled() => {
+                    if let Some((Pending::Read { block: true, .. }, read)) = request.take() {
+                        self.stop_blocking_read(client_id, read).await;
+                    }
+                    // Anything else in flight is dropped: what it may still deliver waits for
+                    // the worker's final sweep.
+                    let rest: Vec<RawEntry> = buffer.drain(..).collect();
+                    self.queue.untrack(rest.iter().map(|(id, _)| id));
+                    self.hand_back(rest).await;
+                    break;
+                }
+                r = async { request.as_mut().map(|(_, f)| f) .expect("guarded").await }, if request.is_some() => {
+                    let Some((what, _)) = request.take() else { continue };
+                    match (what, r) {
+                        (Pending::Read { block, sent }, Ok(entries)) => {
+                            if !block {
+                                window.round_trip(sent.elapsed());
+                            }
+                            failures = 0;
+                            self.shared.health.ok(&health_part);
+                            idle = entries.is_empty();
+                            self.buffer(&mut buffer, entries);
                         }
-                        self.dispatch(entries, permits);
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        client_id = None;
-                        self.shared.metrics.redis_error("reclaim");
-                        tracing::warn!(queue = %self.queue.queue, error = %e, "reclaim failed");
+                        (Pending::Reclaim { asked }, Ok(entries)) => {
+                            if entries.len() == asked {
+                                // Probably more stalled entries behind these: they are the
+                                // oldest tasks of the queue, so take them before new ones.
+                                last_reclaim =
+                                    last_reclaim.checked_sub(reclaim_every).unwrap_or(last_reclaim);
+                            }
+                            // The script only renews our own entries, but an entry of ours
+                            // taken over meanwhile by a worker that died too may still run here.
+                            let entries =
+                                entries.into_iter().filter(|(id, _)| !self.queue.is_tracked(id)).collect();
+                            self.buffer(&mut buffer, entries);
+                        }
+                        (Pending::Read { .. }, Err(e)) => {
+                            client_id = None;
+                            if !self.read_failed(e, &health_part, &mut failures).await {
+                                let rest: Vec<RawEntry> = buffer.drain(..).collect();
+                                self.queue.untrack(rest.iter().map(|(id, _)| id));
+                                self.hand_back(rest).await;
+                                break;
+                            }
+                        }
+                        (Pending::Reclaim { .. }, Err(e)) => {
+                            client_id = None;
+                            self.shared.metrics.redis_error("reclaim");
+                            tracing::warn!(queue = %self.queue.queue, error = %e, "reclaim failed");
+                        }
                     }
                 }
-            }
-            match self.read(permits.len(), false).await {
-                Ok(entries) => {
-                    failures = 0;
-                    self.shared.health.ok(&health_part);
-                    tracing::trace!(queue = %self.queue.queue, read = entries.len(), asked = permits.len(), "read");
-                    idle = entries.is_empty();
-                    self.dispatch(entries, permits);
-                }
-                Err(e) => {
-                    drop(permits);
-                    if !self.read_failed(e, &health_part, &mut failures).await {
-                        break;
-                    }
+                p = self.acquire(buffer.len()), if !buffer.is_empty() => {
+                    let Some(permits) = p else { break };
+                    let n = permits.len().min(buffer.len());
+                    window.dispatched(n);
+                    self.dispatch(buffer.drain(..n).collect(), permits);
                 }
             }
         }
         tracing::debug!(queue = %self.queue.queue, "fetcher stopped");
+    }
+
+    /// Adds fetched entries to the buffer; their leases are renewed from now on.
+    fn buffer(&self, buffer: &mut VecDeque<RawEntry>, entries: Vec<RawEntry>) {
+        for (id, _) in &entries {
+            self.queue.track(id);
+        }
+        buffer.extend(entries);
+    }
+
+    /// A reclaim of up to `count` stalled entries, as a request of its own.
+    fn reclaim(&self, count: usize) -> Request {
+        let (shared, queue, mut conn) =
+            (self.shared.clone(), self.queue.clone(), self.conn.clone());
+        Box::pin(async move { reclaimer::reclaim(&shared, &queue, &mut conn, count).await })
     }
 
     /// Ends a blocking read at shutdown without losing what it may deliver: `CLIENT UNBLOCK`
@@ -162,13 +231,7 @@ impl Fetcher {
     /// just before; such an entry is handed back uncounted. Without a client id (or with an
     /// ACL user lacking `CLIENT UNBLOCK`) the read is dropped, and an entry it still delivers
     /// waits for the worker's final sweep.
-    async fn stop_blocking_read(
-        &self,
-        client_id: Option<i64>,
-        read: std::pin::Pin<
-            &mut impl std::future::Future<Output = redis::RedisResult<Vec<RawEntry>>>,
-        >,
-    ) {
+    async fn stop_blocking_read(&self, client_id: Option<i64>, read: Request) {
         let Some(id) = client_id else { return };
         let unblocked: redis::RedisResult<i64> = redis::cmd("CLIENT")
             .arg("UNBLOCK")
@@ -223,8 +286,8 @@ impl Fetcher {
     }
 
     /// Waits for one permit of each kind, then takes up to `want - 1` more without waiting.
-    /// When the queue is busy (`want > 1`) it first yields once, so that handlers finishing in
-    /// the same scheduler tick free their permits and the next read asks for a batch.
+    /// With more wanted it first yields once, so that handlers finishing in the same scheduler
+    /// tick free their permits and one wake-up dispatches several tasks.
     async fn acquire(&self, want: usize) -> Option<Permits> {
         let mut queue = match &self.queue.limit {
             Some(s) => Some(s.clone().acquire_owned().await.ok()?),
@@ -255,7 +318,8 @@ impl Fetcher {
         Some(Permits { global, queue })
     }
 
-    async fn read(&self, count: usize, block: bool) -> redis::RedisResult<Vec<RawEntry>> {
+    /// An `XREADGROUP` of up to `count` new entries, as a request of its own.
+    fn read(&self, count: usize, block: bool) -> Request {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.shared.config.group)
@@ -267,8 +331,11 @@ impl Fetcher {
                 .arg(self.shared.config.block_timeout.as_millis() as u64);
         }
         cmd.arg("STREAMS").arg(&self.queue.keys.stream).arg(">");
-        let reply: Value = cmd.query_async(&mut self.conn.clone()).await?;
-        Ok(parse_read_reply(reply))
+        let mut conn = self.conn.clone();
+        Box::pin(async move {
+            let reply: Value = cmd.query_async(&mut conn).await?;
+            Ok(parse_read_reply(reply))
+        })
     }
 
     fn dispatch(&self, mut entries: Vec<RawEntry>, mut permits: Permits) {
@@ -280,17 +347,18 @@ impl Fetcher {
             match permits.take_one() {
                 Some(p) => self.spawn(entry, p),
                 None => {
-                    // Redis never returns more than COUNT entries; should it, the extra entry
-                    // stays pending and is redelivered.
-                    tracing::error!(queue = %self.queue.queue, entry = %entry.0, "read returned more entries than asked for");
+                    // Not reached: the caller passes at most as many entries as permits. Were
+                    // it, the entry stays pending (tracked) and runs after the reclaim timeout.
+                    self.queue.untrack([&entry.0]);
+                    tracing::error!(queue = %self.queue.queue, entry = %entry.0, "more entries than permits to dispatch");
                 }
             }
         }
         self.spawn(last, permits.trim_to_one());
     }
 
+    /// Runs one (already tracked) entry.
     fn spawn(&self, entry: RawEntry, permits: Permits) {
-        self.queue.track(&entry.0);
         let job = dispatcher::Job {
             shared: self.shared.clone(),
             queue: self.queue.clone(),

@@ -303,6 +303,9 @@ impl WorkerBuilder {
             })
             .await?;
         }
+        let xackdel = conn::server_version(&mut data.clone())
+            .await
+            .is_some_and(|v| v >= (8, 2));
         let mut queues = Vec::new();
         for (name, handlers) in handlers {
             let keys = QueueKeys::new(&config.prefix, &name);
@@ -341,6 +344,7 @@ impl WorkerBuilder {
                     wake: tokio::sync::Notify::new(),
                 }),
                 fetch,
+                prefetch: in_flight_limit,
             });
         }
         queues.sort_by(|a, b| a.state.keys.queue.cmp(&b.state.keys.queue));
@@ -357,6 +361,7 @@ impl WorkerBuilder {
                 client,
                 metrics,
                 health: Arc::new(Health::default()),
+                xackdel,
                 global: Arc::new(Semaphore::new(config.concurrency)),
                 config,
                 data,
@@ -378,6 +383,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// What `/healthz` reports.
     pub(crate) health: Arc<Health>,
+    /// Whether the server has `XACKDEL` (Redis 8.2+): then acks use it.
+    pub(crate) xackdel: bool,
     /// This worker's entry in the `{prefix}:workers` registry.
     pub(crate) registry_info: String,
     /// Multiplexed connection for acks, retries and dead letters.
@@ -432,6 +439,8 @@ struct QueueRuntime {
     state: Arc<QueueState>,
     /// The fetcher's own connection: a blocking read must not hold up other commands.
     fetch: ConnectionManager,
+    /// The queue's in-flight limit in this process: the fetcher buffers at most that many.
+    prefetch: usize,
 }
 
 /// A built worker, ready to [`run`](Self::run).
@@ -730,6 +739,7 @@ impl Worker {
                 tracker: tracker.clone(),
                 token: token.clone(),
                 abort: hard_stop.clone(),
+                prefetch: q.prefetch,
             };
             fetchers.spawn(watch_fetcher(fetcher, shared.clone(), token.clone()));
         }
