@@ -68,7 +68,9 @@
 //! - `drain_ratio = drain_per_s / redis_drain_2field_per_s`: against the ideal loop over
 //!   2-field entries (`redis_drain_per_s` is the same number as `redis_drain_2field_per_s`);
 //! - `drain_ratio_own = drain_per_s / redis_drain_own_per_s`: against the ideal loop over
-//!   mq's own entries, i.e. the share of the ceiling lost in mq's code rather than its shape;
+//!   mq's own entries, i.e. the share of the ceiling lost in mq's code rather than its shape
+//!   (the ideal loop keeps one request in flight; a worker at high concurrency overlaps reads
+//!   and acks, so both drain ratios can pass 1);
 //! - `drain_per_s`, `rss_mb` and the ratios for the first `--concurrency` value (`concurrency=`);
 //! - `ack=` the fastest ack round trip of the ceiling (`multi`, `pipeline` or `script`).
 
