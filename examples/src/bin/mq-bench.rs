@@ -5,36 +5,52 @@
 //!
 //! ```text
 //! cargo run --release -p mq-examples --bin mq-bench -- [--tasks 200000] [--producers 64] \
-//!     [--concurrency 64] [--rate 2000] [--rate-secs 10] [--url redis://127.0.0.1:6379/]
+//!     [--concurrency 64[,128,...]] [--rate 2000] [--rate-secs 10] [--url redis://127.0.0.1:6379/]
 //! ```
 //!
 //! Without `--url` it starts its own `redis-server` on a free loopback port and flushes its
 //! database at the start. With `--url` it never flushes anything: it only touches keys under
-//! its own prefix (`--prefix`, default `mqbench`) and deletes them at the end.
+//! its own prefix (`--prefix`, default `mqbench`) and `{prefix}-own` (the own-shape ceiling's
+//! scratch queue) and deletes them at the end.
 //!
 //! One run has these phases, each bounded by `--timeout-secs` (default 300):
 //!
-//! 1. **Redis ceiling** (plain `redis` crate calls, no mq code, on a separate key that is
-//!    deleted afterwards; entries have mq's shape: `id`, `name`, `payload` (~100 bytes of
-//!    MessagePack), `attempt`, `enqueued_at`):
-//!    - `redis_xadd_per_s`: pipelined `XADD`s on one connection, 1,000 per round trip, one
-//!      pipeline in flight (a second run with 4 in flight, as `enqueue_many` keeps, is
-//!      printed for reference only);
-//!    - `redis_drain_per_s`: one connection looping `XREADGROUP COUNT 256` then one
-//!      `MULTI XACK XDEL EXEC` for the ids read, until the stream is empty.
+//! 1. **Redis ceiling** (plain `redis` crate calls on scratch keys that are deleted afterwards;
+//!    no mq code in the loops). The ceiling is the *ideal* client over *minimal* entries of 2
+//!    fields, `id` (26 bytes) and `payload` (the same 100 bytes of MessagePack the bench's
+//!    tasks carry): whatever mq adds on top, its entry shape included, counts against mq.
+//!    - `redis_xadd_per_s`: pipelined `XADD`s of 2-field entries on one connection, 1,000 per
+//!      pipeline, measured with one pipeline in flight and with as many as `enqueue_many`
+//!      keeps (4); the faster of the two is the ceiling.
+//!    - `redis_drain_2field_per_s` (also printed as `redis_drain_per_s`): one connection
+//!      looping `XREADGROUP COUNT 256`, then one round trip that acks and deletes the ids
+//!      read, until the stream is empty. The round trip is measured three ways over a fresh
+//!      stream each: `MULTI XACK XDEL EXEC`, a plain pipeline `XACK` + `XDEL`, and `EVALSHA`
+//!      of mq's own ack script (`mq-core/src/redis/lua/ack.lua`); the fastest is the ceiling
+//!      and its name is printed (`ack=`).
+//!    - `redis_drain_own_per_s`: the same loop with that fastest ack, over entries of mq's own
+//!      shape: written by the real `Producer::enqueue_many` into the scratch queue, so the
+//!      shape follows the code when the wire format changes (one entry's fields are printed).
 //! 2. **enqueue_single**: `--producers` tokio tasks call `Producer::enqueue` concurrently
 //!    until `--tasks` tasks are in the stream. The stream is then deleted.
 //! 3. **enqueue_many**: one `Producer::enqueue_many` call with `--tasks` tasks.
-//! 4. **drain**: a worker (`--concurrency`, no-op handler) drains those tasks. By default it
-//!    runs in a *child process* (this binary with the hidden `--worker-child` flag) so that
-//!    its peak RSS (`VmHWM`) is the worker's alone; the child builds the worker, says
-//!    `ready`, and the clock starts when the parent tells it to go. `drain_per_s` is tasks
-//!    divided by the time from that start until the stream is empty (`XLEN` 0: every task
-//!    handled and its ack flushed). `--drain-in-process` runs the worker in this process
-//!    instead; `rss_mb` is then the whole bench process's `VmHWM`.
+//! 4. **drain**, once per `--concurrency` value (a comma-separated list; the stream is
+//!    refilled with `enqueue_many` before each value after the first): a worker (no-op
+//!    handler) drains `--tasks` tasks. By default it runs in a *child process* (this binary
+//!    with the hidden `--worker-child` flag) so that its peak RSS (`VmHWM`) is the worker's
+//!    alone; the child builds the worker, says `ready`, and the clock starts when the parent
+//!    tells it to go. `drain_per_s` is tasks divided by the time from that start until the
+//!    stream is empty (`XLEN` 0: every task handled and its ack flushed). `--drain-in-process`
+//!    runs the worker in this process instead; `rss_mb` is then the whole bench process's
+//!    `VmHWM`. Each value prints a fixed-form line:
+//!
+//!    ```text
+//!    mq-bench-drain concurrency=C drain_per_s=X drain_ratio=X drain_ratio_own=X rss_mb=X
+//!    ```
 //! 5. **wait latency**: a paced producer enqueues single tasks at `--rate` per second for
 //!    `--rate-secs`; each payload carries its send time (unix ns) and the handler of an
-//!    in-process worker records `now - sent` (enqueue to handler start) in a histogram.
+//!    in-process worker (the first `--concurrency` value) records `now - sent` (enqueue to
+//!    handler start) in a histogram.
 //!
 //! Under each phase line an indented line shows where the time went on the server: the
 //! `redis-server` CPU used (from `INFO cpu`) and, per command, calls, entries per call and
@@ -43,11 +59,20 @@
 //! The last line has a fixed form for scripts:
 //!
 //! ```text
-//! mq-bench tasks=N enqueue_many_per_s=X enqueue_single_per_s=X drain_per_s=X redis_xadd_per_s=X redis_drain_per_s=X enqueue_ratio=X drain_ratio=X wait_p50_ms=X wait_p99_ms=X rss_mb=X
+//! mq-bench tasks=N enqueue_many_per_s=X enqueue_single_per_s=X drain_per_s=X redis_xadd_per_s=X redis_drain_per_s=X enqueue_ratio=X drain_ratio=X wait_p50_ms=X wait_p99_ms=X rss_mb=X concurrency=C redis_drain_2field_per_s=X redis_drain_own_per_s=X drain_ratio_own=X ack=A
 //! ```
 //!
-//! with `enqueue_ratio = enqueue_many_per_s / redis_xadd_per_s` and
-//! `drain_ratio = drain_per_s / redis_drain_per_s`.
+//! with
+//! - `enqueue_ratio = enqueue_many_per_s / redis_xadd_per_s`: against pipelined `XADD` of
+//!   2-field entries, not of mq's own entries;
+//! - `drain_ratio = drain_per_s / redis_drain_2field_per_s`: against the ideal loop over
+//!   2-field entries (`redis_drain_per_s` is the same number as `redis_drain_2field_per_s`);
+//! - `drain_ratio_own = drain_per_s / redis_drain_own_per_s`: against the ideal loop over
+//!   mq's own entries, i.e. the share of the ceiling lost in mq's code rather than its shape
+//!   (the ideal loop keeps one request in flight; a worker at high concurrency overlaps reads
+//!   and acks, so both drain ratios can pass 1);
+//! - `drain_per_s`, `rss_mb` and the ratios for the first `--concurrency` value (`concurrency=`);
+//! - `ack=` the fastest ack round trip of the ceiling (`multi`, `pipeline` or `script`).
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -78,6 +103,8 @@ const CEILING_XADD_BATCH: usize = 1_000;
 const CEILING_READ_COUNT: usize = 256;
 /// Consumer group of the ceiling drain loop.
 const CEILING_GROUP: &str = "ceiling";
+/// Suffix of the prefix under which the real `Producer` writes the own-shape ceiling's entries.
+const OWN_PREFIX_SUFFIX: &str = "-own";
 /// How often the drain phase checks `XLEN`.
 const DRAIN_POLL: Duration = Duration::from_millis(2);
 /// How long the worker child gets to start and to stop.
@@ -116,9 +143,11 @@ struct Args {
     /// Concurrent tokio tasks calling `enqueue` in the enqueue_single phase.
     #[arg(long, default_value_t = 64)]
     producers: usize,
-    /// The worker's global in-flight limit.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
+    /// The drain worker's global in-flight limit: one value or a comma-separated list
+    /// (`16,32,50,64,128,256`), one drain per value. The first value is the final line's and
+    /// the wait-latency phase's.
+    #[arg(long, value_delimiter = ',', num_args = 1.., default_value = "64")]
+    concurrency: Vec<usize>,
     /// Tasks per second of the wait-latency phase.
     #[arg(long, default_value_t = 2_000)]
     rate: u64,
@@ -158,19 +187,124 @@ fn main() -> BenchResult<()> {
     rt.block_on(bench(args))
 }
 
+/// How the ideal drain loop acks and deletes the ids it read, in one round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AckMode {
+    /// `MULTI XACK XDEL EXEC`.
+    Multi,
+    /// `XACK` and `XDEL` in one plain (non-transactional) pipeline.
+    Pipeline,
+    /// `EVALSHA` of mq's own ack script (`mq-core/src/redis/lua/ack.lua`).
+    Script,
+}
+
+impl AckMode {
+    const ALL: [AckMode; 3] = [AckMode::Multi, AckMode::Pipeline, AckMode::Script];
+
+    /// The name printed as `ack=`.
+    fn name(self) -> &'static str {
+        match self {
+            AckMode::Multi => "multi",
+            AckMode::Pipeline => "pipeline",
+            AckMode::Script => "script",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            AckMode::Multi => "MULTI XACK XDEL EXEC",
+            AckMode::Pipeline => "pipelined XACK + XDEL",
+            AckMode::Script => "EVALSHA of mq's ack.lua",
+        }
+    }
+
+    /// Acks and deletes `ids` of `key` (group [`CEILING_GROUP`]) in one round trip.
+    async fn ack(
+        self,
+        conn: &mut MultiplexedConnection,
+        key: &str,
+        ids: &[String],
+    ) -> BenchResult<()> {
+        match self {
+            AckMode::Multi | AckMode::Pipeline => {
+                let mut pipe = redis::pipe();
+                if self == AckMode::Multi {
+                    pipe.atomic();
+                }
+                pipe.cmd("XACK")
+                    .arg(key)
+                    .arg(CEILING_GROUP)
+                    .arg(ids)
+                    .ignore()
+                    .cmd("XDEL")
+                    .arg(key)
+                    .arg(ids)
+                    .ignore();
+                pipe.query_async::<()>(conn).await?;
+            }
+            AckMode::Script => {
+                let _: i64 = mq_core::redis::scripts::ACK
+                    .key(key)
+                    .arg(CEILING_GROUP)
+                    .arg(ids)
+                    .invoke_async(conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Redis's ceilings of one run.
+struct Ceiling {
+    /// Pipelined `XADD` of 2-field entries, the faster of 1 and 4 pipelines in flight.
+    xadd_per_s: f64,
+    /// The ideal drain loop over 2-field entries with the fastest ack.
+    drain_2field_per_s: f64,
+    /// The ideal drain loop over entries written by `Producer::enqueue_many`, same ack.
+    drain_own_per_s: f64,
+    /// The fastest ack of the 2-field drain loop.
+    ack: AckMode,
+}
+
+/// One drain phase.
+struct DrainResult {
+    concurrency: usize,
+    per_s: f64,
+    rss_mb: f64,
+}
+
+impl DrainResult {
+    /// The fixed-form line of one `--concurrency` value.
+    fn line(&self, c: &Ceiling) -> String {
+        format!(
+            "mq-bench-drain concurrency={} drain_per_s={:.0} drain_ratio={:.3} drain_ratio_own={:.3} rss_mb={:.1}",
+            self.concurrency,
+            self.per_s,
+            self.per_s / c.drain_2field_per_s,
+            self.per_s / c.drain_own_per_s,
+            self.rss_mb,
+        )
+    }
+}
+
 struct Results {
-    redis_xadd_per_s: f64,
-    redis_drain_per_s: f64,
+    ceiling: Ceiling,
     enqueue_single_per_s: f64,
     enqueue_many_per_s: f64,
-    drain_per_s: f64,
-    rss_mb: f64,
+    /// One per `--concurrency` value, in the order given (at least one).
+    drains: Vec<DrainResult>,
     wait_p50_ms: f64,
     wait_p99_ms: f64,
 }
 
 async fn bench(args: Args) -> BenchResult<()> {
-    if args.tasks == 0 || args.producers == 0 || args.concurrency == 0 || args.rate == 0 {
+    if args.tasks == 0
+        || args.producers == 0
+        || args.rate == 0
+        || args.concurrency.is_empty()
+        || args.concurrency.contains(&0)
+    {
         return Err("--tasks, --producers, --concurrency and --rate must be at least 1".into());
     }
     let _local;
@@ -186,12 +320,15 @@ async fn bench(args: Args) -> BenchResult<()> {
     };
     let mut admin = connect(&url).await?;
     let keys = mq_core::redis::keys::QueueKeys::new(&args.prefix, Noop::QUEUE);
+    let own_prefix = format!("{}{OWN_PREFIX_SUFFIX}", args.prefix);
+    let own_keys = mq_core::redis::keys::QueueKeys::new(&own_prefix, Noop::QUEUE);
     let ceiling_key = format!("{}:{{ceiling}}:stream", args.prefix);
     let our_keys = [
         keys.stream.clone(),
         keys.delayed.clone(),
         keys.dead.clone(),
         ceiling_key.clone(),
+        own_keys.stream.clone(),
         mq_core::redis::keys::workers_key(&args.prefix),
     ];
     if own_server {
@@ -214,13 +351,18 @@ async fn bench(args: Args) -> BenchResult<()> {
         .trim()
         .to_owned();
     let payload = rmp_serde::to_vec_named(&Noop::now())?;
+    let concurrency = args
+        .concurrency
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     println!(
-        "mq-bench: redis {version} at {}, {} cores, tasks={} producers={} concurrency={} rate={}/s for {} s, payload {} bytes of msgpack, prefix {:?}, load average {}",
+        "mq-bench: redis {version} at {}, {} cores, tasks={} producers={} concurrency={concurrency} rate={}/s for {} s, payload {} bytes of msgpack, prefix {:?}, load average {}",
         mq_examples::redact_url(&url),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         args.tasks,
         args.producers,
-        args.concurrency,
         args.rate,
         args.rate_secs,
         payload.len(),
@@ -230,31 +372,17 @@ async fn bench(args: Args) -> BenchResult<()> {
 
     let limit = Duration::from_secs(args.timeout_secs);
     let n = args.tasks;
-    let mut ceiling_conn = connect(&url).await?;
-    let probe = Probe::start(&mut admin).await?;
-    let redis_xadd_per_s =
-        ceiling_xadd(&mut ceiling_conn, &ceiling_key, n, &payload, limit, 1).await?;
-    probe.print(&mut admin, n, redis_xadd_per_s).await?;
-    // For reference only (not in the final line): as many pipelines in flight as
-    // `enqueue_many` keeps.
-    let probe = Probe::start(&mut admin).await?;
-    let xadd_4 = ceiling_xadd(
-        &mut ceiling_conn,
+    let ceiling = ceilings(
+        &url,
+        &mut admin,
         &ceiling_key,
-        n,
+        &own_prefix,
+        &own_keys.stream,
         &payload,
+        n,
         limit,
-        mq_core::producer::ENQUEUE_PIPELINES_IN_FLIGHT,
     )
     .await?;
-    probe.print(&mut admin, n, xadd_4).await?;
-    let probe = Probe::start(&mut admin).await?;
-    let redis_drain_per_s = ceiling_drain(&mut ceiling_conn, &ceiling_key, n, limit).await?;
-    probe.print(&mut admin, n, redis_drain_per_s).await?;
-    let _: () = redis::cmd("DEL")
-        .arg(&ceiling_key)
-        .query_async(&mut admin)
-        .await?;
 
     let producer = Producer::connect_with_prefix(&url, &args.prefix).await?;
     let probe = Probe::start(&mut admin).await?;
@@ -267,10 +395,25 @@ async fn bench(args: Args) -> BenchResult<()> {
     let probe = Probe::start(&mut admin).await?;
     let enqueue_many_per_s = enqueue_many(&args, &producer, &mut admin, &keys, limit).await?;
     probe.print(&mut admin, n, enqueue_many_per_s).await?;
-    let probe = Probe::start(&mut admin).await?;
-    let (drain_per_s, rss_mb) = drain(&args, &url, &mut admin, &keys, limit).await?;
-    probe.print(&mut admin, n, drain_per_s).await?;
-    let (wait_p50_ms, wait_p99_ms) = wait_latency(&args, &url, &producer, limit).await?;
+    let mut drains = Vec::new();
+    for (i, &c) in args.concurrency.iter().enumerate() {
+        if i > 0 {
+            // The stream is empty after a drain: refill it the same way, untimed.
+            tokio::time::timeout(limit, producer.enqueue_many((0..n).map(|_| Noop::now())))
+                .await
+                .map_err(|_| format!("refilling the stream took longer than {limit:?}"))??;
+        }
+        let probe = Probe::start(&mut admin).await?;
+        let (per_s, rss_mb) = drain(&args, c, &url, &mut admin, &keys, limit).await?;
+        probe.print(&mut admin, n, per_s).await?;
+        drains.push(DrainResult {
+            concurrency: c,
+            per_s,
+            rss_mb,
+        });
+    }
+    let (wait_p50_ms, wait_p99_ms) =
+        wait_latency(&args, args.concurrency[0], &url, &producer, limit).await?;
 
     if !own_server {
         let _: () = redis::cmd("DEL")
@@ -281,12 +424,10 @@ async fn bench(args: Args) -> BenchResult<()> {
     report(
         args.tasks,
         &Results {
-            redis_xadd_per_s,
-            redis_drain_per_s,
+            ceiling,
             enqueue_single_per_s,
             enqueue_many_per_s,
-            drain_per_s,
-            rss_mb,
+            drains,
             wait_p50_ms,
             wait_p99_ms,
         },
@@ -295,28 +436,154 @@ async fn bench(args: Args) -> BenchResult<()> {
 }
 
 fn report(tasks: u64, r: &Results) {
-    let enqueue_ratio = r.enqueue_many_per_s / r.redis_xadd_per_s;
-    let drain_ratio = r.drain_per_s / r.redis_drain_per_s;
+    let c = &r.ceiling;
+    let Some(first) = r.drains.first() else {
+        return;
+    };
+    let enqueue_ratio = r.enqueue_many_per_s / c.xadd_per_s;
+    let drain_ratio = first.per_s / c.drain_2field_per_s;
+    let drain_ratio_own = first.per_s / c.drain_own_per_s;
     println!(
         "load average at the end: {} (other busy processes on this machine make every number noisy)",
         load_average()
     );
     println!(
-        "summary: enqueue_many is {:.0} % and drain {:.0} % of the Redis ceiling on this machine",
-        enqueue_ratio * 100.0,
-        drain_ratio * 100.0
+        "ceilings: xadd {:.0}/s, drain {:.0}/s over 2-field entries and {:.0}/s over mq's own entries ({:.0} %), ack {}",
+        c.xadd_per_s,
+        c.drain_2field_per_s,
+        c.drain_own_per_s,
+        100.0 * c.drain_own_per_s / c.drain_2field_per_s,
+        c.ack.describe(),
     );
     println!(
-        "mq-bench tasks={tasks} enqueue_many_per_s={:.0} enqueue_single_per_s={:.0} drain_per_s={:.0} redis_xadd_per_s={:.0} redis_drain_per_s={:.0} enqueue_ratio={enqueue_ratio:.3} drain_ratio={drain_ratio:.3} wait_p50_ms={:.3} wait_p99_ms={:.3} rss_mb={:.1}",
+        "summary: enqueue_many is {:.0} % of pipelined XADD of 2-field entries; drain at concurrency {} is {:.0} % of the ideal loop over 2-field entries and {:.0} % over mq's own entries",
+        enqueue_ratio * 100.0,
+        first.concurrency,
+        drain_ratio * 100.0,
+        drain_ratio_own * 100.0,
+    );
+    for d in &r.drains {
+        println!("{}", d.line(c));
+    }
+    println!(
+        "mq-bench tasks={tasks} enqueue_many_per_s={:.0} enqueue_single_per_s={:.0} drain_per_s={:.0} redis_xadd_per_s={:.0} redis_drain_per_s={:.0} enqueue_ratio={enqueue_ratio:.3} drain_ratio={drain_ratio:.3} wait_p50_ms={:.3} wait_p99_ms={:.3} rss_mb={:.1} concurrency={} redis_drain_2field_per_s={:.0} redis_drain_own_per_s={:.0} drain_ratio_own={drain_ratio_own:.3} ack={}",
         r.enqueue_many_per_s,
         r.enqueue_single_per_s,
-        r.drain_per_s,
-        r.redis_xadd_per_s,
-        r.redis_drain_per_s,
+        first.per_s,
+        c.xadd_per_s,
+        c.drain_2field_per_s,
         r.wait_p50_ms,
         r.wait_p99_ms,
-        r.rss_mb,
+        first.rss_mb,
+        first.concurrency,
+        c.drain_2field_per_s,
+        c.drain_own_per_s,
+        c.ack.name(),
     );
+}
+
+/// Phase 1: Redis's ceilings (see the module docs). Leaves no keys behind.
+#[allow(clippy::too_many_arguments)]
+async fn ceilings(
+    url: &str,
+    admin: &mut MultiplexedConnection,
+    key: &str,
+    own_prefix: &str,
+    own_key: &str,
+    payload: &[u8],
+    n: u64,
+    limit: Duration,
+) -> BenchResult<Ceiling> {
+    let mut conn = connect(url).await?;
+    let mut xadd_per_s = 0f64;
+    for in_flight in [1, mq_core::producer::ENQUEUE_PIPELINES_IN_FLIGHT] {
+        let probe = Probe::start(admin).await?;
+        let t = xadd_minimal(&mut conn, key, n, payload, limit, in_flight).await?;
+        let rate = per_s(n, t);
+        println!(
+            "redis ceiling xadd: {n} 2-field entries in {:.3} s = {rate:.0}/s (pipelines of {CEILING_XADD_BATCH} XADDs, one connection, {in_flight} pipeline(s) in flight)",
+            t.as_secs_f64()
+        );
+        probe.print(admin, n, rate).await?;
+        xadd_per_s = xadd_per_s.max(rate);
+    }
+
+    // The script is loaded before its run is timed, as a worker has it loaded after its first ack.
+    mq_core::redis::scripts::ACK.load_async(&mut conn).await?;
+    let mut best: Option<(AckMode, f64)> = None;
+    for ack in AckMode::ALL {
+        xadd_minimal(
+            &mut conn,
+            key,
+            n,
+            payload,
+            limit,
+            mq_core::producer::ENQUEUE_PIPELINES_IN_FLIGHT,
+        )
+        .await?;
+        let probe = Probe::start(admin).await?;
+        let rate = ceiling_drain(&mut conn, key, n, ack, "2-field entries", limit).await?;
+        probe.print(admin, n, rate).await?;
+        if best.is_none_or(|(_, r)| rate > r) {
+            best = Some((ack, rate));
+        }
+    }
+    let (ack, drain_2field_per_s) = best.ok_or("no ack mode was measured")?;
+    let _: () = redis::cmd("DEL").arg(key).query_async(admin).await?;
+
+    // Entries of mq's own shape, written by the real producer into a scratch queue.
+    let own = Producer::connect_with_prefix(url, own_prefix).await?;
+    let _: () = redis::cmd("DEL").arg(own_key).query_async(admin).await?;
+    tokio::time::timeout(limit, own.enqueue_many((0..n).map(|_| Noop::now())))
+        .await
+        .map_err(|_| format!("writing the own-shape entries took longer than {limit:?}"))??;
+    println!(
+        "mq's own entries as Producer::enqueue_many writes them: {}",
+        describe_entry(admin, own_key).await?
+    );
+    let probe = Probe::start(admin).await?;
+    let drain_own_per_s =
+        ceiling_drain(&mut conn, own_key, n, ack, "mq's own entries", limit).await?;
+    probe.print(admin, n, drain_own_per_s).await?;
+    let _: () = redis::cmd("DEL").arg(own_key).query_async(admin).await?;
+    println!(
+        "redis ceiling drain: fastest ack {} ({}); mq's own entries drain at {:.0} % of 2-field entries",
+        ack.name(),
+        ack.describe(),
+        100.0 * drain_own_per_s / drain_2field_per_s
+    );
+    Ok(Ceiling {
+        xadd_per_s,
+        drain_2field_per_s,
+        drain_own_per_s,
+        ack,
+    })
+}
+
+/// The fields of the first entry of `key` with their sizes, e.g.
+/// `2 fields, 140 bytes: id (26 B), payload (100 B)`.
+async fn describe_entry(conn: &mut MultiplexedConnection, key: &str) -> BenchResult<String> {
+    /// One stream entry: its id and its (field, value) pairs.
+    type Entry = (String, Vec<(String, Vec<u8>)>);
+    let reply: Vec<Entry> = redis::cmd("XRANGE")
+        .arg(key)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(conn)
+        .await?;
+    let (_, fields) = reply.into_iter().next().ok_or("the stream is empty")?;
+    let bytes: usize = fields.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let list = fields
+        .iter()
+        .map(|(k, v)| format!("{k} ({} B)", v.len()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(format!(
+        "{} fields, {bytes} bytes of names and values: {list}",
+        fields.len()
+    ))
 }
 
 /// A multiplexed connection with generous timeouts (a `DEL` of a big stream is not instant).
@@ -345,20 +612,21 @@ fn per_s(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64().max(1e-9)
 }
 
-/// Redis's ceiling for enqueueing: pipelined `XADD`s of mq-shaped entries on one connection.
-async fn ceiling_xadd(
+/// Replaces `key` with `n` minimal 2-field entries (`id`, `payload`) written by pipelined
+/// `XADD`s on one connection, [`CEILING_XADD_BATCH`] per pipeline, `in_flight` pipelines in
+/// flight; returns the time the writes took.
+async fn xadd_minimal(
     conn: &mut MultiplexedConnection,
     key: &str,
     n: u64,
     payload: &[u8],
     limit: Duration,
     in_flight: usize,
-) -> BenchResult<f64> {
+) -> BenchResult<Duration> {
     let _: () = redis::cmd("DEL").arg(key).query_async(conn).await?;
     let mut pending = JoinSet::new();
 
     let started = Instant::now();
-    let enqueued_at = now_ns() / 1_000_000;
     let mut sent = 0u64;
     while sent < n {
         check_deadline(started, limit, "the XADD ceiling run")?;
@@ -370,14 +638,8 @@ async fn ceiling_xadd(
                 .arg("*")
                 .arg("id")
                 .arg(format!("{i:026}"))
-                .arg("name")
-                .arg("Noop")
                 .arg("payload")
                 .arg(payload)
-                .arg("attempt")
-                .arg(0)
-                .arg("enqueued_at")
-                .arg(enqueued_at)
                 .ignore();
         }
         if pending.len() >= in_flight {
@@ -392,26 +654,23 @@ async fn ceiling_xadd(
     while let Some(r) = pending.join_next().await {
         r??;
     }
-    let xadd_time = started.elapsed();
+    let t = started.elapsed();
     let len = xlen(conn, key).await?;
     if len != n {
         return Err(format!("XADD ceiling: stream has {len} entries, expected {n}").into());
     }
-    let xadd_per_s = per_s(n, xadd_time);
-    println!(
-        "redis ceiling xadd: {n} entries in {:.3} s = {xadd_per_s:.0}/s (pipelines of {CEILING_XADD_BATCH} XADDs, one connection, {in_flight} pipeline(s) in flight)",
-        xadd_time.as_secs_f64()
-    );
-
-    Ok(xadd_per_s)
+    Ok(t)
 }
 
-/// Redis's ceiling for draining: one connection looping `XREADGROUP COUNT 256` and one
-/// `MULTI XACK XDEL EXEC` for the ids read, until the stream is empty.
+/// Redis's ceiling for draining `key` (`n` entries, `what` they are): one connection looping
+/// `XREADGROUP COUNT 256` and one round trip that acks and deletes the ids read (`ack`),
+/// until the stream is empty.
 async fn ceiling_drain(
     conn: &mut MultiplexedConnection,
     key: &str,
     n: u64,
+    ack: AckMode,
+    what: &str,
     limit: Duration,
 ) -> BenchResult<f64> {
     let _: () = redis::cmd("XGROUP")
@@ -440,19 +699,7 @@ async fn ceiling_drain(
         if ids.is_empty() {
             break;
         }
-        redis::pipe()
-            .atomic()
-            .cmd("XACK")
-            .arg(key)
-            .arg(CEILING_GROUP)
-            .arg(&ids)
-            .ignore()
-            .cmd("XDEL")
-            .arg(key)
-            .arg(&ids)
-            .ignore()
-            .query_async::<()>(conn)
-            .await?;
+        ack.ack(conn, key, &ids).await?;
         drained += ids.len() as u64;
     }
     let drain_time = started.elapsed();
@@ -465,8 +712,9 @@ async fn ceiling_drain(
     }
     let drain_per_s = per_s(n, drain_time);
     println!(
-        "redis ceiling drain: {n} entries in {:.3} s = {drain_per_s:.0}/s (XREADGROUP COUNT {CEILING_READ_COUNT}, then MULTI XACK XDEL EXEC, one connection)",
-        drain_time.as_secs_f64()
+        "redis ceiling drain, {what}: {n} entries in {:.3} s = {drain_per_s:.0}/s (XREADGROUP COUNT {CEILING_READ_COUNT}, then {}, one connection)",
+        drain_time.as_secs_f64(),
+        ack.describe(),
     );
     Ok(drain_per_s)
 }
@@ -584,9 +832,11 @@ async fn enqueue_many(
     Ok(rate)
 }
 
-/// Drains the stream filled by `enqueue_many` with one worker; returns (tasks/s, peak RSS MB).
+/// Drains the stream filled by `enqueue_many` with one worker of `concurrency`; returns
+/// (tasks/s, peak RSS MB).
 async fn drain(
     args: &Args,
+    concurrency: usize,
     url: &str,
     admin: &mut MultiplexedConnection,
     keys: &mq_core::redis::keys::QueueKeys,
@@ -595,7 +845,7 @@ async fn drain(
     let n = args.tasks;
     let mut poll = connect(url).await?;
     let (t, handled, rss_kb, where_) = if args.drain_in_process {
-        let (worker, handled) = noop_worker(url, args).await?;
+        let (worker, handled) = noop_worker(url, &args.prefix, concurrency).await?;
         let token = worker.shutdown_token();
         let started = Instant::now();
         let run = tokio::spawn(worker.run());
@@ -616,7 +866,7 @@ async fn drain(
             "in this process; rss is the whole bench process's VmHWM".to_owned(),
         )
     } else {
-        let mut child = WorkerChild::spawn(url, args)?;
+        let mut child = WorkerChild::spawn(url, args, concurrency)?;
         let line = child.next_line(CHILD_TIMEOUT).await?;
         if line != "ready" {
             return Err(format!("worker child said {line:?} instead of ready").into());
@@ -668,14 +918,16 @@ async fn drain(
     println!(
         "drain: {n} tasks in {:.3} s = {rate:.0}/s (one worker, concurrency {}, no-op handler, {where_}: {rss_mb:.1} MB)",
         t.as_secs_f64(),
-        args.concurrency
+        concurrency
     );
     Ok((rate, rss_mb))
 }
 
-/// Enqueue to handler start at a steady `--rate`; returns (p50, p99) in ms.
+/// Enqueue to handler start at a steady `--rate`, one in-process worker of `concurrency`;
+/// returns (p50, p99) in ms.
 async fn wait_latency(
     args: &Args,
+    concurrency: usize,
     url: &str,
     producer: &Producer,
     limit: Duration,
@@ -689,7 +941,7 @@ async fn wait_latency(
     let (h, count) = (hist.clone(), handled.clone());
     let worker = Worker::builder(url)
         .prefix(&args.prefix)
-        .concurrency(args.concurrency)
+        .concurrency(concurrency)
         .handle::<Noop, _>(move |task: Noop, _ctx: TaskContext| {
             let waited_us = now_ns().saturating_sub(task.sent_ns) / 1_000;
             let (h, count) = (h.clone(), count.clone());
@@ -754,7 +1006,7 @@ struct WorkerChild {
 }
 
 impl WorkerChild {
-    fn spawn(url: &str, args: &Args) -> BenchResult<Self> {
+    fn spawn(url: &str, args: &Args, concurrency: usize) -> BenchResult<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .arg("--worker-child")
             // In the environment, not the command line: `ps` shows arguments to every user.
@@ -762,7 +1014,7 @@ impl WorkerChild {
             .arg("--prefix")
             .arg(&args.prefix)
             .arg("--concurrency")
-            .arg(args.concurrency.to_string())
+            .arg(concurrency.to_string())
             .arg("--worker-threads")
             .arg(args.worker_threads.to_string())
             .stdin(Stdio::piped())
@@ -850,12 +1102,16 @@ impl Drop for WorkerChild {
 }
 
 /// A worker on the bench queue with a no-op handler that counts the tasks it handled.
-async fn noop_worker(url: &str, args: &Args) -> BenchResult<(Worker, Arc<AtomicU64>)> {
+async fn noop_worker(
+    url: &str,
+    prefix: &str,
+    concurrency: usize,
+) -> BenchResult<(Worker, Arc<AtomicU64>)> {
     let handled = Arc::new(AtomicU64::new(0));
     let h = handled.clone();
     let worker = Worker::builder(url)
-        .prefix(&args.prefix)
-        .concurrency(args.concurrency)
+        .prefix(prefix)
+        .concurrency(concurrency)
         .handle::<Noop, _>(move |_task: Noop, _ctx: TaskContext| {
             let h = h.clone();
             async move {
@@ -875,7 +1131,11 @@ async fn worker_child(args: &Args) -> BenchResult<()> {
         .url
         .as_deref()
         .ok_or("--worker-child needs --url or MQ_REDIS_URL")?;
-    let (worker, handled) = noop_worker(url, args).await?;
+    let concurrency = *args
+        .concurrency
+        .first()
+        .ok_or("--worker-child needs --concurrency")?;
+    let (worker, handled) = noop_worker(url, &args.prefix, concurrency).await?;
     let token = worker.shutdown_token();
     // Stdin is read on a plain thread: a tokio stdin read would hold up runtime shutdown.
     let (tx, mut stdin) = mpsc::unbounded_channel::<String>();
