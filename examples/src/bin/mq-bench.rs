@@ -26,7 +26,8 @@
 //!      looping `XREADGROUP COUNT 256`, then one round trip that acks and deletes the ids
 //!      read, until the stream is empty. The round trip is measured three ways over a fresh
 //!      stream each: `MULTI XACK XDEL EXEC`, a plain pipeline `XACK` + `XDEL`, and `EVALSHA`
-//!      of mq's own ack script (`mq-core/src/redis/lua/ack.lua`); the fastest is the ceiling
+//!      of a Lua ack script (XACK then XDEL; mq's ack before it moved to a plain `XDEL` + `XACK`
+//!      pipeline); the fastest is the ceiling
 //!      and its name is printed (`ack=`).
 //!    - `redis_drain_own_per_s`: the same loop with that fastest ack, over entries of mq's own
 //!      shape: written by the real `Producer::enqueue_many` into the scratch queue, so the
@@ -91,6 +92,14 @@ use mq_examples::LocalRedis;
 use redis::{aio::MultiplexedConnection, Value};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::mpsc, task::JoinSet};
+
+/// A Lua ack (XACK then XDEL of ARGV[2..]), measured as one of the ceiling's ack modes.
+static ACK_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        "local n = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2)) \
+         redis.call('XDEL', KEYS[1], unpack(ARGV, 2)) return n",
+    )
+});
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type BenchResult<T> = Result<T, BoxError>;
@@ -194,7 +203,7 @@ enum AckMode {
     Multi,
     /// `XACK` and `XDEL` in one plain (non-transactional) pipeline.
     Pipeline,
-    /// `EVALSHA` of mq's own ack script (`mq-core/src/redis/lua/ack.lua`).
+    /// `EVALSHA` of a Lua ack script ([`ACK_SCRIPT`]).
     Script,
 }
 
@@ -214,7 +223,7 @@ impl AckMode {
         match self {
             AckMode::Multi => "MULTI XACK XDEL EXEC",
             AckMode::Pipeline => "pipelined XACK + XDEL",
-            AckMode::Script => "EVALSHA of mq's ack.lua",
+            AckMode::Script => "EVALSHA of a Lua XACK+XDEL script",
         }
     }
 
@@ -243,7 +252,7 @@ impl AckMode {
                 pipe.query_async::<()>(conn).await?;
             }
             AckMode::Script => {
-                let _: i64 = mq_core::redis::scripts::ACK
+                let _: i64 = ACK_SCRIPT
                     .key(key)
                     .arg(CEILING_GROUP)
                     .arg(ids)
@@ -509,7 +518,7 @@ async fn ceilings(
     }
 
     // The script is loaded before its run is timed, as a worker has it loaded after its first ack.
-    mq_core::redis::scripts::ACK.load_async(&mut conn).await?;
+    ACK_SCRIPT.load_async(&mut conn).await?;
     let mut best: Option<(AckMode, f64)> = None;
     for ack in AckMode::ALL {
         xadd_minimal(

@@ -27,8 +27,6 @@ pub static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!(
 /// Creates the consumer group unless the stream has another one (`lua/ensure_group.lua`).
 pub static ENSURE_GROUP: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/ensure_group.lua")));
-/// Acks and deletes finished entries (`lua/ack.lua`).
-pub static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/ack.lua")));
 /// Hands entries this consumer holds but does not run back to the group (`lua/release.lua`).
 pub static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
