@@ -515,6 +515,58 @@ async fn pending_entries_of_v2_tasks_name_their_task() {
     assert_eq!(pending[0].task_name.as_deref(), Some("Note"));
 }
 
+/// The reclaimer's abandoned dead letter counts the runs of a v2 retry from its `r`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_v2_retry_counts_its_attempts_from_r() {
+    let server = redis();
+    let mut c = conn(&server).await;
+    let url = server.url();
+    let stream = QueueKeys::new("mq", "wire").stream;
+    let payload = rmp_serde::to_vec_named(&note(4)).unwrap();
+    let t = v2_blob("01JD3ZK1Q7W9V3T1B0N2C4X5Y4", "Note", 1, &payload, None);
+    xadd(&mut c, &[("t", &t), ("r", b"\x92\x02\xa4boom")]).await;
+    // Delivered once to a worker that died with it.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg("mq")
+        .arg("0")
+        .query_async(&mut c)
+        .await
+        .expect("XGROUP CREATE");
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("mq")
+        .arg("crashed")
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query_async(&mut c)
+        .await
+        .expect("XREADGROUP");
+    let w = Worker::builder(&url)
+        .reclaim_timeout(Duration::from_millis(200))
+        .max_deliveries(1)
+        .handle::<Note, _>(|_n: Note, _ctx: TaskContext| async { Ok::<_, TaskError>(()) })
+        .build()
+        .await
+        .expect("build worker");
+    let running = run_worker(w);
+    let admin = Admin::connect(&url).await.expect("admin");
+    wait_dead(&admin, 1).await;
+    running.stop().await;
+    let dead = admin.dead_list("wire", 10).await.expect("dead_list");
+    let d = &dead[0];
+    assert!(
+        d.error()
+            .is_some_and(|e| e.starts_with("abandoned: delivered 2 times")),
+        "{d:?}"
+    );
+    assert_eq!(d.attempts(), Some(3), "attempt 2 in `r`: the third run");
+    assert_eq!(d.task_id(), Some("01JD3ZK1Q7W9V3T1B0N2C4X5Y4"));
+    assert_eq!(d.get("t"), Some(&t[..]), "`t` kept byte for byte");
+}
+
 mod serde_bytes_like {
     use serde::de::{Deserializer, Visitor};
 
