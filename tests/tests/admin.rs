@@ -235,7 +235,7 @@ async fn stats_is_a_consistent_snapshot_during_promotion() {
         let done = done.clone();
         async move {
             loop {
-                let (moved, _more, _trimmed): (u64, u64, u64) = scripts::PROMOTE
+                let (moved, _more, _trimmed, _due_in): (u64, u64, u64, i64) = scripts::PROMOTE
                     .key(&keys.delayed)
                     .key(&keys.stream)
                     .key(&keys.dead)
