@@ -20,6 +20,12 @@ use serde::{Deserialize, Serialize};
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// A stream entry as `XRANGE` gives it: id and field/value pairs in stored order.
+type Entry = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
+/// Fields to `XADD`.
+type Fields = Vec<(&'static str, Vec<u8>)>;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Task)]
 #[task(queue = "wire", max_retries = 3, backoff = "none")]
 struct Note {
@@ -225,7 +231,7 @@ async fn producer_writes_one_field_v2_entries() {
     let before = mq_core::envelope::now_ms();
     let id = producer.enqueue(note(7)).await.expect("enqueue");
     let k = QueueKeys::new("mq", "wire");
-    let entries: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> = redis::cmd("XRANGE")
+    let entries: Vec<Entry> = redis::cmd("XRANGE")
         .arg(&k.stream)
         .arg("-")
         .arg("+")
@@ -291,7 +297,7 @@ async fn producer_writes_one_field_v2_entries() {
         .invoke_async(&mut c)
         .await
         .expect("promote");
-    let entries: Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> = redis::cmd("XRANGE")
+    let entries: Vec<Entry> = redis::cmd("XRANGE")
         .arg(&k.stream)
         .arg("-")
         .arg("+")
@@ -444,7 +450,7 @@ async fn malformed_v2_entries_are_dead_lettered_with_the_problem() {
     rmp::encode::write_nil(&mut payload_str).unwrap();
     let mut trailing = good.clone();
     trailing.push(0xc0);
-    let cases: Vec<(&str, Vec<(&str, Vec<u8>)>, &str)> = vec![
+    let cases: Vec<(&str, Fields, &str)> = vec![
         ("version", vec![("t", v3)], "version 3"),
         ("arity", vec![("t", arity)], "6 elements"),
         ("id type", vec![("t", id_int)], "id"),
@@ -572,7 +578,7 @@ mod serde_bytes_like {
 
     /// A MessagePack bin or str, as bytes.
     #[derive(Debug, Clone, PartialEq)]
-    pub struct Bin(pub Vec<u8>);
+    pub(crate) struct Bin(pub(crate) Vec<u8>);
 
     impl<'de> serde::Deserialize<'de> for Bin {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
