@@ -2,11 +2,13 @@
 """Enqueue EmbedText tasks for mq's text worker from Python, per docs/wire-format.md.
 
 Shows that any language can produce mq tasks: each task is one XADD to the stream
-``mq:{texts}:stream`` with the fields id, name, payload, attempt, enqueued_at, where payload is
-the MessagePack map {"product_id": int, "text": str} that the Rust task type
+``mq:{texts}:stream`` with one field, ``t`` (wire format v2): the MessagePack array
+``[2, id, name, enqueued_at, payload, traceparent]``, where payload is a bin holding the
+MessagePack map {"product_id": int, "text": str} that the Rust task type
 ``mq_examples::pipeline::EmbedText`` (rmp-serde, named fields) decodes. With ``--delay-ms`` the
-tasks go to the delayed set ``mq:{texts}:delayed`` instead, as MessagePack maps of string fields
-scored by their due time, and a worker's promoter moves them to the stream when due.
+tasks go to the delayed set ``mq:{texts}:delayed`` instead, as MessagePack maps {"t": <the same
+bytes as a str>} scored by their due time, and a worker's promoter moves them to the stream
+when due. (Workers also read the 5-field v1 form, see docs/wire-format.md.)
 
 Run (from the workspace root, with a Redis and ``cargo run -p mq-examples --bin text-worker``):
 
@@ -91,22 +93,32 @@ def payload(product_id, text):
     return msgpack.packb({"product_id": product_id, "text": text}, use_bin_type=True)
 
 
+#: The wire format version, the first element of ``t``.
+VERSION = 2
+
+
+def task_blob(task_id, name, enqueued_at_ms, task_payload, traceparent=None):
+    """The value of the ``t`` field: a MessagePack array of exactly 6 elements.
+
+    [2, id (str), name (str), enqueued_at (uint, unix ms), payload (bin), traceparent (str or
+    nil)]. use_bin_type=True writes the payload bytes as bin and the strings as str.
+    """
+    return msgpack.packb(
+        [VERSION, task_id, name, enqueued_at_ms, task_payload, traceparent], use_bin_type=True
+    )
+
+
 def fields(product_id, text, now_ms):
-    """The stream-entry fields of a first attempt."""
-    return {
-        "id": new_ulid(now_ms),
-        "name": TASK_NAME,
-        "payload": payload(product_id, text),
-        "attempt": "0",
-        "enqueued_at": str(now_ms),
-    }
+    """The stream-entry fields of a first attempt: ``t`` alone (a retry adds ``r``)."""
+    return {"t": task_blob(new_ulid(now_ms), TASK_NAME, now_ms, payload(product_id, text))}
 
 
 def delayed_member(entry):
     """A delayed-set member: a MessagePack map of the fields, every value a str (raw bytes).
 
     use_bin_type=False writes bytes as the old raw/str type: Redis's Lua cmsgpack, which the
-    promoter uses, cannot read the bin types.
+    promoter uses, cannot read the bin types. The promoter XADDs the str's bytes unchanged, so
+    the ``t`` blob (with its bin payload inside) arrives in the stream byte for byte.
     """
     return msgpack.packb(entry, use_bin_type=False)
 

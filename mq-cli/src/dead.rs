@@ -57,17 +57,18 @@ fn check_id(id: &str) -> Result<(), CliError> {
     }
 }
 
-/// A dead letter as JSON: every field as text, `payload` decoded, `dead_id` added.
+/// A dead letter as JSON: every field as text (a v2 entry's `t` and `r` as the v1 fields they
+/// hold, see [`DeadLetter::task_fields`]), `payload` decoded, `dead_id` added.
 fn to_json(task: &DeadLetter) -> serde_json::Value {
     let mut obj = serde_json::Map::new();
     obj.insert("dead_id".into(), task.dead_id().into());
-    for (k, v) in task.fields() {
+    for (k, v) in task.task_fields() {
         let value = if k == "payload" {
-            mq_core::admin::payload_to_json(v)
+            mq_core::admin::payload_to_json(&v)
         } else {
-            String::from_utf8_lossy(v).into_owned().into()
+            String::from_utf8_lossy(&v).into_owned().into()
         };
-        obj.insert(k.clone(), value);
+        obj.insert(k, value);
     }
     obj.into()
 }
@@ -133,20 +134,20 @@ async fn show(ctx: &Ctx, queue: &str, dead_id: &str) -> Result<(), CliError> {
             .position(|f| *f == k)
             .unwrap_or(SHOW_ORDER.len())
     };
-    let mut fields: Vec<&(String, Vec<u8>)> = task.fields().iter().collect();
+    let mut fields = task.task_fields();
     fields.sort_by_key(|(k, _)| rank(k));
     for (k, v) in fields {
         if k == "payload" {
             continue;
         }
-        let text = String::from_utf8_lossy(v).into_owned();
+        let text = String::from_utf8_lossy(&v).into_owned();
         let text = match (k.as_str(), text.parse::<u64>()) {
             ("enqueued_at" | "failed_at", Ok(ms)) => {
                 format!("{}  ({})", output::timestamp(ms), output::ago(ms))
             }
             _ => text,
         };
-        rows.push((k.clone(), text));
+        rows.push((k, text));
     }
     let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     let mut text = String::new();

@@ -498,14 +498,14 @@ async fn enqueued_json_reaches_a_typed_handler() {
         .query_async(&mut c)
         .await
         .unwrap();
-    let payload = entries[0]
-        .1
-        .iter()
-        .find(|(k, _)| k == "payload")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    // One field, `t` (wire format v2), its payload element the MessagePack.
+    assert_eq!(entries[0].1.len(), 1, "{:?}", entries[0].1);
+    let (field, t) = &entries[0].1[0];
+    assert_eq!(field, "t");
+    let packed = mq_core::envelope::PackedTask::decode(t).unwrap();
+    assert_eq!((packed.id, packed.name), (&id[..], "EmbedImage"));
     assert_eq!(
-        payload,
+        packed.payload,
         rmp_serde::to_vec_named(&EmbedImage {
             product_id: 42,
             url: "https://img.example/42.jpg".into()

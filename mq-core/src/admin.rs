@@ -12,6 +12,7 @@ use redis::{
 };
 
 use crate::{
+    envelope::{field, PackedTask},
     error::{Error, Result},
     redis::{conn, keys, keys::QueueKeys, scripts},
     task::Task,
@@ -302,14 +303,28 @@ impl DeadLetter {
         self.text(name).and_then(|v| v.parse().ok())
     }
 
-    /// The task id (`id`); `None` for the promoter's `raw` entries.
-    pub fn task_id(&self) -> Option<&str> {
-        self.text("id")
+    /// The `t` field of a v2 entry, decoded; `None` for v1 entries (and a malformed `t`).
+    fn packed(&self) -> Option<PackedTask<'_>> {
+        self.get(field::TASK)
+            .and_then(|t| PackedTask::decode(t).ok())
     }
 
-    /// The task name (`name`), [`Task::NAME`] of its type.
+    /// The task id (`id` of v1 entries, in `t` of v2 ones); `None` for the promoter's `raw`
+    /// entries.
+    pub fn task_id(&self) -> Option<&str> {
+        match self.packed() {
+            Some(t) => Some(t.id),
+            None => self.text(field::ID),
+        }
+    }
+
+    /// The task name (`name` of v1 entries, in `t` of v2 ones),
+    /// [`Task::NAME`] of its type.
     pub fn name(&self) -> Option<&str> {
-        self.text("name")
+        match self.packed() {
+            Some(t) => Some(t.name),
+            None => self.text(field::NAME),
+        }
     }
 
     /// Why the task died (`error`): the handler's error, the reason it could not be handled,
@@ -328,9 +343,13 @@ impl DeadLetter {
         self.number("failed_at")
     }
 
-    /// When the task was first enqueued (`enqueued_at`), unix ms.
+    /// When the task was first enqueued (`enqueued_at` of v1 entries, in `t` of v2 ones),
+    /// unix ms.
     pub fn enqueued_at(&self) -> Option<u64> {
-        self.number("enqueued_at")
+        match self.packed() {
+            Some(t) => Some(t.enqueued_at),
+            None => self.number(field::ENQUEUED_AT),
+        }
     }
 
     /// The consumer name of the worker that dead-lettered it (`worker`).
@@ -350,9 +369,48 @@ impl DeadLetter {
         self.get("raw")
     }
 
-    /// The raw MessagePack payload (`payload`), if the entry has one.
+    /// The raw MessagePack payload (`payload` of v1 entries, in `t` of v2 ones), if the entry
+    /// has one.
     pub fn payload(&self) -> Option<&[u8]> {
-        self.get("payload")
+        match self.packed() {
+            Some(t) => Some(t.payload),
+            None => self.get(field::PAYLOAD),
+        }
+    }
+
+    /// The fields in stored order as v1 names and text, for display: a v2 `t` becomes `id`,
+    /// `name`, `enqueued_at`, `payload` (raw MessagePack) and `traceparent` (if set), an `r`
+    /// becomes `attempt` and `last_error` (if set); a `t` or `r` that does not decode stays
+    /// as it is.
+    pub fn task_fields(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::with_capacity(self.fields.len() + 5);
+        for (k, v) in &self.fields {
+            match k.as_str() {
+                field::TASK => match PackedTask::decode(v) {
+                    Ok(t) => {
+                        out.push((field::ID.into(), t.id.into()));
+                        out.push((field::NAME.into(), t.name.into()));
+                        out.push((field::ENQUEUED_AT.into(), t.enqueued_at.to_string().into()));
+                        out.push((field::PAYLOAD.into(), t.payload.to_vec()));
+                        if let Some(tp) = t.traceparent {
+                            out.push((field::TRACEPARENT.into(), tp.into()));
+                        }
+                    }
+                    Err(_) => out.push((k.clone(), v.clone())),
+                },
+                field::RETRY => match crate::envelope::decode_retry(v) {
+                    Ok((attempt, last_error)) => {
+                        out.push((field::ATTEMPT.into(), attempt.to_string().into()));
+                        if let Some(e) = last_error {
+                            out.push(("last_error".into(), e.into()));
+                        }
+                    }
+                    Err(_) => out.push((k.clone(), v.clone())),
+                },
+                _ => out.push((k.clone(), v.clone())),
+            }
+        }
+        out
     }
 
     /// The payload decoded to JSON for display (`None` without a payload; an error string
@@ -405,7 +463,11 @@ impl DeadLetter {
     /// [`DecodeError::NotATask`] without a name or payload, [`DecodeError::WrongTask`] if the
     /// name is another task's, [`DecodeError::Payload`] if the payload does not decode as `T`.
     pub fn decode<T: Task>(&self) -> Result<T, DecodeError> {
-        let (Some(name), Some(payload)) = (self.get("name"), self.payload()) else {
+        let name = match self.packed() {
+            Some(t) => Some(t.name.as_bytes()),
+            None => self.get(field::NAME),
+        };
+        let (Some(name), Some(payload)) = (name, self.payload()) else {
             return Err(DecodeError::NotATask {
                 dead_id: self.dead_id.clone(),
             });
@@ -683,9 +745,15 @@ impl Admin {
         for (e, reply) in entries.iter_mut().zip(found) {
             if let Some((_, fields)) = crate::envelope::parse_entries(reply).into_iter().next() {
                 for (key, v) in flat_map(Value::Array(fields)) {
-                    match key.as_str() {
-                        "id" => e.task_id = text(v),
-                        "name" => e.task_name = text(v),
+                    match (key.as_str(), v) {
+                        (field::TASK, Value::BulkString(t)) => {
+                            if let Ok(t) = PackedTask::decode(&t) {
+                                e.task_id = Some(t.id.to_owned());
+                                e.task_name = Some(t.name.to_owned());
+                            }
+                        }
+                        (field::ID, v) if e.task_id.is_none() => e.task_id = text(v),
+                        (field::NAME, v) if e.task_name.is_none() => e.task_name = text(v),
                         _ => {}
                     }
                 }
@@ -1062,6 +1130,73 @@ mod tests {
                 to: "a@example.com".into()
             })
         );
+    }
+
+    /// A v2 task a worker dead-lettered after a retry: `t` and `r` plus the dead-letter
+    /// fields; the accessors read the task out of `t`.
+    #[test]
+    fn v2_dead_letter_accessors() {
+        let payload = email_payload();
+        let env = crate::envelope::Envelope {
+            id: "01JD3ZK1Q7W9V3T1B0N2C4X5YZ".into(),
+            name: "Email".into(),
+            payload: payload.clone(),
+            attempt: 1,
+            enqueued_at: 1_764_000_000_123,
+            traceparent: None,
+            error: Some("timeout".into()),
+        };
+        let (t, r) = (env.encode_task(), env.encode_retry().unwrap_or_default());
+        let d = dead(&[
+            ("t", &t),
+            ("r", &r),
+            ("error", b"mailbox full"),
+            ("failed_at", b"1764000000456"),
+            ("worker", b"host-1-ab"),
+            ("attempts", b"2"),
+        ]);
+        assert_eq!(d.task_id(), Some("01JD3ZK1Q7W9V3T1B0N2C4X5YZ"));
+        assert_eq!(d.name(), Some("Email"));
+        assert_eq!(d.enqueued_at(), Some(1_764_000_000_123));
+        assert_eq!(d.payload(), Some(&payload[..]));
+        assert_eq!(d.attempts(), Some(2));
+        assert_eq!(d.error(), Some("mailbox full"));
+        assert_eq!(
+            d.payload_json(),
+            Some(serde_json::json!({"to": "a@example.com"}))
+        );
+        assert!(d.decode::<Email>().is_ok());
+        assert!(matches!(
+            d.decode::<Sms>(),
+            Err(DecodeError::WrongTask { found, .. }) if found == "Email"
+        ));
+        let shown: Vec<(String, String)> = d
+            .task_fields()
+            .into_iter()
+            .filter(|(k, _)| k != "payload")
+            .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+            .collect();
+        let want = [
+            ("id", "01JD3ZK1Q7W9V3T1B0N2C4X5YZ"),
+            ("name", "Email"),
+            ("enqueued_at", "1764000000123"),
+            ("attempt", "1"),
+            ("last_error", "timeout"),
+            ("error", "mailbox full"),
+            ("failed_at", "1764000000456"),
+            ("worker", "host-1-ab"),
+            ("attempts", "2"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(shown, want);
+        // A `t` that does not decode: not a task, shown as stored.
+        let d = dead(&[("t", b"\xc1"), ("error", b"malformed entry")]);
+        assert_eq!((d.task_id(), d.name(), d.payload()), (None, None, None));
+        assert!(matches!(
+            d.decode::<Email>(),
+            Err(DecodeError::NotATask { .. })
+        ));
+        assert_eq!(d.task_fields()[0], ("t".to_owned(), b"\xc1".to_vec()));
     }
 
     /// A task the reclaimer dead-lettered as abandoned: also `deliveries`.

@@ -1,41 +1,59 @@
-//! The stream-entry wire format, encoded and decoded here and nowhere else.
+//! The stream-entry wire format, encoded and decoded here and nowhere else
+//! (docs/wire-format.md is the contract).
 //!
-//! A task is one stream entry with these fields (all Redis strings):
+//! **Version 2** (what mq writes): a task is a stream entry with one field, `t`, whose value is
+//! a MessagePack array of exactly 6 elements
 //!
-//! | field | value |
-//! |---|---|
-//! | `id` | task id (ULID, 26 characters) |
-//! | `name` | task type name ([`Task::NAME`](crate::Task::NAME)) |
-//! | `payload` | MessagePack of the task value (rmp-serde, named fields) |
-//! | `attempt` | decimal, 0 for the first run |
-//! | `enqueued_at` | decimal unix time in milliseconds of the first enqueue |
-//! | `traceparent` | optional W3C trace context |
-//! | `error` | optional, the last error (retries) or the reason (dead letters) |
+//! | # | element | MessagePack type |
+//! |---|---|---|
+//! | 0 | version, `2` | positive int |
+//! | 1 | task id (ULID, 26 characters) | str |
+//! | 2 | task type name ([`Task::NAME`](crate::Task::NAME)) | str |
+//! | 3 | unix time in milliseconds of the first enqueue | uint |
+//! | 4 | MessagePack of the task value (rmp-serde, named fields) | bin |
+//! | 5 | W3C trace context, or nil | str or nil |
 //!
-//! A delayed task is a member of the queue's `delayed` sorted set: a MessagePack map from these
-//! field names to their values, scored by its due time in unix milliseconds. The promoter turns
-//! the map back into a stream entry unchanged. Every value, the payload too, is a MessagePack
-//! *string* (raw bytes): Redis's Lua `cmsgpack` cannot read the `bin` types.
+//! plus, only on a retry, a field `r` = MessagePack array `[attempt, last error]` (uint, str
+//! or nil). A first attempt is therefore one field.
+//!
+//! **Version 1** (the hand-writable form, still read): the fields `id`, `name`, `payload` (raw
+//! MessagePack), `attempt` and `enqueued_at` (decimal), and optionally `traceparent` and
+//! `error` (the last error). An entry with a `t` field is version 2, any other version 1.
+//!
+//! A delayed task is a member of the queue's `delayed` sorted set: a MessagePack map from the
+//! entry's field names to their values, scored by its due time in unix milliseconds. The
+//! promoter turns the map back into a stream entry unchanged. Every value, the `t` blob too, is
+//! a MessagePack *str* (raw bytes): Redis's Lua `cmsgpack` cannot read the `bin` types.
 
 use redis::Value;
 
 /// Field names of a stream entry.
 pub mod field {
-    /// Task id.
+    /// v2: the task, a MessagePack array `[2, id, name, enqueued_at, payload, traceparent]`.
+    pub const TASK: &str = "t";
+    /// v2: retry data, a MessagePack array `[attempt, last error]`; absent on a first attempt.
+    pub const RETRY: &str = "r";
+    /// v1: task id.
     pub const ID: &str = "id";
-    /// Task type name.
+    /// v1: task type name.
     pub const NAME: &str = "name";
-    /// MessagePack payload.
+    /// v1: MessagePack payload.
     pub const PAYLOAD: &str = "payload";
-    /// Attempt number, 0 for the first run.
+    /// v1: attempt number, 0 for the first run.
     pub const ATTEMPT: &str = "attempt";
-    /// Unix ms of the first enqueue.
+    /// v1: unix ms of the first enqueue.
     pub const ENQUEUED_AT: &str = "enqueued_at";
-    /// W3C trace context.
+    /// v1: W3C trace context.
     pub const TRACEPARENT: &str = "traceparent";
-    /// Last error or dead-letter reason.
+    /// v1: last error; in dead entries (both versions) the dead-letter reason.
     pub const ERROR: &str = "error";
 }
+
+/// The wire format version mq writes, the first element of the `t` array.
+pub const VERSION: u8 = 2;
+
+/// Elements of the `t` array.
+const TASK_LEN: u32 = 6;
 
 /// One task as it travels through Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,14 +83,174 @@ pub enum EnvelopeError {
     /// A field has a value of the wrong form.
     #[error("field `{0}` is not valid")]
     InvalidField(&'static str),
+    /// A v2 field (`t` or `r`) does not hold what the format says.
+    #[error("field `{field}`: {problem}")]
+    Packed {
+        /// The field, `t` or `r`.
+        field: &'static str,
+        /// What is wrong, e.g. `unsupported version 3 (this worker reads version 2)`.
+        problem: String,
+    },
     /// The entry is not a list of field/value pairs.
     #[error("entry is not a list of field/value pairs")]
     Malformed,
 }
 
+/// The `t` value of a v2 entry, decoded without copying: what [`Envelope`] holds apart from
+/// the retry data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackedTask<'a> {
+    /// Task id.
+    pub id: &'a str,
+    /// Task type name.
+    pub name: &'a str,
+    /// Unix ms of the first enqueue.
+    pub enqueued_at: u64,
+    /// MessagePack payload.
+    pub payload: &'a [u8],
+    /// W3C trace context.
+    pub traceparent: Option<&'a str>,
+}
+
+impl<'a> PackedTask<'a> {
+    /// Decodes the value of a `t` field.
+    ///
+    /// # Errors
+    ///
+    /// [`EnvelopeError::Packed`] naming the problem: not an array, another version, another
+    /// number of elements, an element of the wrong type, or bytes after the array.
+    pub fn decode(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
+        let mut rd = Reader::new(field::TASK, bytes);
+        let len = rmp::decode::read_array_len(&mut rd.buf)
+            .map_err(|_| rd.problem("not a MessagePack array"))?;
+        if len == 0 {
+            return Err(rd.problem("empty array, expected 6 elements"));
+        }
+        let version = rd.uint(0, "version")?;
+        if version != u64::from(VERSION) {
+            return Err(rd.problem(format!(
+                "unsupported version {version} (this worker reads version {VERSION})"
+            )));
+        }
+        if len != TASK_LEN {
+            return Err(rd.problem(format!(
+                "expected an array of {TASK_LEN} elements, found {len}"
+            )));
+        }
+        let task = PackedTask {
+            id: rd.str(1, "id")?,
+            name: rd.str(2, "name")?,
+            enqueued_at: rd.uint(3, "enqueued_at")?,
+            payload: rd.bin(4, "payload")?,
+            traceparent: rd.str_or_nil(5, "traceparent")?,
+        };
+        rd.end()?;
+        Ok(task)
+    }
+}
+
+/// Decodes the value of an `r` field: `(attempt, last error)`.
+pub(crate) fn decode_retry(bytes: &[u8]) -> Result<(u32, Option<String>), EnvelopeError> {
+    let mut rd = Reader::new(field::RETRY, bytes);
+    let len = rmp::decode::read_array_len(&mut rd.buf)
+        .map_err(|_| rd.problem("not a MessagePack array"))?;
+    if len != 2 {
+        return Err(rd.problem(format!("expected an array of 2 elements, found {len}")));
+    }
+    let attempt = rd.uint(0, "attempt")?;
+    let attempt = u32::try_from(attempt).map_err(|_| {
+        rd.problem(format!(
+            "element 0 (attempt) is above 4294967295: {attempt}"
+        ))
+    })?;
+    let error = rd.str_or_nil(1, "last error")?.map(str::to_owned);
+    rd.end()?;
+    Ok((attempt, error))
+}
+
+/// A cursor over a v2 field's MessagePack, with errors that name the field and element.
+struct Reader<'a> {
+    field: &'static str,
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(field: &'static str, buf: &'a [u8]) -> Self {
+        Self { field, buf }
+    }
+
+    fn problem(&self, problem: impl Into<String>) -> EnvelopeError {
+        EnvelopeError::Packed {
+            field: self.field,
+            problem: problem.into(),
+        }
+    }
+
+    fn uint(&mut self, i: u32, what: &str) -> Result<u64, EnvelopeError> {
+        rmp::decode::read_int(&mut self.buf).map_err(|_| {
+            self.problem(format!(
+                "element {i} ({what}) is not an unsigned integer (up to 64 bits)"
+            ))
+        })
+    }
+
+    fn str(&mut self, i: u32, what: &str) -> Result<&'a str, EnvelopeError> {
+        match rmp::decode::read_str_from_slice(self.buf) {
+            Ok((s, rest)) => {
+                self.buf = rest;
+                Ok(s)
+            }
+            Err(rmp::decode::DecodeStringError::InvalidUtf8(..)) => {
+                Err(self.problem(format!("element {i} ({what}) is not valid UTF-8")))
+            }
+            Err(_) => Err(self.problem(format!("element {i} ({what}) is not a str"))),
+        }
+    }
+
+    fn str_or_nil(&mut self, i: u32, what: &str) -> Result<Option<&'a str>, EnvelopeError> {
+        if let Some((&0xc0, rest)) = self.buf.split_first() {
+            self.buf = rest;
+            return Ok(None);
+        }
+        self.str(i, what)
+            .map(Some)
+            .map_err(|_| self.problem(format!("element {i} ({what}) is not a str or nil")))
+    }
+
+    fn bin(&mut self, i: u32, what: &str) -> Result<&'a [u8], EnvelopeError> {
+        let len = rmp::decode::read_bin_len(&mut self.buf)
+            .map_err(|_| self.problem(format!("element {i} ({what}) is not a bin")))?;
+        let len = len as usize;
+        if self.buf.len() < len {
+            return Err(self.problem(format!("element {i} ({what}) is truncated")));
+        }
+        let (b, rest) = self.buf.split_at(len);
+        self.buf = rest;
+        Ok(b)
+    }
+
+    fn end(&self) -> Result<(), EnvelopeError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(self.problem(format!("{} trailing bytes after the array", self.buf.len())))
+        }
+    }
+}
+
 impl Envelope {
-    /// Appends `field value ...` pairs for `XADD` to `cmd`.
+    /// Appends the v2 `field value ...` pairs for `XADD` to `cmd`: `t`, and `r` if this is not
+    /// a first attempt.
     pub fn write_fields(&self, cmd: &mut redis::Cmd) {
+        cmd.arg(field::TASK).arg(self.encode_task());
+        if let Some(r) = self.encode_retry() {
+            cmd.arg(field::RETRY).arg(r);
+        }
+    }
+
+    /// Appends the v1 (hand-writable, five to seven fields) `field value ...` pairs for `XADD`
+    /// to `cmd`: what older producers wrote, for tests and tools.
+    pub fn write_fields_v1(&self, cmd: &mut redis::Cmd) {
         cmd.arg(field::ID)
             .arg(&self.id)
             .arg(field::NAME)
@@ -91,39 +269,70 @@ impl Envelope {
         }
     }
 
-    /// Encodes the envelope as a `delayed` sorted-set member (a MessagePack map of its fields).
-    pub fn to_delayed_member(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.payload.len() + 96);
-        let len = 5 + u32::from(self.traceparent.is_some()) + u32::from(self.error.is_some());
+    /// The value of the `t` field: `[2, id, name, enqueued_at, payload, traceparent]`.
+    pub fn encode_task(&self) -> Vec<u8> {
+        let tp = self.traceparent.as_deref().map_or(0, str::len);
+        let mut out =
+            Vec::with_capacity(self.payload.len() + self.id.len() + self.name.len() + tp + 24);
         // Writing into a Vec cannot fail.
-        let _ = rmp::encode::write_map_len(&mut out, len);
-        let mut kv = |k: &str, v: &str| {
-            let _ = rmp::encode::write_str(&mut out, k);
-            let _ = rmp::encode::write_str(&mut out, v);
-        };
-        kv(field::ID, &self.id);
-        kv(field::NAME, &self.name);
-        kv(field::ATTEMPT, &self.attempt.to_string());
-        kv(field::ENQUEUED_AT, &self.enqueued_at.to_string());
-        if let Some(tp) = &self.traceparent {
-            kv(field::TRACEPARENT, tp);
+        let _ = rmp::encode::write_array_len(&mut out, TASK_LEN);
+        let _ = rmp::encode::write_uint(&mut out, u64::from(VERSION));
+        let _ = rmp::encode::write_str(&mut out, &self.id);
+        let _ = rmp::encode::write_str(&mut out, &self.name);
+        let _ = rmp::encode::write_uint(&mut out, self.enqueued_at);
+        let _ = rmp::encode::write_bin(&mut out, &self.payload);
+        match &self.traceparent {
+            Some(tp) => drop(rmp::encode::write_str(&mut out, tp)),
+            None => drop(rmp::encode::write_nil(&mut out)),
         }
-        if let Some(e) = &self.error {
-            kv(field::ERROR, e);
-        }
-        // The payload goes as a MessagePack *str* holding raw bytes: Redis's Lua cmsgpack
-        // (used by the promote script) cannot read the bin types.
-        let _ = rmp::encode::write_str(&mut out, field::PAYLOAD);
-        let _ = rmp::encode::write_str_len(&mut out, self.payload.len() as u32);
-        out.extend_from_slice(&self.payload);
         out
     }
 
-    /// Decodes the flat `[field, value, field, value, ...]` list of a stream entry.
+    /// The value of the `r` field, `[attempt, last error]`; `None` on a first attempt without
+    /// an error, which has no `r`.
+    pub fn encode_retry(&self) -> Option<Vec<u8>> {
+        if self.attempt == 0 && self.error.is_none() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(self.error.as_deref().map_or(0, str::len) + 8);
+        let _ = rmp::encode::write_array_len(&mut out, 2);
+        let _ = rmp::encode::write_uint(&mut out, u64::from(self.attempt));
+        match &self.error {
+            Some(e) => drop(rmp::encode::write_str(&mut out, e)),
+            None => drop(rmp::encode::write_nil(&mut out)),
+        }
+        Some(out)
+    }
+
+    /// Encodes the envelope as a `delayed` sorted-set member: a MessagePack map of its v2
+    /// fields, `{"t": <blob>}` or `{"t": <blob>, "r": <blob>}`, each blob a MessagePack *str*
+    /// holding the field's bytes (Redis's Lua cmsgpack, used by the promote script, cannot
+    /// read the bin types; a str passes through it byte for byte).
+    pub fn to_delayed_member(&self) -> Vec<u8> {
+        let t = self.encode_task();
+        let r = self.encode_retry();
+        let mut out = Vec::with_capacity(t.len() + r.as_ref().map_or(0, Vec::len) + 16);
+        let _ = rmp::encode::write_map_len(&mut out, 1 + u32::from(r.is_some()));
+        let mut kv = |k: &str, v: &[u8]| {
+            let _ = rmp::encode::write_str(&mut out, k);
+            let _ = rmp::encode::write_str_len(&mut out, v.len() as u32);
+            out.extend_from_slice(v);
+        };
+        kv(field::TASK, &t);
+        if let Some(r) = &r {
+            kv(field::RETRY, r);
+        }
+        out
+    }
+
+    /// Decodes the flat `[field, value, field, value, ...]` list of a stream entry, v2 (it has
+    /// a `t` field; other fields but `r` are then ignored) or v1.
     pub fn from_fields(fields: Vec<Value>) -> Result<Self, EnvelopeError> {
         if !fields.len().is_multiple_of(2) {
             return Err(EnvelopeError::Malformed);
         }
+        let mut task = None;
+        let mut retry = None;
         let mut id = None;
         let mut name = None;
         let mut payload = None;
@@ -133,33 +342,61 @@ impl Envelope {
         let mut error = None;
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            let Value::BulkString(k) = k else {
+            let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else {
                 return Err(EnvelopeError::Malformed);
             };
-            let Value::BulkString(v) = v else {
-                return Err(EnvelopeError::Malformed);
+            let slot = match &k[..] {
+                b"t" => &mut task,
+                b"r" => &mut retry,
+                b"id" => &mut id,
+                b"name" => &mut name,
+                b"payload" => &mut payload,
+                b"attempt" => &mut attempt,
+                b"enqueued_at" => &mut enqueued_at,
+                b"traceparent" => &mut traceparent,
+                b"error" => &mut error,
+                _ => continue, // unknown fields are kept by Redis and ignored here
             };
-            match &k[..] {
-                b"id" => id = Some(utf8(v, field::ID)?),
-                b"name" => name = Some(utf8(v, field::NAME)?),
-                b"payload" => payload = Some(v),
-                b"attempt" => attempt = Some(number(&v, field::ATTEMPT)?),
-                b"enqueued_at" => enqueued_at = Some(number(&v, field::ENQUEUED_AT)?),
-                b"traceparent" => traceparent = Some(utf8(v, field::TRACEPARENT)?),
-                b"error" => error = Some(String::from_utf8_lossy(&v).into_owned()),
-                _ => {} // unknown fields are kept by Redis and ignored here
-            }
+            *slot = Some(v);
         }
-        let attempt = attempt.ok_or(EnvelopeError::MissingField(field::ATTEMPT))?;
+        if let Some(task) = task {
+            let t = PackedTask::decode(&task)?;
+            let (attempt, error) = match retry {
+                Some(r) => decode_retry(&r)?,
+                None => (0, None),
+            };
+            return Ok(Envelope {
+                id: t.id.to_owned(),
+                name: t.name.to_owned(),
+                payload: t.payload.to_vec(),
+                attempt,
+                enqueued_at: t.enqueued_at,
+                traceparent: t.traceparent.map(str::to_owned),
+                error,
+            });
+        }
+        let required =
+            |v: Option<Vec<u8>>, f: &'static str| v.ok_or(EnvelopeError::MissingField(f));
+        // `attempt` first: an entry with no task field at all reports it, as before v2.
+        let attempt = number(&required(attempt, field::ATTEMPT)?, field::ATTEMPT)?;
+        let id = utf8(required(id, field::ID)?, field::ID)?;
+        let name = utf8(required(name, field::NAME)?, field::NAME)?;
+        let payload = required(payload, field::PAYLOAD)?;
+        let enqueued_at = number(
+            &required(enqueued_at, field::ENQUEUED_AT)?,
+            field::ENQUEUED_AT,
+        )?;
         Ok(Envelope {
-            id: id.ok_or(EnvelopeError::MissingField(field::ID))?,
-            name: name.ok_or(EnvelopeError::MissingField(field::NAME))?,
-            payload: payload.ok_or(EnvelopeError::MissingField(field::PAYLOAD))?,
+            id,
+            name,
+            payload,
             attempt: u32::try_from(attempt)
                 .map_err(|_| EnvelopeError::InvalidField(field::ATTEMPT))?,
-            enqueued_at: enqueued_at.ok_or(EnvelopeError::MissingField(field::ENQUEUED_AT))?,
-            traceparent,
-            error,
+            enqueued_at,
+            traceparent: traceparent
+                .map(|v| utf8(v, field::TRACEPARENT))
+                .transpose()?,
+            error: error.map(|v| String::from_utf8_lossy(&v).into_owned()),
         })
     }
 }
@@ -257,32 +494,193 @@ mod tests {
         Value::BulkString(s.to_vec())
     }
 
-    #[test]
-    fn fields_round_trip_through_xadd_arguments() {
-        let e = sample();
+    /// The `[field, value, ...]` list a stream entry written with `write` would have.
+    fn xadd_fields(write: impl Fn(&mut redis::Cmd)) -> Vec<Value> {
         let mut cmd = redis::cmd("XADD");
-        e.write_fields(&mut cmd);
-        let args: Vec<Value> = cmd
-            .args_iter()
+        write(&mut cmd);
+        cmd.args_iter()
             .filter_map(|a| match a {
                 redis::Arg::Simple(b) => Some(bulk(b)),
                 _ => None,
             })
             .skip(1)
-            .collect();
-        assert_eq!(Envelope::from_fields(args).unwrap(), e);
+            .collect()
+    }
+
+    fn first_attempt() -> Envelope {
+        Envelope {
+            attempt: 0,
+            error: None,
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            ..sample()
+        }
     }
 
     #[test]
-    fn missing_and_invalid_fields_are_reported() {
+    fn v2_fields_round_trip_through_xadd_arguments() {
+        for e in [sample(), first_attempt()] {
+            let fields = xadd_fields(|c| e.write_fields(c));
+            assert_eq!(Envelope::from_fields(fields).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn v1_fields_round_trip_through_xadd_arguments() {
+        for e in [sample(), first_attempt()] {
+            let fields = xadd_fields(|c| e.write_fields_v1(c));
+            assert_eq!(Envelope::from_fields(fields).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn a_first_attempt_is_one_field_and_a_retry_two() {
+        let fields = xadd_fields(|c| first_attempt().write_fields(c));
+        assert_eq!(fields.len(), 2);
+        assert_eq!(fields[0], bulk(b"t"));
+        let fields = xadd_fields(|c| sample().write_fields(c));
+        assert_eq!(fields.len(), 4);
+        assert_eq!(fields[2], bulk(b"r"));
+        // [attempt 2, "boom"]
+        assert_eq!(fields[3], bulk(b"\x92\x02\xa4boom"));
+    }
+
+    /// The bytes of `t` exactly, as docs/wire-format.md shows them.
+    #[test]
+    fn the_task_blob_is_the_documented_array() {
+        let e = Envelope {
+            id: "01JD3ZK1Q7W9V3T1B0N2C4X5YZ".into(),
+            name: "EmbedText".into(),
+            payload: b"\x82\xaaproduct_id\x2a\xa4text\xa8red shoe".to_vec(),
+            attempt: 0,
+            enqueued_at: 1_764_000_000_123,
+            traceparent: None,
+            error: None,
+        };
+        let mut want = b"\x96\x02\xba01JD3ZK1Q7W9V3T1B0N2C4X5YZ\xa9EmbedText".to_vec();
+        want.extend_from_slice(b"\xcf\x00\x00\x01\x9a\xb6\x97\xe8\x7b"); // uint64 1764000000123
+        want.extend_from_slice(b"\xc4\x1b"); // bin8, 27 bytes
+        want.extend_from_slice(&e.payload);
+        want.push(0xc0); // no traceparent
+        assert_eq!(e.encode_task(), want);
+        assert_eq!(e.encode_retry(), None);
+    }
+
+    /// Any MessagePack integer encoding and a traceparent are read; a v1 field next to `t` is
+    /// ignored.
+    #[test]
+    fn v2_accepts_any_int_encoding() {
+        let mut t = Vec::new();
+        let _ = rmp::encode::write_array_len(&mut t, 6);
+        let _ = rmp::encode::write_u64(&mut t, 2); // uint64, not a fixint
+        let _ = rmp::encode::write_str(&mut t, "x");
+        let _ = rmp::encode::write_str(&mut t, "T");
+        let _ = rmp::encode::write_u32(&mut t, 5);
+        let _ = rmp::encode::write_bin(&mut t, b"\x80");
+        let _ = rmp::encode::write_str(&mut t, "tp");
+        let e = Envelope::from_fields(vec![bulk(b"attempt"), bulk(b"x"), bulk(b"t"), bulk(&t)])
+            .unwrap();
+        assert_eq!((e.id.as_str(), e.name.as_str()), ("x", "T"));
+        assert_eq!(
+            (e.enqueued_at, e.attempt, e.traceparent.as_deref()),
+            (5, 0, Some("tp"))
+        );
+        assert_eq!(e.payload, b"\x80");
+    }
+
+    #[test]
+    fn malformed_v2_entries_name_the_problem() {
+        let good = first_attempt().encode_task();
+        let t = |bytes: Vec<u8>| Envelope::from_fields(vec![bulk(b"t"), bulk(&bytes)]);
+        let problem = |r: Result<Envelope, EnvelopeError>| match r {
+            Err(EnvelopeError::Packed { field, problem }) => format!("{field}: {problem}"),
+            other => panic!("not a Packed error: {other:?}"),
+        };
+        let mut v3 = good.clone();
+        v3[1] = 3;
+        assert_eq!(
+            problem(t(v3)),
+            "t: unsupported version 3 (this worker reads version 2)"
+        );
+        let mut arity = good.clone();
+        arity[0] = 0x95;
+        assert_eq!(
+            problem(t(arity)),
+            "t: expected an array of 6 elements, found 5"
+        );
+        assert_eq!(
+            problem(t(vec![0x90])),
+            "t: empty array, expected 6 elements"
+        );
+        assert_eq!(problem(t(b"\xa1x".to_vec())), "t: not a MessagePack array");
+        assert_eq!(problem(t(Vec::new())), "t: not a MessagePack array");
+        let mut id_int = b"\x96\x02\x07".to_vec();
+        id_int.extend_from_slice(&good[29..]);
+        assert_eq!(problem(t(id_int)), "t: element 1 (id) is not a str");
+        let mut bad_utf8 = good.clone();
+        bad_utf8[3] = 0xff;
+        assert_eq!(problem(t(bad_utf8)), "t: element 1 (id) is not valid UTF-8");
+        let payload_str = b"\x96\x02\xa1x\xa1T\x05\xa1p\xc0".to_vec();
+        assert_eq!(
+            problem(t(payload_str)),
+            "t: element 4 (payload) is not a bin"
+        );
+        let negative = b"\x96\x02\xa1x\xa1T\xff\xc4\x00\xc0".to_vec();
+        assert_eq!(
+            problem(t(negative)),
+            "t: element 3 (enqueued_at) is not an unsigned integer (up to 64 bits)"
+        );
+        let short_bin = b"\x96\x02\xa1x\xa1T\x05\xc4\x09ab".to_vec();
+        assert_eq!(problem(t(short_bin)), "t: element 4 (payload) is truncated");
+        let tp_int = b"\x96\x02\xa1x\xa1T\x05\xc4\x00\x01".to_vec();
+        assert_eq!(
+            problem(t(tp_int)),
+            "t: element 5 (traceparent) is not a str or nil"
+        );
+        let mut trailing = good.clone();
+        trailing.push(0xc0);
+        assert_eq!(problem(t(trailing)), "t: 1 trailing bytes after the array");
+        let with_r =
+            |r: &[u8]| Envelope::from_fields(vec![bulk(b"t"), bulk(&good), bulk(b"r"), bulk(r)]);
+        assert_eq!(
+            problem(with_r(b"\x92\xa1x\xc0")),
+            "r: element 0 (attempt) is not an unsigned integer (up to 64 bits)"
+        );
+        assert_eq!(
+            problem(with_r(b"\x91\x01")),
+            "r: expected an array of 2 elements, found 1"
+        );
+        assert_eq!(
+            problem(with_r(b"\x92\xcf\x00\x00\x00\x01\x00\x00\x00\x00\xc0")),
+            "r: element 0 (attempt) is above 4294967295: 4294967296"
+        );
+        assert_eq!(
+            problem(with_r(b"\x92\x01\x02")),
+            "r: element 1 (last error) is not a str or nil"
+        );
+        // The reason as the worker writes it to the dead entry.
+        assert_eq!(
+            t(vec![0x90]).unwrap_err().to_string(),
+            "field `t`: empty array, expected 6 elements"
+        );
+    }
+
+    #[test]
+    fn missing_and_invalid_v1_fields_are_reported() {
         let fields = vec![bulk(b"id"), bulk(b"x"), bulk(b"name"), bulk(b"T")];
         assert_eq!(
-            Envelope::from_fields(fields),
+            Envelope::from_fields(fields.clone()),
             Err(EnvelopeError::MissingField("attempt"))
         );
-        let fields = vec![bulk(b"attempt"), bulk(b"-1")];
+        let mut no_payload = fields.clone();
+        no_payload.extend([bulk(b"attempt"), bulk(b"0")]);
         assert_eq!(
-            Envelope::from_fields(fields),
+            Envelope::from_fields(no_payload),
+            Err(EnvelopeError::MissingField("payload"))
+        );
+        let mut bad = fields;
+        bad.extend([bulk(b"attempt"), bulk(b"-1")]);
+        assert_eq!(
+            Envelope::from_fields(bad),
             Err(EnvelopeError::InvalidField("attempt"))
         );
         assert_eq!(
@@ -292,23 +690,25 @@ mod tests {
     }
 
     #[test]
-    fn delayed_member_is_a_msgpack_map_of_string_fields() {
-        let e = sample();
-        let bytes = e.to_delayed_member();
-        let v: std::collections::BTreeMap<String, raw::Raw> =
-            rmp_serde::from_slice(&bytes).unwrap();
-        assert_eq!(v["id"].0, e.id.as_bytes());
-        assert_eq!(v["attempt"].0, b"2");
-        assert_eq!(v["error"].0, b"boom");
-        assert_eq!(v["payload"].0, e.payload);
-        assert_eq!(v.len(), 6);
-        // No bin8/16/32 marker anywhere in front of the payload.
-        let at = bytes.len() - e.payload.len() - 1;
-        assert_eq!(
-            bytes[at],
-            0xa0 | e.payload.len() as u8,
-            "payload is a fixstr"
-        );
+    fn delayed_member_is_a_msgpack_map_of_the_v2_fields_as_str() {
+        for e in [sample(), first_attempt()] {
+            let bytes = e.to_delayed_member();
+            let v: std::collections::BTreeMap<String, raw::Raw> =
+                rmp_serde::from_slice(&bytes).unwrap();
+            assert_eq!(v["t"].0, e.encode_task());
+            assert_eq!(v.get("r").map(|r| r.0.clone()), e.encode_retry());
+            // No bin8/16/32 marker in front of a value: each blob is a str (here str8).
+            let t = e.encode_task();
+            assert_eq!(&bytes[1..4], b"\xa1t\xd9");
+            assert_eq!(usize::from(bytes[4]), t.len());
+            assert_eq!(&bytes[5..5 + t.len()], &t[..]);
+            // What the promoter XADDs from it decodes to the same envelope.
+            let fields: Vec<Value> = v
+                .into_iter()
+                .flat_map(|(k, raw::Raw(b))| [bulk(k.as_bytes()), bulk(&b)])
+                .collect();
+            assert_eq!(Envelope::from_fields(fields).unwrap(), e);
+        }
     }
 
     mod raw {

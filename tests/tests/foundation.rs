@@ -382,10 +382,16 @@ async fn sigterm_finishes_and_acks_in_flight_tasks_and_fetches_nothing_new() {
         .query_async(&mut c)
         .await
         .unwrap();
-    assert!(rows.len() <= 4, "at most one limit's worth prefetched: {rows:?}");
+    assert!(
+        rows.len() <= 4,
+        "at most one limit's worth prefetched: {rows:?}"
+    );
     for (id, _, idle, deliveries) in &rows {
         assert!(*idle > 86_400_000, "{id} handed back (idle {idle} ms)");
-        assert_eq!(*deliveries, 0, "{id}: the unstarted delivery is not counted");
+        assert_eq!(
+            *deliveries, 0,
+            "{id}: the unstarted delivery is not counted"
+        );
     }
 }
 

@@ -13,7 +13,11 @@ use std::{
     time::Duration,
 };
 
-use mq_core::{batch, Producer, Task, Worker};
+use mq_core::{
+    batch,
+    envelope::{Envelope, PackedTask},
+    Producer, Task, Worker,
+};
 use mq_examples::pipeline::{
     check_vectors, default_data_file, delete_vectors, embed_text, filter_file, vector_key,
     vector_to_bytes, EmbedImage, EmbedStats, EmbedTask, EmbedText, Embedder, Filtered, VectorKind,
@@ -207,7 +211,9 @@ fn python_generated_text(pid: u64) -> String {
     )
 }
 
-/// Payloads of the entries of a stream, decoded as `EmbedText`, with their raw bytes.
+/// Payloads of the entries of a stream (first attempts in wire format v2: one field `t`),
+/// decoded as `EmbedText`, with their raw bytes. Each `t` is byte for byte what the Rust
+/// producer writes for the same id, name, enqueue time and payload.
 async fn stream_tasks(conn: &mut ConnectionManager, stream: &str) -> Vec<(EmbedText, Vec<u8>)> {
     let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
         .arg(stream)
@@ -219,16 +225,28 @@ async fn stream_tasks(conn: &mut ConnectionManager, stream: &str) -> Vec<(EmbedT
     entries
         .into_iter()
         .map(|(id, f)| {
-            assert_eq!(f.get("name").map(Vec::as_slice), Some(&b"EmbedText"[..]));
-            assert_eq!(f.get("attempt").map(Vec::as_slice), Some(&b"0"[..]));
-            assert!(
-                f.contains_key("id") && f.contains_key("enqueued_at"),
-                "{id}"
+            assert_eq!(f.keys().collect::<Vec<_>>(), ["t"], "entry {id}: one field");
+            let t = &f["t"];
+            let packed = PackedTask::decode(t)
+                .unwrap_or_else(|e| panic!("entry {id}: `t` does not decode: {e}"));
+            assert_eq!(packed.name, "EmbedText");
+            let env = Envelope {
+                id: packed.id.to_owned(),
+                name: packed.name.to_owned(),
+                payload: packed.payload.to_vec(),
+                attempt: 0,
+                enqueued_at: packed.enqueued_at,
+                traceparent: packed.traceparent.map(str::to_owned),
+                error: None,
+            };
+            assert_eq!(
+                &env.encode_task(),
+                t,
+                "entry {id}: `t` as the Rust producer writes it"
             );
-            let payload = f.get("payload").cloned().expect("payload field");
-            let task: EmbedText = rmp_serde::from_slice(&payload)
+            let task: EmbedText = rmp_serde::from_slice(packed.payload)
                 .unwrap_or_else(|e| panic!("entry {id}: payload does not decode: {e}"));
-            (task, payload)
+            (task, env.payload)
         })
         .collect()
 }
@@ -432,7 +450,7 @@ async fn batch_handler_outcomes_are_per_task_and_store_errors_retry_the_batch() 
             let error = String::from_utf8_lossy(&f["error"]).into_owned();
             assert!(error.contains("text empty"), "{error}");
             assert_eq!(&f["attempts"][..], b"1", "dead-lettered on the first run");
-            rmp_serde::from_slice::<EmbedText>(&f["payload"])
+            rmp_serde::from_slice::<EmbedText>(PackedTask::decode(&f["t"]).unwrap().payload)
                 .unwrap()
                 .product_id
         })

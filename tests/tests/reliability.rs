@@ -405,7 +405,7 @@ mod random_entries {
     /// A field name: mostly the real ones, sometimes junk.
     fn field_name() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
-            4 => prop::sample::select(vec!["id", "name", "payload", "attempt", "enqueued_at", "error", "traceparent"])
+            4 => prop::sample::select(vec!["id", "name", "payload", "attempt", "enqueued_at", "error", "traceparent", "t", "r"])
                 .prop_map(|s| s.as_bytes().to_vec()),
             1 => prop::collection::vec(any::<u8>(), 0..8),
         ]
@@ -418,7 +418,37 @@ mod random_entries {
             1 => any::<u32>().prop_map(|n| n.to_string().into_bytes()),
             1 => any::<u32>().prop_map(|n| rmp_serde::to_vec_named(&Ping { n }).unwrap()),
             2 => prop::collection::vec(any::<u8>(), 0..40),
+            // A v2 `t` of a Ping, whole or cut short, and v2 `r` values.
+            1 => (any::<u32>(), 0..64usize).prop_map(|(n, cut)| {
+                let mut t = v2_ping(n);
+                t.truncate(t.len().saturating_sub(cut % 4 * 7));
+                t
+            }),
+            1 => (any::<u32>(), any::<bool>()).prop_map(|(n, e)| {
+                let mut r = vec![0x92];
+                rmp::encode::write_uint(&mut r, u64::from(n)).unwrap();
+                if e {
+                    rmp::encode::write_str(&mut r, "boom").unwrap();
+                } else {
+                    rmp::encode::write_nil(&mut r).unwrap();
+                }
+                r
+            }),
         ]
+    }
+
+    /// The v2 `t` value of `Ping { n }`.
+    fn v2_ping(n: u32) -> Vec<u8> {
+        mq_core::envelope::Envelope {
+            id: format!("{n:026}"),
+            name: "Ping".into(),
+            payload: rmp_serde::to_vec_named(&Ping { n }).unwrap(),
+            attempt: 0,
+            enqueued_at: 1_764_000_000_000,
+            traceparent: None,
+            error: None,
+        }
+        .encode_task()
     }
 
     fn entry() -> impl Strategy<Value = Vec<(Vec<u8>, Vec<u8>)>> {

@@ -4,7 +4,9 @@
 -- KEYS[1] delayed zset, KEYS[2] stream, KEYS[3] dead stream
 -- ARGV[1] max members to move, ARGV[2] max member bytes, ARGV[3] dead stream cap
 -- (`XTRIM MAXLEN ~`)
--- A member is a MessagePack map of stream-entry fields (see envelope.rs). The due time is
+-- A member is a MessagePack map of stream-entry fields (see envelope.rs): mq writes
+-- {"t": <v2 task blob>} or {"t": .., "r": ..}, each blob a MessagePack str, which cmsgpack
+-- hands over as a Lua string and XADD writes back byte for byte. The due time is
 -- compared with the server clock, so worker clocks do not matter. A member that is not such a
 -- map (undecodable, a non-string value, too many fields) goes to the dead stream with the
 -- reason instead, so one bad member never blocks the ones behind it.

@@ -83,10 +83,17 @@ if #others > 0 then
     local id, fields = e[1], e[2]
     local n = deliveries[id] or 0
     if n > max then
+      -- Runs so far: v1 entries carry `attempt`, v2 ones `r` = MessagePack [attempt, error]
+      -- (no `r`: the first attempt).
       local attempts = 1
       for i = 1, #fields, 2 do
         if fields[i] == 'attempt' then
           attempts = (tonumber(fields[i + 1]) or 0) + 1
+        elseif fields[i] == 'r' then
+          local ok, r = pcall(cmsgpack.unpack, fields[i + 1])
+          if ok and type(r) == 'table' and type(r[1]) == 'number' then
+            attempts = r[1] + 1
+          end
         end
       end
       local out = {'error', 'abandoned: delivered ' .. n ..

@@ -1,19 +1,20 @@
 -- Move dead-lettered tasks back to the work stream with attempt reset to 0, removing them from
--- the dead stream in the same script. The dead-letter fields are dropped. A dead entry that is
--- not a task (it lacks `id`, `name`, `payload` or `enqueued_at`, e.g. the promoter's entries
--- for undecodable delayed members: `raw`, `error`, `failed_at` only) would only die again: it
--- stays in the dead stream and is returned as skipped.
+-- the dead stream in the same script. The dead-letter fields and the retry data are dropped:
+-- v2 entries (a `t` field) lose `r`, v1 entries get `attempt` 0 and lose `error`. A dead entry
+-- that is not a task (neither `t` nor all of `id`, `name`, `payload` and `enqueued_at`, e.g.
+-- the promoter's entries for undecodable delayed members: `raw`, `error`, `failed_at` only)
+-- would only die again: it stays in the dead stream and is returned as skipped.
 -- KEYS[1] dead stream, KEYS[2] stream; ARGV[1..] dead entry ids
 -- Returns {number of entries replayed, {ids skipped}}; ids not found are in neither.
 local drop = {error = true, failed_at = true, worker = true, attempts = true,
-  deliveries = true, attempt = true}
+  deliveries = true, attempt = true, r = true}
 local required = {'id', 'name', 'payload', 'enqueued_at'}
 local n, skipped = 0, {}
 for i = 1, #ARGV do
   local e = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
   if e[1] then
     local fields = e[1][2]
-    local args = {'attempt', '0'}
+    local args = {}
     local present = {}
     for j = 1, math.min(#fields, 512), 2 do
       present[fields[j]] = true
@@ -23,10 +24,14 @@ for i = 1, #ARGV do
       end
     end
     local task = true
-    for _, f in ipairs(required) do
-      if not present[f] then
-        task = false
+    if not present['t'] then
+      for _, f in ipairs(required) do
+        if not present[f] then
+          task = false
+        end
       end
+      args[#args + 1] = 'attempt'
+      args[#args + 1] = '0'
     end
     if task then
       redis.call('XADD', KEYS[2], '*', unpack(args))
