@@ -592,15 +592,16 @@ async fn pending_shows_entries_in_flight() {
         .unwrap();
     let running = spawn(worker);
     let c = conn(&server).await;
-    wait_until(WAIT, "two tasks in flight", || {
+    // Two running and the third prefetched (delivered, leased, waiting for a permit).
+    wait_until(WAIT, "all three delivered", || {
         let mut c = c.clone();
-        async move { mq_tests::pending(&mut c, "mq:{images}:stream", "mq").await == 2 }
+        async move { mq_tests::pending(&mut c, "mq:{images}:stream", "mq").await == 3 }
     })
     .await;
 
     let pending = mq_ok(&url, &["--json", "pending", "images"]).await.json();
     let pending = pending.as_array().unwrap();
-    assert_eq!(pending.len(), 2, "{pending:?}");
+    assert_eq!(pending.len(), 3, "{pending:?}");
     for p in pending {
         assert_eq!(p["consumer"], "busy-worker");
         assert_eq!(p["deliveries"], 1);
