@@ -243,14 +243,13 @@ async fn producer_missing_xadd_fails_at_connect_naming_it() {
     let url = user(&server, "p", &[acl::PRODUCER], Some("xadd")).await;
     let err = Producer::connect(&url)
         .await
-        .err()
-        .expect("a producer without +xadd must not connect");
+        .expect_err("a producer without +xadd must not connect");
     assert!(
         matches!(&err, Error::Config(m) if m.contains("+xadd (XADD mq:{acl-check}:stream")),
         "{err}"
     );
     let url = user(&server, "p2", &[acl::PRODUCER], Some("evalsha")).await;
-    let err = Producer::connect(&url).await.err().expect("no evalsha");
+    let err = Producer::connect(&url).await.expect_err("no evalsha");
     assert!(
         matches!(&err, Error::Config(m) if m.contains("evalsha")),
         "{err}"
