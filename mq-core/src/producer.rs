@@ -8,7 +8,7 @@ use redis::aio::ConnectionManager;
 use crate::{
     envelope::{new_task_id, now_ms, Envelope},
     error::{Error, Result},
-    redis::{conn, keys, keys::QueueKeys, scripts},
+    redis::{acl, conn, keys, keys::QueueKeys, scripts},
     task::Task,
     trace::current_traceparent,
 };
@@ -111,6 +111,7 @@ impl ProducerBuilder {
         if !self.allow_eviction {
             conn::check_eviction_policy(&mut conn).await?;
         }
+        acl::check_producer(&mut conn, &self.prefix).await?;
         Ok(Producer {
             conn,
             prefix: self.prefix,

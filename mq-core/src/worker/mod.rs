@@ -35,7 +35,7 @@ use crate::{
     handler::{ErasedHandler, Handler, Typed},
     health::Health,
     metrics::{Metrics, QueueMetrics},
-    redis::{conn, keys::validate_queue_name, keys::QueueKeys},
+    redis::{acl, conn, keys::validate_queue_name, keys::QueueKeys},
     task::Task,
 };
 
@@ -306,6 +306,15 @@ impl WorkerBuilder {
         let xackdel = conn::server_version(&mut data.clone())
             .await
             .is_some_and(|v| v >= (8, 2));
+        let queue_list: Vec<&str> = handlers.keys().map(String::as_str).collect();
+        conn::retry_transient("check ACL permissions", started, wait, || {
+            let (mut c, cfg, queues) = (data.clone(), &config, &queue_list);
+            let needs = [acl::WORKER_COMMANDS, if xackdel { &[acl::XACKDEL] } else { &[] }].concat();
+            async move {
+                acl::check(&mut c, "worker", &needs, &cfg.prefix, &cfg.consumer, queues).await
+            }
+        })
+        .await?;
         let mut queues = Vec::new();
         for (name, handlers) in handlers {
             let keys = QueueKeys::new(&config.prefix, &name);

@@ -1,0 +1,257 @@
+//! ACL users: producer, worker and CLI run under users with exactly README's ACL lines
+//! (made by `mq_core::redis::acl::setuser_line`, which a unit test checks against README), and
+//! a user missing one command fails at `build()` / `connect()` naming it.
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use mq_core::{
+    redis::acl::{self, Needed},
+    Error, Producer, Task, TaskContext, TaskError, Worker,
+};
+use mq_tests::{conn, redis, run_worker, wait_until, LocalRedis};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "acl", max_retries = 1, backoff = "fixed(100ms)")]
+struct Job {
+    /// 0: succeeds, 1: fails once then succeeds, 2: fails for good.
+    kind: u8,
+}
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Creates `user` (password `pw`) with the ACL line of `lists`, minus the rule `without`, and
+/// returns its URL.
+async fn user(
+    server: &LocalRedis,
+    name: &str,
+    lists: &[&[Needed]],
+    without: Option<&str>,
+) -> String {
+    let line = acl::setuser_line(name, "mq", lists).replace("<password>", "pw");
+    let mut args: Vec<&str> = line.split(' ').skip(2).collect();
+    if let Some(rule) = without {
+        let plus = format!("+{rule}");
+        args.retain(|a| *a != plus);
+    }
+    let mut c = conn(server).await;
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(&args)
+        .query_async(&mut c)
+        .await
+        .expect("ACL SETUSER");
+    format!("redis://{name}:pw@127.0.0.1:{}/", server.port())
+}
+
+/// Commands refused to any user since the server started (`ACL LOG`), without
+/// `client|setinfo` (the redis crate sends it at connect and ignores the answer).
+async fn refused(server: &LocalRedis) -> Vec<String> {
+    let mut c = conn(server).await;
+    let log: Vec<Vec<redis::Value>> = redis::cmd("ACL")
+        .arg("LOG")
+        .query_async(&mut c)
+        .await
+        .expect("ACL LOG");
+    log.into_iter()
+        .map(|e| format!("{e:?}"))
+        .filter(|e| !e.contains("setinfo"))
+        .collect()
+}
+
+/// The `mq` binary, built on first use.
+fn mq_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("test executable path");
+            let profile_dir = exe
+                .parent()
+                .and_then(|p| p.parent())
+                .expect("target/profile dir")
+                .to_path_buf();
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "-q", "-p", "mq-cli", "--bin", "mq"])
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "building mq failed");
+            profile_dir.join("mq")
+        })
+        .clone()
+}
+
+/// Runs `mq args...` as the user of `url`; (success, stdout, stderr).
+async fn mq(url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = tokio::process::Command::new(mq_bin())
+        .args(args)
+        .env("MQ_REDIS_URL", url)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(WAIT, out)
+        .await
+        .unwrap_or_else(|_| panic!("mq {args:?} did not finish within {WAIT:?}"))
+        .expect("run mq");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_acl_runs_producer_worker_and_cli() {
+    let server = redis();
+    let producer_url = user(&server, "mq-producer", &[acl::PRODUCER], None).await;
+    let worker_url = user(&server, "mq-worker", &[acl::WORKER_COMMANDS], None).await;
+    let cli_url = user(&server, "mq-cli", &[acl::CLI], None).await;
+    let admin_url = user(&server, "mq-admin", &[acl::CLI, acl::CLI_ADMIN], None).await;
+
+    let producer = Producer::connect(&producer_url)
+        .await
+        .expect("producer connects");
+    let done = Arc::new(AtomicUsize::new(0));
+    let done2 = done.clone();
+    let worker = Worker::builder(&worker_url)
+        .handle::<Job, _>(move |job: Job, ctx: TaskContext| {
+            let done = done2.clone();
+            async move {
+                match (job.kind, ctx.attempt()) {
+                    (2, _) => Err(TaskError::permanent("broken for good")),
+                    (1, 0) => Err(TaskError::retry("once")),
+                    _ => {
+                        done.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }
+                }
+            }
+        })
+        .build()
+        .await
+        .expect("worker builds");
+    let running = run_worker(worker);
+    producer.enqueue(Job { kind: 0 }).await.expect("enqueue");
+    producer.enqueue(Job { kind: 1 }).await.expect("enqueue");
+    producer.enqueue(Job { kind: 2 }).await.expect("enqueue");
+    producer
+        .enqueue_in(Duration::from_millis(300), Job { kind: 0 })
+        .await
+        .expect("enqueue_in");
+    let out = mq(&producer_url, &["enqueue", "acl", "Job", r#"{"kind":0}"#]).await;
+    assert!(out.0, "mq enqueue as mq-producer: {out:?}");
+    let mut c = conn(&server).await;
+    wait_until(WAIT, "4 tasks done and 1 dead letter", || {
+        let done = done.clone();
+        let mut c = c.clone();
+        async move {
+            let dead: usize = redis::cmd("XLEN")
+                .arg("mq:{acl}:dead")
+                .query_async(&mut c)
+                .await
+                .unwrap_or(0);
+            done.load(Ordering::SeqCst) == 4 && dead == 1
+        }
+    })
+    .await;
+
+    let (ok, stats, err) = mq(&cli_url, &["stats"]).await;
+    assert!(ok && stats.contains("acl"), "mq stats: {stats} {err}");
+    let (ok, list, err) = mq(&cli_url, &["dead", "list", "acl"]).await;
+    assert!(
+        ok && list.contains("broken for good"),
+        "mq dead list: {list} {err}"
+    );
+    let (ok, _, err) = mq(&cli_url, &["workers"]).await;
+    assert!(ok, "mq workers: {err}");
+    let (ok, _, err) = mq(&cli_url, &["pending", "acl"]).await;
+    assert!(ok, "mq pending: {err}");
+    assert_eq!(
+        refused(&server).await,
+        Vec::<String>::new(),
+        "commands refused by ACL"
+    );
+    let (ok, _, _) = mq(&cli_url, &["dead", "purge", "acl", "--yes"]).await;
+    assert!(!ok, "the read-only CLI user must not purge");
+    let _: () = redis::cmd("ACL")
+        .arg("LOG")
+        .arg("RESET")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let (ok, out, err) = mq(&admin_url, &["dead", "replay", "acl", "--all", "--yes"]).await;
+    assert!(ok, "mq dead replay as mq-admin: {out} {err}");
+    wait_until(WAIT, "the replayed task dead again", || {
+        let mut c = c.clone();
+        async move {
+            let dead: usize = redis::cmd("XLEN")
+                .arg("mq:{acl}:dead")
+                .query_async(&mut c)
+                .await
+                .unwrap_or(0);
+            dead == 1
+        }
+    })
+    .await;
+    let (ok, out, err) = mq(&admin_url, &["dead", "purge", "acl", "--yes"]).await;
+    assert!(ok, "mq dead purge as mq-admin: {out} {err}");
+    running.stop().await;
+    assert_eq!(
+        refused(&server).await,
+        Vec::<String>::new(),
+        "commands refused by ACL"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_missing_one_command_fails_at_build_naming_it() {
+    let server = redis();
+    for rule in [
+        "zadd",
+        "xclaim",
+        "subscribe",
+        "client|unblock",
+        "script|load",
+    ] {
+        let url = user(&server, "w", &[acl::WORKER_COMMANDS], Some(rule)).await;
+        let err = Worker::builder(&url)
+            .handle::<Job, _>(|_: Job, _: TaskContext| async { Ok(()) })
+            .build()
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("a worker without +{rule} must not build"));
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains(&format!("+{rule}"))),
+            "without +{rule}: {err}"
+        );
+        if rule == "zadd" {
+            assert!(err.to_string().contains("mq:{acl}:delayed"), "{err}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_missing_xadd_fails_at_connect_naming_it() {
+    let server = redis();
+    let url = user(&server, "p", &[acl::PRODUCER], Some("xadd")).await;
+    let err = Producer::connect(&url)
+        .await
+        .expect_err("a producer without +xadd must not connect");
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("+xadd (XADD mq:{acl-check}:stream")),
+        "{err}"
+    );
+    let url = user(&server, "p2", &[acl::PRODUCER], Some("evalsha")).await;
+    let err = Producer::connect(&url).await.expect_err("no evalsha");
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("evalsha")),
+        "{err}"
+    );
+}
