@@ -327,3 +327,64 @@ impl Drop for SwitchProxy {
         self.task.abort();
     }
 }
+
+/// Every entry of `stream`'s pending entries list for group `mq` (first 1,000): (entry id,
+/// consumer, idle ms, deliveries).
+///
+/// # Panics
+///
+/// If `XPENDING` fails.
+pub async fn pending_rows(
+    conn: &mut redis::aio::ConnectionManager,
+    stream: &str,
+) -> Vec<(String, String, u64, u64)> {
+    redis::cmd("XPENDING")
+        .arg(stream)
+        .arg("mq")
+        .arg("-")
+        .arg("+")
+        .arg(1_000)
+        .query_async(conn)
+        .await
+        .expect("XPENDING")
+}
+
+/// Creates group `mq` on `stream` (and the stream) at id 0, unless it exists.
+///
+/// # Panics
+///
+/// If `XGROUP CREATE` fails otherwise.
+pub async fn create_group(conn: &mut redis::aio::ConnectionManager, stream: &str) {
+    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(stream)
+        .arg("mq")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    if let Err(e) = created {
+        assert_eq!(e.code(), Some("BUSYGROUP"), "{e}");
+    }
+}
+
+/// Reads one new entry of `stream` as `consumer` of group `mq` and leaves it pending, as a
+/// worker that died with it would.
+///
+/// # Panics
+///
+/// If `XREADGROUP` fails.
+pub async fn read_as(conn: &mut redis::aio::ConnectionManager, stream: &str, consumer: &str) {
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("mq")
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(stream)
+        .arg(">")
+        .query_async(conn)
+        .await
+        .expect("XREADGROUP");
+}

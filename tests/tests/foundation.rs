@@ -373,15 +373,7 @@ async fn sigterm_finishes_and_acks_in_flight_tasks_and_fetches_nothing_new() {
     );
     // The fetcher had prefetched up to its limit (4) beyond the running jobs: those were handed
     // back at shutdown, reclaimable at once and with that delivery not counted.
-    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(&k.stream)
-        .arg("mq")
-        .arg("-")
-        .arg("+")
-        .arg(100)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let rows = mq_tests::pending_rows(&mut c, &k.stream).await;
     assert!(
         rows.len() <= 4,
         "at most one limit's worth prefetched: {rows:?}"

@@ -54,15 +54,7 @@ async fn pending_entry(
     c: &mut redis::aio::ConnectionManager,
     stream: &str,
 ) -> Option<(String, u64, u64)> {
-    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(stream)
-        .arg("mq")
-        .arg("-")
-        .arg("+")
-        .arg(10)
-        .query_async(c)
-        .await
-        .unwrap();
+    let rows = mq_tests::pending_rows(c, stream).await;
     rows.into_iter().next().map(|(_, c, idle, n)| (c, idle, n))
 }
 

@@ -579,17 +579,7 @@ async fn leave_pending(
     stream: &str,
     consumer: &str,
 ) -> String {
-    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(stream)
-        .arg("mq")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(c)
-        .await;
-    if let Err(e) = created {
-        assert_eq!(e.code(), Some("BUSYGROUP"), "{e}");
-    }
+    mq_tests::create_group(c, stream).await;
     let id: String = redis::cmd("XADD")
         .arg(stream)
         .arg("*")
@@ -598,18 +588,7 @@ async fn leave_pending(
         .query_async(c)
         .await
         .unwrap();
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("mq")
-        .arg(consumer)
-        .arg("COUNT")
-        .arg(1)
-        .arg("STREAMS")
-        .arg(stream)
-        .arg(">")
-        .query_async(c)
-        .await
-        .unwrap();
+    mq_tests::read_as(c, stream, consumer).await;
     id
 }
 

@@ -64,15 +64,7 @@ fn log_lines_with(needles: &[&str]) -> Vec<String> {
 
 /// `(entry id, consumer, delivery count)` of every pending entry of group `mq`.
 async fn pending_entries(c: &mut ConnectionManager, stream: &str) -> Vec<(String, String, u64)> {
-    let rows: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg(stream)
-        .arg("mq")
-        .arg("-")
-        .arg("+")
-        .arg(100)
-        .query_async(c)
-        .await
-        .unwrap();
+    let rows = mq_tests::pending_rows(c, stream).await;
     rows.into_iter().map(|(id, c, _, n)| (id, c, n)).collect()
 }
 
@@ -104,6 +96,7 @@ async fn failing_write_leaves_the_entry_pending<T>(
     task: T,
     what: &'static str,
     detail: &[&str],
+    revoke_after_build: Option<(&str, &str)>,
 ) where
     T: Task + Serialize + for<'de> Deserialize<'de> + Send + 'static,
 {
@@ -121,6 +114,16 @@ async fn failing_write_leaves_the_entry_pending<T>(
         .build()
         .await
         .unwrap();
+    // A permission taken away while the worker runs (build() checks the ACL up front).
+    if let Some((user, rule)) = revoke_after_build {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(user)
+            .arg(rule)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
     let running = run_worker(worker);
     let queue_field = format!("queue={}", T::QUEUE);
     let failed = format!("{what} failed");
@@ -180,6 +183,7 @@ async fn a_retry_into_a_delayed_key_of_the_wrong_type_leaves_the_entry_pending()
         WrongType { n: 1 },
         "retry",
         &detail,
+        None,
     )
     .await;
 }
@@ -196,7 +200,6 @@ async fn a_retry_by_a_user_without_zadd_leaves_the_entry_pending() {
         .arg("~*")
         .arg("&*")
         .arg("+@all")
-        .arg("-zadd")
         .query_async(&mut conn(&server).await)
         .await
         .unwrap();
@@ -207,6 +210,7 @@ async fn a_retry_by_a_user_without_zadd_leaves_the_entry_pending() {
         NoPerm { n: 1 },
         "retry",
         &["may not run ZADD", "delayed"],
+        Some(("nozadd", "-zadd")),
     )
     .await;
 }
@@ -224,6 +228,7 @@ async fn a_dead_letter_into_a_dead_key_of_the_wrong_type_leaves_the_entry_pendin
         WrongDead { n: 1 },
         "dead-letter",
         &detail,
+        None,
     )
     .await;
 }
@@ -325,34 +330,6 @@ async fn reclaim_neither_counts_nor_abandons_entries_its_worker_is_running() {
     assert_eq!(xlen(&mut c, &k.dead).await, 0);
 }
 
-/// Reads one entry as `consumer` and leaves it pending, as a process that died with it would.
-async fn read_as(c: &mut ConnectionManager, stream: &str, consumer: &str) {
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("mq")
-        .arg(consumer)
-        .arg("COUNT")
-        .arg(1)
-        .arg("STREAMS")
-        .arg(stream)
-        .arg(">")
-        .query_async(c)
-        .await
-        .unwrap();
-}
-
-async fn create_group(c: &mut ConnectionManager, stream: &str) {
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(stream)
-        .arg("mq")
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(c)
-        .await
-        .unwrap();
-}
-
 #[derive(Debug, Serialize, Deserialize, Task)]
 #[task(queue = "restarted", max_retries = 0)]
 struct Restarted {
@@ -369,10 +346,10 @@ async fn a_restarted_worker_runs_or_abandons_what_its_previous_process_left_pend
     let server = redis();
     let mut c = conn(&server).await;
     let k = QueueKeys::new("mq", "restarted");
-    create_group(&mut c, &k.stream).await;
+    mq_tests::create_group(&mut c, &k.stream).await;
     let producer = Producer::connect(&server.url()).await.unwrap();
     producer.enqueue(Restarted { n: 1 }).await.unwrap();
-    read_as(&mut c, &k.stream, "fixed").await; // delivered twice already: abandoned
+    mq_tests::read_as(&mut c, &k.stream, "fixed").await; // delivered twice already: abandoned
     let _: redis::Value = redis::cmd("XCLAIM")
         .arg(&k.stream)
         .arg("mq")
@@ -386,7 +363,7 @@ async fn a_restarted_worker_runs_or_abandons_what_its_previous_process_left_pend
         .await
         .unwrap();
     producer.enqueue(Restarted { n: 2 }).await.unwrap();
-    read_as(&mut c, &k.stream, "fixed").await; // delivered once: runs again
+    mq_tests::read_as(&mut c, &k.stream, "fixed").await; // delivered once: runs again
     let ran: Arc<Mutex<Vec<u32>>> = Arc::default();
     let r = ran.clone();
     let worker = Worker::builder(&server.url())
@@ -503,7 +480,7 @@ async fn promote_moves_large_members_in_calls_bounded_by_bytes_until_none_is_due
             .await
             .unwrap();
     }
-    create_group(&mut c, &k.stream).await;
+    mq_tests::create_group(&mut c, &k.stream).await;
     // One call, as the promoter makes it: at most 1,000 members, 4 MiB, dead cap 1,000,000.
     let reply: redis::Value = scripts::PROMOTE
         .key(&k.delayed)

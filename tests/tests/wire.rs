@@ -497,24 +497,8 @@ async fn pending_entries_of_v2_tasks_name_their_task() {
     let admin = Admin::connect(&server.url()).await.expect("admin");
     let id = producer.enqueue(note(5)).await.expect("enqueue");
     let stream = QueueKeys::new("mq", "wire").stream;
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&stream)
-        .arg("mq")
-        .arg("0")
-        .query_async(&mut c)
-        .await
-        .expect("XGROUP CREATE");
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("mq")
-        .arg("someone")
-        .arg("STREAMS")
-        .arg(&stream)
-        .arg(">")
-        .query_async(&mut c)
-        .await
-        .expect("XREADGROUP");
+    mq_tests::create_group(&mut c, &stream).await;
+    mq_tests::read_as(&mut c, &stream, "someone").await;
     let pending = admin.pending("wire", 10).await.expect("pending");
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].task_id.as_deref(), Some(&id[..]));
@@ -532,24 +516,8 @@ async fn an_abandoned_v2_retry_counts_its_attempts_from_r() {
     let t = v2_blob("01JD3ZK1Q7W9V3T1B0N2C4X5Y4", "Note", 1, &payload, None);
     xadd(&mut c, &[("t", &t), ("r", b"\x92\x02\xa4boom")]).await;
     // Delivered once to a worker that died with it.
-    let _: () = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(&stream)
-        .arg("mq")
-        .arg("0")
-        .query_async(&mut c)
-        .await
-        .expect("XGROUP CREATE");
-    let _: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg("mq")
-        .arg("crashed")
-        .arg("STREAMS")
-        .arg(&stream)
-        .arg(">")
-        .query_async(&mut c)
-        .await
-        .expect("XREADGROUP");
+    mq_tests::create_group(&mut c, &stream).await;
+    mq_tests::read_as(&mut c, &stream, "crashed").await;
     let w = Worker::builder(&url)
         .reclaim_timeout(Duration::from_millis(200))
         .max_deliveries(1)
