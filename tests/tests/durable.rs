@@ -249,3 +249,51 @@ async fn bad_durable_settings_are_refused() {
         other => panic!("expected Config, got {other:?}"),
     }
 }
+
+/// Enqueue rates with and without `durable(1, ..)` against a primary and a replica on this
+/// machine: `cargo test --release -p mq-tests --test durable -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark"]
+async fn bench_durable_enqueue() {
+    let (primary, _replica, mut p, _r) = primary_and_replica().await;
+    let plain = Producer::connect(&primary.url()).await.unwrap();
+    let durable = plain.clone().durable(1, Duration::from_secs(1)).unwrap();
+    const MANY: u64 = 200_000;
+    const SINGLE: u64 = 5_000;
+    for (name, producer) in [
+        ("plain", &plain),
+        ("durable(1)", &durable),
+        ("plain", &plain),
+    ] {
+        let started = Instant::now();
+        producer
+            .enqueue_many((0..MANY).map(|n| Order { n }))
+            .await
+            .unwrap();
+        let many = MANY as f64 / started.elapsed().as_secs_f64();
+        // Single enqueues from 32 concurrent tasks sharing the producer's connection.
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let producer = producer.clone();
+                tokio::spawn(async move {
+                    for n in 0..SINGLE / 32 {
+                        producer.enqueue(Order { n }).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let single = (SINGLE / 32 * 32) as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "{name}: enqueue_many {many:.0} tasks/s, enqueue x32 concurrent {single:.0} tasks/s"
+        );
+        let _: () = redis::cmd("DEL")
+            .arg("mq:{orders}:stream")
+            .query_async(&mut p)
+            .await
+            .unwrap();
+    }
+}
