@@ -16,10 +16,10 @@ struct Order {
     n: u64,
 }
 
-/// A primary and a replica of it (`DEBUG` allowed, for `DEBUG SLEEP`), the replication link
-/// up.
+/// A primary (full syncs without the default 5 s delay) and a replica of it (`DEBUG` allowed,
+/// for `DEBUG SLEEP`), the replication link up.
 async fn primary_and_replica() -> (LocalRedis, LocalRedis, ConnectionManager, ConnectionManager) {
-    let primary = redis();
+    let primary = redis_with(&["--repl-diskless-sync-delay", "0"]);
     let replica = redis_with(&["--enable-debug-command", "yes"]);
     let p = conn(&primary).await;
     let mut r = conn(&replica).await;
