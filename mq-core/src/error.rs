@@ -65,6 +65,31 @@ pub enum Error {
         /// The producer's cap in bytes.
         limit: usize,
     },
+    /// A durable producer ([`Producer::durable`](crate::Producer::durable)) wrote the tasks on
+    /// the primary, but fewer replicas than asked confirmed them within the timeout (or, with
+    /// [`durable_aof`](crate::Producer::durable_aof), the primary did not fsync its AOF in
+    /// time). The tasks ARE enqueued and will run; they may be lost if the primary fails
+    /// before the replicas catch up. Enqueue them again to rule out loss at the risk of
+    /// running them twice, or accept the risk.
+    #[error(
+        "{} task(s) enqueued on the primary but confirmed by {acked_by} of {wanted} replica(s){} \
+         in time: they may be lost in a failover",
+        .ids.len(),
+        if *.local_missing { " and not fsynced to the primary's AOF" } else { "" }
+    )]
+    NotDurable {
+        /// The ids of the tasks the call wrote to the primary, in order. For the `_many`
+        /// methods, a prefix of the input: the call stops after the first batch that was not
+        /// confirmed, and the tasks after `ids` were not enqueued.
+        ids: Vec<String>,
+        /// How many replicas confirmed (received the writes; with `durable_aof`, fsynced them
+        /// to their AOF). For the `_many` methods, the fewest of any batch.
+        acked_by: u32,
+        /// How many replicas were asked for.
+        wanted: u32,
+        /// With `durable_aof(true, ..)`: the primary did not fsync its own AOF in time.
+        local_missing: bool,
+    },
     /// The URL or a setting is invalid; the message says which.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -23,6 +23,10 @@ pub const ENQUEUE_PIPELINES_IN_FLIGHT: usize = 4;
 /// of MiB. Larger data belongs in an object store, with its key in the task. Change it with
 /// [`Producer::with_max_payload`].
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+/// Longest wait of a durable producer ([`Producer::durable`]) for its replicas: 5 s. A `WAIT`
+/// blocks the producer's connection on the server, and every reply must come within the
+/// connection's 10 s response timeout, concurrent enqueues queued behind the wait included.
+pub const MAX_DURABLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Enqueues tasks. Cheap to clone; clones share one multiplexed connection, so concurrent
 /// `enqueue` calls from many tokio tasks are pipelined together.
@@ -49,6 +53,9 @@ pub struct Producer {
     conn: ConnectionManager,
     prefix: String,
     max_payload: usize,
+    durability: Option<Durability>,
+    /// The server's `(major, minor)` version read at connect, if it could be.
+    server_version: Option<(u32, u32)>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -56,6 +63,7 @@ impl std::fmt::Debug for Producer {
         f.debug_struct("Producer")
             .field("prefix", &self.prefix)
             .field("max_payload", &self.max_payload)
+            .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
 }
@@ -112,10 +120,13 @@ impl ProducerBuilder {
             conn::check_eviction_policy(&mut conn).await?;
         }
         acl::check_producer(&mut conn, &self.prefix).await?;
+        let server_version = conn::server_version(&mut conn).await;
         Ok(Producer {
             conn,
             prefix: self.prefix,
             max_payload: self.max_payload,
+            durability: None,
+            server_version,
         })
     }
 }
@@ -188,6 +199,103 @@ impl Producer {
         self.max_payload
     }
 
+    /// Makes every enqueue wait until `replicas` replicas have received its writes, or
+    /// `timeout` has passed: each enqueue round trip (one task, or one pipeline of
+    /// [`ENQUEUE_BATCH`] tasks) carries a `WAIT replicas timeout` after its writes, in the same
+    /// pipeline, so it costs the wait and no extra round trip. When fewer replicas confirm in
+    /// time, the call returns [`Error::NotDurable`]: the tasks ARE enqueued on the primary but
+    /// may be lost in a failover. `replicas == 0` turns it off (no `WAIT` is sent, the
+    /// default).
+    ///
+    /// Without it, an enqueue returns once the primary has the task; Redis replicates
+    /// asynchronously, so a primary that fails in the next moments (typically under a
+    /// millisecond, longer when a replica lags) takes the task with it when a replica is
+    /// promoted. Even with it, a replica holds the task in memory only, and `WAIT` does not
+    /// stop a failover from promoting a replica that missed it (Redis docs: `WAIT` makes
+    /// loss unlikely, not impossible); see [`durable_aof`](Self::durable_aof) for fsync.
+    ///
+    /// A `WAIT` blocks the producer's connection on the server until it returns: concurrent
+    /// enqueues on one producer (and its clones) take turns, each paying a replica round trip.
+    /// For throughput, enqueue in batches ([`enqueue_many`](Self::enqueue_many): one wait per
+    /// batch) or use several producers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if `timeout` is zero (to Redis, wait forever) or over
+    /// [`MAX_DURABLE_TIMEOUT`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, mq_core::Task)]
+    /// # struct Charge { order: u64 }
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// use std::time::Duration;
+    /// let producer = mq_core::Producer::connect("redis://primary:6379/")
+    ///     .await?
+    ///     .durable(1, Duration::from_millis(500))?;
+    /// match producer.enqueue(Charge { order: 7 }).await {
+    ///     Ok(id) => println!("{id} is on the primary and a replica"),
+    ///     Err(mq_core::Error::NotDurable { ids, .. }) => {
+    ///         // Enqueued, but a failover now could lose it: retry (a duplicate is possible),
+    ///         // or alert and go on.
+    ///         eprintln!("{ids:?} not replicated in time");
+    ///     }
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn durable(mut self, replicas: u32, timeout: Duration) -> Result<Self> {
+        check_durable_timeout(timeout)?;
+        self.durability = (replicas > 0).then_some(Durability::Replicas { replicas, timeout });
+        Ok(self)
+    }
+
+    /// As [`durable`](Self::durable), with `WAITAOF` (Redis 7.2+) instead of `WAIT`: every
+    /// enqueue waits until its writes are fsynced to the primary's append-only file (if
+    /// `local`) and to the AOF of `replicas` replicas, or `timeout` has passed, and returns
+    /// [`Error::NotDurable`] if they were not. Survives a power loss of the primary (with
+    /// `local`) or of all but the confirming replicas, where [`durable`](Self::durable) only
+    /// says the replicas have the writes in memory. Needs `appendonly yes` on the servers
+    /// that must fsync (Redis answers an error otherwise). `durable_aof(false, 0, ..)` turns
+    /// durability off.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] if the server (its version read at connect) is older than 7.2 or
+    /// its version could not be read, or for a timeout as in [`durable`](Self::durable).
+    pub fn durable_aof(mut self, local: bool, replicas: u32, timeout: Duration) -> Result<Self> {
+        check_durable_timeout(timeout)?;
+        match self.server_version {
+            Some(v) if v >= (7, 2) => {}
+            Some((major, minor)) => {
+                return Err(Error::Config(format!(
+                    "durable_aof needs WAITAOF (Redis 7.2+); the server is {major}.{minor}: use \
+                     durable(replicas, timeout) (WAIT) instead"
+                )))
+            }
+            None => {
+                return Err(Error::Config(
+                    "durable_aof needs WAITAOF (Redis 7.2+), and the server's version could not \
+                     be read from `INFO server`: allow the user `INFO`, or use durable(..)"
+                        .into(),
+                ))
+            }
+        }
+        self.durability = (local || replicas > 0).then_some(Durability::Aof {
+            local,
+            replicas,
+            timeout,
+        });
+        Ok(self)
+    }
+
+    /// What this producer waits for after each enqueue, if anything.
+    pub fn durability(&self) -> Option<Durability> {
+        self.durability
+    }
+
     /// The key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -198,34 +306,35 @@ impl Producer {
         QueueKeys::new(&self.prefix, T::QUEUE)
     }
 
-    /// Enqueues one task and returns its id. One `XADD`.
+    /// Enqueues one task and returns its id. One `XADD` (and, for a [durable](Self::durable)
+    /// producer, a `WAIT` in the same round trip).
     ///
     /// # Errors
     ///
     /// [`Error::Encode`] if the task cannot be serialized, [`Error::PayloadTooLarge`] if its
     /// payload is over [`max_payload`](Self::max_payload) (nothing is written),
     /// [`Error::Redis`] if the `XADD` failed: then the task was not enqueued (or, on a
-    /// timeout, maybe was).
+    /// timeout, maybe was). [`Error::NotDurable`] if the producer is durable and too few
+    /// replicas confirmed in time: the task is enqueued on the primary.
     pub async fn enqueue<T: Task>(&self, task: T) -> Result<String> {
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
-        let cmd = xadd(&stream_key(&self.prefix, T::QUEUE), &env);
-        let _: () = cmd
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(Error::redis("XADD"))
-            .or_else_readonly(&self.conn)
-            .await?;
-        Ok(env.id)
+        let mut pipe = redis::pipe();
+        pipe.add_command(xadd(&stream_key(&self.prefix, T::QUEUE), &env))
+            .ignore();
+        self.send_one(pipe, "XADD", env.id).await
     }
 
     /// Enqueues many tasks with pipelined `XADD`s (one round trip per [`ENQUEUE_BATCH`] tasks)
-    /// and returns their ids in order.
+    /// and returns their ids in order. A [durable](Self::durable) producer ends each pipeline
+    /// with one `WAIT`.
     ///
     /// # Errors
     ///
     /// As [`enqueue`](Self::enqueue). On a Redis error, or a task that cannot be encoded or is
     /// too large, the batches of [`ENQUEUE_BATCH`] tasks before it may have been enqueued
-    /// (not the failing task's own batch).
+    /// (not the failing task's own batch). After a batch whose `WAIT` falls short, no further
+    /// batch is sent, and [`Error::NotDurable`] lists the ids of every task written (a prefix
+    /// of `tasks`; the rest were not enqueued).
     ///
     /// # Examples
     ///
@@ -244,36 +353,10 @@ impl Producer {
         tasks: impl IntoIterator<Item = T>,
     ) -> Result<Vec<String>> {
         let stream = stream_key(&self.prefix, T::QUEUE);
-        let now = now_ms();
-        let traceparent = current_traceparent();
-        let mut ids = Vec::new();
-        // Pipelines are sent as soon as they are built, a few in flight at once, so building
-        // overlaps sending and memory stays bounded however many tasks there are.
-        let mut in_flight = futures::stream::FuturesOrdered::new();
-        let mut tasks = tasks.into_iter().peekable();
-        while tasks.peek().is_some() {
-            let mut pipe = redis::pipe();
-            for task in tasks.by_ref().take(ENQUEUE_BATCH) {
-                let env = self.envelope(&task, now, traceparent.as_deref())?;
-                pipe.add_command(xadd(&stream, &env)).ignore();
-                ids.push(env.id);
-            }
-            let mut conn = self.conn.clone();
-            in_flight.push_back(async move { pipe.query_async::<()>(&mut conn).await });
-            if in_flight.len() >= ENQUEUE_PIPELINES_IN_FLIGHT {
-                if let Some(r) = in_flight.next().await {
-                    r.map_err(Error::redis("XADD"))
-                        .or_else_readonly(&self.conn)
-                        .await?;
-                }
-            }
-        }
-        while let Some(r) = in_flight.next().await {
-            r.map_err(Error::redis("XADD"))
-                .or_else_readonly(&self.conn)
-                .await?;
-        }
-        Ok(ids)
+        self.send_batches(tasks, "XADD", |pipe, env| {
+            pipe.add_command(xadd(&stream, env)).ignore();
+        })
+        .await
     }
 
     /// Enqueues a task given by queue, task name and an already encoded MessagePack payload
@@ -284,7 +367,8 @@ impl Producer {
     ///
     /// [`Error::Config`] if `queue` is not a valid queue name or `name` is empty,
     /// [`Error::PayloadTooLarge`] if `payload` is over [`max_payload`](Self::max_payload),
-    /// [`Error::Redis`] if the `XADD` failed.
+    /// [`Error::Redis`] if the `XADD` failed, [`Error::NotDurable`] as in
+    /// [`enqueue`](Self::enqueue).
     ///
     /// # Examples
     ///
@@ -311,19 +395,17 @@ impl Producer {
             traceparent: None,
             error: None,
         };
-        let _: () = xadd(&stream_key(&self.prefix, queue), &env)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(Error::redis("XADD"))
-            .or_else_readonly(&self.conn)
-            .await?;
-        Ok(env.id)
+        let mut pipe = redis::pipe();
+        pipe.add_command(xadd(&stream_key(&self.prefix, queue), &env))
+            .ignore();
+        self.send_one(pipe, "XADD", env.id).await
     }
 
     /// Enqueues a task to run after `delay` (measured by the Redis server's clock) and returns
     /// its id. The task waits in the queue's `delayed` set; if it is now the earliest there,
     /// the workers' promoters are woken (Pub/Sub) and move it to the stream when it is due,
-    /// within a few milliseconds. One script call.
+    /// within a few milliseconds. One script call (and, for a [durable](Self::durable)
+    /// producer, a `WAIT` in the same round trip).
     ///
     /// # Errors
     ///
@@ -398,20 +480,27 @@ impl Producer {
         self.schedule_many(Due::At(at), tasks).await
     }
 
-    /// Schedules one task: one script call (loaded on first use by `invoke_async`).
+    /// Schedules one task: one script call, loaded and sent again if Redis does not have it.
     async fn schedule_one<T: Task>(&self, due: Due, task: T) -> Result<String> {
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
         let keys = self.keys::<T>();
         let member = env.to_delayed_member();
         let mut inv = scripts::SCHEDULE.prepare_invoke();
         due.schedule_args(&mut inv, &keys, &member);
-        let _: i64 = inv
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(Error::redis("schedule"))
-            .or_else_readonly(&self.conn)
-            .await?;
-        Ok(env.id)
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv).ignore();
+        let sent = send(pipe.clone(), self.conn.clone(), self.durability).await;
+        let sent = match sent {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.load_schedule().await?;
+                send(pipe, self.conn.clone(), self.durability).await
+            }
+            sent => sent,
+        };
+        match self.checked(sent, "schedule").await? {
+            None => Ok(env.id),
+            Some(short) => Err(short.into_error(vec![env.id])),
+        }
     }
 
     /// Schedules tasks with one schedule script call each, [`ENQUEUE_BATCH`] per pipeline and
@@ -423,48 +512,95 @@ impl Producer {
         tasks: impl IntoIterator<Item = T>,
     ) -> Result<Vec<String>> {
         let keys = self.keys::<T>();
+        let mut tasks = tasks.into_iter().peekable();
+        if tasks.peek().is_some() {
+            self.load_schedule().await?;
+        }
+        self.send_batches(tasks, "schedule", |pipe, env| {
+            let member = env.to_delayed_member();
+            let mut inv = scripts::SCHEDULE.prepare_invoke();
+            due.schedule_args(&mut inv, &keys, &member);
+            pipe.invoke_script(&inv).ignore();
+        })
+        .await
+    }
+
+    /// Loads the schedule script.
+    async fn load_schedule(&self) -> Result<()> {
+        let _: String = scripts::SCHEDULE
+            .prepare_invoke()
+            .load_async(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("schedule"))
+            .or_else_readonly(&self.conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Sends one task's pipeline `pipe` (see [`send`]) and returns its id.
+    async fn send_one(
+        &self,
+        pipe: redis::Pipeline,
+        op: &'static str,
+        id: String,
+    ) -> Result<String> {
+        let sent = send(pipe, self.conn.clone(), self.durability).await;
+        match self.checked(sent, op).await? {
+            None => Ok(id),
+            Some(short) => Err(short.into_error(vec![id])),
+        }
+    }
+
+    /// The outcome of [`send`] as an mq error ([`Error::Redis`], after a reconnect on
+    /// `READONLY`), or how far the confirmation fell short, if it did.
+    async fn checked(
+        &self,
+        sent: redis::RedisResult<Option<Shortfall>>,
+        op: &'static str,
+    ) -> Result<Option<Shortfall>> {
+        sent.map_err(Error::redis(op))
+            .or_else_readonly(&self.conn)
+            .await
+    }
+
+    /// Encodes `tasks` and sends them in pipelines of [`ENQUEUE_BATCH`] commands (`add` puts
+    /// one task's command in a pipeline, its reply ignored), each followed by the durability
+    /// wait if any. Pipelines are sent as soon as they are built, a few in flight at once, so
+    /// building overlaps sending and memory stays bounded however many tasks there are. After
+    /// a pipeline that was not confirmed, no new one is sent.
+    async fn send_batches<T: Task>(
+        &self,
+        tasks: impl IntoIterator<Item = T>,
+        op: &'static str,
+        mut add: impl FnMut(&mut redis::Pipeline, &Envelope),
+    ) -> Result<Vec<String>> {
         let now = now_ms();
         let traceparent = current_traceparent();
-        let mut tasks = tasks.into_iter().peekable();
         let mut ids = Vec::new();
-        let mut loaded = false;
+        let mut short: Option<Shortfall> = None;
         let mut in_flight = futures::stream::FuturesOrdered::new();
-        while tasks.peek().is_some() {
+        let mut tasks = tasks.into_iter().peekable();
+        while short.is_none() && tasks.peek().is_some() {
             let mut pipe = redis::pipe();
             for task in tasks.by_ref().take(ENQUEUE_BATCH) {
                 let env = self.envelope(&task, now, traceparent.as_deref())?;
-                let member = env.to_delayed_member();
-                let mut inv = scripts::SCHEDULE.prepare_invoke();
-                due.schedule_args(&mut inv, &keys, &member);
-                pipe.invoke_script(&inv).ignore();
+                add(&mut pipe, &env);
                 ids.push(env.id);
             }
-            if !loaded {
-                loaded = true;
-                let _: String = scripts::SCHEDULE
-                    .prepare_invoke()
-                    .load_async(&mut self.conn.clone())
-                    .await
-                    .map_err(Error::redis("schedule"))
-                    .or_else_readonly(&self.conn)
-                    .await?;
-            }
-            let mut conn = self.conn.clone();
-            in_flight.push_back(async move { pipe.query_async::<()>(&mut conn).await });
+            in_flight.push_back(send(pipe, self.conn.clone(), self.durability));
             if in_flight.len() >= ENQUEUE_PIPELINES_IN_FLIGHT {
-                if let Some(r) = in_flight.next().await {
-                    r.map_err(Error::redis("schedule"))
-                        .or_else_readonly(&self.conn)
-                        .await?;
+                if let Some(sent) = in_flight.next().await {
+                    short = Shortfall::worst(short, self.checked(sent, op).await?);
                 }
             }
         }
-        while let Some(r) = in_flight.next().await {
-            r.map_err(Error::redis("schedule"))
-                .or_else_readonly(&self.conn)
-                .await?;
+        while let Some(sent) = in_flight.next().await {
+            short = Shortfall::worst(short, self.checked(sent, op).await?);
         }
-        Ok(ids)
+        match short {
+            None => Ok(ids),
+            Some(short) => Err(short.into_error(ids)),
+        }
     }
 
     /// The envelope of a new task, its payload checked against the cap.
@@ -500,6 +636,145 @@ impl Producer {
 
 fn stream_key(prefix: &str, queue: &str) -> String {
     QueueKeys::new(prefix, queue).stream
+}
+
+fn check_durable_timeout(timeout: Duration) -> Result<()> {
+    if timeout.is_zero() || timeout > MAX_DURABLE_TIMEOUT {
+        return Err(Error::Config(format!(
+            "durable timeout {timeout:?} must be over zero (Redis reads 0 as wait forever) and \
+             at most {MAX_DURABLE_TIMEOUT:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Sends `pipe` (the replies of its commands ignored) and, if `durability` is set, its wait
+/// as the pipeline's last command, in one round trip. `Some` if too few confirmed.
+async fn send(
+    mut pipe: redis::Pipeline,
+    mut conn: ConnectionManager,
+    durability: Option<Durability>,
+) -> redis::RedisResult<Option<Shortfall>> {
+    let Some(durability) = durability else {
+        pipe.query_async::<()>(&mut conn).await?;
+        return Ok(None);
+    };
+    pipe.add_command(durability.command());
+    let (reply,): (redis::Value,) = pipe.query_async(&mut conn).await?;
+    durability.shortfall(&reply)
+}
+
+/// What a [durable](Producer::durable) producer waits for after each enqueue round trip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// `WAIT replicas timeout`: that many replicas received the writes (in memory). Set with
+    /// [`Producer::durable`].
+    Replicas {
+        /// Replicas that must confirm.
+        replicas: u32,
+        /// Longest wait.
+        timeout: Duration,
+    },
+    /// `WAITAOF local replicas timeout` (Redis 7.2+): the writes are fsynced to the AOF of
+    /// the primary (if `local`) and of that many replicas. Set with
+    /// [`Producer::durable_aof`].
+    Aof {
+        /// Whether the primary must fsync its own AOF.
+        local: bool,
+        /// Replicas that must fsync their AOF.
+        replicas: u32,
+        /// Longest wait.
+        timeout: Duration,
+    },
+}
+
+impl Durability {
+    /// The `WAIT` or `WAITAOF` command.
+    fn command(self) -> redis::Cmd {
+        match self {
+            Durability::Replicas { replicas, timeout } => {
+                let mut cmd = redis::cmd("WAIT");
+                cmd.arg(replicas).arg(timeout.as_millis() as u64);
+                cmd
+            }
+            Durability::Aof {
+                local,
+                replicas,
+                timeout,
+            } => {
+                let mut cmd = redis::cmd("WAITAOF");
+                cmd.arg(u32::from(local))
+                    .arg(replicas)
+                    .arg(timeout.as_millis() as u64);
+                cmd
+            }
+        }
+    }
+
+    /// How far the reply to [`command`](Self::command) falls short of what was asked, if it
+    /// does: `WAIT` answers the number of replicas that confirmed, `WAITAOF` `[local,
+    /// replicas]` (local 1 if the primary fsynced).
+    fn shortfall(self, reply: &redis::Value) -> redis::RedisResult<Option<Shortfall>> {
+        use redis::Value::{Array, Int};
+        let count = |n: i64| u32::try_from(n).unwrap_or(0);
+        let (wanted, acked_by, local_missing) = match (self, reply) {
+            (Durability::Replicas { replicas, .. }, Int(n)) => (replicas, count(*n), false),
+            (
+                Durability::Aof {
+                    local, replicas, ..
+                },
+                Array(v),
+            ) => match v.as_slice() {
+                [Int(l), Int(r)] => (replicas, count(*r), local && *l < 1),
+                _ => return Err(unexpected(reply)),
+            },
+            _ => return Err(unexpected(reply)),
+        };
+        Ok((acked_by < wanted || local_missing).then_some(Shortfall {
+            acked_by,
+            wanted,
+            local_missing,
+        }))
+    }
+}
+
+fn unexpected(reply: &redis::Value) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::UnexpectedReturnType,
+        "unexpected reply to WAIT/WAITAOF",
+        format!("{reply:?}"),
+    ))
+}
+
+/// A durability wait that fell short: the fields of [`Error::NotDurable`] but the ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shortfall {
+    acked_by: u32,
+    wanted: u32,
+    local_missing: bool,
+}
+
+impl Shortfall {
+    /// The worse of two outcomes (fewest replicas; local fsync missing in either).
+    fn worst(a: Option<Shortfall>, b: Option<Shortfall>) -> Option<Shortfall> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(Shortfall {
+                acked_by: a.acked_by.min(b.acked_by),
+                wanted: a.wanted,
+                local_missing: a.local_missing || b.local_missing,
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn into_error(self, ids: Vec<String>) -> Error {
+        Error::NotDurable {
+            ids,
+            acked_by: self.acked_by,
+            wanted: self.wanted,
+            local_missing: self.local_missing,
+        }
+    }
 }
 
 fn xadd(stream: &str, env: &Envelope) -> redis::Cmd {
@@ -546,5 +821,117 @@ impl Due {
             ),
         };
         inv.arg(member).arg(&keys.wake);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value::{Array, Int};
+
+    fn args(cmd: &redis::Cmd) -> Vec<String> {
+        cmd.args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => "<other>".into(),
+            })
+            .collect()
+    }
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn wait_and_waitaof_commands() {
+        let wait = Durability::Replicas {
+            replicas: 2,
+            timeout: SECOND,
+        };
+        assert_eq!(args(&wait.command()), ["WAIT", "2", "1000"]);
+        let aof = Durability::Aof {
+            local: true,
+            replicas: 1,
+            timeout: Duration::from_millis(250),
+        };
+        assert_eq!(args(&aof.command()), ["WAITAOF", "1", "1", "250"]);
+    }
+
+    #[test]
+    fn wait_replies_below_the_replicas_asked_fall_short() {
+        let wait = Durability::Replicas {
+            replicas: 2,
+            timeout: SECOND,
+        };
+        assert_eq!(wait.shortfall(&Int(2)).unwrap(), None);
+        assert_eq!(wait.shortfall(&Int(3)).unwrap(), None);
+        assert_eq!(
+            wait.shortfall(&Int(1)).unwrap(),
+            Some(Shortfall {
+                acked_by: 1,
+                wanted: 2,
+                local_missing: false
+            })
+        );
+        assert!(wait.shortfall(&Array(vec![Int(1), Int(2)])).is_err());
+    }
+
+    /// The test servers are Redis 7.0, without `WAITAOF`: its replies are checked here only.
+    #[test]
+    fn waitaof_replies_check_the_local_fsync_and_the_replicas() {
+        let aof = |local, replicas| Durability::Aof {
+            local,
+            replicas,
+            timeout: SECOND,
+        };
+        let reply = |l, r| Array(vec![Int(l), Int(r)]);
+        assert_eq!(aof(true, 1).shortfall(&reply(1, 1)).unwrap(), None);
+        assert_eq!(aof(false, 1).shortfall(&reply(0, 1)).unwrap(), None);
+        assert_eq!(aof(true, 0).shortfall(&reply(1, 0)).unwrap(), None);
+        assert_eq!(
+            aof(true, 1).shortfall(&reply(0, 1)).unwrap(),
+            Some(Shortfall {
+                acked_by: 1,
+                wanted: 1,
+                local_missing: true
+            })
+        );
+        assert_eq!(
+            aof(false, 2).shortfall(&reply(1, 1)).unwrap(),
+            Some(Shortfall {
+                acked_by: 1,
+                wanted: 2,
+                local_missing: false
+            })
+        );
+        assert!(aof(true, 1).shortfall(&Int(1)).is_err());
+    }
+
+    #[test]
+    fn the_worst_shortfall_of_a_call_is_reported() {
+        let s = |acked_by, local_missing| {
+            Some(Shortfall {
+                acked_by,
+                wanted: 2,
+                local_missing,
+            })
+        };
+        assert_eq!(Shortfall::worst(None, None), None);
+        assert_eq!(Shortfall::worst(None, s(1, false)), s(1, false));
+        assert_eq!(Shortfall::worst(s(1, false), s(0, true)), s(0, true));
+        assert_eq!(Shortfall::worst(s(0, false), s(1, true)), s(0, true));
+    }
+
+    #[test]
+    fn not_durable_says_the_tasks_are_enqueued() {
+        let e = Shortfall {
+            acked_by: 0,
+            wanted: 1,
+            local_missing: true,
+        }
+        .into_error(vec!["a".into(), "b".into()]);
+        assert_eq!(
+            e.to_string(),
+            "2 task(s) enqueued on the primary but confirmed by 0 of 1 replica(s) and not \
+             fsynced to the primary's AOF in time: they may be lost in a failover"
+        );
     }
 }
