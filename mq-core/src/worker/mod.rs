@@ -242,7 +242,8 @@ impl WorkerBuilder {
     /// bad queue name, two handlers for one task, a bad URL, an evicting Redis (see
     /// [`allow_eviction`](Self::allow_eviction)) or a queue whose stream has a consumer group
     /// of another name; [`Error::Redis`] if Redis is not reachable within the
-    /// [`startup_timeout`](Self::startup_timeout) or refuses a command.
+    /// [`startup_timeout`](Self::startup_timeout) or refuses a command; [`Error::Tls`] at once
+    /// for a TLS certificate the server or the worker refuses (see [`tls`](Self::tls)).
     pub async fn build(self) -> Result<Worker> {
         let WorkerBuilder {
             config,
