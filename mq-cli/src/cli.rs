@@ -19,6 +19,28 @@ pub(crate) struct Cli {
         default_value = "redis://127.0.0.1:6379/"
     )]
     pub(crate) url: String,
+    /// PEM file of the CA that signed the certificate of a `rediss://` Redis (default: the
+    /// system's root certificates).
+    #[arg(long, global = true, env = "MQ_TLS_CA", value_name = "FILE")]
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate for mutual TLS (with --tls-key).
+    #[arg(
+        long,
+        global = true,
+        env = "MQ_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(
+        long,
+        global = true,
+        env = "MQ_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
     /// Key prefix (must match the workers' and producers').
     #[arg(long, global = true, default_value = "mq")]
     pub(crate) prefix: String,

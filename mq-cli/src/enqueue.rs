@@ -17,7 +17,10 @@ pub(crate) async fn run(ctx: &Ctx, args: EnqueueArgs) -> Result<(), CliError> {
     let payload = payload_from_json(&args.payload)?;
     // Check the name before connecting, so a typo fails fast even when Redis is down.
     mq_core::redis::keys::validate_queue_name(&args.queue).map_err(mq_core::Error::Config)?;
-    let producer = Producer::connect_with_prefix(&ctx.url, &ctx.prefix)
+    let producer = Producer::builder(&ctx.url)
+        .prefix(&ctx.prefix)
+        .tls(ctx.tls.clone())
+        .connect()
         .await
         .map_err(|e| ctx.connect_error(e))?;
     let id = producer

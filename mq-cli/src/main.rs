@@ -17,7 +17,9 @@
 //! time since the previous refresh.
 //!
 //! Global flags: `--url` (or `MQ_REDIS_URL`, default `redis://127.0.0.1:6379/`), `--prefix`
-//! (default `mq`), `--group` (default `mq`), `--json` for machine-readable output. Errors are
+//! (default `mq`), `--group` (default `mq`), `--json` for machine-readable output, and for a
+//! `rediss://` URL `--tls-ca`, `--tls-cert`, `--tls-key` (or `MQ_TLS_CA`, `MQ_TLS_CERT`,
+//! `MQ_TLS_KEY`). Errors are
 //! one `error: ...` line on stderr and exit status 1 (2 for a bad command line).
 
 mod cli;
@@ -32,7 +34,7 @@ mod workers;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mq_core::{redis::keys::QueueKeys, Admin};
+use mq_core::{redis::keys::QueueKeys, Admin, TlsOptions};
 
 use crate::{
     cli::{Cli, Command},
@@ -50,12 +52,14 @@ pub(crate) struct Ctx {
     pub(crate) group: String,
     /// JSON output.
     pub(crate) json: bool,
+    /// TLS settings for a `rediss://` URL.
+    pub(crate) tls: TlsOptions,
 }
 
 impl Ctx {
     /// Connects the admin API.
     pub(crate) async fn admin(&self) -> Result<Admin, CliError> {
-        Admin::connect_with(&self.url, &self.prefix, &self.group)
+        Admin::connect_with_tls(&self.url, &self.prefix, &self.group, &self.tls)
             .await
             .map_err(|e| self.connect_error(e))
     }
@@ -63,7 +67,7 @@ impl Ctx {
     /// Turns a failed connect into [`CliError::Unreachable`] (other errors stay as they are).
     pub(crate) fn connect_error(&self, e: mq_core::Error) -> CliError {
         match e {
-            e @ mq_core::Error::Redis { .. } => CliError::Unreachable {
+            e @ (mq_core::Error::Redis { .. } | mq_core::Error::Tls(_)) => CliError::Unreachable {
                 url: error::redact_url(&self.url),
                 source: e,
             },
@@ -96,6 +100,11 @@ fn main() -> ExitCode {
         prefix: cli.prefix,
         group: cli.group,
         json: cli.json,
+        tls: TlsOptions {
+            ca_file: cli.tls_ca,
+            client_cert: cli.tls_cert,
+            client_key: cli.tls_key,
+        },
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -12,6 +12,7 @@ use redis::{
 };
 
 use crate::{
+    config::TlsOptions,
     envelope::{field, PackedTask},
     error::{Error, Result},
     redis::{conn, keys, keys::QueueKeys, scripts},
@@ -524,9 +525,43 @@ impl Admin {
     ///
     /// As [`connect`](Self::connect).
     pub async fn connect_with(url: &str, prefix: &str, group: &str) -> Result<Self> {
-        let client = conn::client(url)?;
+        Self::connect_with_tls(url, prefix, group, &TlsOptions::default()).await
+    }
+
+    /// Connects with a prefix and group of your own and TLS settings for a `rediss://` URL
+    /// (a CA file, a client certificate and key for mutual TLS).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// let tls = mq_core::TlsOptions::ca_file("/etc/mq/ca.pem");
+    /// let admin = mq_core::Admin::connect_with_tls("rediss://redis:6380/", "mq", "mq", &tls).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect); [`Error::Config`] for an unreadable or empty PEM file or
+    /// TLS settings with a `redis://` URL, [`Error::Tls`] for a certificate the server or the
+    /// client does not accept.
+    pub async fn connect_with_tls(
+        url: &str,
+        prefix: &str,
+        group: &str,
+        tls: &TlsOptions,
+    ) -> Result<Self> {
+        Self::with_client(&conn::client(url, tls)?, prefix, group).await
+    }
+
+    /// Connects through `client` (a worker's, with its TLS settings).
+    pub(crate) async fn with_client(
+        client: &redis::Client,
+        prefix: &str,
+        group: &str,
+    ) -> Result<Self> {
         Ok(Self {
-            conn: conn::managed(&client, conn::COMMAND_TIMEOUT).await?,
+            conn: conn::managed(client, conn::COMMAND_TIMEOUT).await?,
             prefix: prefix.to_owned(),
             group: group.to_owned(),
         })

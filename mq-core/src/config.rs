@@ -1,6 +1,6 @@
 //! Worker settings and their defaults. Every default is a named constant.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, path::PathBuf, time::Duration};
 
 use crate::redis::keys;
 
@@ -95,6 +95,8 @@ pub struct WorkerConfig {
     /// Run even if Redis may evict keys (`maxmemory-policy` other than `noeviction`).
     /// Default: `false`.
     pub allow_eviction: bool,
+    /// TLS settings for a `rediss://` URL. Default: none (the system's root certificates).
+    pub tls: TlsOptions,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -115,6 +117,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("metrics_addr", &self.metrics_addr)
             .field("startup_timeout", &self.startup_timeout)
             .field("allow_eviction", &self.allow_eviction)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -138,6 +141,7 @@ impl WorkerConfig {
             metrics_addr: None,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             allow_eviction: false,
+            tls: TlsOptions::default(),
         }
     }
 
@@ -156,6 +160,86 @@ impl WorkerConfig {
     /// [`MAX_RECLAIM_INTERVAL`].
     pub fn reclaim_interval(&self) -> Duration {
         (self.reclaim_timeout / 2).min(MAX_RECLAIM_INTERVAL)
+    }
+}
+
+/// Environment variable of [`TlsOptions::from_env`]: the CA file.
+pub const ENV_TLS_CA: &str = "MQ_TLS_CA";
+/// Environment variable of [`TlsOptions::from_env`]: the client certificate file.
+pub const ENV_TLS_CERT: &str = "MQ_TLS_CERT";
+/// Environment variable of [`TlsOptions::from_env`]: the client key file.
+pub const ENV_TLS_KEY: &str = "MQ_TLS_KEY";
+
+/// TLS settings for a `rediss://` URL (Redis with `tls-port`), shared by the worker, the
+/// producer, the admin API and the CLI. All files are PEM. Without any setting a `rediss://`
+/// URL trusts the system's root certificates, which is what a managed Redis with a public
+/// certificate needs; a `redis://` URL with any setting is refused (TLS would silently not be
+/// used).
+///
+/// A certificate the CA did not sign, or one that does not name the URL's host, fails the
+/// connection with [`TlsError`](crate::redis::conn::TlsError) (no retry: waiting does not fix
+/// it).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> mq_core::Result<()> {
+/// use mq_core::TlsOptions;
+///
+/// let tls = TlsOptions::ca_file("/etc/mq/ca.pem")
+///     .client_auth("/etc/mq/client.pem", "/etc/mq/client.key"); // mutual TLS, if required
+/// let producer = mq_core::Producer::builder("rediss://redis.internal:6380/")
+///     .tls(tls)
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsOptions {
+    /// CA certificate(s) that signed the server's certificate. `None`: the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate (chain) for mutual TLS; needs [`client_key`](Self::client_key).
+    pub client_cert: Option<PathBuf>,
+    /// Private key of [`client_cert`](Self::client_cert).
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    /// Trusts the CA certificate(s) in `path` (instead of the system's roots).
+    pub fn ca_file(path: impl Into<PathBuf>) -> Self {
+        Self {
+            ca_file: Some(path.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Presents the client certificate `cert` with its private key `key` (mutual TLS:
+    /// `tls-auth-clients yes` on the server).
+    pub fn client_auth(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_cert = Some(cert.into());
+        self.client_key = Some(key.into());
+        self
+    }
+
+    /// The settings named by the environment variables `MQ_TLS_CA`, `MQ_TLS_CERT` and
+    /// `MQ_TLS_KEY` ([`ENV_TLS_CA`], [`ENV_TLS_CERT`], [`ENV_TLS_KEY`]); unset or empty ones
+    /// stay `None`.
+    pub fn from_env() -> Self {
+        let path = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Self {
+            ca_file: path(ENV_TLS_CA),
+            client_cert: path(ENV_TLS_CERT),
+            client_key: path(ENV_TLS_KEY),
+        }
+    }
+
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
     }
 }
 

@@ -44,6 +44,10 @@ pub enum Error {
     /// No connection could be taken from the pool.
     #[error("no redis connection available")]
     Pool(#[source] deadpool_redis::PoolError),
+    /// A TLS connection to Redis failed for a reason retrying cannot fix (wrong CA, a
+    /// certificate for another host, no client certificate); the message names the cause.
+    #[error(transparent)]
+    Tls(#[from] crate::redis::conn::TlsError),
     /// A task could not be serialized to MessagePack.
     #[error("cannot encode task {task} as MessagePack")]
     Encode {

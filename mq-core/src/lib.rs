@@ -21,7 +21,7 @@ pub mod worker;
 pub use admin::Admin;
 pub use async_trait::async_trait;
 pub use batch::{batch, BatchHandler, Batched};
-pub use config::WorkerConfig;
+pub use config::{TlsOptions, WorkerConfig};
 pub use error::{Error, Result};
 pub use handler::{blocking, Handler, TaskContext, TaskError};
 pub use metrics::Metrics;

@@ -6,6 +6,7 @@ use futures::StreamExt;
 use redis::aio::ConnectionManager;
 
 use crate::{
+    config::TlsOptions,
     envelope::{new_task_id, now_ms, Envelope},
     error::{Error, Result},
     redis::{acl, conn, keys, keys::QueueKeys, scripts},
@@ -74,6 +75,7 @@ pub struct ProducerBuilder {
     prefix: String,
     allow_eviction: bool,
     max_payload: usize,
+    tls: TlsOptions,
 }
 
 impl std::fmt::Debug for ProducerBuilder {
@@ -83,6 +85,7 @@ impl std::fmt::Debug for ProducerBuilder {
             .field("prefix", &self.prefix)
             .field("allow_eviction", &self.allow_eviction)
             .field("max_payload", &self.max_payload)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -108,13 +111,24 @@ impl ProducerBuilder {
         self
     }
 
+    /// TLS settings for a `rediss://` URL: a CA file, and a client certificate and key for
+    /// mutual TLS (see [`TlsOptions`]; [`TlsOptions::from_env`] reads them from `MQ_TLS_CA`,
+    /// `MQ_TLS_CERT`, `MQ_TLS_KEY`). Default: none (a `rediss://` URL trusts the system's
+    /// roots).
+    pub fn tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Connects and checks that Redis does not evict keys.
     ///
     /// # Errors
     ///
-    /// As [`Producer::connect`].
+    /// As [`Producer::connect`]; [`Error::Config`] for an unreadable or empty PEM file or TLS
+    /// settings with a `redis://` URL, [`Error::Tls`] for a certificate the server or the
+    /// client does not accept.
     pub async fn connect(self) -> Result<Producer> {
-        let client = conn::client(&self.url)?;
+        let client = conn::client(&self.url, &self.tls)?;
         let mut conn = conn::managed(&client, conn::COMMAND_TIMEOUT).await?;
         if !self.allow_eviction {
             conn::check_eviction_policy(&mut conn).await?;
@@ -171,6 +185,7 @@ impl Producer {
             prefix: keys::DEFAULT_PREFIX.to_owned(),
             allow_eviction: false,
             max_payload: DEFAULT_MAX_PAYLOAD,
+            tls: TlsOptions::default(),
         }
     }
 

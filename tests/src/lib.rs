@@ -11,6 +11,8 @@ use std::{
 
 pub use mq_examples::LocalRedis;
 
+pub mod tls;
+
 /// Starts a fresh `redis-server` for one test.
 ///
 /// # Panics

@@ -5,20 +5,262 @@
 //! which would add a round trip to every ack flush. A [`ConnectionManager`] is one multiplexed
 //! connection that reconnects by itself; concurrent commands on it are pipelined.
 
-use std::time::{Duration, Instant};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use redis::{aio::ConnectionManager, aio::ConnectionManagerConfig, Client};
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 
-use crate::error::{Error, Result};
+use crate::{
+    config::TlsOptions,
+    error::{Error, Result},
+};
 
 /// Response timeout for short commands: 10 s (generous: AOF `appendfsync always` under load).
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connection timeout: 2 s.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Opens a client for `url`, with a clear error for a bad URL (its password redacted).
-pub(crate) fn client(url: &str) -> Result<Client> {
-    Client::open(url).map_err(|e| Error::Config(format!("bad redis url {}: {e}", redact_url(url))))
+/// Opens a client for `url` with the TLS settings `tls`, with a clear error for a bad URL (its
+/// password redacted), TLS settings with a `redis://` URL, or an unreadable or empty PEM
+/// file. Every connection mq makes (data, fetch, lease, pool, Pub/Sub, the metrics sampler)
+/// comes from such a client, so all of them use TLS for a `rediss://` URL.
+pub(crate) fn client(url: &str, tls: &TlsOptions) -> Result<Client> {
+    let bad_url =
+        |e: redis::RedisError| Error::Config(format!("bad redis url {}: {e}", redact_url(url)));
+    if tls.is_empty() {
+        return Client::open(url).map_err(bad_url);
+    }
+    if !url.starts_with("rediss://") {
+        return Err(Error::Config(format!(
+            "TLS settings (CA file, client certificate) were given, but the redis url {} is \
+             not rediss://: use rediss://host:port/ for a Redis with TLS",
+            redact_url(url)
+        )));
+    }
+    let root_cert = match &tls.ca_file {
+        Some(path) => {
+            let pem = read_pem("CA file", path)?;
+            check_certificates("CA file", path, &pem)?;
+            Some(pem)
+        }
+        None => None,
+    };
+    let client_tls = match (&tls.client_cert, &tls.client_key) {
+        (Some(cert), Some(key)) => {
+            let client_cert = read_pem("client certificate", cert)?;
+            check_certificates("client certificate", cert, &client_cert)?;
+            let client_key = read_pem("client key", key)?;
+            if let Err(e) = PrivateKeyDer::from_pem_slice(&client_key) {
+                return Err(Error::Config(format!(
+                    "the TLS client key {} holds no PEM private key: {e}",
+                    key.display()
+                )));
+            }
+            Some(redis::ClientTlsConfig {
+                client_cert,
+                client_key,
+            })
+        }
+        (None, None) => None,
+        _ => {
+            return Err(Error::Config(
+                "a TLS client certificate needs its private key and a key its certificate: \
+                 set both (client_cert and client_key, --tls-cert and --tls-key, MQ_TLS_CERT \
+                 and MQ_TLS_KEY)"
+                    .into(),
+            ))
+        }
+    };
+    Client::build_with_tls(
+        url,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+    .map_err(bad_url)
+}
+
+fn read_pem(what: &str, path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        Error::Config(format!(
+            "cannot read the TLS {what} {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// Fails unless `pem` holds at least one certificate and nothing malformed.
+fn check_certificates(what: &str, path: &Path, pem: &[u8]) -> Result<()> {
+    let mut count = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        cert.map_err(|e| {
+            Error::Config(format!(
+                "the TLS {what} {} is not valid PEM: {e}",
+                path.display()
+            ))
+        })?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(Error::Config(format!(
+            "the TLS {what} {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Why a TLS connection to Redis failed, for the failures that waiting and retrying cannot
+/// fix (a wrong CA, a certificate for another host, a missing client certificate). Each
+/// message starts with the cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The server's certificate is not signed by a trusted CA.
+    #[error(
+        "certificate signed by unknown authority: the certificate of {server} is not signed by \
+         a trusted CA (the CA file of the TLS settings: ca_file, --tls-ca or MQ_TLS_CA; the \
+         system's roots without one)"
+    )]
+    UnknownAuthority {
+        /// `host:port` of the server.
+        server: String,
+    },
+    /// The server's certificate does not name the host of the URL.
+    #[error(
+        "host name mismatch: the certificate of {server} is not valid for {host:?} ({detail}); \
+         connect with a host name the certificate lists"
+    )]
+    HostNameMismatch {
+        /// `host:port` of the server.
+        server: String,
+        /// The host of the URL.
+        host: String,
+        /// The names the certificate lists, as rustls reports them.
+        detail: String,
+    },
+    /// The server's certificate is expired or not valid yet.
+    #[error("certificate of {server} expired or not yet valid: {detail}")]
+    NotValidNow {
+        /// `host:port` of the server.
+        server: String,
+        /// The dates, as rustls reports them.
+        detail: String,
+    },
+    /// The server refused the client: it requires a client certificate (mutual TLS) or does not
+    /// trust the one given.
+    #[error(
+        "the server {server} refused the TLS client ({detail}): it requires a client \
+         certificate (client_cert and client_key, --tls-cert and --tls-key, MQ_TLS_CERT and \
+         MQ_TLS_KEY) or does not trust the one given"
+    )]
+    ClientRejected {
+        /// `host:port` of the server.
+        server: String,
+        /// The TLS alert received.
+        detail: String,
+    },
+    /// Any other TLS failure (e.g. a server that does not speak TLS on that port).
+    #[error("TLS handshake with {server} failed: {detail}")]
+    Handshake {
+        /// `host:port` of the server.
+        server: String,
+        /// The rustls error.
+        detail: String,
+    },
+}
+
+impl TlsError {
+    /// The TLS failure behind `e` on a connection of `client`, if there is one.
+    fn from_redis(client: &Client, e: &redis::RedisError) -> Option<Self> {
+        use rustls::{AlertDescription as A, CertificateError as C, Error as R};
+        let tls = find_rustls_error(e)?;
+        let (host, server) = match client.get_connection_info().addr() {
+            redis::ConnectionAddr::TcpTls { host, port, .. } => {
+                (host.clone(), format!("{host}:{port}"))
+            }
+            other => (String::new(), other.to_string()),
+        };
+        Some(match tls {
+            R::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+                TlsError::UnknownAuthority { server }
+            }
+            R::InvalidCertificate(c @ (C::NotValidForName | C::NotValidForNameContext { .. })) => {
+                TlsError::HostNameMismatch {
+                    server,
+                    host,
+                    detail: c.to_string(),
+                }
+            }
+            R::InvalidCertificate(
+                c @ (C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. }),
+            ) => TlsError::NotValidNow {
+                server,
+                detail: c.to_string(),
+            },
+            R::AlertReceived(
+                A::CertificateRequired
+                | A::BadCertificate
+                | A::UnknownCA
+                | A::CertificateUnknown
+                | A::HandshakeFailure
+                | A::AccessDenied,
+            ) => TlsError::ClientRejected {
+                server,
+                detail: tls.to_string(),
+            },
+            other => TlsError::Handshake {
+                server,
+                detail: other.to_string(),
+            },
+        })
+    }
+}
+
+/// The rustls error in `e`'s chain. The redis crate keeps an I/O error in an
+/// `Arc<dyn Error>`, and `io::Error::source` skips the error it wraps, so both are looked into.
+fn find_rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    type Shared = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            if let Some(tls) = find_rustls_error(inner) {
+                return Some(tls);
+            }
+        }
+        if let Some(inner) = err.downcast_ref::<Shared>() {
+            if let Some(tls) = find_rustls_error(&**inner) {
+                return Some(tls);
+            }
+        }
+        next = err.source();
+    }
+    None
+}
+
+/// The error of a failed connect on `client`: [`Error::Tls`] for a TLS failure (not worth a
+/// retry), [`Error::Redis`] otherwise.
+pub(crate) fn connect_error(client: &Client, e: redis::RedisError) -> Error {
+    match TlsError::from_redis(client, &e) {
+        Some(tls) => Error::Tls(tls),
+        None => Error::Redis {
+            op: "connect",
+            source: e,
+        },
+    }
 }
 
 /// `url` with its password replaced by `***`, for logs and errors:
@@ -121,16 +363,18 @@ pub(crate) async fn managed(
         .set_number_of_retries(3);
     ConnectionManager::new_with_config(client.clone(), config)
         .await
-        .map_err(Error::redis("connect"))
+        .map_err(|e| connect_error(client, e))
 }
 
-/// A pool of connections for control commands (promote, group creation, admin).
-pub(crate) fn pool(url: &str, size: usize) -> Result<deadpool_redis::Pool> {
+/// A pool of connections for control commands (promote, group creation, admin), made like
+/// `client`'s (same address, credentials and TLS settings).
+pub(crate) fn pool(client: &Client, size: usize) -> Result<deadpool_redis::Pool> {
     let conn_config = redis::AsyncConnectionConfig::new()
         .set_response_timeout(Some(COMMAND_TIMEOUT))
         .set_connection_timeout(Some(CONNECT_TIMEOUT));
-    let manager = deadpool_redis::Manager::new_with_config(url, conn_config)
-        .map_err(|e| Error::Config(format!("bad redis url {}: {e}", redact_url(url))))?;
+    let manager =
+        deadpool_redis::Manager::new_with_config(client.get_connection_info().clone(), conn_config)
+            .map_err(|e| Error::Config(format!("cannot build connection pool: {e}")))?;
     deadpool_redis::Pool::builder(manager)
         .max_size(size)
         .runtime(deadpool_redis::Runtime::Tokio1)

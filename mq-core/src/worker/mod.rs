@@ -212,6 +212,15 @@ impl WorkerBuilder {
         self
     }
 
+    /// TLS settings for a `rediss://` URL: a CA file, and a client certificate and key for
+    /// mutual TLS (see [`TlsOptions`](crate::TlsOptions); [`TlsOptions::from_env`](crate::TlsOptions::from_env)
+    /// reads them from `MQ_TLS_CA`, `MQ_TLS_CERT`, `MQ_TLS_KEY`). Every connection of the
+    /// worker uses them. Default: none (a `rediss://` URL trusts the system's roots).
+    pub fn tls(mut self, tls: crate::TlsOptions) -> Self {
+        self.config.tls = tls;
+        self
+    }
+
     /// Runs even if Redis's `maxmemory-policy` may evict keys. By default `build()` refuses an
     /// evicting Redis: eviction drops whole streams and delayed sets, and the tasks in them
     /// are lost without a trace. Only for a Redis whose memory cannot run out.
@@ -233,7 +242,8 @@ impl WorkerBuilder {
     /// bad queue name, two handlers for one task, a bad URL, an evicting Redis (see
     /// [`allow_eviction`](Self::allow_eviction)) or a queue whose stream has a consumer group
     /// of another name; [`Error::Redis`] if Redis is not reachable within the
-    /// [`startup_timeout`](Self::startup_timeout) or refuses a command.
+    /// [`startup_timeout`](Self::startup_timeout) or refuses a command; [`Error::Tls`] at once
+    /// for a TLS certificate the server or the worker refuses (see [`tls`](Self::tls)).
     pub async fn build(self) -> Result<Worker> {
         let WorkerBuilder {
             config,
@@ -286,8 +296,8 @@ impl WorkerBuilder {
         }
 
         let metrics = Arc::new(Metrics::new());
-        let client = conn::client(&config.url)?;
-        let pool = conn::pool(&config.url, 4)?;
+        let client = conn::client(&config.url, &config.tls)?;
+        let pool = conn::pool(&client, 4)?;
         // A worker started a moment before Redis (or while it restarts or loads its data)
         // waits for it instead of dying.
         let started = std::time::Instant::now();

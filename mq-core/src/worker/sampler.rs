@@ -22,7 +22,7 @@ pub(super) async fn run(
     let mut admin = None;
     loop {
         if admin.is_none() {
-            match Admin::connect_with(&c.url, &c.prefix, &c.group).await {
+            match Admin::with_client(&shared.client, &c.prefix, &c.group).await {
                 Ok(a) => admin = Some(a),
                 Err(e) => tracing::debug!(error = %e, "metrics sampler cannot connect yet"),
             }
