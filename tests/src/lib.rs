@@ -92,6 +92,16 @@ where
 ///
 /// If the build fails.
 pub fn example_bin(name: &str) -> PathBuf {
+    workspace_bin("mq-examples", name)
+}
+
+/// The path of binary `name` of workspace package `package`, of the same profile as this
+/// test, built on first use (e.g. `workspace_bin("mq-cli", "mq")`).
+///
+/// # Panics
+///
+/// If the build fails.
+pub fn workspace_bin(package: &str, name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     // target/{profile}/deps/{test}-{hash} -> target/{profile}
     let exe = std::env::current_exe().expect("test executable path");
@@ -103,12 +113,15 @@ pub fn example_bin(name: &str) -> PathBuf {
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
     if !built.iter().any(|b| b == name) {
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-q", "-p", "mq-examples", "--bin", name]);
+        cmd.args(["build", "-q", "-p", package, "--bin", name]);
         if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("run cargo build");
-        assert!(status.success(), "building example binary {name} failed");
+        assert!(
+            status.success(),
+            "building binary {name} of {package} failed"
+        );
         built.push(name.to_owned());
     }
     profile_dir.join(name)

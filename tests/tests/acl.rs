@@ -3,8 +3,7 @@
 //! a user missing one command fails at `build()` / `connect()` naming it.
 
 use std::{
-    path::PathBuf,
-    process::{Command, Stdio},
+    process::Stdio,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc,
@@ -67,30 +66,9 @@ async fn refused(server: &LocalRedis) -> Vec<String> {
         .collect()
 }
 
-/// The `mq` binary, built on first use.
-fn mq_bin() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let exe = std::env::current_exe().expect("test executable path");
-            let profile_dir = exe
-                .parent()
-                .and_then(|p| p.parent())
-                .expect("target/profile dir")
-                .to_path_buf();
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-q", "-p", "mq-cli", "--bin", "mq"])
-                .status()
-                .expect("run cargo build");
-            assert!(status.success(), "building mq failed");
-            profile_dir.join("mq")
-        })
-        .clone()
-}
-
 /// Runs `mq args...` as the user of `url`; (success, stdout, stderr).
 async fn mq(url: &str, args: &[&str]) -> (bool, String, String) {
-    let out = tokio::process::Command::new(mq_bin())
+    let out = tokio::process::Command::new(mq_tests::workspace_bin("mq-cli", "mq"))
         .args(args)
         .env("MQ_REDIS_URL", url)
         .stdin(Stdio::null())
