@@ -603,7 +603,15 @@ impl Producer {
                 ids.push(env.id);
             }
             in_flight.push_back(send(pipe, self.conn.clone(), self.durability));
-            if in_flight.len() >= ENQUEUE_PIPELINES_IN_FLIGHT {
+            // A `WAIT` holds the connection on the server until it returns: with several
+            // durable pipelines in flight the later ones would queue behind the earlier waits
+            // and could outlast the response timeout. Durable batches go one at a time.
+            let max_in_flight = if self.durability.is_some() {
+                1
+            } else {
+                ENQUEUE_PIPELINES_IN_FLIGHT
+            };
+            if in_flight.len() >= max_in_flight {
                 if let Some(sent) = in_flight.next().await {
                     short = Shortfall::worst(short, self.checked(sent, op).await?);
                 }

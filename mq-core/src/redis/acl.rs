@@ -64,6 +64,9 @@ pub const PRODUCER: &[Needed] = &[
     n("zrange", &["ZRANGE", DELAYED, "0", "0"]),
     n("zadd", &["ZADD", DELAYED, "0", "m"]),
     n("publish", &["PUBLISH", WAKE, "x"]),
+    // `Producer::durable` follows enqueues with `WAIT` (`durable_aof`, on 7.2+, needs
+    // `+waitaof` too).
+    n("wait", &["WAIT", "0", "0"]),
 ];
 
 /// The commands of a worker: reading and settling tasks, its scripts (group creation, lease

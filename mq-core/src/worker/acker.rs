@@ -129,7 +129,7 @@ async fn ack(shared: &Shared, queue: &QueueState, ids: &[String]) -> redis::Redi
 }
 
 /// `XACKDEL stream group KEEPREF IDS n id...` (Redis 8.2): acks and deletes in one command,
-/// the same effect as the ack script.
+/// the same effect as the `XDEL` + `XACK` pipeline.
 fn xackdel(stream: &str, group: &str, ids: &[String]) -> redis::Cmd {
     let mut cmd = redis::cmd("XACKDEL");
     cmd.arg(stream)

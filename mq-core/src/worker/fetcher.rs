@@ -91,6 +91,13 @@ impl Window {
         }
     }
 
+    /// Forgets the measured rate (the queue ran dry).
+    fn reset(&mut self) {
+        self.rate = 0.0;
+        self.count = 0;
+        self.since = Instant::now();
+    }
+
     fn round_trip(&mut self, rtt: std::time::Duration) {
         let s = rtt.as_secs_f64();
         self.rtt = if self.rtt == 0.0 {
@@ -149,11 +156,21 @@ impl Fetcher {
             tokio::select! {
                 biased;
                 _ = self.token.cancelled() => {
-                    if let Some((Pending::Read { block: true, .. }, read)) = request.take() {
-                        self.stop_blocking_read(client_id, read).await;
+                    match request.take() {
+                        Some((Pending::Read { block: true, .. }, read)) => {
+                            self.stop_blocking_read(client_id, read).await;
+                        }
+                        // A non-blocking read or a reclaim answers within a round trip: take
+                        // what it delivers and hand it back with the rest, uncounted.
+                        Some((_, pending)) => {
+                            if let Ok(Ok(entries)) =
+                                tokio::time::timeout(conn::COMMAND_TIMEOUT, pending).await
+                            {
+                                self.buffer(&mut buffer, entries);
+                            }
+                        }
+                        None => {}
                     }
-                    // Anything else in flight is dropped: what it may still deliver waits for
-                    // the worker's final sweep.
                     let rest: Vec<RawEntry> = buffer.drain(..).collect();
                     self.queue.untrack(rest.iter().map(|(id, _)| id));
                     self.hand_back(rest).await;
@@ -169,6 +186,11 @@ impl Fetcher {
                             failures = 0;
                             self.shared.health.ok(&health_part);
                             idle = entries.is_empty();
+                            if idle {
+                                // The queue ran dry: the next burst starts from the limit, not
+                                // from the last burst's rate.
+                                window.reset();
+                            }
                             self.buffer(&mut buffer, entries);
                         }
                         (Pending::Reclaim { asked }, Ok(entries)) => {
@@ -204,7 +226,13 @@ impl Fetcher {
                     let Some(permits) = p else { break };
                     let n = permits.len().min(buffer.len());
                     window.dispatched(n);
-                    self.dispatch(buffer.drain(..n).collect(), permits);
+                    // An entry whose lease renewal found it owned by another worker meanwhile
+                    // (this one stalled past the reclaim timeout) runs there, not here.
+                    let entries: Vec<RawEntry> = buffer
+                        .drain(..n)
+                        .filter(|(id, _)| self.queue.is_tracked(id))
+                        .collect();
+                    self.dispatch(entries, permits);
                 }
             }
         }
@@ -238,9 +266,18 @@ impl Fetcher {
             .arg(id)
             .query_async(&mut self.shared.data.clone())
             .await;
-        if let Err(e) = unblocked {
-            tracing::debug!(queue = %self.queue.queue, error = %e, "CLIENT UNBLOCK failed; dropping the blocking read");
-            return;
+        match unblocked {
+            Ok(1) => {}
+            Ok(_) => {
+                // Not blocked under that id (a silent reconnect changed it): do not wait out the
+                // block timeout; the final sweep hands back what the read may still deliver.
+                tracing::debug!(queue = %self.queue.queue, "CLIENT UNBLOCK found no blocked read; dropping it");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(queue = %self.queue.queue, error = %e, "CLIENT UNBLOCK failed; dropping the blocking read");
+                return;
+            }
         }
         if let Ok(Ok(entries)) = tokio::time::timeout(conn::COMMAND_TIMEOUT, read).await {
             self.hand_back(entries).await;

@@ -2,7 +2,7 @@
 //! optional per-queue limits, and graceful shutdown.
 //!
 //! ```text
-//!  XREADGROUP ──> fetcher ──spawn──> dispatcher (handler) ──ids──> acker ──> MULTI XACK XDEL
+//!  XREADGROUP ──> fetcher (buffer) ──spawn──> dispatcher (handler) ──ids──> acker ──> XDEL + XACK
 //!                   ^ permits                 └── retry / dead-letter scripts
 //!  delayed zset ──> promoter (Lua) ──> stream
 //! ```
@@ -764,8 +764,8 @@ impl Worker {
         }
 
         token.cancelled().await;
-        // Fetchers stop at once (a blocking read is dropped with its connection; what it may
-        // still deliver is handed back below).
+        // Fetchers stop at once (a blocking read is ended with CLIENT UNBLOCK) and hand back
+        // what they fetched but did not start; anything else is handed back below.
         if !join_all_within(&mut fetchers, STOP_TIMEOUT).await {
             tracing::warn!("a fetcher did not stop in time; abandoned");
         }
