@@ -637,3 +637,54 @@ async fn after_a_failover_readonly_errors_make_the_worker_reconnect() {
     .await;
     running.stop().await;
 }
+
+/// A queue starved by another queue of the same worker (which holds every global permit)
+/// keeps at most one entry delivered to this worker, so that idle workers elsewhere can run
+/// the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_starved_queue_does_not_hoard_entries() {
+    let server = redis();
+    let mut c = conn(&server).await;
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    let running_slow = Arc::new(AtomicUsize::new(0));
+    let r = running_slow.clone();
+    let worker = Worker::builder(&server.url())
+        .concurrency(4)
+        .handle::<Slow, _>(move |t: Slow, _c: TaskContext| {
+            let r = r.clone();
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(t.ms)).await;
+                Ok::<_, TaskError>(())
+            }
+        })
+        .handle::<Hard, _>(|_t: Hard, _c: TaskContext| async { Ok::<_, TaskError>(()) })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    producer
+        .enqueue_many((0..4).map(|_| Slow { ms: 3_000 }))
+        .await
+        .unwrap();
+    wait_until(WAIT, "4 slow tasks hold every permit", || {
+        let r = running_slow.clone();
+        async move { r.load(Ordering::SeqCst) == 4 }
+    })
+    .await;
+    producer
+        .enqueue_many((0..20).map(|n| Hard { n }))
+        .await
+        .unwrap();
+    let stream = keys("hard").stream;
+    wait_until(WAIT, "the starved queue fetched something", || {
+        let mut c = c.clone();
+        let stream = stream.clone();
+        async move { pending(&mut c, &stream, "mq").await >= 1 }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let held = pending(&mut c, &stream, "mq").await;
+    assert_eq!(held, 1, "a starved queue holds one entry, not a window");
+    running.stop().await;
+}

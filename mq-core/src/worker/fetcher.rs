@@ -133,7 +133,17 @@ impl Fetcher {
             // permit would cost a round trip per task). After an empty read, read again only
             // once the buffer is empty (then blocking): a non-blocking read of an empty queue
             // next to waiting entries would spin.
-            let cap = window.cap(base);
+            // A queue starved by another queue of the process (which holds the global permits)
+            // buffers only what can start soon: its running tasks plus the free permits, at
+            // least 1 so that a freed permit finds an entry; not a window's worth that an idle
+            // worker elsewhere could run. A queue that holds its share gets the full window.
+            let can_start = self.queue.metrics.in_flight.get().max(0) as usize
+                + self.shared.global.available_permits();
+            let cap = if can_start >= base {
+                window.cap(base)
+            } else {
+                can_start.max(1)
+            };
             if request.is_none() && buffer.len() <= cap / 2 && (!idle || buffer.is_empty()) {
                 let room = cap - buffer.len();
                 if last_reclaim.elapsed() >= reclaim_every {
