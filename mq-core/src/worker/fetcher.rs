@@ -137,8 +137,9 @@ impl Fetcher {
             // buffers only what can start soon: its running tasks plus the free permits, at
             // least 1 so that a freed permit finds an entry; not a window's worth that an idle
             // worker elsewhere could run. A queue that holds its share gets the full window.
-            let can_start = self.queue.metrics.in_flight.get().max(0) as usize
-                + self.shared.global.available_permits();
+            // Entries tracked but not buffered were dispatched: they hold this queue's permits.
+            let dispatched = self.queue.tracked_len().saturating_sub(buffer.len());
+            let can_start = dispatched + self.shared.global.available_permits();
             let cap = if can_start >= base {
                 window.cap(base)
             } else {

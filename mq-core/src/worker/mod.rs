@@ -444,6 +444,11 @@ impl QueueState {
         lock(&self.in_flight).contains(entry_id)
     }
 
+    /// How many entries are tracked (buffered, running or waiting for their ack).
+    pub(crate) fn tracked_len(&self) -> usize {
+        lock(&self.in_flight).len()
+    }
+
     pub(crate) fn in_flight_ids(&self) -> Vec<String> {
         lock(&self.in_flight).iter().cloned().collect()
     }
