@@ -34,8 +34,17 @@ pub trait Task: Serialize + DeserializeOwned + Send + 'static {
     const NAME: &'static str;
     /// The queue the task is enqueued into (default: the type name in snake_case).
     const QUEUE: &'static str;
-    /// Retries, timeout, backoff and concurrency for this task type.
+    /// Retries, timeout, backoff, concurrency and partitions for this task type.
     const OPTIONS: TaskOptions;
+
+    /// The key that picks this task's partition when its queue is partitioned
+    /// ([`TaskOptions::partitions`] > 1): tasks with the same key go to the same partition and
+    /// run in enqueue order relative to each other (as far as the queue's concurrency allows).
+    /// `None` (the default) spreads tasks round-robin. The derive implements it for
+    /// `#[task(partition_by = "field")]` as the field's `to_string()`.
+    fn partition_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Default number of retries after the first attempt: 3.
@@ -64,7 +73,14 @@ pub struct TaskOptions {
     /// Per-queue in-flight limit in each worker process; `None` means only the worker's global
     /// limit applies. Default: `None`.
     pub concurrency: Option<usize>,
+    /// Number of streams the queue is spread over, `{queue#0}`..`{queue#N-1}`, each its own
+    /// hash tag and so its own slot of a Redis Cluster (1 to [`MAX_PARTITIONS`]). Every task
+    /// type of one queue must agree. Default: 1 (one stream, `{queue}`).
+    pub partitions: u16,
 }
+
+/// The most partitions a queue may have: 1024.
+pub const MAX_PARTITIONS: u16 = 1024;
 
 impl TaskOptions {
     /// The defaults listed on each field.
@@ -73,6 +89,7 @@ impl TaskOptions {
         timeout: Some(DEFAULT_TIMEOUT),
         backoff: DEFAULT_BACKOFF,
         concurrency: None,
+        partitions: 1,
     };
 }
 
