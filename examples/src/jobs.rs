@@ -4,12 +4,13 @@
 use mq_core::{Task, TaskError};
 use serde::{Deserialize, Serialize};
 
-/// Hash: task number -> times handled.
-pub const HANDLED_KEY: &str = "mq-examples:handled";
+/// Hash: task number -> times handled. The keys share one hash tag, so the handler's pipeline
+/// touches one slot of a Redis Cluster.
+pub const HANDLED_KEY: &str = "mq-examples:{jobs}:handled";
 /// Hash: consumer name -> tasks it handled.
-pub const BY_CONSUMER_KEY: &str = "mq-examples:by-consumer";
+pub const BY_CONSUMER_KEY: &str = "mq-examples:{jobs}:by-consumer";
 /// Set: task numbers whose handler started.
-pub const STARTED_KEY: &str = "mq-examples:started";
+pub const STARTED_KEY: &str = "mq-examples:{jobs}:started";
 
 /// A job that sleeps `sleep_ms` and then counts itself as handled.
 #[derive(Debug, Clone, Serialize, Deserialize, Task)]
@@ -33,7 +34,7 @@ pub struct Job {
 /// Handles a [`Job`]: marks it started, sleeps, counts it handled (per job and per consumer).
 pub async fn handle_job(
     job: Job,
-    conn: redis::aio::ConnectionManager,
+    conn: mq_core::redis::conn::Conn,
     consumer: &str,
 ) -> Result<(), TaskError> {
     let mut conn = conn;

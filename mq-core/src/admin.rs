@@ -6,10 +6,7 @@
 
 use std::{sync::LazyLock, time::Duration};
 
-use redis::{
-    aio::{ConnectionLike, ConnectionManager},
-    Script, Value,
-};
+use redis::{aio::ConnectionLike, Script, Value};
 
 use crate::{
     config::TlsOptions,
@@ -69,7 +66,7 @@ pub const WAIT_IDLE_POLL: Duration = Duration::from_millis(50);
 /// ```
 #[derive(Clone)]
 pub struct Admin {
-    conn: ConnectionManager,
+    conn: conn::Conn,
     prefix: String,
     group: String,
 }
@@ -551,17 +548,17 @@ impl Admin {
         group: &str,
         tls: &TlsOptions,
     ) -> Result<Self> {
-        Self::with_client(&conn::client(url, tls)?, prefix, group).await
+        Self::with_endpoint(&conn::Endpoint::open(url, tls)?, prefix, group).await
     }
 
-    /// Connects through `client` (a worker's, with its TLS settings).
-    pub(crate) async fn with_client(
-        client: &redis::Client,
+    /// Connects to `endpoint` (a worker's, with its TLS settings).
+    pub(crate) async fn with_endpoint(
+        endpoint: &conn::Endpoint,
         prefix: &str,
         group: &str,
     ) -> Result<Self> {
         Ok(Self {
-            conn: conn::managed(client, conn::COMMAND_TIMEOUT).await?,
+            conn: conn::managed(endpoint, conn::COMMAND_TIMEOUT).await?,
             prefix: prefix.to_owned(),
             group: group.to_owned(),
         })
@@ -578,31 +575,18 @@ impl Admin {
     /// [`Error::Redis`].
     pub async fn queues(&self) -> Result<Vec<String>> {
         let pattern = format!("{}:{{*}}:stream", self.prefix);
-        let mut conn = self.conn.clone();
         let mut names = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .arg("TYPE")
-                .arg("stream")
-                .query_async(&mut conn)
-                .await
-                .map_err(Error::redis("SCAN"))?;
-            for k in keys {
-                let start = self.prefix.len() + 2;
-                if let Some(q) = k.get(start..k.len().saturating_sub(8)) {
-                    names.push(q.to_owned());
-                }
+        for k in self
+            .conn
+            .clone()
+            .scan_keys(&pattern, "stream")
+            .await
+            .map_err(Error::redis("SCAN"))?
+        {
+            let start = self.prefix.len() + 2;
+            if let Some(q) = k.get(start..k.len().saturating_sub(8)) {
+                names.push(q.to_owned());
             }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
         }
         names.sort();
         names.dedup();
@@ -819,15 +803,20 @@ impl Admin {
         if workers.is_empty() {
             return Ok(workers);
         }
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::new();
         for w in &workers {
             let key = keys::worker_key(&self.prefix, &w.consumer);
-            pipe.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
+            cmds.push(redis::cmd("GET").arg(&key).clone());
+            cmds.push(redis::cmd("PTTL").arg(&key).clone());
         }
-        let beats: Vec<(Option<String>, i64)> = pipe
-            .query_async(&mut conn)
+        let replies = self
+            .conn
+            .query_all(cmds)
             .await
             .map_err(Error::redis("heartbeats"))?;
+        let beats: Vec<(Option<String>, i64)> =
+            redis::FromRedisValue::from_redis_value(Value::Array(replies))
+                .map_err(|e| Error::redis("heartbeats")(e.into()))?;
         for (w, (beat, ttl)) in workers.iter_mut().zip(beats) {
             // PTTL: -2 no key, -1 no expiry.
             w.live = ttl != -2;

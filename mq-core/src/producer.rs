@@ -2,8 +2,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::redis::conn::Conn;
 use futures::StreamExt;
-use redis::aio::ConnectionManager;
 
 use crate::{
     config::TlsOptions,
@@ -51,7 +51,7 @@ pub const MAX_DURABLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// ```
 #[derive(Clone)]
 pub struct Producer {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     max_payload: usize,
     durability: Option<Durability>,
@@ -128,8 +128,8 @@ impl ProducerBuilder {
     /// settings with a `redis://` URL, [`Error::Tls`] for a certificate the server or the
     /// client does not accept.
     pub async fn connect(self) -> Result<Producer> {
-        let client = conn::client(&self.url, &self.tls)?;
-        let mut conn = conn::managed(&client, conn::COMMAND_TIMEOUT).await?;
+        let endpoint = conn::Endpoint::open(&self.url, &self.tls)?;
+        let mut conn = conn::managed(&endpoint, conn::COMMAND_TIMEOUT).await?;
         if !self.allow_eviction {
             conn::check_eviction_policy(&mut conn).await?;
         }
@@ -675,7 +675,7 @@ fn check_durable_timeout(timeout: Duration) -> Result<()> {
 /// as the pipeline's last command, in one round trip. `Some` if too few confirmed.
 async fn send(
     mut pipe: redis::Pipeline,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     durability: Option<Durability>,
 ) -> redis::RedisResult<Option<Shortfall>> {
     let Some(durability) = durability else {
@@ -810,11 +810,11 @@ fn xadd(stream: &str, env: &Envelope) -> redis::Cmd {
 /// Closes the connection on `READONLY` (a failover behind the same address) so that the next
 /// call reconnects to the new primary; the error is returned unchanged.
 trait ReconnectOnReadonly<T> {
-    async fn or_else_readonly(self, conn: &ConnectionManager) -> Result<T>;
+    async fn or_else_readonly(self, conn: &Conn) -> Result<T>;
 }
 
 impl<T> ReconnectOnReadonly<T> for Result<T> {
-    async fn or_else_readonly(self, conn: &ConnectionManager) -> Result<T> {
+    async fn or_else_readonly(self, conn: &Conn) -> Result<T> {
         if let Err(Error::Redis { source, .. }) = &self {
             conn::reconnect_if_readonly(conn, source).await;
         }

@@ -34,9 +34,9 @@ struct Args {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     mq_examples::init_tracing();
     let args = Args::parse();
-    let client = redis::Client::open(args.url.as_str())?;
-    // A reconnecting connection: the handler keeps working across Redis restarts.
-    let conn = redis::aio::ConnectionManager::new(client).await?;
+    // A reconnecting connection (to one server or a cluster): the handler keeps working
+    // across Redis restarts.
+    let conn = mq_core::redis::conn::Conn::connect(&args.url).await?;
     let consumer = mq_core::config::default_consumer_name();
     let name = consumer.clone();
     let worker = Worker::builder(&args.url)

@@ -16,7 +16,8 @@
 
 use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc, time::Instant};
 
-use redis::{aio::ConnectionManager, Value};
+use crate::redis::conn::Conn;
+use redis::Value;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -32,7 +33,7 @@ use crate::{
 pub(super) struct Fetcher {
     pub(super) shared: Arc<Shared>,
     pub(super) queue: Arc<QueueState>,
-    pub(super) conn: ConnectionManager,
+    pub(super) conn: Conn,
     pub(super) ack_tx: mpsc::Sender<String>,
     pub(super) tracker: TaskTracker,
     pub(super) token: CancellationToken,
@@ -154,9 +155,11 @@ impl Fetcher {
                     // Block only when there is nothing else to do.
                     let block = idle && buffer.is_empty();
                     if block && client_id.is_none() {
-                        client_id = redis::cmd("CLIENT")
-                            .arg("ID")
-                            .query_async(&mut self.conn.clone())
+                        // On a cluster: the id of the connection to the queue's node.
+                        client_id = self
+                            .conn
+                            .clone()
+                            .query_at(&self.queue.keys.stream, redis::cmd("CLIENT").arg("ID"))
                             .await
                             .ok();
                     }
@@ -272,10 +275,14 @@ impl Fetcher {
     /// waits for the worker's final sweep.
     async fn stop_blocking_read(&self, client_id: Option<i64>, read: Request) {
         let Some(id) = client_id else { return };
-        let unblocked: redis::RedisResult<i64> = redis::cmd("CLIENT")
-            .arg("UNBLOCK")
-            .arg(id)
-            .query_async(&mut self.shared.data.clone())
+        let unblocked: redis::RedisResult<i64> = self
+            .shared
+            .data
+            .clone()
+            .query_at(
+                &self.queue.keys.stream,
+                redis::cmd("CLIENT").arg("UNBLOCK").arg(id),
+            )
             .await;
         match unblocked {
             Ok(1) => {}

@@ -3,7 +3,7 @@
 //! from the lease thread. A worker whose key expired is dead; the CLI and metrics list the live
 //! ones.
 
-use redis::aio::ConnectionManager;
+use crate::redis::conn::Conn;
 
 use super::Shared;
 use crate::{
@@ -25,50 +25,52 @@ pub(super) fn info(shared_config: &crate::config::WorkerConfig, queues: &[String
 
 /// Registers the worker and writes its first heartbeat.
 pub(super) async fn register(shared: &Shared) -> Result<()> {
-    let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
-    let r = beat(shared, &mut conn).await;
+    let r = beat(shared, &shared.data).await;
     if let Err(Error::Redis { source, .. }) = &r {
-        crate::redis::conn::discard_if_readonly(conn, source);
+        crate::redis::conn::reconnect_if_readonly(&shared.data, source).await;
     }
     r
 }
 
 /// Refreshes the heartbeat key and the registry entry (which a sampler may have removed
 /// while this worker could not reach Redis for longer than the heartbeat TTL).
-pub(super) async fn beat<C: redis::aio::ConnectionLike>(
-    shared: &Shared,
-    conn: &mut C,
-) -> Result<()> {
+///
+/// The registry hash and the heartbeat keys lie in different slots of a cluster: they are
+/// written by separate commands, never by one script.
+pub(super) async fn beat(shared: &Shared, conn: &Conn) -> Result<()> {
     let prefix = &shared.config.prefix;
     let consumer = &shared.config.consumer;
-    redis::pipe()
-        .hset(keys::workers_key(prefix), consumer, &shared.registry_info)
-        .ignore()
-        .cmd("SET")
-        .arg(keys::worker_key(prefix, consumer))
-        .arg(now_ms())
-        .arg("EX")
-        .arg(HEARTBEAT_TTL.as_secs())
-        .ignore()
-        .query_async::<()>(conn)
-        .await
-        .map_err(Error::redis("heartbeat"))
+    conn.query_all(vec![
+        redis::cmd("HSET")
+            .arg(keys::workers_key(prefix))
+            .arg(consumer)
+            .arg(&shared.registry_info)
+            .clone(),
+        redis::cmd("SET")
+            .arg(keys::worker_key(prefix, consumer))
+            .arg(now_ms())
+            .arg("EX")
+            .arg(HEARTBEAT_TTL.as_secs())
+            .clone(),
+    ])
+    .await
+    .map(drop)
+    .map_err(Error::redis("heartbeat"))
 }
 
 /// Removes the worker from the registry (clean shutdown).
-pub(super) async fn unregister(shared: &Shared, conn: &mut ConnectionManager) -> Result<()> {
-    redis::pipe()
-        .hdel(
-            keys::workers_key(&shared.config.prefix),
-            &shared.config.consumer,
-        )
-        .ignore()
-        .del(keys::worker_key(
-            &shared.config.prefix,
-            &shared.config.consumer,
-        ))
-        .ignore()
-        .query_async::<()>(conn)
-        .await
-        .map_err(Error::redis("unregister worker"))
+pub(super) async fn unregister(shared: &Shared, conn: &Conn) -> Result<()> {
+    let (prefix, consumer) = (&shared.config.prefix, &shared.config.consumer);
+    conn.query_all(vec![
+        redis::cmd("HDEL")
+            .arg(keys::workers_key(prefix))
+            .arg(consumer)
+            .clone(),
+        redis::cmd("DEL")
+            .arg(keys::worker_key(prefix, consumer))
+            .clone(),
+    ])
+    .await
+    .map(drop)
+    .map_err(Error::redis("unregister worker"))
 }

@@ -9,7 +9,7 @@
 
 use std::{sync::Arc, thread::JoinHandle, time::Instant};
 
-use redis::aio::ConnectionManager;
+use crate::redis::conn::Conn;
 use tokio_util::sync::CancellationToken;
 
 use super::{error_backoff, heartbeat, sleep_or_cancel, QueueState, Shared};
@@ -43,7 +43,7 @@ pub(super) fn spawn(
 async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: CancellationToken) {
     let mut failures = 0u32;
     let mut conn = loop {
-        match conn::managed(&shared.client, conn::COMMAND_TIMEOUT).await {
+        match conn::managed(&shared.endpoint, conn::COMMAND_TIMEOUT).await {
             Ok(c) => break c,
             Err(e) => {
                 tracing::warn!(error = %e, "lease thread cannot connect");
@@ -77,7 +77,7 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
         }
         if last_beat.elapsed() >= HEARTBEAT_INTERVAL {
             last_beat = Instant::now();
-            match heartbeat::beat(&shared, &mut conn).await {
+            match heartbeat::beat(&shared, &conn).await {
                 Ok(()) => shared.health.ok("heartbeat"),
                 Err(e) => {
                     if let Some(re) = e.redis_error() {
@@ -91,18 +91,15 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
             }
         }
     }
-    let unregistered = tokio::time::timeout(
-        UNREGISTER_TIMEOUT,
-        heartbeat::unregister(&shared, &mut conn),
-    )
-    .await;
+    let unregistered =
+        tokio::time::timeout(UNREGISTER_TIMEOUT, heartbeat::unregister(&shared, &conn)).await;
     if !matches!(unregistered, Ok(Ok(()))) {
         tracing::warn!("cannot unregister worker; its heartbeat expires by itself");
     }
 }
 
 /// Renews the leases of one queue's in-flight entries; forgets entries no longer ours.
-async fn renew(shared: &Shared, queue: &QueueState, conn: &mut ConnectionManager) -> Result<()> {
+async fn renew(shared: &Shared, queue: &QueueState, conn: &mut Conn) -> Result<()> {
     let ids = queue.in_flight_ids();
     for chunk in ids.chunks(RENEW_CHUNK) {
         let lost: Vec<String> = scripts::RENEW

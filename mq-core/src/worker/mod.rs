@@ -25,7 +25,7 @@ use std::{
     time::Duration,
 };
 
-use redis::aio::ConnectionManager;
+use crate::redis::conn::Conn;
 use tokio::{sync::Semaphore, task::JoinSet};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
@@ -296,16 +296,17 @@ impl WorkerBuilder {
         }
 
         let metrics = Arc::new(Metrics::new());
-        let client = conn::client(&config.url, &config.tls)?;
-        let pool = conn::pool(&client, 4)?;
+        let endpoint = conn::Endpoint::open(&config.url, &config.tls)?;
         // A worker started a moment before Redis (or while it restarts or loads its data)
         // waits for it instead of dying.
         let started = std::time::Instant::now();
         let wait = config.startup_timeout;
         let data = conn::retry_transient("connect", started, wait, || {
-            conn::managed(&client, conn::COMMAND_TIMEOUT)
+            conn::managed(&endpoint, conn::COMMAND_TIMEOUT)
         })
         .await?;
+        let pool =
+            conn::retry_transient("connect", started, wait, || conn::pool(&endpoint, 4)).await?;
         if !config.allow_eviction {
             conn::retry_transient("check maxmemory-policy", started, wait, || {
                 let mut c = data.clone();
@@ -346,7 +347,7 @@ impl WorkerBuilder {
                     .min()
             });
             let fetch = conn::retry_transient("connect", started, wait, || {
-                conn::managed(&client, config.block_timeout + conn::COMMAND_TIMEOUT)
+                conn::managed(&endpoint, config.block_timeout + conn::COMMAND_TIMEOUT)
             })
             .await?;
             let names: Vec<&str> = handlers.keys().map(String::as_str).collect();
@@ -377,7 +378,7 @@ impl WorkerBuilder {
         Ok(Worker {
             shared: Arc::new(Shared {
                 registry_info: heartbeat::info(&config, &queue_names),
-                client,
+                endpoint,
                 metrics,
                 health: Arc::new(Health::default()),
                 xackdel,
@@ -396,8 +397,8 @@ impl WorkerBuilder {
 /// What every part of a running worker shares.
 pub(crate) struct Shared {
     pub(crate) config: WorkerConfig,
-    /// For connections made on other threads (the lease thread).
-    pub(crate) client: redis::Client,
+    /// For connections made on other threads (the lease thread), Pub/Sub and the sampler.
+    pub(crate) endpoint: conn::Endpoint,
     /// This worker's metrics.
     pub(crate) metrics: Arc<Metrics>,
     /// What `/healthz` reports.
@@ -407,9 +408,9 @@ pub(crate) struct Shared {
     /// This worker's entry in the `{prefix}:workers` registry.
     pub(crate) registry_info: String,
     /// Multiplexed connection for acks, retries and dead letters.
-    pub(crate) data: ConnectionManager,
-    /// Pool for control commands (promote).
-    pub(crate) pool: deadpool_redis::Pool,
+    pub(crate) data: Conn,
+    /// Connections for control commands (promote, reap).
+    pub(crate) pool: conn::Control,
     /// The global in-flight limit.
     pub(crate) global: Arc<Semaphore>,
 }
@@ -462,7 +463,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct QueueRuntime {
     state: Arc<QueueState>,
     /// The fetcher's own connection: a blocking read must not hold up other commands.
-    fetch: ConnectionManager,
+    fetch: Conn,
     /// The queue's in-flight limit in this process: the fetcher buffers at most that many.
     prefetch: usize,
 }

@@ -61,7 +61,7 @@ pub(crate) async fn promote_due(
     shared: &Shared,
     queue: &QueueState,
 ) -> Result<(usize, Option<Duration>), Error> {
-    let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
+    let mut conn = shared.pool.get().await?;
     let keys = &queue.keys;
     let mut total = 0;
     loop {

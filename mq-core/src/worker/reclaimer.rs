@@ -9,7 +9,8 @@
 
 use std::sync::Arc;
 
-use redis::{aio::ConnectionManager, Value};
+use crate::redis::conn::Conn;
+use redis::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::{sleep_or_cancel, QueueState, Shared};
@@ -30,7 +31,7 @@ use crate::{
 pub(super) async fn reclaim(
     shared: &Shared,
     queue: &QueueState,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     count: usize,
 ) -> redis::RedisResult<Vec<RawEntry>> {
     let first = call(shared, queue, conn, count, &[]).await?;
@@ -78,7 +79,7 @@ struct Reclaimed {
 async fn call(
     shared: &Shared,
     queue: &QueueState,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     count: usize,
     own_ids: &[String],
 ) -> redis::RedisResult<Reclaimed> {
@@ -113,7 +114,7 @@ pub(super) async fn reap_loop(
 ) {
     while sleep_or_cancel(shared.config.reap_interval(), &token).await {
         let r = async {
-            let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
+            let mut conn = shared.pool.get().await?;
             let r = scripts::REAP_CONSUMERS
                 .key(&queue.keys.stream)
                 .arg(&shared.config.group)

@@ -22,7 +22,7 @@ pub(super) async fn run(
     let mut admin = None;
     loop {
         if admin.is_none() {
-            match Admin::with_client(&shared.client, &c.prefix, &c.group).await {
+            match Admin::with_endpoint(&shared.endpoint, &c.prefix, &c.group).await {
                 Ok(a) => admin = Some(a),
                 Err(e) => tracing::debug!(error = %e, "metrics sampler cannot connect yet"),
             }
@@ -56,7 +56,7 @@ async fn sample(shared: &Shared, admin: &Admin, queues: &[Arc<QueueState>]) -> R
 /// Workers in the registry whose heartbeat key still exists.
 async fn live_workers(shared: &Shared) -> Result<usize> {
     let prefix = &shared.config.prefix;
-    let mut conn = shared.pool.get().await.map_err(Error::Pool)?;
+    let mut conn = shared.data.clone();
     let names: Vec<String> = redis::cmd("HKEYS")
         .arg(keys::workers_key(prefix))
         .query_async(&mut conn)
@@ -65,14 +65,17 @@ async fn live_workers(shared: &Shared) -> Result<usize> {
     if names.is_empty() {
         return Ok(0);
     }
-    let mut pipe = redis::pipe();
-    for n in &names {
-        pipe.exists(keys::worker_key(prefix, n));
-    }
-    let alive: Vec<bool> = pipe
-        .query_async(&mut conn)
-        .await
-        .map_err(Error::redis("EXISTS"))?;
+    let cmds = names
+        .iter()
+        .map(|n| {
+            redis::cmd("EXISTS")
+                .arg(keys::worker_key(prefix, n))
+                .clone()
+        })
+        .collect();
+    let alive = conn.query_all(cmds).await.map_err(Error::redis("EXISTS"))?;
+    let alive: Vec<bool> = redis::FromRedisValue::from_redis_value(redis::Value::Array(alive))
+        .map_err(|e| Error::redis("EXISTS")(e.into()))?;
     // Forget workers whose heartbeat expired (SIGKILLed, lost): a live one that was only cut
     // off from Redis puts itself back with its next heartbeat.
     let dead: Vec<&String> = names
@@ -88,7 +91,7 @@ async fn live_workers(shared: &Shared) -> Result<usize> {
             .query_async(&mut conn)
             .await;
         if let Err(e) = r {
-            crate::redis::conn::discard_if_readonly(conn, &e);
+            crate::redis::conn::reconnect_if_readonly(&conn, &e).await;
             return Err(Error::redis("HDEL")(e));
         }
     }

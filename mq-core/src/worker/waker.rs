@@ -22,9 +22,14 @@ pub(super) async fn run(
         .map(|q| (q.keys.wake.clone(), q.clone()))
         .collect();
     let mut failures = 0u32;
+    // On a cluster, `PUBLISH` reaches every node: subscribe at one seed, the next one after a
+    // failure.
+    let mut node = 0;
     loop {
+        let client = shared.endpoint.node_client(node).clone();
+        node += 1;
         let subscribed = async {
-            let mut pubsub = shared.client.get_async_pubsub().await?;
+            let mut pubsub = client.get_async_pubsub().await?;
             for channel in by_channel.keys() {
                 pubsub.subscribe(channel).await?;
             }
