@@ -24,10 +24,11 @@ const NODES: usize = 6;
 const SLOTS: usize = 16384;
 /// The cluster bus of a node listens on its port plus this.
 const BUS_OFFSET: u16 = 10000;
-/// Node ports are taken from `PORT_MIN..PORT_MIN + PORT_SPAN` (bus ports 20000..32000): both
-/// below Linux's ephemeral range (32768..), so outgoing connections never hold them.
+/// Node ports are taken from `PORT_MIN..PORT_MIN + PORT_SPAN` (bus ports 20000..30000): the
+/// two ranges do not overlap and both lie below Linux's ephemeral range (32768..), so
+/// outgoing connections never hold them.
 const PORT_MIN: u16 = 10000;
-const PORT_SPAN: u32 = 12000;
+const PORT_SPAN: u32 = 10000;
 /// How long the cluster gets to form (after `start`, `restart`, `restart_node`): 30 s.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a node gets to exit after SIGTERM before it is killed: 15 s.
