@@ -1,9 +1,12 @@
-//! Shared pieces of the mq examples: task types, a local `redis-server` launcher.
+//! Shared pieces of the mq examples: task types, a local `redis-server` launcher, a local
+//! Redis Cluster launcher.
 
 pub mod jobs;
+pub mod local_cluster;
 pub mod local_redis;
 pub mod pipeline;
 
+pub use local_cluster::LocalCluster;
 pub use local_redis::{LocalRedis, LocalRedisError};
 
 /// The Redis URL from `MQ_REDIS_URL`, if set.

@@ -44,6 +44,15 @@ pub enum LocalRedisError {
     /// It started but did not answer in time, or exited.
     #[error("redis-server did not start: {0}")]
     Start(String),
+    /// The command-line client (`redis-cli`, or the `-cli` next to [`SERVER_ENV`]) is not
+    /// installed; a local cluster needs it to join its nodes.
+    #[error(
+        "{0} not found on PATH; install it (Debian/Ubuntu: `sudo apt-get install -y redis-tools`)"
+    )]
+    CliNotInstalled(String),
+    /// The nodes of a local cluster started but did not form a healthy cluster in time.
+    #[error("local redis cluster: {0}")]
+    Cluster(String),
     /// An I/O error (temporary directory, spawning).
     #[error("cannot start redis-server")]
     Io(#[from] std::io::Error),
@@ -66,15 +75,27 @@ impl LocalRedis {
     ///
     /// As [`start`](Self::start).
     pub fn start_with(args: &[&str]) -> Result<Self, LocalRedisError> {
+        let dir = tempfile::Builder::new().prefix("mq-redis-").tempdir()?;
+        let args = args.iter().map(|s| s.to_string()).collect();
+        Self::start_in(dir, args, free_port)
+    }
+
+    /// Starts a server with its data in `dir` on a port from `pick_port`, trying up to five
+    /// ports (another process may take a probed port before the server binds it).
+    pub(crate) fn start_in(
+        dir: tempfile::TempDir,
+        extra_args: Vec<String>,
+        mut pick_port: impl FnMut() -> std::io::Result<u16>,
+    ) -> Result<Self, LocalRedisError> {
         let mut me = LocalRedis {
             child: None,
             port: 0,
-            dir: tempfile::Builder::new().prefix("mq-redis-").tempdir()?,
-            extra_args: args.iter().map(|s| s.to_string()).collect(),
+            dir,
+            extra_args,
         };
         let mut last = String::new();
         for _ in 0..5 {
-            me.port = free_port()?;
+            me.port = pick_port()?;
             match me.spawn() {
                 Ok(()) => return Ok(me),
                 // Most likely the port was taken between probing and binding: try another.
@@ -85,7 +106,8 @@ impl LocalRedis {
         Err(LocalRedisError::Start(last))
     }
 
-    fn spawn(&mut self) -> Result<(), LocalRedisError> {
+    /// Starts the server on its port and data directory; waits until it answers `PING`.
+    pub(crate) fn spawn(&mut self) -> Result<(), LocalRedisError> {
         let log = self.dir.path().join("redis.log");
         let binary = server_binary();
         let mut cmd = Command::new(&binary);
@@ -168,6 +190,37 @@ impl LocalRedis {
         }
     }
 
+    /// Whether the server process is running (started and not stopped; it may have exited
+    /// on its own since).
+    pub(crate) fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Stops the server gracefully (SIGTERM: it writes its AOF and cluster config, as on
+    /// `SHUTDOWN`) and waits up to `timeout` for it to exit; kills it (SIGKILL) after that.
+    pub(crate) fn terminate(&mut self, timeout: Duration) {
+        let Some(child) = self.child.as_mut() else {
+            return;
+        };
+        let pid = child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        let deadline = Instant::now() + timeout;
+        while sent && Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                self.child = None;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.stop();
+    }
+
     /// Kills the server and starts it again on the same port and data directory.
     ///
     /// # Errors
@@ -185,11 +238,12 @@ impl Drop for LocalRedis {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn tail(log: &Path) -> String {
+/// The last three lines of a log file, joined with ` | ` (for error messages).
+pub(crate) fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(3)..].join(" | ")

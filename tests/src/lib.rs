@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use mq_examples::LocalRedis;
+pub use mq_examples::{LocalCluster, LocalRedis};
 
 pub mod tls;
 
@@ -35,6 +35,28 @@ pub fn redis_with(args: &[&str]) -> LocalRedis {
     init_logs();
     match LocalRedis::start_with(args) {
         Ok(r) => r,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Starts a fresh local Redis Cluster (3 masters, 3 replicas) for one test.
+///
+/// # Panics
+///
+/// If `redis-server` or `redis-cli` is missing or the cluster does not form in time.
+pub fn cluster() -> LocalCluster {
+    cluster_with(&[])
+}
+
+/// Starts a local Redis Cluster whose nodes get extra arguments.
+///
+/// # Panics
+///
+/// As [`cluster()`].
+pub fn cluster_with(args: &[&str]) -> LocalCluster {
+    init_logs();
+    match LocalCluster::start_with(args) {
+        Ok(c) => c,
         Err(e) => panic!("{e}"),
     }
 }
