@@ -78,6 +78,13 @@ async fn sample(admin: &Admin, only: &[String]) -> Result<Sample, CliError> {
     let mut queues = Vec::with_capacity(names.len());
     for q in &names {
         queues.push((admin.stats(q).await?, admin.stream_info(q).await?));
+        // A partitioned queue: its total, then a row per partition.
+        let parts = admin.partitions(q).await?;
+        if parts.len() > 1 {
+            for p in &parts {
+                queues.push((admin.stats(p).await?, admin.stream_info(p).await?));
+            }
+        }
     }
     Ok(Sample {
         at: Instant::now(),

@@ -568,6 +568,29 @@ impl Admin {
         QueueKeys::new(&self.prefix, queue)
     }
 
+    /// The names of `queue`'s partitions (`hot#0`, `hot#1`, ...), or `[queue]` for a queue
+    /// that is not partitioned or for a partition's own name. The count comes from
+    /// `{prefix}:partitions`, which the workers of a partitioned queue write.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`].
+    pub async fn partitions(&self, queue: &str) -> Result<Vec<String>> {
+        if keys::base_queue(queue) != queue {
+            return Ok(vec![queue.to_owned()]);
+        }
+        let n: Option<u16> = redis::cmd("HGET")
+            .arg(keys::partitions_key(&self.prefix))
+            .arg(queue)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("HGET partitions"))?;
+        Ok(match n {
+            Some(n) if n > 1 => (0..n).map(|i| keys::partition_name(queue, i)).collect(),
+            _ => vec![queue.to_owned()],
+        })
+    }
+
     /// Names of the queues that have a stream, sorted.
     ///
     /// # Errors
@@ -585,7 +608,8 @@ impl Admin {
         {
             let start = self.prefix.len() + 2;
             if let Some(q) = k.get(start..k.len().saturating_sub(8)) {
-                names.push(q.to_owned());
+                // A partition counts as its queue.
+                names.push(keys::base_queue(q).to_owned());
             }
         }
         names.sort();
@@ -596,13 +620,37 @@ impl Admin {
     /// Sizes of `queue` as one consistent snapshot: every count is read by one script, so a
     /// task moving between the stream, the delayed set and the dead stream meanwhile is
     /// counted exactly once (a task being promoted is never missing from both `length` and
-    /// `delayed`). One round trip.
+    /// `delayed`). One round trip. For a partitioned queue: the sum of its partitions'
+    /// snapshots (each consistent, read concurrently; `consumers` is the largest count of
+    /// one partition), and `stats("hot#2")` gives one partition's.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
-        snapshot(&mut self.conn.clone(), &self.keys(queue), &self.group).await
+        let parts = self.partitions(queue).await?;
+        if parts.len() == 1 {
+            return snapshot(&mut self.conn.clone(), &self.keys(&parts[0]), &self.group).await;
+        }
+        let snaps = futures::future::try_join_all(parts.iter().map(|p| {
+            let mut conn = self.conn.clone();
+            let keys = self.keys(p);
+            async move { snapshot(&mut conn, &keys, &self.group).await }
+        }))
+        .await?;
+        let mut total = QueueStats {
+            queue: queue.to_owned(),
+            ..QueueStats::default()
+        };
+        for s in snaps {
+            total.length += s.length;
+            total.pending += s.pending;
+            total.backlog += s.backlog;
+            total.delayed += s.delayed;
+            total.dead += s.dead;
+            total.consumers = total.consumers.max(s.consumers);
+        }
+        Ok(total)
     }
 
     /// Waits until `queue` is idle ([`QueueStats::is_idle`]): its stream is empty (nothing
@@ -640,11 +688,17 @@ impl Admin {
     ///
     /// [`Error::Redis`].
     pub async fn exists(&self, queue: &str) -> Result<bool> {
-        redis::cmd("EXISTS")
-            .arg(self.keys(queue).stream)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(Error::redis("EXISTS"))
+        for p in self.partitions(queue).await? {
+            let found: bool = redis::cmd("EXISTS")
+                .arg(self.keys(&p).stream)
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(Error::redis("EXISTS"))?;
+            if found {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The counters of `queue`'s stream (`XINFO STREAM` and `XINFO GROUPS`, one round trip);
@@ -654,6 +708,37 @@ impl Admin {
     ///
     /// [`Error::Redis`].
     pub async fn stream_info(&self, queue: &str) -> Result<Option<StreamInfo>> {
+        let parts = self.partitions(queue).await?;
+        if parts.len() == 1 {
+            return self.stream_info_of(&parts[0]).await;
+        }
+        // A partitioned queue: the sums of its partitions' counters (a counter is `None` if
+        // any partition lacks it).
+        let mut total: Option<StreamInfo> = None;
+        for p in parts {
+            let Some(i) = self.stream_info_of(&p).await? else {
+                continue;
+            };
+            let sum = |a: Option<u64>, b: Option<u64>| Some(a? + b?);
+            total = Some(match total {
+                None => StreamInfo {
+                    queue: queue.to_owned(),
+                    ..i
+                },
+                Some(t) => StreamInfo {
+                    queue: t.queue,
+                    length: t.length + i.length,
+                    entries_added: sum(t.entries_added, i.entries_added),
+                    entries_removed: sum(t.entries_removed, i.entries_removed),
+                    entries_read: sum(t.entries_read, i.entries_read),
+                },
+            });
+        }
+        Ok(total)
+    }
+
+    /// [`stream_info`](Self::stream_info) of one stream.
+    async fn stream_info_of(&self, queue: &str) -> Result<Option<StreamInfo>> {
         let k = self.keys(queue);
         let reply: Value = redis::cmd("EVAL")
             .arg(
@@ -710,6 +795,18 @@ impl Admin {
     ///
     /// [`Error::Redis`].
     pub async fn pending(&self, queue: &str, count: usize) -> Result<Vec<PendingEntry>> {
+        let mut all = Vec::new();
+        for p in self.partitions(queue).await? {
+            if all.len() >= count {
+                break;
+            }
+            all.extend(self.pending_of(&p, count - all.len()).await?);
+        }
+        Ok(all)
+    }
+
+    /// [`pending`](Self::pending) of one stream.
+    async fn pending_of(&self, queue: &str, count: usize) -> Result<Vec<PendingEntry>> {
         let k = self.keys(queue);
         let mut conn = self.conn.clone();
         let reply: redis::RedisResult<Value> = redis::cmd("XPENDING")
@@ -844,7 +941,29 @@ impl Admin {
         Ok(self.dead_range(queue, dead_id, dead_id, 1).await?.pop())
     }
 
+    /// Up to `count` dead letters of `queue` (of each partition in turn) from `start` to `end`.
     async fn dead_range(
+        &self,
+        queue: &str,
+        start: &str,
+        end: &str,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        let mut all = Vec::new();
+        for p in self.partitions(queue).await? {
+            if all.len() >= count {
+                break;
+            }
+            all.extend(
+                self.dead_range_of(&p, start, end, count - all.len())
+                    .await?,
+            );
+        }
+        Ok(all)
+    }
+
+    /// [`dead_range`](Self::dead_range) of one stream.
+    async fn dead_range_of(
         &self,
         queue: &str,
         start: &str,
@@ -885,18 +1004,24 @@ impl Admin {
     ///
     /// [`Error::Redis`].
     pub async fn dead_replay(&self, queue: &str, dead_ids: &[String]) -> Result<ReplayReport> {
+        let mut report = ReplayReport::default();
         if dead_ids.is_empty() {
-            return Ok(ReplayReport::default());
+            return Ok(report);
         }
-        let k = self.keys(queue);
-        let (replayed, skipped): (usize, Vec<String>) = scripts::REPLAY
-            .key(&k.dead)
-            .key(&k.stream)
-            .arg(dead_ids)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(Error::redis("replay"))?;
-        Ok(ReplayReport { replayed, skipped })
+        // Each partition replays the ids it has and ignores the others.
+        for p in self.partitions(queue).await? {
+            let k = self.keys(&p);
+            let (replayed, skipped): (usize, Vec<String>) = scripts::REPLAY
+                .key(&k.dead)
+                .key(&k.stream)
+                .arg(dead_ids)
+                .invoke_async(&mut self.conn.clone())
+                .await
+                .map_err(Error::redis("replay"))?;
+            report.replayed += replayed;
+            report.skipped.extend(skipped);
+        }
+        Ok(report)
     }
 
     /// Replays every task that is dead when the call starts, as
@@ -910,13 +1035,26 @@ impl Admin {
     /// [`Error::Redis`]; tasks replayed before the error stay replayed.
     pub async fn dead_replay_all(&self, queue: &str) -> Result<ReplayReport> {
         let mut report = ReplayReport::default();
+        for p in self.partitions(queue).await? {
+            let done = self.dead_replay_all_of(&p).await?;
+            report.replayed += done.replayed;
+            report.skipped.extend(done.skipped);
+        }
+        Ok(report)
+    }
+
+    /// [`dead_replay_all`](Self::dead_replay_all) of one stream.
+    async fn dead_replay_all_of(&self, queue: &str) -> Result<ReplayReport> {
+        let mut report = ReplayReport::default();
         let newest = self.dead_newest_id(queue).await?;
         let Some(end) = newest else {
             return Ok(report);
         };
         let mut start = "-".to_owned();
         loop {
-            let batch = self.dead_range(queue, &start, &end, REPLAY_BATCH).await?;
+            let batch = self
+                .dead_range_of(queue, &start, &end, REPLAY_BATCH)
+                .await?;
             let Some(last) = batch.last() else {
                 return Ok(report);
             };
@@ -959,11 +1097,15 @@ impl Admin {
     ///
     /// [`Error::Redis`].
     pub async fn dead_purge(&self, queue: &str) -> Result<u64> {
-        PURGE
-            .key(self.keys(queue).dead)
-            .invoke_async(&mut self.conn.clone())
-            .await
-            .map_err(Error::redis("purge"))
+        let mut purged = 0;
+        for p in self.partitions(queue).await? {
+            purged += PURGE
+                .key(self.keys(&p).dead)
+                .invoke_async::<u64>(&mut self.conn.clone())
+                .await
+                .map_err(Error::redis("purge"))?;
+        }
+        Ok(purged)
     }
 
     /// The former name of [`dead_replay`](Self::dead_replay).

@@ -69,6 +69,8 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Per-queue in-flight limits set on the builder; they override the task options.
     pub queue_concurrency: HashMap<String, usize>,
+    /// Per-queue partition counts set on the builder; they override the task options.
+    pub queue_partitions: HashMap<String, u16>,
     /// Grace period at shutdown. Default: [`DEFAULT_GRACE_PERIOD`].
     pub grace_period: Duration,
     /// Blocking read time. Default: [`DEFAULT_BLOCK_TIMEOUT`].
@@ -108,6 +110,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("consumer", &self.consumer)
             .field("concurrency", &self.concurrency)
             .field("queue_concurrency", &self.queue_concurrency)
+            .field("queue_partitions", &self.queue_partitions)
             .field("grace_period", &self.grace_period)
             .field("block_timeout", &self.block_timeout)
             .field("promote_interval", &self.promote_interval)
@@ -131,6 +134,7 @@ impl WorkerConfig {
             consumer: default_consumer_name(),
             concurrency: DEFAULT_CONCURRENCY,
             queue_concurrency: HashMap::new(),
+            queue_partitions: HashMap::new(),
             grace_period: DEFAULT_GRACE_PERIOD,
             block_timeout: DEFAULT_BLOCK_TIMEOUT,
             promote_interval: DEFAULT_PROMOTE_INTERVAL,

@@ -1,6 +1,13 @@
 //! [`Producer`]: enqueue tasks, one at a time, pipelined in batches, or delayed.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
 
 use crate::redis::conn::Conn;
 use futures::StreamExt;
@@ -57,6 +64,10 @@ pub struct Producer {
     durability: Option<Durability>,
     /// The server's `(major, minor)` version read at connect, if it could be.
     server_version: Option<(u32, u32)>,
+    /// Round-robin counter for tasks of partitioned queues without a partition key.
+    next_partition: Arc<AtomicU64>,
+    /// Partition counts set on the builder, by queue.
+    partitions: Arc<HashMap<String, u16>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -76,6 +87,7 @@ pub struct ProducerBuilder {
     allow_eviction: bool,
     max_payload: usize,
     tls: TlsOptions,
+    partitions: HashMap<String, u16>,
 }
 
 impl std::fmt::Debug for ProducerBuilder {
@@ -111,6 +123,14 @@ impl ProducerBuilder {
         self
     }
 
+    /// Spreads `queue`'s tasks over `partitions` streams, overriding the task's `partitions`
+    /// (1 to [`MAX_PARTITIONS`](crate::task::MAX_PARTITIONS); the workers must use the same
+    /// number, see [`WorkerBuilder::queue_partitions`](crate::WorkerBuilder::queue_partitions)).
+    pub fn partitions(mut self, queue: &str, partitions: u16) -> Self {
+        self.partitions.insert(queue.to_owned(), partitions);
+        self
+    }
+
     /// TLS settings for a `rediss://` URL: a CA file, and a client certificate and key for
     /// mutual TLS (see [`TlsOptions`]; [`TlsOptions::from_env`] reads them from `MQ_TLS_CA`,
     /// `MQ_TLS_CERT`, `MQ_TLS_KEY`). Default: none (a `rediss://` URL trusts the system's
@@ -128,6 +148,16 @@ impl ProducerBuilder {
     /// settings with a `redis://` URL, [`Error::Tls`] for a certificate the server or the
     /// client does not accept.
     pub async fn connect(self) -> Result<Producer> {
+        if let Some((q, n)) = self
+            .partitions
+            .iter()
+            .find(|(_, n)| !(1..=crate::task::MAX_PARTITIONS).contains(*n))
+        {
+            return Err(Error::Config(format!(
+                "partitions for {q} is {n}; it must be 1 to {}",
+                crate::task::MAX_PARTITIONS
+            )));
+        }
         let endpoint = conn::Endpoint::open(&self.url, &self.tls)?;
         let mut conn = conn::managed(&endpoint, conn::COMMAND_TIMEOUT).await?;
         if !self.allow_eviction {
@@ -141,6 +171,8 @@ impl ProducerBuilder {
             max_payload: self.max_payload,
             durability: None,
             server_version,
+            next_partition: Arc::default(),
+            partitions: Arc::new(self.partitions),
         })
     }
 }
@@ -186,6 +218,7 @@ impl Producer {
             allow_eviction: false,
             max_payload: DEFAULT_MAX_PAYLOAD,
             tls: TlsOptions::default(),
+            partitions: HashMap::new(),
         }
     }
 
@@ -316,9 +349,48 @@ impl Producer {
         &self.prefix
     }
 
-    /// The keys of `T`'s queue.
+    /// The keys of `T`'s queue (of its first partition if it has
+    /// [`partitions`](crate::TaskOptions::partitions)).
     pub fn keys<T: Task>(&self) -> QueueKeys {
-        QueueKeys::new(&self.prefix, T::QUEUE)
+        self.partition_keys::<T>().swap_remove(0)
+    }
+
+    /// The number of partitions of `T`'s queue.
+    fn partition_count<T: Task>(&self) -> u16 {
+        if self.partitions.is_empty() {
+            return T::OPTIONS.partitions;
+        }
+        self.partitions
+            .get(T::QUEUE)
+            .copied()
+            .unwrap_or(T::OPTIONS.partitions)
+    }
+
+    /// The keys of each partition of `T`'s queue (one for an unpartitioned queue).
+    fn partition_keys<T: Task>(&self) -> Vec<QueueKeys> {
+        QueueKeys::partitions(&self.prefix, T::QUEUE, self.partition_count::<T>())
+    }
+
+    /// The partition `task` goes to: by its [partition key](Task::partition_key), or
+    /// round-robin; 0 for an unpartitioned queue.
+    fn partition_of<T: Task>(&self, task: &T) -> usize {
+        let n = self.partition_count::<T>();
+        if n <= 1 {
+            return 0;
+        }
+        usize::from(match task.partition_key() {
+            Some(key) => keys::partition_of(&key, n),
+            None => (self.next_partition.fetch_add(1, Ordering::Relaxed) % u64::from(n)) as u16,
+        })
+    }
+
+    /// The stream `task` goes to.
+    fn stream_of<T: Task>(&self, task: &T) -> String {
+        if self.partition_count::<T>() <= 1 {
+            return stream_key(&self.prefix, T::QUEUE);
+        }
+        let i = self.partition_of(task) as u16;
+        stream_key(&self.prefix, &keys::partition_name(T::QUEUE, i))
     }
 
     /// Enqueues one task and returns its id. One `XADD` (and, for a [durable](Self::durable)
@@ -334,7 +406,7 @@ impl Producer {
     pub async fn enqueue<T: Task>(&self, task: T) -> Result<String> {
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
         let mut pipe = redis::pipe();
-        pipe.add_command(xadd(&stream_key(&self.prefix, T::QUEUE), &env))
+        pipe.add_command(xadd(&self.stream_of(&task), &env))
             .ignore();
         self.send_one(pipe, "XADD", env.id).await
     }
@@ -367,9 +439,8 @@ impl Producer {
         &self,
         tasks: impl IntoIterator<Item = T>,
     ) -> Result<Vec<String>> {
-        let stream = stream_key(&self.prefix, T::QUEUE);
-        self.send_batches(tasks, "XADD", |pipe, env| {
-            pipe.add_command(xadd(&stream, env)).ignore();
+        self.send_batches(tasks, "XADD", |pipe, env, keys| {
+            pipe.add_command(xadd(&keys.stream, env)).ignore();
         })
         .await
     }
@@ -396,7 +467,7 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue_raw(&self, queue: &str, name: &str, payload: Vec<u8>) -> Result<String> {
-        keys::validate_queue_name(queue).map_err(Error::Config)?;
+        keys::validate_queue_or_partition(queue).map_err(Error::Config)?;
         if name.is_empty() {
             return Err(Error::Config("task name must not be empty".into()));
         }
@@ -498,7 +569,9 @@ impl Producer {
     /// Schedules one task: one script call, loaded and sent again if Redis does not have it.
     async fn schedule_one<T: Task>(&self, due: Due, task: T) -> Result<String> {
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
-        let keys = self.keys::<T>();
+        let keys = self
+            .partition_keys::<T>()
+            .swap_remove(self.partition_of(&task));
         let member = env.to_delayed_member();
         let mut inv = scripts::SCHEDULE.prepare_invoke();
         due.schedule_args(&mut inv, &keys, &member);
@@ -526,15 +599,14 @@ impl Producer {
         due: Due,
         tasks: impl IntoIterator<Item = T>,
     ) -> Result<Vec<String>> {
-        let keys = self.keys::<T>();
         let mut tasks = tasks.into_iter().peekable();
         if tasks.peek().is_some() {
             self.load_schedule().await?;
         }
-        self.send_batches(tasks, "schedule", |pipe, env| {
+        self.send_batches(tasks, "schedule", |pipe, env, keys| {
             let member = env.to_delayed_member();
             let mut inv = scripts::SCHEDULE.prepare_invoke();
-            due.schedule_args(&mut inv, &keys, &member);
+            due.schedule_args(&mut inv, keys, &member);
             pipe.invoke_script(&inv).ignore();
         })
         .await
@@ -579,42 +651,68 @@ impl Producer {
     }
 
     /// Encodes `tasks` and sends them in pipelines of [`ENQUEUE_BATCH`] commands (`add` puts
-    /// one task's command in a pipeline, its reply ignored), each followed by the durability
-    /// wait if any. Pipelines are sent as soon as they are built, a few in flight at once, so
-    /// building overlaps sending and memory stays bounded however many tasks there are. After
-    /// a pipeline that was not confirmed, no new one is sent.
+    /// one task's command for the keys of its partition in a pipeline, its reply ignored),
+    /// each followed by the durability wait if any. Each pipeline holds tasks of one partition
+    /// (one slot of a cluster). Pipelines are sent as soon as they are full, a few in flight
+    /// at once, so building overlaps sending and memory stays bounded however many tasks
+    /// there are. After a pipeline that was not confirmed, no new one is sent.
     async fn send_batches<T: Task>(
         &self,
         tasks: impl IntoIterator<Item = T>,
         op: &'static str,
-        mut add: impl FnMut(&mut redis::Pipeline, &Envelope),
+        mut add: impl FnMut(&mut redis::Pipeline, &Envelope, &QueueKeys),
     ) -> Result<Vec<String>> {
         let now = now_ms();
         let traceparent = current_traceparent();
+        let parts = self.partition_keys::<T>();
+        // Per partition: the pipeline being filled and the indexes (in `ids`) of its tasks.
+        let mut pipes: Vec<(redis::Pipeline, Vec<usize>)> =
+            parts.iter().map(|_| (redis::pipe(), Vec::new())).collect();
         let mut ids = Vec::new();
         let mut short: Option<Shortfall> = None;
         let mut in_flight = futures::stream::FuturesOrdered::new();
+        // A `WAIT` holds the connection on the server until it returns: with several durable
+        // pipelines in flight the later ones would queue behind the earlier waits and could
+        // outlast the response timeout. Durable batches go one at a time.
+        let max_in_flight = if self.durability.is_some() {
+            1
+        } else {
+            ENQUEUE_PIPELINES_IN_FLIGHT
+        };
         let mut tasks = tasks.into_iter().peekable();
-        while short.is_none() && tasks.peek().is_some() {
-            let mut pipe = redis::pipe();
-            for task in tasks.by_ref().take(ENQUEUE_BATCH) {
-                let env = self.envelope(&task, now, traceparent.as_deref())?;
-                add(&mut pipe, &env);
-                ids.push(env.id);
-            }
-            in_flight.push_back(send(pipe, self.conn.clone(), self.durability));
-            // A `WAIT` holds the connection on the server until it returns: with several
-            // durable pipelines in flight the later ones would queue behind the earlier waits
-            // and could outlast the response timeout. Durable batches go one at a time.
-            let max_in_flight = if self.durability.is_some() {
-                1
-            } else {
-                ENQUEUE_PIPELINES_IN_FLIGHT
-            };
-            if in_flight.len() >= max_in_flight {
-                if let Some(sent) = in_flight.next().await {
-                    short = Shortfall::worst(short, self.checked(sent, op).await?);
+        loop {
+            let task = if short.is_none() { tasks.next() } else { None };
+            let full = match &task {
+                Some(task) => {
+                    let env = self.envelope(task, now, traceparent.as_deref())?;
+                    let p = self.partition_of(task);
+                    add(&mut pipes[p].0, &env, &parts[p]);
+                    pipes[p].1.push(ids.len());
+                    ids.push(env.id);
+                    (pipes[p].1.len() >= ENQUEUE_BATCH).then_some(p)
                 }
+                None => None,
+            };
+            // Full pipelines go now; at the end (or after a shortfall), every non-empty one.
+            let ready: Vec<usize> = match (full, &task) {
+                (Some(p), _) => vec![p],
+                (None, Some(_)) => Vec::new(),
+                (None, None) if short.is_none() => (0..pipes.len())
+                    .filter(|&p| !pipes[p].1.is_empty())
+                    .collect(),
+                (None, None) => Vec::new(),
+            };
+            for p in ready {
+                let (pipe, _) = std::mem::take(&mut pipes[p]);
+                in_flight.push_back(send(pipe, self.conn.clone(), self.durability));
+                if in_flight.len() >= max_in_flight {
+                    if let Some(sent) = in_flight.next().await {
+                        short = Shortfall::worst(short, self.checked(sent, op).await?);
+                    }
+                }
+            }
+            if task.is_none() {
+                break;
             }
         }
         while let Some(sent) = in_flight.next().await {
@@ -622,7 +720,18 @@ impl Producer {
         }
         match short {
             None => Ok(ids),
-            Some(short) => Err(short.into_error(ids)),
+            Some(short) => {
+                // Tasks still in unsent pipelines (after a shortfall) were not enqueued.
+                let unsent: std::collections::HashSet<usize> =
+                    pipes.into_iter().flat_map(|(_, i)| i).collect();
+                let written = ids
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(i, _)| !unsent.contains(i))
+                    .map(|(_, id)| id)
+                    .collect();
+                Err(short.into_error(written))
+            }
         }
     }
 

@@ -38,6 +38,8 @@ pub const WAKE: &str = "<wake>";
 pub const WORKERS: &str = "<workers>";
 /// Placeholder for a worker's heartbeat key `<prefix>:worker:<consumer>`.
 pub const WORKER: &str = "<worker>";
+/// Placeholder for the hash of partition counts `<prefix>:partitions`.
+pub const PARTITIONS: &str = "<partitions>";
 
 const fn n(rule: &'static str, args: &'static [&'static str]) -> Needed {
     Needed { rule, args }
@@ -117,6 +119,7 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     n("publish", &["PUBLISH", WAKE, "x"]),
     n("subscribe", &["SUBSCRIBE", WAKE]),
     n("hset", &["HSET", WORKERS, "c", "x"]),
+    n("hget", &["HGET", PARTITIONS, "q"]),
     n("hdel", &["HDEL", WORKERS, "c"]),
     n("hkeys", &["HKEYS", WORKERS]),
     n("set", &["SET", WORKER, "x"]),
@@ -143,6 +146,7 @@ pub const CLI: &[Needed] = &[
     n("xrange", &["XRANGE", DEAD, "-", "+"]),
     n("xrevrange", &["XREVRANGE", DEAD, "+", "-"]),
     n("hgetall", &["HGETALL", WORKERS]),
+    n("hget", &["HGET", PARTITIONS, "q"]),
     n("get", &["GET", WORKER]),
     n("pttl", &["PTTL", WORKER]),
 ];
@@ -217,6 +221,7 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                     WAKE => k.wake.clone(),
                     WORKERS => keys::workers_key(prefix),
                     WORKER => keys::worker_key(prefix, consumer),
+                    PARTITIONS => keys::partitions_key(prefix),
                     a => a.to_owned(),
                 })
                 .collect();

@@ -43,6 +43,67 @@ impl QueueKeys {
     }
 }
 
+impl QueueKeys {
+    /// The keys of each partition of `queue` (see [`partition_name`]); for `partitions <= 1`
+    /// just the queue's own keys.
+    ///
+    /// ```
+    /// let parts = mq_core::redis::keys::QueueKeys::partitions("mq", "hot", 2);
+    /// assert_eq!(parts[0].stream, "mq:{hot#0}:stream");
+    /// assert_eq!(parts[1].dead, "mq:{hot#1}:dead");
+    /// assert_eq!(mq_core::redis::keys::QueueKeys::partitions("mq", "q", 1)[0].stream, "mq:{q}:stream");
+    /// ```
+    pub fn partitions(prefix: &str, queue: &str, partitions: u16) -> Vec<Self> {
+        if partitions <= 1 {
+            return vec![Self::new(prefix, queue)];
+        }
+        (0..partitions)
+            .map(|i| Self::new(prefix, &partition_name(queue, i)))
+            .collect()
+    }
+}
+
+/// The name of partition `i` of a partitioned queue: `{queue}#{i}`. Each partition has the
+/// keys of a queue of that name (`mq:{queue#i}:stream`, ...): its own hash tag, so its own
+/// slot of a Redis Cluster.
+pub fn partition_name(queue: &str, i: u16) -> String {
+    format!("{queue}#{i}")
+}
+
+/// The queue a stream name belongs to: `hot` for the partition `hot#3`, the name itself
+/// otherwise.
+pub fn base_queue(name: &str) -> &str {
+    match name.rsplit_once('#') {
+        Some((base, i)) if !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => name,
+    }
+}
+
+/// The partition of a task with partition key `key` in a queue of `partitions` partitions:
+/// CRC16-XMODEM of the key's UTF-8 bytes (the CRC of Redis Cluster's hash slots) modulo
+/// `partitions`. Producers in other languages compute the same.
+///
+/// ```
+/// use mq_core::redis::keys::partition_of;
+/// assert_eq!(partition_of("123456789", 1024), 0x31C3 % 1024); // CRC16-XMODEM check value
+/// assert!(partition_of("account-7", 4) < 4);
+/// ```
+pub fn partition_of(key: &str, partitions: u16) -> u16 {
+    crc16::State::<crc16::XMODEM>::calculate(key.as_bytes()) % partitions.max(1)
+}
+
+/// Checks a queue or partition name as [`validate_queue_name`], allowing a partition suffix
+/// `#<digits>` (`hot#3`).
+pub fn validate_queue_or_partition(name: &str) -> Result<(), String> {
+    validate_queue_name(base_queue(name))
+}
+
+/// `{prefix}:partitions`: hash, queue name -> its number of partitions, written by the workers
+/// of partitioned queues, so that admin tools find every partition.
+pub fn partitions_key(prefix: &str) -> String {
+    format!("{prefix}:partitions")
+}
+
 /// `{prefix}:workers`: hash of live workers, consumer name -> description.
 pub fn workers_key(prefix: &str) -> String {
     format!("{prefix}:workers")

@@ -117,7 +117,7 @@ impl Window {
 
 impl Fetcher {
     pub(super) async fn run(self) {
-        let health_part = format!("fetch {}", self.queue.queue);
+        let health_part = format!("fetch {}", self.queue.keys.queue);
         // The fetch connection's `CLIENT ID`, for unblocking its read at shutdown; asked for
         // before the first blocking read and again after any error (a reconnect changes it).
         let mut client_id: Option<i64> = None;

@@ -61,7 +61,7 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
             break;
         }
         for q in &queues {
-            let part = format!("renew {}", q.queue);
+            let part = format!("renew {}", q.keys.queue);
             match renew(&shared, q, &mut conn).await {
                 Ok(()) => shared.health.ok(&part),
                 Err(e) => {

@@ -113,10 +113,21 @@ impl WorkerBuilder {
     }
 
     /// In-flight limit for one queue in this process; overrides the task's `concurrency`.
+    /// For a partitioned queue the limit covers all its partitions.
     pub fn queue_concurrency(mut self, queue: &str, limit: usize) -> Self {
         self.config
             .queue_concurrency
             .insert(queue.to_owned(), limit);
+        self
+    }
+
+    /// Number of partitions of `queue` (1 to [`MAX_PARTITIONS`](crate::task::MAX_PARTITIONS));
+    /// overrides the task's `partitions`. Producers must spread the queue's tasks over the
+    /// same number ([`ProducerBuilder::partitions`](crate::producer::ProducerBuilder::partitions)).
+    pub fn queue_partitions(mut self, queue: &str, partitions: u16) -> Self {
+        self.config
+            .queue_partitions
+            .insert(queue.to_owned(), partitions);
         self
     }
 
@@ -286,9 +297,29 @@ impl WorkerBuilder {
                 ));
             }
         }
-        for q in handlers.keys() {
+        for (q, h) in &handlers {
             if let Err(e) = validate_queue_name(q) {
                 problems.push(e);
+            }
+            let mut counts: Vec<u16> = h.values().map(|h| h.options().partitions).collect();
+            counts.sort_unstable();
+            counts.dedup();
+            if counts.len() > 1 && !config.queue_partitions.contains_key(q) {
+                problems.push(format!(
+                    "the task types of queue {q:?} disagree on its partitions ({counts:?}): \
+                     give them the same `partitions`, or set queue_partitions"
+                ));
+            }
+        }
+        for (q, n) in &config.queue_partitions {
+            if !(1..=crate::task::MAX_PARTITIONS).contains(n) {
+                problems.push(format!(
+                    "queue_partitions for {q} must be 1 to {}",
+                    crate::task::MAX_PARTITIONS
+                ));
+            }
+            if !handlers.contains_key(q) {
+                problems.push(format!("queue_partitions for {q:?}, which has no handler"));
             }
         }
         if !problems.is_empty() {
@@ -328,44 +359,60 @@ impl WorkerBuilder {
         .await?;
         let mut queues = Vec::new();
         for (name, handlers) in handlers {
-            let keys = QueueKeys::new(&config.prefix, &name);
-            conn::retry_transient("create consumer group", started, wait, || {
-                let (mut c, stream, group) = (data.clone(), &keys.stream, &config.group);
-                async move {
-                    let r = conn::ensure_group(&mut c, stream, group).await;
-                    if let Err(Error::Redis { source, .. }) = &r {
-                        conn::reconnect_if_readonly(&c, source).await;
-                    }
-                    r
-                }
-            })
-            .await?;
+            let partitions = config
+                .queue_partitions
+                .get(&name)
+                .copied()
+                .unwrap_or_else(|| {
+                    handlers
+                        .values()
+                        .map(|h| h.options().partitions)
+                        .max()
+                        .unwrap_or(1)
+                });
+            check_partitions(&data, &config.prefix, &name, partitions).await?;
             let limit = config.queue_concurrency.get(&name).copied().or_else(|| {
                 handlers
                     .values()
                     .filter_map(|h| h.options().concurrency)
                     .min()
             });
-            let fetch = conn::retry_transient("connect", started, wait, || {
-                conn::managed(&endpoint, config.block_timeout + conn::COMMAND_TIMEOUT)
-            })
-            .await?;
             let names: Vec<&str> = handlers.keys().map(String::as_str).collect();
             let in_flight_limit = limit.unwrap_or(config.concurrency).min(config.concurrency);
-            let queue_metrics = metrics.queue(&name, &names, in_flight_limit);
-            queues.push(QueueRuntime {
-                state: Arc::new(QueueState {
-                    metrics: queue_metrics,
-                    keys,
-                    queue: Arc::from(name.as_str()),
-                    handlers,
-                    limit: limit.map(|n| Arc::new(Semaphore::new(n))),
-                    in_flight: Mutex::new(HashSet::new()),
-                    wake: tokio::sync::Notify::new(),
-                }),
-                fetch,
-                prefetch: in_flight_limit,
-            });
+            let queue_metrics = Arc::new(metrics.queue(&name, &names, in_flight_limit));
+            // The partitions of a queue share its limit, handlers and metrics; each has its
+            // own stream, fetcher, promoter and reclaimer.
+            let limit = limit.map(|n| Arc::new(Semaphore::new(n)));
+            for keys in QueueKeys::partitions(&config.prefix, &name, partitions) {
+                conn::retry_transient("create consumer group", started, wait, || {
+                    let (mut c, stream, group) = (data.clone(), &keys.stream, &config.group);
+                    async move {
+                        let r = conn::ensure_group(&mut c, stream, group).await;
+                        if let Err(Error::Redis { source, .. }) = &r {
+                            conn::reconnect_if_readonly(&c, source).await;
+                        }
+                        r
+                    }
+                })
+                .await?;
+                let fetch = conn::retry_transient("connect", started, wait, || {
+                    conn::managed(&endpoint, config.block_timeout + conn::COMMAND_TIMEOUT)
+                })
+                .await?;
+                queues.push(QueueRuntime {
+                    state: Arc::new(QueueState {
+                        metrics: queue_metrics.clone(),
+                        keys,
+                        queue: Arc::from(name.as_str()),
+                        handlers: handlers.clone(),
+                        limit: limit.clone(),
+                        in_flight: Mutex::new(HashSet::new()),
+                        wake: tokio::sync::Notify::new(),
+                    }),
+                    fetch,
+                    prefetch: in_flight_limit,
+                });
+            }
         }
         queues.sort_by(|a, b| a.state.keys.queue.cmp(&b.state.keys.queue));
         let queue_names: Vec<String> = queues.iter().map(|q| q.state.keys.queue.clone()).collect();
@@ -423,8 +470,8 @@ pub(crate) struct QueueState {
     pub(crate) limit: Option<Arc<Semaphore>>,
     /// Entry ids this worker is running or has not settled yet: their leases are renewed.
     pub(crate) in_flight: Mutex<HashSet<String>>,
-    /// Metric handles of this queue.
-    pub(crate) metrics: QueueMetrics,
+    /// Metric handles of this queue (shared by its partitions).
+    pub(crate) metrics: Arc<QueueMetrics>,
     /// Wakes the queue's promoter: an earlier delayed task was scheduled.
     pub(crate) wake: tokio::sync::Notify,
 }
@@ -452,6 +499,36 @@ impl QueueState {
 
     pub(crate) fn in_flight_ids(&self) -> Vec<String> {
         lock(&self.in_flight).iter().cloned().collect()
+    }
+}
+
+/// Records `queue`'s number of partitions in `{prefix}:partitions` (where admin tools find
+/// it), refusing fewer than recorded: tasks in the partitions left out would never run.
+async fn check_partitions(data: &Conn, prefix: &str, queue: &str, partitions: u16) -> Result<()> {
+    let key = crate::redis::keys::partitions_key(prefix);
+    let mut c = data.clone();
+    let recorded: Option<u16> = redis::cmd("HGET")
+        .arg(&key)
+        .arg(queue)
+        .query_async(&mut c)
+        .await
+        .map_err(Error::redis("HGET partitions"))?;
+    match recorded {
+        Some(r) if r > partitions => Err(Error::Config(format!(
+            "queue {queue:?} has {r} partitions (recorded in {key}), this worker is set up for \
+             {partitions}: the tasks of partitions {partitions}..{r} would never run. Use \
+             partitions = {r}; to shrink a queue, drain it first and delete the field \
+             (HDEL {key} {queue})"
+        ))),
+        Some(r) if r == partitions => Ok(()),
+        None if partitions <= 1 => Ok(()),
+        _ => redis::cmd("HSET")
+            .arg(&key)
+            .arg(queue)
+            .arg(partitions)
+            .query_async(&mut c)
+            .await
+            .map_err(Error::redis("HSET partitions")),
     }
 }
 

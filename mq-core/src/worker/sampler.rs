@@ -41,9 +41,12 @@ pub(super) async fn run(
 
 async fn sample(shared: &Shared, admin: &Admin, queues: &[Arc<QueueState>]) -> Result<()> {
     let m = &shared.metrics;
-    for q in queues {
-        let s = admin.stats(&q.queue).await?;
-        let label = [&*q.queue];
+    // The partitions of a queue share its name: one aggregate sample per queue.
+    let mut names: Vec<&str> = queues.iter().map(|q| &*q.queue).collect();
+    names.dedup();
+    for name in names {
+        let s = admin.stats(name).await?;
+        let label = [name];
         m.depth.with_label_values(&label).set(s.backlog as i64);
         m.pending.with_label_values(&label).set(s.pending as i64);
         m.delayed.with_label_values(&label).set(s.delayed as i64);
