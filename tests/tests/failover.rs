@@ -14,7 +14,7 @@ use std::{
 };
 
 use mq_core::{redis::keys::QueueKeys, Producer, Task, TaskContext, TaskError, Worker};
-use mq_tests::{cluster, run_worker, wait_until};
+use mq_tests::{cluster, run_worker};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, Task)]
