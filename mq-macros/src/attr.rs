@@ -24,6 +24,8 @@ pub(crate) const KEYS: &[&str] = &[
     "timeout",
     "backoff",
     "concurrency",
+    "partitions",
+    "partition_by",
     "crate",
 ];
 
@@ -35,7 +37,7 @@ pub(crate) struct Spanned<T> {
 }
 
 impl<T> Spanned<T> {
-    fn new(value: T, span: Span) -> Self {
+    pub(crate) fn new(value: T, span: Span) -> Self {
         Self { value, span }
     }
 }
@@ -62,6 +64,12 @@ pub(crate) struct TaskAttrs {
     pub(crate) timeout: Option<Spanned<Option<Duration>>>,
     pub(crate) backoff: Option<Spanned<BackoffSpec>>,
     pub(crate) concurrency: Option<Spanned<usize>>,
+    /// A `u16` literal, read wider so that `check.rs` reports every value out of its range
+    /// (1 to `MAX_PARTITIONS`) with the same message.
+    pub(crate) partitions: Option<Spanned<u64>>,
+    /// The field name as written in the string; whether the field exists is checked in
+    /// `check.rs`.
+    pub(crate) partition_by: Option<Spanned<String>>,
     pub(crate) krate: Option<Spanned<syn::Path>>,
     /// Keys seen so far, valid value or not, to report repetitions.
     seen: Vec<String>,
@@ -84,6 +92,11 @@ impl TaskAttrs {
             }
         }
         out
+    }
+
+    /// Whether `key` was given, with a valid value or not.
+    pub(crate) fn given(&self, key: &str) -> bool {
+        self.seen.iter().any(|k| k == key)
     }
 
     /// Parses one `key = value` entry. Returns `Err` only when the value could not be
@@ -125,6 +138,13 @@ impl TaskAttrs {
             "concurrency" => {
                 self.concurrency = lit_int(cx, &key, &value, "usize")
                     .and_then(|lit| record(cx, parse_int::<usize>(&lit, "usize")));
+            }
+            "partitions" => {
+                self.partitions = lit_int(cx, &key, &value, "u16")
+                    .and_then(|lit| record(cx, parse_int::<u64>(&lit, "u64")));
+            }
+            "partition_by" => {
+                self.partition_by = lit_str(cx, &key, &value).map(|s| spanned_string(&s));
             }
             "timeout" => {
                 self.timeout = lit_str(cx, &key, &value).and_then(|lit| {
@@ -215,6 +235,7 @@ fn lit_str(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<LitStr> {
                 "name" => "`name = \"EmbedImage\"`",
                 "timeout" => "`timeout = \"30s\"` or `timeout = \"none\"`",
                 "backoff" => "`backoff = \"exponential(1s, 10m)\"`",
+                "partition_by" => "`partition_by = \"account\"` (a field of the struct)",
                 "crate" => "`crate = \"::mq_core\"`",
                 _ => "a string literal",
             };
@@ -435,6 +456,7 @@ mod tests {
             #[doc = "not ours"]
             #[task(timeout = "2m", backoff = "fixed(5s)")]
             #[task(concurrency = 8, crate = "renamed::mq")]
+            #[task(partitions = 16, partition_by = "account")]
             struct EmbedImage;
         });
         assert!(errors.is_empty(), "{errors:?}");
@@ -444,6 +466,8 @@ mod tests {
         assert_eq!(attrs.timeout.unwrap().value, Some(secs(120)));
         assert_eq!(attrs.backoff.unwrap().value, BackoffSpec::Fixed(secs(5)));
         assert_eq!(attrs.concurrency.unwrap().value, 8);
+        assert_eq!(attrs.partitions.unwrap().value, 16);
+        assert_eq!(attrs.partition_by.unwrap().value, "account");
         assert_eq!(path_to_string(&attrs.krate.unwrap().value), "renamed::mq");
     }
 
@@ -466,7 +490,7 @@ mod tests {
             errors,
             vec![
                 "unknown task attribute `retries`; expected one of: queue, name, max_retries, \
-                 timeout, backoff, concurrency, crate",
+                 timeout, backoff, concurrency, partitions, partition_by, crate",
                 "duplicate task attribute `queue`",
                 "expected an unsigned integer literal (u32) for `max_retries`, e.g. \
                  `max_retries = 5`",
@@ -476,7 +500,7 @@ mod tests {
                 "`concurrency` is a usize; remove the `u8` suffix",
                 "duplicate task attribute `max_retries`",
                 "unknown task attribute `x::y`; expected one of: queue, name, max_retries, \
-                 timeout, backoff, concurrency, crate",
+                 timeout, backoff, concurrency, partitions, partition_by, crate",
                 "duplicate task attribute `max_retries`",
             ]
         );
@@ -495,6 +519,43 @@ mod tests {
             parse(syn::parse_quote! { #[task(max_retries = 4294967295u32)] struct A; });
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(attrs.max_retries.unwrap().value, u32::MAX);
+    }
+
+    #[test]
+    fn partition_values() {
+        // Range and field existence are checked in check.rs; here only literal types.
+        let (attrs, errors) =
+            parse(syn::parse_quote! { #[task(partitions = 0, partition_by = "x y")] struct A; });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(attrs.partitions.unwrap().value, 0);
+        assert_eq!(attrs.partition_by.unwrap().value, "x y");
+        let (attrs, errors) = parse(syn::parse_quote! {
+            #[task(partitions = 18446744073709551616, partition_by = account)]
+            #[task(partitions = 4u8)]
+            struct A;
+        });
+        assert_eq!(
+            errors,
+            vec![
+                "`18446744073709551616` does not fit in u64",
+                "expected a string literal for `partition_by`, e.g. `partition_by = \"account\"` \
+                 (a field of the struct)",
+                "duplicate task attribute `partitions`",
+            ]
+        );
+        assert!(attrs.partitions.is_none() && attrs.partition_by.is_none());
+        assert!(attrs.given("partitions") && attrs.given("partition_by"));
+        assert!(!attrs.given("queue"));
+        let (_, errors) = parse(syn::parse_quote! { #[task(partitions = "4")] struct A; });
+        assert_eq!(
+            errors,
+            vec!["expected an unsigned integer literal (u16) for `partitions`, e.g. `partitions = 5`"]
+        );
+        let (_, errors) = parse(syn::parse_quote! { #[task(partitions = 4u8)] struct A; });
+        assert_eq!(
+            errors,
+            vec!["`partitions` is a u16; remove the `u8` suffix"]
+        );
     }
 
     #[test]

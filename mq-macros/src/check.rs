@@ -6,13 +6,18 @@
 
 use std::time::Duration;
 
-use syn::{Data, DeriveInput, Ident};
+use syn::ext::IdentExt as _;
+use syn::{Data, DeriveInput, Fields, Ident};
 
 use crate::attr::{BackoffSpec, Spanned, TaskAttrs};
 use crate::Ctxt;
 
 /// Longest accepted queue name.
 pub(crate) const MAX_QUEUE_LEN: usize = 200;
+
+/// Most partitions of a queue; the same value as `mq_core::MAX_PARTITIONS` (this crate cannot
+/// depend on mq-core, which re-exports it).
+pub(crate) const MAX_PARTITIONS: u16 = 1024;
 
 /// A valid task definition: everything `expand.rs` needs.
 pub(crate) struct TaskModel {
@@ -27,11 +32,15 @@ pub(crate) struct TaskModel {
     pub(crate) timeout: Option<Spanned<Option<Duration>>>,
     pub(crate) backoff: Option<Spanned<BackoffSpec>>,
     pub(crate) concurrency: Option<Spanned<usize>>,
+    pub(crate) partitions: Option<Spanned<u16>>,
+    /// The field named by `partition_by`, spanned at the string literal that named it.
+    pub(crate) partition_by: Option<Spanned<Ident>>,
 }
 
 /// Checks the input type and its attributes, recording every problem in `cx`.
 pub(crate) fn check(cx: &mut Ctxt, input: &DeriveInput, attrs: TaskAttrs) -> TaskModel {
     check_shape(cx, input);
+    let partitions_given = attrs.given("partitions");
 
     let ident = input.ident.clone();
     let type_name = ident_name(&ident);
@@ -98,6 +107,49 @@ pub(crate) fn check(cx: &mut Ctxt, input: &DeriveInput, attrs: TaskAttrs) -> Tas
         c.value != 0
     });
 
+    let partitions = attrs.partitions.and_then(|p| {
+        let valid = u16::try_from(p.value)
+            .ok()
+            .filter(|n| (1..=MAX_PARTITIONS).contains(n));
+        if valid.is_none() {
+            cx.error(
+                p.span,
+                format!(
+                    "partitions must be between 1 and {MAX_PARTITIONS}, got {}; leave it out \
+                     for one stream (the default)",
+                    p.value
+                ),
+            );
+        }
+        valid.map(|n| Spanned::new(n, p.span))
+    });
+
+    let partition_by = match &attrs.partition_by {
+        Some(by) => {
+            // A `partitions` value that was given but rejected already has its error.
+            let single = match &partitions {
+                Some(p) => p.value == 1,
+                None => !partitions_given,
+            };
+            if single {
+                cx.error(
+                    by.span,
+                    "partition_by needs partitions = N with N > 1: with one partition every \
+                     task goes to the same stream; add e.g. `partitions = 8`",
+                );
+            }
+            partition_field(input, &by.value)
+                .map_err(|e| cx.error(by.span, e))
+                .ok()
+                .map(|field| {
+                    let mut field = field.clone();
+                    field.set_span(by.span);
+                    Spanned::new(field, by.span)
+                })
+        }
+        None => None,
+    };
+
     let krate = match attrs.krate {
         Some(k) => k.value,
         None => syn::parse_quote!(::mq_core),
@@ -112,7 +164,52 @@ pub(crate) fn check(cx: &mut Ctxt, input: &DeriveInput, attrs: TaskAttrs) -> Tas
         timeout,
         backoff,
         concurrency,
+        partitions,
+        partition_by,
     }
+}
+
+/// The field of `input` named `name` (a raw identifier matches with or without its `r#`).
+fn partition_field<'a>(input: &'a DeriveInput, name: &str) -> Result<&'a Ident, String> {
+    let ty = ident_name(&input.ident);
+    let fields = match &input.data {
+        Data::Struct(s) => match &s.fields {
+            Fields::Named(named) => &named.named,
+            Fields::Unnamed(_) => {
+                return Err(format!(
+                    "partition_by names a field, but `{ty}` is a tuple struct; give it named \
+                     fields"
+                ))
+            }
+            Fields::Unit => {
+                return Err(format!(
+                    "partition_by names a field, but `{ty}` is a unit struct and has none"
+                ))
+            }
+        },
+        Data::Enum(_) => {
+            return Err(format!(
+                "partition_by names a field, so it needs a struct with named fields; `{ty}` is \
+                 an enum"
+            ))
+        }
+        // Reported by `check_shape`.
+        Data::Union(_) => return Err("partition_by needs a struct with named fields".to_owned()),
+    };
+    let wanted = name.strip_prefix("r#").unwrap_or(name);
+    let idents = fields.iter().filter_map(|f| f.ident.as_ref());
+    if let Some(found) = idents.clone().find(|i| i.unraw() == wanted) {
+        return Ok(found);
+    }
+    let names: Vec<String> = idents.map(|i| format!("`{}`", i.unraw())).collect();
+    Err(if names.is_empty() {
+        format!("partition_by names the field `{name}`, but `{ty}` has no fields")
+    } else {
+        format!(
+            "`{ty}` has no field `{name}`; partition_by names one of its fields: {}",
+            names.join(", ")
+        )
+    })
 }
 
 /// Rejects unions and generic types.
@@ -359,6 +456,119 @@ mod tests {
         assert!(errors[5].contains("concurrency must be at least 1"));
         // Invalid options fall back to the defaults.
         assert!(m.timeout.is_none() && m.backoff.is_none() && m.concurrency.is_none());
+    }
+
+    #[test]
+    fn partitions_range() {
+        for ok in [1, 2, 1024] {
+            let input: DeriveInput =
+                syn::parse_str(&format!("#[task(partitions = {ok})] struct A;")).unwrap();
+            let (m, errors) = run(input);
+            assert!(errors.is_empty(), "{ok}: {errors:?}");
+            assert_eq!(m.partitions.unwrap().value, ok);
+        }
+        for bad in [0, 1025, 65535, 70000] {
+            let input: DeriveInput =
+                syn::parse_str(&format!("#[task(partitions = {bad})] struct A;")).unwrap();
+            let (m, errors) = run(input);
+            assert_eq!(
+                errors,
+                vec![format!(
+                    "partitions must be between 1 and 1024, got {bad}; leave it out for one \
+                     stream (the default)"
+                )]
+            );
+            assert!(m.partitions.is_none());
+        }
+    }
+
+    const NEEDS_PARTITIONS: &str = "partition_by needs partitions = N with N > 1: with one \
+        partition every task goes to the same stream; add e.g. `partitions = 8`";
+
+    #[test]
+    fn partition_by_field() {
+        let (m, errors) = run(syn::parse_quote! {
+            #[task(partitions = 4, partition_by = "account")]
+            struct Transfer { account: String, amount: u64 }
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(m.partition_by.unwrap().value, "account");
+
+        let (m, errors) = run(syn::parse_quote! {
+            #[task(partitions = 4, partition_by = "acount")]
+            struct Transfer { account: String, r#type: u64 }
+        });
+        assert_eq!(
+            errors,
+            vec![
+                "`Transfer` has no field `acount`; partition_by names one of its fields: \
+                 `account`, `type`"
+            ]
+        );
+        assert!(m.partition_by.is_none());
+        let (_, errors) = run(syn::parse_quote! {
+            #[task(partitions = 4, partition_by = "x")]
+            struct Empty {}
+        });
+        assert_eq!(
+            errors,
+            vec!["partition_by names the field `x`, but `Empty` has no fields"]
+        );
+    }
+
+    #[test]
+    fn partition_by_needs_named_fields() {
+        let (_, errors) = run(syn::parse_quote! {
+            #[task(partitions = 4, partition_by = "a")]
+            enum E { A { a: u8 } }
+        });
+        assert_eq!(
+            errors,
+            vec![
+                "partition_by names a field, so it needs a struct with named fields; `E` is an \
+                 enum"
+            ]
+        );
+        let (_, errors) = run(syn::parse_quote! {
+            #[task(partitions = 4, partition_by = "0")]
+            struct T(u8);
+        });
+        assert!(errors[0].contains("`T` is a tuple struct"), "{errors:?}");
+        let (_, errors) = run(syn::parse_quote! {
+            #[task(partitions = 4, partition_by = "a")]
+            struct U;
+        });
+        assert!(errors[0].contains("`U` is a unit struct"), "{errors:?}");
+    }
+
+    #[test]
+    fn partition_by_needs_partitions() {
+        for attrs in [
+            quote::quote!(#[task(partition_by = "a")]),
+            quote::quote!(#[task(partition_by = "a", partitions = 1)]),
+        ] {
+            let (m, errors) = run(syn::parse_quote! { #attrs struct A { a: u8 } });
+            assert_eq!(errors, vec![NEEDS_PARTITIONS], "{attrs}");
+            // The field is still checked (and kept: the build fails anyway).
+            assert!(m.partition_by.is_some());
+        }
+        // A rejected `partitions` has its own error; no second one about it.
+        for attrs in [
+            quote::quote!(#[task(partition_by = "a", partitions = 0)]),
+            quote::quote!(#[task(partition_by = "a", partitions = "4")]),
+        ] {
+            let (_, errors) = run(syn::parse_quote! { #attrs struct A { a: u8 } });
+            assert_eq!(errors.len(), 1, "{attrs}: {errors:?}");
+            assert!(!errors[0].contains("partition_by"), "{errors:?}");
+        }
+        // Both problems at once.
+        let (_, errors) = run(syn::parse_quote! {
+            #[task(partition_by = "b")]
+            struct A { a: u8 }
+        });
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0], NEEDS_PARTITIONS);
+        assert!(errors[1].contains("no field `b`"), "{errors:?}");
     }
 
     #[test]

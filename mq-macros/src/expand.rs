@@ -55,6 +55,21 @@ pub(crate) fn expand(model: &TaskModel) -> TokenStream {
         let lit = spanned_lit(Literal::usize_unsuffixed(c.value), c.span);
         fields.push(quote_spanned!(c.span=> concurrency: ::core::option::Option::Some(#lit),));
     }
+    if let Some(p) = &model.partitions {
+        let lit = spanned_lit(Literal::u16_unsuffixed(p.value), p.span);
+        fields.push(quote_spanned!(p.span=> partitions: #lit,));
+    }
+
+    // Spanned at the `partition_by` string, so a field type without `Display` gets rustc's
+    // trait-bound error there.
+    let partition_key = model.partition_by.as_ref().map(|by| {
+        let field = &by.value;
+        quote_spanned! {by.span=>
+            fn partition_key(&self) -> ::core::option::Option<::std::string::String> {
+                ::core::option::Option::Some(::std::string::ToString::to_string(&self.#field))
+            }
+        }
+    });
 
     quote_spanned! {span=>
         #[automatically_derived]
@@ -65,6 +80,7 @@ pub(crate) fn expand(model: &TaskModel) -> TokenStream {
                 #(#fields)*
                 ..#krate::TaskOptions::DEFAULT
             };
+            #partition_key
         }
     }
 }
@@ -145,6 +161,50 @@ mod tests {
             }
             .to_string()
         );
+    }
+
+    #[test]
+    fn partitions_and_partition_by() {
+        let out = expand_str(syn::parse_quote! {
+            #[task(partitions = 16, partition_by = "account")]
+            struct Transfer { account: String, amount: u64 }
+        });
+        assert_eq!(
+            out,
+            quote! {
+                #[automatically_derived]
+                impl ::mq_core::Task for Transfer {
+                    const NAME: &'static str = "Transfer";
+                    const QUEUE: &'static str = "transfer";
+                    const OPTIONS: ::mq_core::TaskOptions = ::mq_core::TaskOptions {
+                        partitions: 16,
+                        ..::mq_core::TaskOptions::DEFAULT
+                    };
+                    fn partition_key(&self) -> ::core::option::Option<::std::string::String> {
+                        ::core::option::Option::Some(
+                            ::std::string::ToString::to_string(&self.account)
+                        )
+                    }
+                }
+            }
+            .to_string()
+        );
+    }
+
+    #[test]
+    fn partitions_without_partition_by_keeps_round_robin() {
+        let out = expand_str(syn::parse_quote! {
+            #[task(partitions = 1024)]
+            enum Job { A }
+        });
+        assert!(out.contains("partitions : 1024 ,"), "{out}");
+        assert!(!out.contains("partition_key"), "{out}");
+        // A raw field name is matched with or without `r#` and emitted as written.
+        let out = expand_str(syn::parse_quote! {
+            #[task(partitions = 2, partition_by = "type")]
+            struct A { r#type: u8 }
+        });
+        assert!(out.contains("to_string (& self . r#type)"), "{out}");
     }
 
     #[test]

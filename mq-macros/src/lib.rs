@@ -51,6 +51,8 @@ mod expand;
 /// | `timeout` | human duration string, or `"none"` | `TaskOptions::DEFAULT` (30 min) |
 /// | `backoff` | `"none"`, `"fixed(<duration>)"`, `"exponential(<base>, <cap>)"` | `TaskOptions::DEFAULT` (`exponential(1s, 10m)`) |
 /// | `concurrency` | integer literal ≥ 1 (`usize`) | none (only the worker's global limit) |
+/// | `partitions` | integer literal, 1 to 1024 (`u16`) | `TaskOptions::DEFAULT` (1: one stream) |
+/// | `partition_by` | string: name of a field (structs with named fields), needs `partitions` > 1 | none (round-robin) |
 /// | `crate` | string: path of the runtime crate | `"::mq_core"` |
 ///
 /// - **`queue = "images"`**: the Redis queue the task goes to. The default is the type name
@@ -74,6 +76,22 @@ mod expand;
 ///
 ///   Whitespace around the parts is ignored: `"exponential( 1s , 10m )"` is fine.
 /// - **`concurrency = 8`**: per-queue limit of in-flight tasks in each worker process.
+/// - **`partitions = 8`**: spreads the queue over 8 streams, `{queue#0}`..`{queue#7}`, each its
+///   own hash tag and so its own slot of a Redis Cluster; workers read every partition. At
+///   most `mq_core::task::MAX_PARTITIONS` (1024). Every task type of one queue must give the
+///   same number.
+/// - **`partition_by = "account"`**: tasks with the same value of the field `account` go to
+///   the same partition, one stream, and so are read in their enqueue order. The derive
+///   implements `Task::partition_key` as the field's `to_string()`, so the field's type must
+///   implement `Display` (rustc's error points at the string otherwise). The partition of a
+///   keyed task is `crc16_xmodem(key) % partitions` over the key's UTF-8 bytes: exactly the
+///   CRC16 of Redis Cluster's key slots, without its `% 16384`, so producers in other
+///   languages can compute it. Without `partition_by`, tasks are spread round-robin.
+///
+///   Only a field can be named, not a method: for a computed key, store it in a field (or
+///   implement `Task` by hand with a `partition_key` method). Enums, tuple structs and unit
+///   structs have no named field and are rejected, as is `partition_by` without
+///   `partitions` > 1 (with one partition there is nothing to pick).
 /// - **`crate = "::mq_core"`**: where to find `Task`, `TaskOptions` and `Backoff`, for crates
 ///   that re-export mq under another path:
 ///
@@ -103,13 +121,24 @@ mod expand;
 /// }
 /// ```
 ///
+/// `#[task(partitions = 8, partition_by = "account")]` adds `partitions: 8,` to `OPTIONS` and,
+/// inside the impl:
+///
+/// ```text
+/// fn partition_key(&self) -> ::core::option::Option<::std::string::String> {
+///     ::core::option::Option::Some(::std::string::ToString::to_string(&self.account))
+/// }
+/// ```
+///
 /// # Errors
 ///
 /// Every mistake is reported in one build, each at the offending token: unknown or repeated
 /// keys, values of the wrong literal type, unparsable durations or backoffs, an exponential
-/// `cap` below its `base`, `concurrency = 0`, invalid queue or task names, unions and generic
-/// types. A type that lacks `Serialize`/`Deserialize` gets rustc's trait-bound error on its
-/// name.
+/// `cap` below its `base`, `concurrency = 0`, `partitions` outside 1 to 1024, a `partition_by`
+/// that names no field of the struct, is used on an enum, tuple or unit struct, or comes
+/// without `partitions` > 1, invalid queue or task names, unions and generic types. A type
+/// that lacks `Serialize`/`Deserialize` gets rustc's trait-bound error on its name; a
+/// `partition_by` field that is not `Display` gets it on the string.
 ///
 /// [`TaskOptions`]: https://docs.rs/mq-core/latest/mq_core/struct.TaskOptions.html
 #[proc_macro_derive(Task, attributes(task))]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 )]
 #[task(backoff = "exponential( 500ms , 10m )")]
 #[task(concurrency = 8, crate = "::mq_core")]
+#[task(partitions = 4, partition_by = "product_id")]
 struct EmbedImage {
     product_id: u64,
 }
@@ -40,7 +41,12 @@ fn main() {
                 cap: Duration::from_secs(600),
             },
             concurrency: Some(8),
+            partitions: 4,
         }
+    );
+    assert_eq!(
+        EmbedImage { product_id: 42 }.partition_key(),
+        Some("42".to_owned())
     );
 
     // Keys left out come from TaskOptions::DEFAULT.
