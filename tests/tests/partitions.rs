@@ -14,7 +14,7 @@ use mq_core::{
         conn::Conn,
         keys::{partition_of, QueueKeys},
     },
-    Admin, Producer, Task, TaskContext, TaskError, TaskOptions, Worker,
+    Admin, Producer, Task, TaskContext, TaskError, Worker,
 };
 use mq_tests::{cluster, redis, run_worker, wait_until};
 use serde::{Deserialize, Serialize};
@@ -22,40 +22,18 @@ use serde::{Deserialize, Serialize};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// A task of a queue of 4 partitions, spread round-robin.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "spread", partitions = 4, backoff = "none", max_retries = 1)]
 struct Spread {
     n: u32,
 }
 
-impl Task for Spread {
-    const NAME: &'static str = "Spread";
-    const QUEUE: &'static str = "spread";
-    const OPTIONS: TaskOptions = TaskOptions {
-        partitions: 4,
-        backoff: mq_core::Backoff::None,
-        max_retries: 1,
-        ..TaskOptions::DEFAULT
-    };
-}
-
 /// A task of a queue of 4 partitions, by account.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "keyed", partitions = 4, partition_by = "account")]
 struct Keyed {
     account: String,
     seq: u32,
-}
-
-impl Task for Keyed {
-    const NAME: &'static str = "Keyed";
-    const QUEUE: &'static str = "keyed";
-    const OPTIONS: TaskOptions = TaskOptions {
-        partitions: 4,
-        ..TaskOptions::DEFAULT
-    };
-
-    fn partition_key(&self) -> Option<String> {
-        Some(self.account.clone())
-    }
 }
 
 fn parts(queue: &str) -> Vec<QueueKeys> {
