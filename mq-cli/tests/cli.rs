@@ -758,3 +758,40 @@ async fn the_redis_password_is_never_printed() {
         );
     }
 }
+
+/// A task of a queue of 3 partitions.
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "parted", partitions = 3)]
+struct Parted {
+    n: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_stats_show_a_partitioned_queue_and_each_partition() {
+    let cl = mq_tests::cluster();
+    let url = cl.url();
+    // A worker records the partition count (without running).
+    Worker::builder(&url)
+        .handle::<Parted, _>(|_p: Parted, _ctx: TaskContext| async move { Ok::<_, TaskError>(()) })
+        .build()
+        .await
+        .unwrap();
+    let producer = Producer::connect(&url).await.unwrap();
+    producer
+        .enqueue_many((0..30).map(|n| Parted { n }))
+        .await
+        .unwrap();
+    let stats = mq_ok(&url, &["--json", "stats", "--sample", "0"])
+        .await
+        .json();
+    assert_eq!(queue_row(&stats, "parted")["length"], 30, "{stats}");
+    for p in 0..3 {
+        assert_eq!(
+            queue_row(&stats, &format!("parted#{p}"))["length"],
+            10,
+            "{stats}"
+        );
+    }
+    let table = mq_ok(&url, &["stats", "--sample", "0"]).await.stdout;
+    assert!(table.contains("parted#2"), "{table}");
+}
