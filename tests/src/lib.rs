@@ -1,6 +1,10 @@
 //! Test harness for mq's integration tests: a real `redis-server` per test on a free loopback
 //! port (stopped when the test ends, passed or failed), example binaries run as child
 //! processes, and bounded waiting.
+//!
+//! Suites written against [`server()`] run on the topology [`TOPOLOGY_ENV`]
+//! (`MQ_TEST_TOPOLOGY`) names: one server (unset or `single`) or a local Redis Cluster of
+//! three masters and three replicas (`cluster`). The same test code runs on both.
 
 use std::{
     path::PathBuf,
@@ -9,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use mq_core::redis::conn::Conn;
 pub use mq_examples::{LocalCluster, LocalRedis};
 
 pub mod tls;
@@ -74,17 +79,151 @@ pub fn init_logs() {
     });
 }
 
-/// A reconnecting multiplexed connection to `server` (it survives server restarts).
+/// The environment variable choosing the topology of [`server()`]: `MQ_TEST_TOPOLOGY`, either
+/// `single` (the default) or `cluster`.
+pub const TOPOLOGY_ENV: &str = "MQ_TEST_TOPOLOGY";
+
+/// What [`server()`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// One `redis-server`.
+    Single,
+    /// A local Redis Cluster: three masters, three replicas.
+    Cluster,
+}
+
+/// The topology [`TOPOLOGY_ENV`] names (unset or empty: [`Topology::Single`]).
+///
+/// # Panics
+///
+/// If it names something else than `single` or `cluster`.
+pub fn topology() -> Topology {
+    match std::env::var(TOPOLOGY_ENV).as_deref() {
+        Err(_) | Ok("" | "single") => Topology::Single,
+        Ok("cluster") => Topology::Cluster,
+        Ok(other) => panic!("{TOPOLOGY_ENV}={other:?}: expected `single` or `cluster`"),
+    }
+}
+
+/// The server of a test on either topology: one `redis-server` or a local Redis Cluster.
+#[derive(Debug)]
+pub enum TestServer {
+    /// One server.
+    Single(LocalRedis),
+    /// A cluster of three masters and three replicas.
+    Cluster(LocalCluster),
+}
+
+impl TestServer {
+    /// The URL producers, workers, admins and example binaries connect to:
+    /// `redis://127.0.0.1:{port}/`, or `redis+cluster://` with every node as a seed.
+    pub fn url(&self) -> String {
+        match self {
+            TestServer::Single(r) => r.url(),
+            TestServer::Cluster(c) => c.url(),
+        }
+    }
+
+    /// Which topology this is.
+    pub fn topology(&self) -> Topology {
+        match self {
+            TestServer::Single(_) => Topology::Single,
+            TestServer::Cluster(_) => Topology::Cluster,
+        }
+    }
+
+    /// Whether this is a cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.topology() == Topology::Cluster
+    }
+
+    /// Stops the server: one server is killed (SIGKILL); every node of a cluster is stopped
+    /// (SIGTERM, then SIGKILL after 15 s). Data kept on disk (AOF) survives a
+    /// [`restart`](Self::restart).
+    pub fn stop(&mut self) {
+        match self {
+            TestServer::Single(r) => r.stop(),
+            TestServer::Cluster(c) => c.stop(),
+        }
+    }
+
+    /// Starts the server (every node of a cluster) again on the same ports and directories
+    /// with the same arguments; for a cluster, returns when it is healthy again.
+    ///
+    /// # Errors
+    ///
+    /// When a server does not start, or the cluster is not healthy within 30 s.
+    pub fn restart(&mut self) -> Result<(), mq_examples::LocalRedisError> {
+        match self {
+            TestServer::Single(r) => r.restart(),
+            TestServer::Cluster(c) => c.restart(),
+        }
+    }
+
+    /// The `redis://` URL of every server: the one server, or every node of the cluster (for
+    /// checks that name no key, e.g. `INFO`, which must then ask each node).
+    pub fn node_urls(&self) -> Vec<String> {
+        match self {
+            TestServer::Single(r) => vec![r.url()],
+            TestServer::Cluster(c) => c.node_urls(),
+        }
+    }
+}
+
+/// Starts a fresh server of the [`topology()`] for one test.
+///
+/// # Panics
+///
+/// As [`redis()`] and [`cluster()`].
+pub fn server() -> TestServer {
+    server_with(&[])
+}
+
+/// [`server()`] with extra server arguments (given to every node of a cluster).
+///
+/// # Panics
+///
+/// As [`server()`].
+pub fn server_with(args: &[&str]) -> TestServer {
+    match topology() {
+        Topology::Single => TestServer::Single(redis_with(args)),
+        Topology::Cluster => TestServer::Cluster(cluster_with(args)),
+    }
+}
+
+/// Anything with a URL mq connects to: a [`LocalRedis`], a [`LocalCluster`], a [`TestServer`].
+pub trait HasUrl {
+    /// The URL (`redis://...` or `redis+cluster://...`).
+    fn url(&self) -> String;
+}
+
+impl HasUrl for LocalRedis {
+    fn url(&self) -> String {
+        LocalRedis::url(self)
+    }
+}
+
+impl HasUrl for LocalCluster {
+    fn url(&self) -> String {
+        LocalCluster::url(self)
+    }
+}
+
+impl HasUrl for TestServer {
+    fn url(&self) -> String {
+        TestServer::url(self)
+    }
+}
+
+/// A reconnecting connection to `server`, the one mq itself uses ([`Conn`]): it survives
+/// server restarts and, on a cluster, routes each command by its key's slot (10 s response
+/// timeout: some checks read hashes of 200,000 fields).
 ///
 /// # Panics
 ///
 /// If it cannot connect.
-pub async fn conn(server: &LocalRedis) -> redis::aio::ConnectionManager {
-    let client = redis::Client::open(server.url()).expect("url");
-    // Generous response timeout: some checks read hashes of 200,000 fields.
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_secs(10)));
-    redis::aio::ConnectionManager::new_with_config(client, config)
+pub async fn conn(server: &impl HasUrl) -> Conn {
+    Conn::connect(&server.url())
         .await
         .expect("connect to test redis")
 }
@@ -217,7 +356,7 @@ impl Drop for ChildGuard {
 }
 
 /// Number of entries in a stream (`XLEN`).
-pub async fn xlen(conn: &mut redis::aio::ConnectionManager, key: &str) -> usize {
+pub async fn xlen(conn: &mut Conn, key: &str) -> usize {
     redis::cmd("XLEN")
         .arg(key)
         .query_async(conn)
@@ -226,7 +365,7 @@ pub async fn xlen(conn: &mut redis::aio::ConnectionManager, key: &str) -> usize 
 }
 
 /// Number of pending entries of `group` on `stream` (first element of `XPENDING`).
-pub async fn pending(conn: &mut redis::aio::ConnectionManager, stream: &str, group: &str) -> usize {
+pub async fn pending(conn: &mut Conn, stream: &str, group: &str) -> usize {
     let v: redis::Value = redis::cmd("XPENDING")
         .arg(stream)
         .arg(group)
@@ -371,10 +510,7 @@ impl Drop for SwitchProxy {
 /// # Panics
 ///
 /// If `XPENDING` fails.
-pub async fn pending_rows(
-    conn: &mut redis::aio::ConnectionManager,
-    stream: &str,
-) -> Vec<(String, String, u64, u64)> {
+pub async fn pending_rows(conn: &mut Conn, stream: &str) -> Vec<(String, String, u64, u64)> {
     redis::cmd("XPENDING")
         .arg(stream)
         .arg("mq")
@@ -391,7 +527,7 @@ pub async fn pending_rows(
 /// # Panics
 ///
 /// If `XGROUP CREATE` fails otherwise.
-pub async fn create_group(conn: &mut redis::aio::ConnectionManager, stream: &str) {
+pub async fn create_group(conn: &mut Conn, stream: &str) {
     let created: redis::RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(stream)
@@ -411,7 +547,7 @@ pub async fn create_group(conn: &mut redis::aio::ConnectionManager, stream: &str
 /// # Panics
 ///
 /// If `XREADGROUP` fails.
-pub async fn read_as(conn: &mut redis::aio::ConnectionManager, stream: &str, consumer: &str) {
+pub async fn read_as(conn: &mut Conn, stream: &str, consumer: &str) {
     let _: redis::Value = redis::cmd("XREADGROUP")
         .arg("GROUP")
         .arg("mq")

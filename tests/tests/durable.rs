@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use mq_core::{Error, Producer, Task};
-use mq_tests::{conn, redis, redis_with, wait_until, xlen, LocalRedis};
-use redis::aio::ConnectionManager;
+use mq_tests::{conn, redis, redis_with, wait_until, xlen, Conn, LocalRedis};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, Task)]
@@ -18,7 +17,7 @@ struct Order {
 
 /// A primary (full syncs without the default 5 s delay) and a replica of it (`DEBUG` allowed,
 /// for `DEBUG SLEEP`), the replication link up.
-async fn primary_and_replica() -> (LocalRedis, LocalRedis, ConnectionManager, ConnectionManager) {
+async fn primary_and_replica() -> (LocalRedis, LocalRedis, Conn, Conn) {
     let primary = redis_with(&["--repl-diskless-sync-delay", "0"]);
     let replica = redis_with(&["--enable-debug-command", "yes"]);
     let p = conn(&primary).await;
@@ -44,12 +43,12 @@ async fn primary_and_replica() -> (LocalRedis, LocalRedis, ConnectionManager, Co
     (primary, replica, p, r)
 }
 
-async fn zcard(c: &mut ConnectionManager, key: &str) -> usize {
+async fn zcard(c: &mut Conn, key: &str) -> usize {
     redis::cmd("ZCARD").arg(key).query_async(c).await.unwrap()
 }
 
 /// `cmdstat_<name>` calls from `INFO commandstats`, 0 if the command never ran.
-async fn calls(c: &mut ConnectionManager, name: &str) -> u64 {
+async fn calls(c: &mut Conn, name: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(c)
@@ -122,7 +121,7 @@ async fn durable_enqueues_are_on_the_replica_when_they_return() {
 
 /// `DEBUG SLEEP` on the replica keeps it from confirming for `secs` (in the background, so
 /// the test goes on at once).
-fn pause(replica: &ConnectionManager, secs: f64) -> tokio::task::JoinHandle<()> {
+fn pause(replica: &Conn, secs: f64) -> tokio::task::JoinHandle<()> {
     let mut r = replica.clone();
     tokio::spawn(async move {
         let _: () = redis::cmd("DEBUG")

@@ -1,5 +1,6 @@
 //! Foundation behaviour against a real redis-server: enqueue -> handle -> ack, batches,
 //! several worker processes, in-flight limits, graceful shutdown, delayed tasks, bad entries.
+//! With `MQ_TEST_TOPOLOGY=cluster` the same tests run against a local Redis Cluster.
 
 use std::{
     collections::HashMap,
@@ -12,7 +13,9 @@ use std::{
 
 use mq_core::{redis::keys::QueueKeys, Producer, Task, TaskContext, TaskError, Worker};
 use mq_examples::jobs::{Job, BY_CONSUMER_KEY, HANDLED_KEY, STARTED_KEY};
-use mq_tests::{conn, example_bin, pending, redis, run_worker, wait_until, xlen, ChildGuard};
+use mq_tests::{
+    conn, example_bin, pending, run_worker, server, wait_until, xlen, ChildGuard, Conn,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, Task)]
@@ -41,7 +44,7 @@ fn keys(queue: &str) -> QueueKeys {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueued_task_is_handled_then_acked_and_deleted() {
-    let server = redis();
+    let server = server();
     let producer = Producer::connect(&server.url()).await.unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
@@ -83,7 +86,7 @@ async fn enqueued_task_is_handled_then_acked_and_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enqueue_many_ten_thousand_each_handled_exactly_once() {
     const N: usize = 10_000;
-    let server = redis();
+    let server = server();
     let producer = Producer::connect(&server.url()).await.unwrap();
     let counts: Arc<Vec<AtomicUsize>> = Arc::new((0..N).map(|_| AtomicUsize::new(0)).collect());
     let ids = producer
@@ -133,7 +136,7 @@ async fn enqueue_many_ten_thousand_each_handled_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_worker_processes_share_ten_thousand_tasks_without_duplicates() {
     const N: u64 = 10_000;
-    let server = redis();
+    let server = server();
     let bin = example_bin("jobs-worker");
     let producer = Producer::connect(&server.url()).await.unwrap();
     let mut workers = vec![
@@ -219,7 +222,7 @@ impl Gauge {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_in_flight_limit_is_reached_and_never_exceeded() {
-    let server = redis();
+    let server = server();
     let producer = Producer::connect(&server.url()).await.unwrap();
     producer
         .enqueue_many((0..300).map(|n| Ping { n }))
@@ -253,7 +256,7 @@ async fn global_in_flight_limit_is_reached_and_never_exceeded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_queue_limits_hold_under_the_global_limit() {
-    let server = redis();
+    let server = server();
     let producer = Producer::connect(&server.url()).await.unwrap();
     producer
         .enqueue_many((0..120).map(|n| Limited { n }))
@@ -321,7 +324,7 @@ async fn per_queue_limits_hold_under_the_global_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_and_acks_in_flight_tasks_and_fetches_nothing_new() {
-    let server = redis();
+    let server = server();
     let bin = example_bin("jobs-worker");
     let producer = Producer::connect(&server.url()).await.unwrap();
     producer
@@ -389,7 +392,7 @@ async fn sigterm_finishes_and_acks_in_flight_tasks_and_fetches_nothing_new() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delayed_tasks_run_at_their_due_time_not_before() {
-    let server = redis();
+    let server = server();
     let producer = Producer::connect(&server.url()).await.unwrap();
     let ran: Arc<Mutex<HashMap<u32, SystemTime>>> = Arc::default();
     let r = ran.clone();
@@ -447,10 +450,7 @@ async fn delayed_tasks_run_at_their_due_time_not_before() {
     assert_eq!(n, 0, "delayed set is empty after promotion");
 }
 
-async fn dead_entries(
-    c: &mut redis::aio::ConnectionManager,
-    key: &str,
-) -> Vec<HashMap<String, redis::Value>> {
+async fn dead_entries(c: &mut Conn, key: &str) -> Vec<HashMap<String, redis::Value>> {
     let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
         .arg(key)
         .arg("-")
@@ -470,7 +470,7 @@ fn text(v: &redis::Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_entries_do_not_stop_the_worker_and_end_in_dead_letters() {
-    let server = redis();
+    let server = server();
     let producer = Producer::connect(&server.url()).await.unwrap();
     let handled = Arc::new(Mutex::new(Vec::new()));
     let h = handled.clone();
@@ -576,7 +576,7 @@ struct Flaky {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_task_is_retried_with_backoff_then_dead_lettered() {
-    let server = redis();
+    let server = server();
     let producer = Producer::connect(&server.url()).await.unwrap();
     let runs: Arc<Mutex<Vec<(u32, u32, Instant)>>> = Arc::default();
     let r = runs.clone();

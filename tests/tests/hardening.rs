@@ -15,7 +15,7 @@ use mq_core::{redis::keys::QueueKeys, Producer, Task, TaskContext, TaskError, Wo
 use mq_examples::jobs::{Job, HANDLED_KEY, STARTED_KEY};
 use mq_tests::{
     conn, example_bin, free_port, http_get, pending, redis, redis_with, run_worker, wait_until,
-    xlen, ChildGuard,
+    xlen, ChildGuard, Conn,
 };
 use serde::{Deserialize, Serialize};
 
@@ -37,7 +37,7 @@ fn keys(queue: &str) -> QueueKeys {
     QueueKeys::new("mq", queue)
 }
 
-async fn info_field(c: &mut redis::aio::ConnectionManager, section: &str, field: &str) -> u64 {
+async fn info_field(c: &mut Conn, section: &str, field: &str) -> u64 {
     let info: String = redis::cmd("INFO")
         .arg(section)
         .query_async(c)
@@ -50,10 +50,7 @@ async fn info_field(c: &mut redis::aio::ConnectionManager, section: &str, field:
 }
 
 /// One pending entry: (consumer, idle ms, deliveries).
-async fn pending_entry(
-    c: &mut redis::aio::ConnectionManager,
-    stream: &str,
-) -> Option<(String, u64, u64)> {
+async fn pending_entry(c: &mut Conn, stream: &str) -> Option<(String, u64, u64)> {
     let rows = mq_tests::pending_rows(c, stream).await;
     rows.into_iter().next().map(|(_, c, idle, n)| (c, idle, n))
 }
@@ -559,7 +556,7 @@ async fn build_gives_up_after_the_startup_timeout() {
     );
 }
 
-async fn cmd(c: &mut redis::aio::ConnectionManager, args: &[&str]) {
+async fn cmd(c: &mut Conn, args: &[&str]) {
     let mut cmd = redis::cmd(args[0]);
     for a in &args[1..] {
         cmd.arg(*a);

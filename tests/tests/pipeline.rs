@@ -23,8 +23,7 @@ use mq_examples::pipeline::{
     vector_to_bytes, EmbedImage, EmbedStats, EmbedTask, EmbedText, Embedder, Filtered, VectorKind,
     VECTOR_KEY_PREFIX,
 };
-use mq_tests::{conn, example_bin, redis, wait_until, xlen, ChildGuard};
-use redis::aio::ConnectionManager;
+use mq_tests::{conn, example_bin, redis, wait_until, xlen, ChildGuard, Conn};
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -41,7 +40,7 @@ fn shipped_data() -> Filtered {
 }
 
 /// Number of keys matching `pattern` (`SCAN`).
-async fn count_keys(conn: &mut ConnectionManager, pattern: &str) -> usize {
+async fn count_keys(conn: &mut Conn, pattern: &str) -> usize {
     let mut cursor = 0u64;
     let mut n = 0;
     loop {
@@ -214,7 +213,7 @@ fn python_generated_text(pid: u64) -> String {
 /// Payloads of the entries of a stream (first attempts in wire format v2: one field `t`),
 /// decoded as `EmbedText`, with their raw bytes. Each `t` is byte for byte what the Rust
 /// producer writes for the same id, name, enqueue time and payload.
-async fn stream_tasks(conn: &mut ConnectionManager, stream: &str) -> Vec<(EmbedText, Vec<u8>)> {
+async fn stream_tasks(conn: &mut Conn, stream: &str) -> Vec<(EmbedText, Vec<u8>)> {
     let entries: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
         .arg(stream)
         .arg("-")
@@ -253,15 +252,12 @@ async fn stream_tasks(conn: &mut ConnectionManager, stream: &str) -> Vec<(EmbedT
 
 /// Waits until the worker stored a vector for every task and both queue keys are empty, then
 /// returns the stored bytes by product id.
-async fn wait_for_vectors(
-    conn: &mut ConnectionManager,
-    tasks: &[EmbedText],
-) -> BTreeMap<u64, Vec<u8>> {
+async fn wait_for_vectors(conn: &mut Conn, tasks: &[EmbedText]) -> BTreeMap<u64, Vec<u8>> {
     let keys: Vec<String> = tasks
         .iter()
         .map(|t| vector_key(VectorKind::Text, t.product_id))
         .collect();
-    let read = |mut c: ConnectionManager, keys: Vec<String>| async move {
+    let read = |mut c: Conn, keys: Vec<String>| async move {
         let mut all: Vec<Option<Vec<u8>>> = Vec::new();
         for chunk in keys.chunks(1_000) {
             let part: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
@@ -385,7 +381,10 @@ async fn batch_handler_outcomes_are_per_task_and_store_errors_retry_the_batch() 
     let mut store = redis();
     let mut c = conn(&server).await;
     let mut s = conn(&store).await;
-    let embedder = Embedder::new(s.clone()).fail_first_attempt_every(10);
+    let Conn::Single(store_conn) = s.clone() else {
+        unreachable!("the store is one server")
+    };
+    let embedder = Embedder::new(store_conn).fail_first_attempt_every(10);
     let stats = embedder.stats();
     let tasks: Vec<EmbedText> = (1..=40u64)
         .map(|id| EmbedText {

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use mq_core::{producer::DEFAULT_MAX_PAYLOAD, Error, Producer, Task};
-use mq_tests::{conn, redis, xlen};
+use mq_tests::{conn, redis, xlen, Conn};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, Deserialize, Task)]
@@ -30,7 +30,7 @@ fn assert_too_large<T: std::fmt::Debug>(
     }
 }
 
-async fn zcard(c: &mut redis::aio::ConnectionManager, key: &str) -> usize {
+async fn zcard(c: &mut Conn, key: &str) -> usize {
     redis::cmd("ZCARD").arg(key).query_async(c).await.unwrap()
 }
 

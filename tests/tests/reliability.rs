@@ -1,6 +1,7 @@
 //! Reliability against a real redis-server: panics and timeouts, replay and purge, leases that
 //! hold while the worker lives (even with a CPU-bound handler) and are taken over when it is
-//! SIGKILLed, Redis restarts, and random garbage entries.
+//! SIGKILLed, Redis restarts, and random garbage entries. With `MQ_TEST_TOPOLOGY=cluster` the
+//! same tests run against a local Redis Cluster (a restart then stops and starts every node).
 
 use std::{
     collections::HashMap,
@@ -16,8 +17,8 @@ use mq_core::{
 };
 use mq_examples::jobs::{Job, BY_CONSUMER_KEY, HANDLED_KEY, STARTED_KEY};
 use mq_tests::{
-    conn, example_bin, pending, redis, redis_with, run_worker, wait_until, xlen, ChildGuard,
-    RunningWorker,
+    conn, example_bin, pending, run_worker, server, server_with, wait_until, xlen, ChildGuard,
+    Conn, RunningWorker,
 };
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,7 @@ struct Explode {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panics_and_timeouts_are_retried_then_dead_lettered_while_other_tasks_run() {
-    let server = redis();
+    let server = server();
     let producer = Producer::connect(&server.url()).await.unwrap();
     let runs: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let r = runs.clone();
@@ -112,7 +113,7 @@ struct Fragile {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_dead_task_runs_again_and_purge_empties_the_dead_stream() {
-    let server = redis();
+    let server = server();
     let producer = Producer::connect(&server.url()).await.unwrap();
     let broken = Arc::new(AtomicBool::new(true));
     let done: Arc<Mutex<Vec<(u32, u32)>>> = Arc::default();
@@ -197,11 +198,11 @@ async fn replayed_dead_task_runs_again_and_purge_empties_the_dead_stream() {
     running.stop().await;
 }
 
-async fn hget_all(c: &mut redis::aio::ConnectionManager, key: &str) -> HashMap<String, u64> {
+async fn hget_all(c: &mut Conn, key: &str) -> HashMap<String, u64> {
     redis::cmd("HGETALL").arg(key).query_async(c).await.unwrap()
 }
 
-async fn started(c: &mut redis::aio::ConnectionManager) -> usize {
+async fn started(c: &mut Conn) -> usize {
     redis::cmd("SCARD")
         .arg(STARTED_KEY)
         .query_async(c)
@@ -214,10 +215,10 @@ const RECLAIM_MS: &str = "1000";
 /// Starts worker A (a `jobs-worker` process, reclaim timeout 1 s, `concurrency`), enqueues
 /// `jobs` and waits until A started all of them. Returns A and a connection.
 async fn worker_a_running(
-    server: &mq_tests::LocalRedis,
+    server: &mq_tests::TestServer,
     concurrency: &str,
     jobs: Vec<Job>,
-) -> (ChildGuard, redis::aio::ConnectionManager) {
+) -> (ChildGuard, Conn) {
     let bin = example_bin("jobs-worker");
     let args = [
         "--reclaim-timeout-ms",
@@ -243,7 +244,7 @@ async fn worker_a_running(
 }
 
 /// Starts worker B like A.
-fn worker_b(server: &mq_tests::LocalRedis, concurrency: &str) -> ChildGuard {
+fn worker_b(server: &mq_tests::TestServer, concurrency: &str) -> ChildGuard {
     let args = [
         "--reclaim-timeout-ms",
         RECLAIM_MS,
@@ -255,7 +256,7 @@ fn worker_b(server: &mq_tests::LocalRedis, concurrency: &str) -> ChildGuard {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_bound_task_three_times_the_reclaim_timeout_is_not_taken_over_while_its_worker_lives() {
-    let server = redis();
+    let server = server();
     // Two tasks that burn both runtime threads of worker A without yielding for 3.5 s.
     let jobs = (0..2)
         .map(|n| Job {
@@ -292,7 +293,7 @@ async fn cpu_bound_task_three_times_the_reclaim_timeout_is_not_taken_over_while_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_of_a_sigkilled_worker_are_taken_over_and_finished_by_another() {
-    let server = redis();
+    let server = server();
     let jobs = (0..4)
         .map(|n| Job {
             n,
@@ -331,7 +332,7 @@ struct Survive {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_and_producer_survive_a_redis_restart() {
-    let mut server = redis_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let mut server = server_with(&["--appendonly", "yes", "--appendfsync", "always"]);
     let producer = Producer::connect(&server.url()).await.unwrap();
     let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
     let s = seen.clone();
@@ -462,7 +463,7 @@ mod random_entries {
             .enable_all()
             .build()
             .unwrap();
-        let server = redis();
+        let server = server();
         let handled = Arc::new(AtomicUsize::new(0));
         let h = handled.clone();
         let running = rt.block_on(async {
@@ -546,7 +547,7 @@ struct Member {
     n: u32,
 }
 
-async fn consumers(c: &mut redis::aio::ConnectionManager) -> Vec<(String, u64)> {
+async fn consumers(c: &mut Conn) -> Vec<(String, u64)> {
     let v: Vec<HashMap<String, redis::Value>> = redis::cmd("XINFO")
         .arg("CONSUMERS")
         .arg(QueueKeys::new("mq", "members").stream)
@@ -574,11 +575,7 @@ async fn consumers(c: &mut redis::aio::ConnectionManager) -> Vec<(String, u64)> 
 
 /// Leaves an entry (`junk 1`, not a task) pending for `consumer`, as a worker that read it and
 /// died would; creates the group if needed. Returns the entry id.
-async fn leave_pending(
-    c: &mut redis::aio::ConnectionManager,
-    stream: &str,
-    consumer: &str,
-) -> String {
+async fn leave_pending(c: &mut Conn, stream: &str, consumer: &str) -> String {
     mq_tests::create_group(c, stream).await;
     let id: String = redis::cmd("XADD")
         .arg(stream)
@@ -594,7 +591,7 @@ async fn leave_pending(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_workers_create_the_group_at_once_and_idle_empty_consumers_are_reaped() {
-    let server = redis();
+    let server = server();
     let mut c = conn(&server).await;
     // A consumer of a dead worker that still has a pending entry: it must never be removed.
     let k = QueueKeys::new("mq", "members");
@@ -663,7 +660,7 @@ async fn many_workers_create_the_group_at_once_and_idle_empty_consumers_are_reap
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_entries_deleted_under_a_dead_worker_are_dropped_by_reclaim() {
-    let server = redis();
+    let server = server();
     let mut c = conn(&server).await;
     let k = QueueKeys::new("mq", "members");
     // A worker that died after reading it; then someone deleted the entry.
@@ -729,7 +726,7 @@ fn panicking<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_deserializer_and_a_poisoned_delayed_member_block_nothing() {
-    let server = redis();
+    let server = server();
     let mut c = conn(&server).await;
     let handled = Arc::new(AtomicUsize::new(0));
     let h = handled.clone();
@@ -808,7 +805,7 @@ struct Empty {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_queue_holds_no_capacity_from_a_busy_one() {
-    let server = redis();
+    let server = server();
     let done = Arc::new(AtomicUsize::new(0));
     let d = done.clone();
     let worker = Worker::builder(&server.url())
@@ -848,7 +845,7 @@ async fn an_idle_queue_holds_no_capacity_from_a_busy_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_delivered_more_than_max_deliveries_is_dead_lettered_as_abandoned() {
-    let server = redis();
+    let server = server();
     let mut c = conn(&server).await;
     let k = QueueKeys::new("mq", "members");
     // Delivered once to a worker that died with it.
@@ -902,7 +899,7 @@ struct SlowCpu {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocking_work_of_a_timed_out_task_keeps_its_slot_until_it_ends() {
-    let server = redis();
+    let server = server();
     let running_now = Arc::new(AtomicUsize::new(0));
     let max_seen = Arc::new(AtomicUsize::new(0));
     let bodies = Arc::new(AtomicUsize::new(0));

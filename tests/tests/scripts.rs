@@ -17,8 +17,7 @@ use mq_core::{
     redis::{keys::QueueKeys, scripts},
     Producer, Task, TaskContext, TaskError, Worker,
 };
-use mq_tests::{conn, pending, redis, redis_with, run_worker, wait_until, xlen};
-use redis::aio::ConnectionManager;
+use mq_tests::{conn, pending, redis, redis_with, run_worker, wait_until, xlen, Conn};
 use serde::{Deserialize, Serialize};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -63,7 +62,7 @@ fn log_lines_with(needles: &[&str]) -> Vec<String> {
 }
 
 /// `(entry id, consumer, delivery count)` of every pending entry of group `mq`.
-async fn pending_entries(c: &mut ConnectionManager, stream: &str) -> Vec<(String, String, u64)> {
+async fn pending_entries(c: &mut Conn, stream: &str) -> Vec<(String, String, u64)> {
     let rows = mq_tests::pending_rows(c, stream).await;
     rows.into_iter().map(|(id, c, _, n)| (id, c, n)).collect()
 }
@@ -161,7 +160,7 @@ async fn failing_write_leaves_the_entry_pending<T>(
     assert_eq!(pending(&mut c, &k.stream, "mq").await, 1);
 }
 
-async fn set_string(c: &mut ConnectionManager, key: &str) {
+async fn set_string(c: &mut Conn, key: &str) {
     let _: () = redis::cmd("SET")
         .arg(key)
         .arg("not what mq expects")

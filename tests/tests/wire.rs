@@ -15,7 +15,7 @@ use mq_core::{
     redis::{keys::QueueKeys, scripts},
     Producer, Task, TaskContext, TaskError, Worker,
 };
-use mq_tests::{conn, redis, run_worker, wait_until, xlen, RunningWorker};
+use mq_tests::{conn, redis, run_worker, wait_until, xlen, Conn, RunningWorker};
 use serde::{Deserialize, Serialize};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -117,7 +117,7 @@ fn note(n: u32) -> Note {
 }
 
 /// `XADD`s the fields as given (a hand-written entry).
-async fn xadd(c: &mut redis::aio::ConnectionManager, fields: &[(&str, &[u8])]) -> String {
+async fn xadd(c: &mut Conn, fields: &[(&str, &[u8])]) -> String {
     let mut cmd = redis::cmd("XADD");
     cmd.arg(QueueKeys::new("mq", "wire").stream).arg("*");
     for (k, v) in fields {
