@@ -28,7 +28,7 @@ pub use metrics::Metrics;
 pub use mq_macros::Task;
 pub use producer::{Producer, ProducerBuilder};
 pub use retry::Backoff;
-pub use task::{Task, TaskOptions};
+pub use task::{Rate, Task, TaskOptions};
 pub use tokio_util::sync::CancellationToken;
 pub use worker::{Worker, WorkerBuilder};
 

@@ -45,6 +45,48 @@ pub trait Task: Serialize + DeserializeOwned + Send + 'static {
     fn partition_key(&self) -> Option<String> {
         None
     }
+
+    /// The task's uniqueness key: while a task of this type with the same key is queued,
+    /// delayed, running or retrying, enqueueing another returns the live task's id instead
+    /// of adding one. `None` (the default) means not unique. The derive implements it for
+    /// `#[task(unique = "field")]` (several fields: their `to_string()`s joined by `:`).
+    fn unique_key(&self) -> Option<String> {
+        None
+    }
+
+    /// The key whose own rate limit ([`TaskOptions::rate`]) this task counts against; `None`
+    /// (the default) with a `rate` set means one limit for the whole queue. The derive
+    /// implements it for `#[task(rate_key = "field")]`.
+    fn rate_key(&self) -> Option<String> {
+        None
+    }
+
+    /// The key whose running tasks [`TaskOptions::key_concurrency`] limits. The derive
+    /// implements it for `#[task(concurrency_key = "field")]`.
+    fn concurrency_key(&self) -> Option<String> {
+        None
+    }
+}
+
+/// A rate: `count` tasks per `per`, e.g. `100/s` (see [`TaskOptions::rate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Tasks per period (at least 1).
+    pub count: u32,
+    /// The period (over zero).
+    pub per: Duration,
+}
+
+impl Rate {
+    /// `count` tasks per `per`.
+    pub const fn new(count: u32, per: Duration) -> Self {
+        Self { count, per }
+    }
+
+    /// The spacing between two tasks at this rate (`per / count`).
+    pub fn interval(&self) -> Duration {
+        self.per / self.count.max(1)
+    }
 }
 
 /// Default number of retries after the first attempt: 3.
@@ -73,6 +115,16 @@ pub struct TaskOptions {
     /// Per-queue in-flight limit in each worker process; `None` means only the worker's global
     /// limit applies. Default: `None`.
     pub concurrency: Option<usize>,
+    /// Keep a [unique](Task::unique_key) task's key this long after the task succeeded (a
+    /// de-duplication window); `None` releases it at once. Default: `None`.
+    pub unique_for: Option<Duration>,
+    /// At most this many tasks of this type start per period, across all workers (per
+    /// [`rate_key`](Task::rate_key) value if the task has one); `None` means no limit. A task
+    /// over its limit waits without counting an attempt. Default: `None`.
+    pub rate: Option<Rate>,
+    /// At most this many tasks with one [`concurrency_key`](Task::concurrency_key) value run
+    /// at once across all workers; `None` means no limit. Default: `None`.
+    pub key_concurrency: Option<u32>,
     /// Number of streams the queue is spread over, `{queue#0}`..`{queue#N-1}`, each its own
     /// hash tag and so its own slot of a Redis Cluster (1 to [`MAX_PARTITIONS`]). Every task
     /// type of one queue must agree. Default: 1 (one stream, `{queue}`).
@@ -89,6 +141,9 @@ impl TaskOptions {
         timeout: Some(DEFAULT_TIMEOUT),
         backoff: DEFAULT_BACKOFF,
         concurrency: None,
+        unique_for: None,
+        rate: None,
+        key_concurrency: None,
         partitions: 1,
     };
 }

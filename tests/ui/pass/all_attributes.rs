@@ -41,6 +41,9 @@ fn main() {
                 cap: Duration::from_secs(600),
             },
             concurrency: Some(8),
+            unique_for: None,
+            rate: None,
+            key_concurrency: None,
             partitions: 4,
         }
     );
