@@ -471,7 +471,7 @@ fn is_transient_error(e: &Error) -> bool {
 ///
 /// For one server it is a [`ConnectionManager`]: one multiplexed connection that reconnects
 /// by itself. For a cluster it is the `redis` crate's
-/// [`ClusterConnection`](redis::cluster_async::ClusterConnection): one multiplexed connection
+/// [`ClusterConnection`]: one multiplexed connection
 /// per primary, each command routed by its key's slot, `MOVED` / `ASK` followed and the slot map
 /// refreshed after a failover or a resharding. A pipeline sent to a cluster must keep to one
 /// slot (mq's pipelines touch one queue, whose keys share a hash tag).
