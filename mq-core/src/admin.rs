@@ -591,6 +591,16 @@ impl Admin {
         })
     }
 
+    /// Every stream of `queue`: its partitions and, for a partitioned queue, the queue's own
+    /// stream too (the workers read it: see README "Partitioned queues").
+    async fn streams(&self, queue: &str) -> Result<Vec<String>> {
+        let mut streams = self.partitions(queue).await?;
+        if streams.len() > 1 || streams[0] != queue {
+            streams.push(queue.to_owned());
+        }
+        Ok(streams)
+    }
+
     /// Names of the queues that have a stream, sorted.
     ///
     /// # Errors
@@ -620,15 +630,16 @@ impl Admin {
     /// Sizes of `queue` as one consistent snapshot: every count is read by one script, so a
     /// task moving between the stream, the delayed set and the dead stream meanwhile is
     /// counted exactly once (a task being promoted is never missing from both `length` and
-    /// `delayed`). One round trip. For a partitioned queue: the sum of its partitions'
-    /// snapshots (each consistent, read concurrently; `consumers` is the largest count of
-    /// one partition), and `stats("hot#2")` gives one partition's.
+    /// `delayed`). Two round trips: the queue's partition count (`HGET`), then the snapshot.
+    /// For a partitioned queue: the sum of the snapshots of its partitions and of its own
+    /// stream (read concurrently, each consistent; `consumers` is the largest count of one
+    /// stream), and `stats("hot#2")` gives one partition's.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
-        let parts = self.partitions(queue).await?;
+        let parts = self.streams(queue).await?;
         if parts.len() == 1 {
             return snapshot(&mut self.conn.clone(), &self.keys(&parts[0]), &self.group).await;
         }
@@ -688,7 +699,7 @@ impl Admin {
     ///
     /// [`Error::Redis`].
     pub async fn exists(&self, queue: &str) -> Result<bool> {
-        for p in self.partitions(queue).await? {
+        for p in self.streams(queue).await? {
             let found: bool = redis::cmd("EXISTS")
                 .arg(self.keys(&p).stream)
                 .query_async(&mut self.conn.clone())
@@ -708,7 +719,7 @@ impl Admin {
     ///
     /// [`Error::Redis`].
     pub async fn stream_info(&self, queue: &str) -> Result<Option<StreamInfo>> {
-        let parts = self.partitions(queue).await?;
+        let parts = self.streams(queue).await?;
         if parts.len() == 1 {
             return self.stream_info_of(&parts[0]).await;
         }
@@ -796,7 +807,7 @@ impl Admin {
     /// [`Error::Redis`].
     pub async fn pending(&self, queue: &str, count: usize) -> Result<Vec<PendingEntry>> {
         let mut all = Vec::new();
-        for p in self.partitions(queue).await? {
+        for p in self.streams(queue).await? {
             if all.len() >= count {
                 break;
             }
@@ -950,7 +961,7 @@ impl Admin {
         count: usize,
     ) -> Result<Vec<DeadLetter>> {
         let mut all = Vec::new();
-        for p in self.partitions(queue).await? {
+        for p in self.streams(queue).await? {
             if all.len() >= count {
                 break;
             }
@@ -1009,7 +1020,7 @@ impl Admin {
             return Ok(report);
         }
         // Each partition replays the ids it has and ignores the others.
-        for p in self.partitions(queue).await? {
+        for p in self.streams(queue).await? {
             let k = self.keys(&p);
             let (replayed, skipped): (usize, Vec<String>) = scripts::REPLAY
                 .key(&k.dead)
@@ -1035,7 +1046,7 @@ impl Admin {
     /// [`Error::Redis`]; tasks replayed before the error stay replayed.
     pub async fn dead_replay_all(&self, queue: &str) -> Result<ReplayReport> {
         let mut report = ReplayReport::default();
-        for p in self.partitions(queue).await? {
+        for p in self.streams(queue).await? {
             let done = self.dead_replay_all_of(&p).await?;
             report.replayed += done.replayed;
             report.skipped.extend(done.skipped);
@@ -1098,7 +1109,7 @@ impl Admin {
     /// [`Error::Redis`].
     pub async fn dead_purge(&self, queue: &str) -> Result<u64> {
         let mut purged = 0;
-        for p in self.partitions(queue).await? {
+        for p in self.streams(queue).await? {
             purged += PURGE
                 .key(self.keys(&p).dead)
                 .invoke_async::<u64>(&mut self.conn.clone())

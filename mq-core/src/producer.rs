@@ -420,8 +420,9 @@ impl Producer {
     /// As [`enqueue`](Self::enqueue). On a Redis error, or a task that cannot be encoded or is
     /// too large, the batches of [`ENQUEUE_BATCH`] tasks before it may have been enqueued
     /// (not the failing task's own batch). After a batch whose `WAIT` falls short, no further
-    /// batch is sent, and [`Error::NotDurable`] lists the ids of every task written (a prefix
-    /// of `tasks`; the rest were not enqueued).
+    /// task is taken from `tasks` (the pipelines already built, of other partitions of a
+    /// partitioned queue, are still sent), and [`Error::NotDurable`] lists the ids of every
+    /// task written (a prefix of `tasks`; the rest were not enqueued).
     ///
     /// # Examples
     ///
@@ -665,9 +666,9 @@ impl Producer {
         let now = now_ms();
         let traceparent = current_traceparent();
         let parts = self.partition_keys::<T>();
-        // Per partition: the pipeline being filled and the indexes (in `ids`) of its tasks.
-        let mut pipes: Vec<(redis::Pipeline, Vec<usize>)> =
-            parts.iter().map(|_| (redis::pipe(), Vec::new())).collect();
+        // Per partition: the pipeline being filled and its number of tasks.
+        let mut pipes: Vec<(redis::Pipeline, usize)> =
+            parts.iter().map(|_| (redis::pipe(), 0)).collect();
         let mut ids = Vec::new();
         let mut short: Option<Shortfall> = None;
         let mut in_flight = futures::stream::FuturesOrdered::new();
@@ -687,20 +688,19 @@ impl Producer {
                     let env = self.envelope(task, now, traceparent.as_deref())?;
                     let p = self.partition_of(task);
                     add(&mut pipes[p].0, &env, &parts[p]);
-                    pipes[p].1.push(ids.len());
+                    pipes[p].1 += 1;
                     ids.push(env.id);
-                    (pipes[p].1.len() >= ENQUEUE_BATCH).then_some(p)
+                    (pipes[p].1 >= ENQUEUE_BATCH).then_some(p)
                 }
                 None => None,
             };
-            // Full pipelines go now; at the end (or after a shortfall), every non-empty one.
+            // Full pipelines go now; at the end (also after a shortfall, which ends the
+            // reading of tasks), every non-empty one: so the tasks written are exactly those
+            // taken from `tasks`, a prefix of it.
             let ready: Vec<usize> = match (full, &task) {
                 (Some(p), _) => vec![p],
                 (None, Some(_)) => Vec::new(),
-                (None, None) if short.is_none() => (0..pipes.len())
-                    .filter(|&p| !pipes[p].1.is_empty())
-                    .collect(),
-                (None, None) => Vec::new(),
+                (None, None) => (0..pipes.len()).filter(|&p| pipes[p].1 > 0).collect(),
             };
             for p in ready {
                 let (pipe, _) = std::mem::take(&mut pipes[p]);
@@ -720,18 +720,7 @@ impl Producer {
         }
         match short {
             None => Ok(ids),
-            Some(short) => {
-                // Tasks still in unsent pipelines (after a shortfall) were not enqueued.
-                let unsent: std::collections::HashSet<usize> =
-                    pipes.into_iter().flat_map(|(_, i)| i).collect();
-                let written = ids
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(i, _)| !unsent.contains(i))
-                    .map(|(_, id)| id)
-                    .collect();
-                Err(short.into_error(written))
-            }
+            Some(short) => Err(short.into_error(ids)),
         }
     }
 

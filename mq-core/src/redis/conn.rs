@@ -117,7 +117,10 @@ impl Endpoint {
         }
         let mut builder = redis::cluster::ClusterClientBuilder::new(seeds.clone())
             .connection_timeout(CONNECT_TIMEOUT)
-            .response_timeout(COMMAND_TIMEOUT);
+            .response_timeout(COMMAND_TIMEOUT)
+            // Each connection sets its own response timeout (`managed`): a fetcher's blocking
+            // reads need longer than 10 s. The builder's would also bound every request overall.
+            .overall_response_timeout(None);
         let mut clients = Vec::new();
         for seed in &seeds {
             clients.push(match &certs {

@@ -119,7 +119,7 @@ impl Fetcher {
     pub(super) async fn run(self) {
         let health_part = format!("fetch {}", self.queue.keys.queue);
         // The fetch connection's `CLIENT ID`, for unblocking its read at shutdown; asked for
-        // before the first blocking read and again after any error (a reconnect changes it).
+        // before each blocking read.
         let mut client_id: Option<i64> = None;
         let base = self.prefetch.clamp(1, MAX_FETCH_BATCH);
         let mut window = Window::new();
@@ -154,7 +154,9 @@ impl Fetcher {
                 } else {
                     // Block only when there is nothing else to do.
                     let block = idle && buffer.is_empty();
-                    if block && client_id.is_none() {
+                    if block {
+                        // Asked before every blocking read (the idle path only): a silent
+                        // reconnect, or on a cluster a MOVED to another node, changes it.
                         // On a cluster: the id of the connection to the queue's node.
                         client_id = self
                             .conn

@@ -42,7 +42,7 @@ pub(super) fn spawn(
 
 async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: CancellationToken) {
     let mut failures = 0u32;
-    let mut conn = loop {
+    let conn = loop {
         match conn::managed(&shared.endpoint, conn::COMMAND_TIMEOUT).await {
             Ok(c) => break c,
             Err(e) => {
@@ -60,35 +60,54 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
         if !sleep_or_cancel(renew_every.min(HEARTBEAT_INTERVAL), &stop).await {
             break;
         }
-        for q in &queues {
+        // All queues (and partitions) at once, each bounded by the renewal interval: on a
+        // cluster, a queue whose primary is down must not hold up the renewals of queues on
+        // healthy primaries until their leases expire and their tasks run twice.
+        let renewals = queues.iter().map(|q| {
+            let (shared, mut conn) = (&shared, conn.clone());
+            async move {
+                let r = tokio::time::timeout(renew_every, renew(shared, q, &mut conn)).await;
+                (q, r)
+            }
+        });
+        for (q, r) in futures::future::join_all(renewals).await {
             let part = format!("renew {}", q.keys.queue);
-            match renew(&shared, q, &mut conn).await {
-                Ok(()) => shared.health.ok(&part),
-                Err(e) => {
+            let e = match r {
+                Ok(Ok(())) => {
+                    shared.health.ok(&part);
+                    continue;
+                }
+                Ok(Err(e)) => {
                     if let Some(re) = e.redis_error() {
                         conn::reconnect_if_readonly(&conn, re).await;
                     }
-                    let e = crate::error::chain(&e);
-                    shared.metrics.redis_error("renew");
-                    shared.health.failed(&part, &e);
-                    tracing::warn!(queue = %q.queue, error = %e, "lease renewal failed");
+                    crate::error::chain(&e)
                 }
-            }
+                Err(_) => format!("no answer within {renew_every:?}"),
+            };
+            shared.metrics.redis_error("renew");
+            shared.health.failed(&part, &e);
+            tracing::warn!(queue = %q.keys.queue, error = %e, "lease renewal failed");
         }
         if last_beat.elapsed() >= HEARTBEAT_INTERVAL {
             last_beat = Instant::now();
-            match heartbeat::beat(&shared, &conn).await {
-                Ok(()) => shared.health.ok("heartbeat"),
-                Err(e) => {
+            // Bounded too: the registry's primary being down must not delay renewals.
+            let e = match tokio::time::timeout(renew_every, heartbeat::beat(&shared, &conn)).await {
+                Ok(Ok(())) => {
+                    shared.health.ok("heartbeat");
+                    continue;
+                }
+                Ok(Err(e)) => {
                     if let Some(re) = e.redis_error() {
                         conn::reconnect_if_readonly(&conn, re).await;
                     }
-                    let e = crate::error::chain(&e);
-                    shared.metrics.redis_error("heartbeat");
-                    shared.health.failed("heartbeat", &e);
-                    tracing::warn!(error = %e, "heartbeat failed");
+                    crate::error::chain(&e)
                 }
-            }
+                Err(_) => format!("no answer within {renew_every:?}"),
+            };
+            shared.metrics.redis_error("heartbeat");
+            shared.health.failed("heartbeat", &e);
+            tracing::warn!(error = %e, "heartbeat failed");
         }
     }
     let unregistered =

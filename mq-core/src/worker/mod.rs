@@ -383,7 +383,16 @@ impl WorkerBuilder {
             // The partitions of a queue share its limit, handlers and metrics; each has its
             // own stream, fetcher, promoter and reclaimer.
             let limit = limit.map(|n| Arc::new(Semaphore::new(n)));
-            for keys in QueueKeys::partitions(&config.prefix, &name, partitions) {
+            // A partitioned queue's workers also read the queue's own stream `{q}`: what a
+            // producer that does not know the partitions (an older one, another language, a
+            // raw enqueue) wrote there, or what was there before the queue was partitioned,
+            // still runs.
+            let mut streams = QueueKeys::partitions(&config.prefix, &name, partitions);
+            if partitions > 1 {
+                streams.push(QueueKeys::new(&config.prefix, &name));
+            }
+            let shares = streams.len();
+            for keys in streams {
                 conn::retry_transient("create consumer group", started, wait, || {
                     let (mut c, stream, group) = (data.clone(), &keys.stream, &config.group);
                     async move {
@@ -410,7 +419,9 @@ impl WorkerBuilder {
                         wake: tokio::sync::Notify::new(),
                     }),
                     fetch,
-                    prefetch: in_flight_limit,
+                    // The partitions share the queue's limit: each buffers its share, so a
+                    // worker holds about what it can run, not N times that.
+                    prefetch: in_flight_limit.div_ceil(shares).max(1),
                 });
             }
         }
@@ -506,30 +517,29 @@ impl QueueState {
 /// it), refusing fewer than recorded: tasks in the partitions left out would never run.
 async fn check_partitions(data: &Conn, prefix: &str, queue: &str, partitions: u16) -> Result<()> {
     let key = crate::redis::keys::partitions_key(prefix);
-    let mut c = data.clone();
-    let recorded: Option<u16> = redis::cmd("HGET")
-        .arg(&key)
-        .arg(queue)
-        .query_async(&mut c)
-        .await
-        .map_err(Error::redis("HGET partitions"))?;
-    match recorded {
-        Some(r) if r > partitions => Err(Error::Config(format!(
-            "queue {queue:?} has {r} partitions (recorded in {key}), this worker is set up for \
-             {partitions}: the tasks of partitions {partitions}..{r} would never run. Use \
-             partitions = {r}; to shrink a queue, drain it first and delete the field \
-             (HDEL {key} {queue})"
-        ))),
-        Some(r) if r == partitions => Ok(()),
-        None if partitions <= 1 => Ok(()),
-        _ => redis::cmd("HSET")
-            .arg(&key)
-            .arg(queue)
-            .arg(partitions)
-            .query_async(&mut c)
-            .await
-            .map_err(Error::redis("HSET partitions")),
+    // Records the count unless a larger one is, atomically: two workers starting with
+    // different counts never lower it.
+    let recorded: u16 = redis::Script::new(
+        "local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '1') \
+         local want = tonumber(ARGV[2]) \
+         if cur >= want then return cur end \
+         redis.call('HSET', KEYS[1], ARGV[1], want) return want",
+    )
+    .key(&key)
+    .arg(queue)
+    .arg(partitions)
+    .invoke_async(&mut data.clone())
+    .await
+    .map_err(Error::redis("record partitions"))?;
+    if recorded > partitions {
+        return Err(Error::Config(format!(
+            "queue {queue:?} has {recorded} partitions (recorded in {key}), this worker is set \
+             up for {partitions}: the tasks of partitions {partitions}..{recorded} would never \
+             run. Use partitions = {recorded}; to shrink a queue, drain it first and delete \
+             the field (HDEL {key} {queue})"
+        )));
     }
+    Ok(())
 }
 
 /// Locks a mutex, ignoring poisoning (the data, a set of ids, stays consistent).
