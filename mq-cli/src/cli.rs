@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 /// Operate mq task queues on Redis: queue sizes and rates, dead letters, workers, pending
-/// entries, enqueueing by hand.
+/// entries, enqueueing by hand, pausing and resuming queues.
 #[derive(Debug, Parser)]
 #[command(name = "mq", version, propagate_version = true)]
 pub(crate) struct Cli {
@@ -59,7 +59,8 @@ pub(crate) struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Per queue: backlog, pending, delayed, dead, consumers, and rates (enqueued/s, done/s).
+    /// Per queue: backlog, pending, delayed, dead, consumers, rates (enqueued/s, done/s), and
+    /// whether it is paused.
     ///
     /// Rates come from two samples of the stream's counters: without --watch the command
     /// samples twice, --sample seconds apart (default 1 s; 0 skips the rates), then prints.
@@ -78,6 +79,18 @@ pub(crate) enum Command {
     Enqueue(EnqueueArgs),
     /// Entries delivered to a worker and not acked yet: id, consumer, idle time, deliveries.
     Pending(PendingArgs),
+    /// Pauses a queue: every worker stops starting its tasks within a second (running tasks
+    /// finish); producers still enqueue and delayed tasks still become ready. Lasts until
+    /// `mq resume`, across worker restarts. A partitioned queue pauses as a whole.
+    Pause {
+        /// The queue.
+        queue: String,
+    },
+    /// Resumes a paused queue: workers start its tasks again within a second.
+    Resume {
+        /// The queue.
+        queue: String,
+    },
 }
 
 /// `mq stats`.

@@ -9,6 +9,8 @@
 //! mq workers [--all]
 //! mq enqueue <queue> <name> <json>
 //! mq pending <queue> [--count N]
+//! mq pause <queue>
+//! mq resume <queue>
 //! ```
 //!
 //! `mq stats` computes its rates from two samples of each stream's counters (`XINFO STREAM`
@@ -27,6 +29,7 @@ mod dead;
 mod enqueue;
 mod error;
 mod output;
+mod pause;
 mod pending;
 mod stats;
 mod workers;
@@ -133,5 +136,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Workers(args) => workers::run(ctx, args).await,
         Command::Enqueue(args) => enqueue::run(ctx, args).await,
         Command::Pending(args) => pending::run(ctx, args).await,
+        Command::Pause { queue } => pause::run(ctx, &queue, true).await,
+        Command::Resume { queue } => pause::run(ctx, &queue, false).await,
     }
 }

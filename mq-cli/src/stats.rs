@@ -142,6 +142,7 @@ fn show(
                     "delayed": s.delayed,
                     "dead": s.dead,
                     "consumers": s.consumers,
+                    "paused": s.paused,
                     "entries_added": info.as_ref().and_then(|i| i.entries_added),
                     "entries_removed": info.as_ref().and_then(|i| i.entries_removed),
                     "enqueued_per_sec": r.enqueued,
@@ -188,6 +189,7 @@ fn show(
         ("CONSUMERS", Align::Right),
         ("ENQ/S", Align::Right),
         ("DONE/S", Align::Right),
+        ("PAUSED", Align::Right),
     ]);
     for (s, _) in &now.queues {
         let r = rates(now, prev, &s.queue);
@@ -200,6 +202,7 @@ fn show(
             s.consumers.to_string(),
             output::rate(r.enqueued),
             output::rate(r.done),
+            if s.paused { "yes" } else { "no" }.to_owned(),
         ]);
     }
     text.push_str(&table.render());

@@ -170,11 +170,11 @@ async fn stats_shows_sizes_and_rates_of_every_queue() {
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(
         lines[0],
-        "QUEUE   BACKLOG  PENDING  DELAYED  DEAD  CONSUMERS  ENQ/S  DONE/S"
+        "QUEUE   BACKLOG  PENDING  DELAYED  DEAD  CONSUMERS  ENQ/S  DONE/S  PAUSED"
     );
     assert_eq!(
         lines[1],
-        "images        5        0        1     0          0      -       -"
+        "images        5        0        1     0          0      -       -      no"
     );
     assert!(lines[2].starts_with("texts "), "{lines:?}");
 
@@ -794,4 +794,57 @@ async fn on_a_cluster_stats_show_a_partitioned_queue_and_each_partition() {
     }
     let table = mq_ok(&url, &["stats", "--sample", "0"]).await.stdout;
     assert!(table.contains("parted#2"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_a_queue_and_stats_show_it() {
+    let server = redis();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.unwrap();
+    producer.enqueue_many((0..3).map(image)).await.unwrap();
+    producer
+        .enqueue_raw("texts", "EmbedText", vec![0x80])
+        .await
+        .unwrap();
+
+    let out = mq_ok(&url, &["pause", "images"]).await;
+    assert_eq!(out.stdout, "paused queue \"images\"\n");
+    let admin = mq_core::Admin::connect(&url).await.unwrap();
+    assert!(admin.is_paused("images").await.unwrap());
+    assert!(!admin.is_paused("texts").await.unwrap());
+
+    let out = mq_ok(&url, &["stats", "--sample", "0"]).await;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "QUEUE   BACKLOG  PENDING  DELAYED  DEAD  CONSUMERS  ENQ/S  DONE/S  PAUSED"
+    );
+    assert!(
+        lines[1].starts_with("images ") && lines[1].ends_with("  yes"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].starts_with("texts ") && lines[2].ends_with("  no"),
+        "{lines:?}"
+    );
+    let stats = mq_ok(&url, &["--json", "stats", "--sample", "0"])
+        .await
+        .json();
+    assert_eq!(queue_row(&stats, "images")["paused"], true, "{stats}");
+    assert_eq!(queue_row(&stats, "texts")["paused"], false, "{stats}");
+
+    let out = mq_ok(&url, &["--json", "resume", "images"]).await.json();
+    assert_eq!(
+        out,
+        serde_json::json!({ "queue": "images", "paused": false })
+    );
+    assert!(!admin.is_paused("images").await.unwrap());
+    let stats = mq_ok(&url, &["--json", "stats", "images", "--sample", "0"])
+        .await
+        .json();
+    assert_eq!(queue_row(&stats, "images")["paused"], false, "{stats}");
+
+    // A typo pauses nothing: unknown queues are refused.
+    mq(&url, &["pause", "imagez"]).await.assert_error("imagez");
+    assert!(!admin.is_paused("imagez").await.unwrap());
 }

@@ -1,5 +1,6 @@
 //! Operations on queues for operators, the CLI and tests: queue statistics (one consistent
-//! snapshot) and stream counters, waiting until a queue is idle, pending entries, live workers
+//! snapshot) and stream counters, waiting until a queue is idle, pausing and resuming a queue
+//! ([`pause`](Admin::pause), [`resume`](Admin::resume)), pending entries, live workers
 //! and the dead-letter stream ([`dead_list`](Admin::dead_list), [`dead_show`](Admin::dead_show),
 //! [`dead_replay`](Admin::dead_replay), [`dead_replay_all`](Admin::dead_replay_all),
 //! [`dead_purge`](Admin::dead_purge)), each entry a [`DeadLetter`] with typed accessors.
@@ -21,6 +22,10 @@ const REPLAY_BATCH: usize = 500;
 
 /// How often [`Admin::wait_idle`] reads the queue's sizes: every 50 ms.
 pub const WAIT_IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// How often a worker reads the pause flags of its queues (one round trip for all of them):
+/// every 250 ms. A pause or resume takes effect within this plus a round trip.
+pub const PAUSE_POLL: Duration = Duration::from_millis(250);
 
 /// Administrative access to mq's queues: sizes, idleness, pending entries, workers and dead
 /// letters. Cheap to clone (one multiplexed connection).
@@ -97,6 +102,8 @@ pub struct QueueStats {
     pub dead: u64,
     /// Consumers in the group.
     pub consumers: u64,
+    /// Whether the queue is paused ([`Admin::pause`]): workers start none of its tasks.
+    pub paused: bool,
 }
 
 impl QueueStats {
@@ -640,17 +647,24 @@ impl Admin {
     /// [`Error::Redis`].
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
         let parts = self.streams(queue).await?;
+        // The pause flag is read next to the snapshots, in the same round trip.
+        let paused = self.is_paused_unchecked(queue);
         if parts.len() == 1 {
-            return snapshot(&mut self.conn.clone(), &self.keys(&parts[0]), &self.group).await;
+            let (mut conn, keys) = (self.conn.clone(), self.keys(&parts[0]));
+            let snap = snapshot(&mut conn, &keys, &self.group);
+            let (mut s, paused) = futures::future::try_join(snap, paused).await?;
+            s.paused = paused;
+            return Ok(s);
         }
         let snaps = futures::future::try_join_all(parts.iter().map(|p| {
             let mut conn = self.conn.clone();
             let keys = self.keys(p);
             async move { snapshot(&mut conn, &keys, &self.group).await }
-        }))
-        .await?;
+        }));
+        let (snaps, paused) = futures::future::try_join(snaps, paused).await?;
         let mut total = QueueStats {
             queue: queue.to_owned(),
+            paused,
             ..QueueStats::default()
         };
         for s in snaps {
@@ -662,6 +676,88 @@ impl Admin {
             total.consumers = total.consumers.max(s.consumers);
         }
         Ok(total)
+    }
+
+    /// Pauses `queue`: every worker stops starting its tasks within [`PAUSE_POLL`] (250 ms)
+    /// plus a round trip, until [`resume`](Self::resume). Tasks already running finish; entries
+    /// a worker had fetched but not started stay with it (leased) and start first on resume,
+    /// or are handed back if it shuts down. Producers still enqueue and delayed tasks and
+    /// retries still move to the stream when due: they wait there. Durable: the flag is the
+    /// key `{prefix}:{queue}:paused`, so it holds across worker restarts (a worker started on
+    /// a paused queue starts nothing) until resumed. For a partitioned queue the one flag
+    /// pauses every partition, including partitions added later. Pausing a paused queue, or a
+    /// queue that does not exist yet, is allowed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// let admin = mq_core::Admin::connect("redis://127.0.0.1/").await?;
+    /// admin.pause("embeddings").await?; // deploy the new model meanwhile
+    /// assert!(admin.is_paused("embeddings").await?);
+    /// admin.resume("embeddings").await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name or a partition's name (`hot#2`: partitions are
+    /// paused together, with their queue), [`Error::Redis`].
+    pub async fn pause(&self, queue: &str) -> Result<()> {
+        let key = self.paused_key(queue)?;
+        redis::cmd("SET")
+            .arg(key)
+            .arg(1)
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("SET paused"))
+    }
+
+    /// Resumes a paused `queue` (see [`pause`](Self::pause)): workers start its tasks again
+    /// within [`PAUSE_POLL`] plus a round trip. Resuming a queue that is not paused is allowed.
+    ///
+    /// # Errors
+    ///
+    /// As [`pause`](Self::pause).
+    pub async fn resume(&self, queue: &str) -> Result<()> {
+        let key = self.paused_key(queue)?;
+        redis::cmd("DEL")
+            .arg(key)
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("DEL paused"))
+    }
+
+    /// Whether `queue` is paused (see [`pause`](Self::pause)); for a partition's name, whether
+    /// its queue is.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name, [`Error::Redis`].
+    pub async fn is_paused(&self, queue: &str) -> Result<bool> {
+        keys::validate_queue_or_partition(queue).map_err(Error::Config)?;
+        self.is_paused_unchecked(queue).await
+    }
+
+    async fn is_paused_unchecked(&self, queue: &str) -> Result<bool> {
+        redis::cmd("EXISTS")
+            .arg(self.keys(queue).paused)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("EXISTS paused"))
+    }
+
+    /// The pause flag of `queue`, refusing bad names and partitions.
+    fn paused_key(&self, queue: &str) -> Result<String> {
+        keys::validate_queue_or_partition(queue).map_err(Error::Config)?;
+        if keys::base_queue(queue) != queue {
+            return Err(Error::Config(format!(
+                "{queue:?} is a partition: the partitions of a queue are paused and resumed \
+                 together, with their queue {:?}",
+                keys::base_queue(queue)
+            )));
+        }
+        Ok(self.keys(queue).paused)
     }
 
     /// Waits until `queue` is idle ([`QueueStats::is_idle`]): its stream is empty (nothing
@@ -1178,6 +1274,7 @@ pub(crate) async fn snapshot<C: ConnectionLike>(
         delayed,
         dead,
         consumers,
+        paused: false,
     })
 }
 

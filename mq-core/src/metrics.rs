@@ -30,6 +30,7 @@ pub const REDIS_OPS: &[&str] = &[
     "heartbeat",
     "reap",
     "sample",
+    "pause",
 ];
 
 /// Run-time buckets (seconds): 1 ms to 10 min.
@@ -57,6 +58,7 @@ pub struct Metrics {
     pub(crate) pending: IntGaugeVec,
     pub(crate) delayed: IntGaugeVec,
     pub(crate) dead_letters: IntGaugeVec,
+    pub(crate) paused: IntGaugeVec,
     reclaimed: IntCounterVec,
     dead_trimmed: IntCounterVec,
     redis_errors: IntCounterVec,
@@ -144,6 +146,10 @@ impl Metrics {
             pending: gauge("mq_queue_pending", "Tasks delivered and not yet acked"),
             delayed: gauge("mq_queue_delayed", "Scheduled and retrying tasks"),
             dead_letters: gauge("mq_dead_letter_size", "Tasks in the dead-letter stream"),
+            paused: gauge(
+                "mq_queue_paused",
+                "1 while the queue is paused (workers start none of its tasks), else 0",
+            ),
             reclaimed: counter(
                 "mq_reclaimed_total",
                 "Tasks taken over from stalled or dead workers",
@@ -197,6 +203,7 @@ impl Metrics {
             &self.pending,
             &self.delayed,
             &self.dead_letters,
+            &self.paused,
         ] {
             g.with_label_values(&[queue]);
         }

@@ -158,6 +158,8 @@ async fn documented_acl_runs_producer_worker_and_cli() {
     );
     let (ok, _, _) = mq(&cli_url, &["dead", "purge", "acl", "--yes"]).await;
     assert!(!ok, "the read-only CLI user must not purge");
+    let (ok, _, _) = mq(&cli_url, &["pause", "acl"]).await;
+    assert!(!ok, "the read-only CLI user must not pause");
     let _: () = redis::cmd("ACL")
         .arg("LOG")
         .arg("RESET")
@@ -180,6 +182,10 @@ async fn documented_acl_runs_producer_worker_and_cli() {
     .await;
     let (ok, out, err) = mq(&admin_url, &["dead", "purge", "acl", "--yes"]).await;
     assert!(ok, "mq dead purge as mq-admin: {out} {err}");
+    for cmd in ["pause", "resume"] {
+        let (ok, out, err) = mq(&admin_url, &[cmd, "acl"]).await;
+        assert!(ok, "mq {cmd} as mq-admin: {out} {err}");
+    }
     running.stop().await;
     assert_eq!(
         refused(&server).await,

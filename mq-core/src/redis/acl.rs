@@ -16,7 +16,8 @@ use crate::{
 };
 
 /// One command a role runs: its ACL rule (`xadd`, `client|id`) and an invocation with the
-/// placeholders [`STREAM`], [`DELAYED`], [`DEAD`], [`WAKE`], [`WORKERS`], [`WORKER`] for its keys
+/// placeholders [`STREAM`], [`DELAYED`], [`DEAD`], [`WAKE`], [`WORKERS`], [`WORKER`],
+/// [`PARTITIONS`], [`PAUSED`] for its keys
 /// and channel.
 #[derive(Debug, Clone, Copy)]
 pub struct Needed {
@@ -40,6 +41,8 @@ pub const WORKERS: &str = "<workers>";
 pub const WORKER: &str = "<worker>";
 /// Placeholder for the hash of partition counts `<prefix>:partitions`.
 pub const PARTITIONS: &str = "<partitions>";
+/// Placeholder for a queue's pause flag `<prefix>:{<queue>}:paused`.
+pub const PAUSED: &str = "<paused>";
 
 const fn n(rule: &'static str, args: &'static [&'static str]) -> Needed {
     Needed { rule, args }
@@ -108,6 +111,7 @@ pub const WORKER_COMMANDS: &[Needed] = &[
         &["XGROUP", "DELCONSUMER", STREAM, "g", "c"],
     ),
     n("exists", &["EXISTS", STREAM]),
+    n("exists", &["EXISTS", PAUSED]),
     n("type", &["TYPE", DEAD]),
     n("time", &["TIME"]),
     n("zadd", &["ZADD", DELAYED, "0", "m"]),
@@ -138,6 +142,7 @@ pub const CLI: &[Needed] = &[
     n("eval", &["EVAL", "return 1", "0"]),
     n("scan", &["SCAN", "0"]),
     n("exists", &["EXISTS", STREAM]),
+    n("exists", &["EXISTS", PAUSED]),
     n("xlen", &["XLEN", STREAM]),
     n("zcard", &["ZCARD", DELAYED]),
     n("xinfo|stream", &["XINFO", "STREAM", STREAM]),
@@ -151,12 +156,15 @@ pub const CLI: &[Needed] = &[
     n("pttl", &["PTTL", WORKER]),
 ];
 
-/// What `mq dead replay` and `mq dead purge` need on top of [`CLI`]: moving dead letters back
-/// to the stream (`XADD`, `XDEL`) and deleting the dead-letter stream (`UNLINK`).
+/// What `mq dead replay`, `mq dead purge`, `mq pause` and `mq resume` need on top of [`CLI`]:
+/// moving dead letters back to the stream (`XADD`, `XDEL`), deleting the dead-letter stream
+/// (`UNLINK`), setting and deleting the pause flag (`SET`, `DEL`).
 pub const CLI_ADMIN: &[Needed] = &[
     n("xadd", &["XADD", STREAM, "*", "f", "v"]),
     n("xdel", &["XDEL", DEAD, "0-1"]),
     n("unlink", &["UNLINK", DEAD]),
+    n("set", &["SET", PAUSED, "1"]),
+    n("del", &["DEL", PAUSED]),
 ];
 
 /// The `ACL SETUSER` line of a user named `user` allowed exactly `lists` on the keys and
@@ -222,6 +230,7 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                     WORKERS => keys::workers_key(prefix),
                     WORKER => keys::worker_key(prefix, consumer),
                     PARTITIONS => keys::partitions_key(prefix),
+                    PAUSED => k.paused.clone(),
                     a => a.to_owned(),
                 })
                 .collect();

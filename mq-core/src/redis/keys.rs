@@ -21,6 +21,12 @@ pub struct QueueKeys {
     /// task the earliest one publish its due time (unix ms) here, and workers' promoters wake
     /// up for it.
     pub wake: String,
+    /// `{prefix}:{queue}:paused`: exists while the queue is paused (see
+    /// [`Admin::pause`](crate::Admin::pause)). One flag for all partitions of a partitioned
+    /// queue: for partition `hot#i` this is `{prefix}:{hot}:paused`, under the queue's hash
+    /// tag, not the partition's, so it is read with plain commands, never in a partition's
+    /// script.
+    pub paused: String,
 }
 
 impl QueueKeys {
@@ -31,6 +37,9 @@ impl QueueKeys {
     /// assert_eq!(k.stream, "mq:{images}:stream");
     /// assert_eq!(k.delayed, "mq:{images}:delayed");
     /// assert_eq!(k.dead, "mq:{images}:dead");
+    /// assert_eq!(k.paused, "mq:{images}:paused");
+    /// // One pause flag for every partition of a partitioned queue:
+    /// assert_eq!(mq_core::redis::keys::QueueKeys::new("mq", "hot#2").paused, "mq:{hot}:paused");
     /// ```
     pub fn new(prefix: &str, queue: &str) -> Self {
         Self {
@@ -39,6 +48,7 @@ impl QueueKeys {
             delayed: format!("{prefix}:{{{queue}}}:delayed"),
             dead: format!("{prefix}:{{{queue}}}:dead"),
             wake: format!("{prefix}:{{{queue}}}:wake"),
+            paused: format!("{prefix}:{{{}}}:paused", base_queue(queue)),
         }
     }
 }

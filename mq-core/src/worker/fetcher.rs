@@ -11,10 +11,19 @@
 //! drain. Reads hold no permits: when the queue is empty the fetcher blocks on `XREADGROUP ...
 //! BLOCK` without taking capacity that other queues of the process could use.
 //!
+//! While its queue is paused (see `pause.rs`) it sends no read and dispatches nothing; a read
+//! already in flight lands in the buffer, which waits (leased) for the resume.
+//!
 //! At shutdown it stops at once, a blocking read included (`CLIENT UNBLOCK`), and hands back
 //! what it fetched but did not start ([`release`](super::release)).
 
-use std::{collections::VecDeque, future::Future, pin::Pin, sync::Arc, time::Instant};
+use std::{
+    collections::VecDeque,
+    future::Future,
+    pin::Pin,
+    sync::{atomic::Ordering, Arc},
+    time::Instant,
+};
 
 use crate::redis::conn::Conn;
 use redis::Value;
@@ -129,7 +138,13 @@ impl Fetcher {
         let mut failures = 0u32;
         let reclaim_every = self.shared.config.reclaim_interval();
         let mut last_reclaim = Instant::now();
+        // Completes when the pause watcher flips `paused`; kept across iterations (registered
+        // once, not per loop).
+        let mut pause_changed = std::pin::pin!(self.queue.pause_changed.notified());
         loop {
+            // A paused queue reads nothing new and dispatches nothing: what is buffered stays
+            // leased here and starts first on resume (or is handed back at shutdown).
+            let paused = self.queue.paused.load(Ordering::Relaxed);
             // Refill once the buffer is down to half, so that reads stay large (a read per freed
             // permit would cost a round trip per task). After an empty read, read again only
             // once the buffer is empty (then blocking): a non-blocking read of an empty queue
@@ -146,7 +161,11 @@ impl Fetcher {
             } else {
                 can_start.max(1)
             };
-            if request.is_none() && buffer.len() <= cap / 2 && (!idle || buffer.is_empty()) {
+            if !paused
+                && request.is_none()
+                && buffer.len() <= cap / 2
+                && (!idle || buffer.is_empty())
+            {
                 let room = cap - buffer.len();
                 if last_reclaim.elapsed() >= reclaim_every {
                     last_reclaim = Instant::now();
@@ -191,6 +210,9 @@ impl Fetcher {
                     self.queue.untrack(rest.iter().map(|(id, _)| id));
                     self.hand_back(rest).await;
                     break;
+                }
+                _ = pause_changed.as_mut() => {
+                    pause_changed.set(self.queue.pause_changed.notified());
                 }
                 r = async { request.as_mut().map(|(_, f)| f) .expect("guarded").await }, if request.is_some() => {
                     let Some((what, _)) = request.take() else { continue };
@@ -238,8 +260,12 @@ impl Fetcher {
                         }
                     }
                 }
-                p = self.acquire(buffer.len()), if !buffer.is_empty() => {
+                p = self.acquire(buffer.len()), if !paused && !buffer.is_empty() => {
                     let Some(permits) = p else { break };
+                    if self.queue.paused.load(Ordering::Relaxed) {
+                        // Paused while waiting for permits: give them back.
+                        continue;
+                    }
                     let n = permits.len().min(buffer.len());
                     window.dispatched(n);
                     // An entry whose lease renewal found it owned by another worker meanwhile

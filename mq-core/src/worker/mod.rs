@@ -5,6 +5,7 @@
 //!  XREADGROUP ──> fetcher (buffer) ──spawn──> dispatcher (handler) ──ids──> acker ──> XDEL + XACK
 //!                   ^ permits                 └── retry / dead-letter scripts
 //!  delayed zset ──> promoter (Lua) ──> stream
+//!  pause flags ──> pause watcher ──> fetchers start nothing of a paused queue
 //! ```
 
 mod acker;
@@ -12,6 +13,7 @@ mod dispatcher;
 mod fetcher;
 mod heartbeat;
 mod lease;
+mod pause;
 mod permits;
 mod promoter;
 mod reclaimer;
@@ -21,7 +23,7 @@ mod waker;
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex},
+    sync::{atomic::AtomicBool, Arc, Mutex},
     time::Duration,
 };
 
@@ -417,6 +419,8 @@ impl WorkerBuilder {
                         limit: limit.clone(),
                         in_flight: Mutex::new(HashSet::new()),
                         wake: tokio::sync::Notify::new(),
+                        paused: AtomicBool::new(false),
+                        pause_changed: tokio::sync::Notify::new(),
                     }),
                     fetch,
                     // The partitions share the queue's limit: each buffers its share, so a
@@ -485,6 +489,10 @@ pub(crate) struct QueueState {
     pub(crate) metrics: Arc<QueueMetrics>,
     /// Wakes the queue's promoter: an earlier delayed task was scheduled.
     pub(crate) wake: tokio::sync::Notify,
+    /// Whether the queue is paused: its fetcher starts and reads nothing (set by `pause.rs`).
+    pub(crate) paused: AtomicBool,
+    /// Wakes the queue's fetcher when `paused` changed.
+    pub(crate) pause_changed: tokio::sync::Notify,
 }
 
 impl QueueState {
@@ -817,6 +825,21 @@ impl Worker {
             states.clone(),
             lease_stop.clone(),
         ));
+        // A worker started on a paused queue starts none of its tasks: read the flags before
+        // the fetchers start, then every PAUSE_POLL.
+        match tokio::time::timeout(conn::COMMAND_TIMEOUT, pause::refresh(&shared, &states)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                shared.metrics.redis_error("pause");
+                tracing::warn!(error = %error::chain(&e), "cannot read the pause flags yet; retrying every {:?}", crate::admin::PAUSE_POLL);
+            }
+            Err(_) => tracing::warn!("reading the pause flags timed out; retrying"),
+        }
+        let pause_watch = tokio::spawn(pause::run(
+            shared.clone(),
+            states.clone(),
+            lease_stop.clone(),
+        ));
         let tracker = TaskTracker::new();
         let ack_stop = CancellationToken::new();
         // What running tasks watch: cancelled only once the shutdown began and the grace period
@@ -917,6 +940,7 @@ impl Worker {
         rest.spawn(async move {
             let _ = sampler.await;
             let _ = waker.await;
+            let _ = pause_watch.await;
         });
         if let Some(server) = metrics_server {
             rest.spawn(async move {
