@@ -10,9 +10,10 @@
 use std::time::Duration;
 
 use proc_macro2::{Span, TokenTree};
+use syn::ext::IdentExt as _;
 use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned as _;
-use syn::{Attribute, Expr, Lit, LitInt, LitStr};
+use syn::{Attribute, Expr, Ident, Lit, LitInt, LitStr};
 
 use crate::Ctxt;
 
@@ -26,6 +27,12 @@ pub(crate) const KEYS: &[&str] = &[
     "concurrency",
     "partitions",
     "partition_by",
+    "unique",
+    "unique_for",
+    "rate",
+    "rate_key",
+    "key_concurrency",
+    "concurrency_key",
     "crate",
 ];
 
@@ -53,6 +60,22 @@ pub(crate) enum BackoffSpec {
     Exponential { base: Duration, cap: Duration },
 }
 
+/// A parsed `rate = "..."` value (not yet validated: count and period may be zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RateSpec {
+    pub(crate) count: u32,
+    pub(crate) per: Duration,
+}
+
+/// One entry of a key given by `unique`, `rate_key` or `concurrency_key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum KeyPart {
+    /// `"account"`: a field, by name as written (whether it exists is checked in `check.rs`).
+    Field(String),
+    /// `"dedup_key()"`: a method of the task taking `&self`.
+    Method(Ident),
+}
+
 /// Everything given in the `#[task(...)]` attributes of one type; `None` = key not given (or
 /// given with an invalid value, in which case an error was recorded).
 #[derive(Default)]
@@ -70,6 +93,13 @@ pub(crate) struct TaskAttrs {
     /// The field name as written in the string; whether the field exists is checked in
     /// `check.rs`.
     pub(crate) partition_by: Option<Spanned<String>>,
+    pub(crate) unique: Option<Spanned<Vec<KeyPart>>>,
+    pub(crate) unique_for: Option<Spanned<Duration>>,
+    pub(crate) rate: Option<Spanned<RateSpec>>,
+    pub(crate) rate_key: Option<Spanned<Vec<KeyPart>>>,
+    /// A `u32` literal; zero is rejected in `check.rs`.
+    pub(crate) key_concurrency: Option<Spanned<u32>>,
+    pub(crate) concurrency_key: Option<Spanned<Vec<KeyPart>>>,
     pub(crate) krate: Option<Spanned<syn::Path>>,
     /// Keys seen so far, valid value or not, to report repetitions.
     seen: Vec<String>,
@@ -146,6 +176,32 @@ impl TaskAttrs {
             "partition_by" => {
                 self.partition_by = lit_str(cx, &key, &value).map(|s| spanned_string(&s));
             }
+            "unique" => self.unique = key_spec(cx, &key, &value),
+            "rate_key" => self.rate_key = key_spec(cx, &key, &value),
+            "concurrency_key" => self.concurrency_key = key_spec(cx, &key, &value),
+            "key_concurrency" => {
+                self.key_concurrency = lit_int(cx, &key, &value, "u32")
+                    .and_then(|lit| record(cx, parse_int::<u32>(&lit, "u32")));
+            }
+            "unique_for" => {
+                self.unique_for = lit_str(cx, &key, &value).and_then(|lit| {
+                    let parsed = parse_duration(&lit.value())
+                        .map_err(|e| {
+                            format!(
+                                "{e}; expected a duration such as \"10m\", \"24h\" or \"7days\""
+                            )
+                        })
+                        .map_err(|msg| syn::Error::new(lit.span(), msg));
+                    record(cx, parsed.map(|d| Spanned::new(d, lit.span())))
+                });
+            }
+            "rate" => {
+                self.rate = lit_str(cx, &key, &value).and_then(|lit| {
+                    let parsed =
+                        parse_rate(&lit.value()).map_err(|msg| syn::Error::new(lit.span(), msg));
+                    record(cx, parsed.map(|r| Spanned::new(r, lit.span())))
+                });
+            }
             "timeout" => {
                 self.timeout = lit_str(cx, &key, &value).and_then(|lit| {
                     let parsed =
@@ -184,6 +240,14 @@ impl TaskAttrs {
 /// Records the error of `res` (if any) and turns it into an `Option`.
 fn record<T>(cx: &mut Ctxt, res: syn::Result<T>) -> Option<T> {
     res.map_err(|e| cx.push(e)).ok()
+}
+
+/// A `unique`, `rate_key` or `concurrency_key` value, parsed with [`parse_key`].
+fn key_spec(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<Spanned<Vec<KeyPart>>> {
+    lit_str(cx, key, value).and_then(|lit| {
+        let parsed = parse_key(key, &lit.value()).map_err(|msg| syn::Error::new(lit.span(), msg));
+        record(cx, parsed.map(|k| Spanned::new(k, lit.span())))
+    })
 }
 
 fn spanned_string(lit: &LitStr) -> Spanned<String> {
@@ -236,6 +300,11 @@ fn lit_str(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<LitStr> {
                 "timeout" => "`timeout = \"30s\"` or `timeout = \"none\"`",
                 "backoff" => "`backoff = \"exponential(1s, 10m)\"`",
                 "partition_by" => "`partition_by = \"account\"` (a field of the struct)",
+                "unique" => "`unique = \"product_id\"`, `unique = \"shop, sku\"` or `unique = \"dedup_key()\"`",
+                "rate_key" => "`rate_key = \"account\"`",
+                "concurrency_key" => "`concurrency_key = \"account\"`",
+                "unique_for" => "`unique_for = \"24h\"`",
+                "rate" => "`rate = \"100/s\"`",
                 "crate" => "`crate = \"::mq_core\"`",
                 _ => "a string literal",
             };
@@ -342,6 +411,98 @@ pub(crate) fn parse_backoff(s: &str) -> Result<BackoffSpec, String> {
         }
         _ => Err(bad_syntax()),
     }
+}
+
+pub(crate) const RATE_FORMS: &str = "expected \"<count>/<period>\", e.g. \"100/s\", \"10/m\", \
+     \"1000/h\", \"10/2s\" or \"5/1500ms\" (a unit alone means one of it)";
+
+/// Parses a `rate` value: `"<count>/<period>"`, where the count is a whole number (`u32`) and
+/// the period a unit alone (`"s"`, `"m"`, `"h"`, ...: one of it) or a human duration
+/// (`"2s"`, `"1500ms"`, `"1h 30m"`). Whitespace around the parts is ignored. Zero counts and
+/// periods are rejected later.
+pub(crate) fn parse_rate(s: &str) -> Result<RateSpec, String> {
+    let t = s.trim();
+    let (count, per) = t
+        .split_once('/')
+        .ok_or_else(|| format!("invalid rate `{t}`: {RATE_FORMS}"))?;
+    let (count, per) = (count.trim(), per.trim());
+    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "invalid rate `{t}`: the count `{count}` is not a whole number; {RATE_FORMS}"
+        ));
+    }
+    let count = count
+        .parse::<u32>()
+        .map_err(|_| format!("invalid rate `{t}`: the count `{count}` does not fit in u32"))?;
+    if per.is_empty() {
+        return Err(format!(
+            "invalid rate `{t}`: the period is missing; {RATE_FORMS}"
+        ));
+    }
+    let full = if per.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        format!("1{per}")
+    } else {
+        per.to_owned()
+    };
+    let per = humantime::parse_duration(&full).map_err(|e| {
+        format!("invalid rate `{t}`: the period `{per}` is not a duration ({e}); {RATE_FORMS}")
+    })?;
+    Ok(RateSpec { count, per })
+}
+
+/// The names of the methods the derive implements from key attributes; naming one of them as
+/// the key's own method would call itself forever.
+const KEY_METHODS: &[&str] = &["unique_key", "rate_key", "concurrency_key", "partition_key"];
+
+/// Parses a `unique`, `rate_key` or `concurrency_key` value (`key` is which, for messages):
+/// entries separated by commas, each a field name (`"account"`) or a method call
+/// (`"dedup_key()"`). Whitespace around entries is ignored; an entry may not be empty or
+/// repeated. Whether the fields exist is checked later.
+pub(crate) fn parse_key(key: &str, s: &str) -> Result<Vec<KeyPart>, String> {
+    let t = s.trim();
+    let forms = format!(
+        "expected fields or `method()`s of the task separated by commas, e.g. \
+         `{key} = \"account\"`, `{key} = \"shop, sku\"` or `{key} = \"dedup_key()\"`"
+    );
+    if t.is_empty() {
+        return Err(format!("`{key}` is empty; {forms}"));
+    }
+    let mut parts: Vec<KeyPart> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for entry in t.split(',') {
+        let entry = entry.trim();
+        if entry.is_empty() {
+            return Err(format!(
+                "invalid `{key}` \"{t}\": an entry is empty; {forms}"
+            ));
+        }
+        let (part, name) = match entry.strip_suffix("()") {
+            Some(method) => {
+                let method = method.trim_end();
+                let ident = syn::parse_str::<Ident>(method).map_err(|_| {
+                    format!("invalid `{key}` \"{t}\": `{method}` is not a method name; {forms}")
+                })?;
+                let name = ident.unraw().to_string();
+                if KEY_METHODS.contains(&name.as_str()) {
+                    return Err(format!(
+                        "`{key}` cannot call `{name}()`: the derive implements `Task::{name}` \
+                         itself; give your method another name, e.g. `dedup_key()`"
+                    ));
+                }
+                (KeyPart::Method(ident), format!("{name}()"))
+            }
+            None => {
+                let name = entry.strip_prefix("r#").unwrap_or(entry).to_owned();
+                (KeyPart::Field(entry.to_owned()), name)
+            }
+        };
+        if names.contains(&name) {
+            return Err(format!("invalid `{key}` \"{t}\": `{name}` is named twice"));
+        }
+        names.push(name);
+        parts.push(part);
+    }
+    Ok(parts)
 }
 
 #[cfg(test)]
@@ -490,7 +651,8 @@ mod tests {
             errors,
             vec![
                 "unknown task attribute `retries`; expected one of: queue, name, max_retries, \
-                 timeout, backoff, concurrency, partitions, partition_by, crate",
+                 timeout, backoff, concurrency, partitions, partition_by, unique, unique_for, rate, \
+                 rate_key, key_concurrency, concurrency_key, crate",
                 "duplicate task attribute `queue`",
                 "expected an unsigned integer literal (u32) for `max_retries`, e.g. \
                  `max_retries = 5`",
@@ -500,7 +662,8 @@ mod tests {
                 "`concurrency` is a usize; remove the `u8` suffix",
                 "duplicate task attribute `max_retries`",
                 "unknown task attribute `x::y`; expected one of: queue, name, max_retries, \
-                 timeout, backoff, concurrency, partitions, partition_by, crate",
+                 timeout, backoff, concurrency, partitions, partition_by, unique, unique_for, rate, \
+                 rate_key, key_concurrency, concurrency_key, crate",
                 "duplicate task attribute `max_retries`",
             ]
         );
@@ -555,6 +718,178 @@ mod tests {
         assert_eq!(
             errors,
             vec!["`partitions` is a u16; remove the `u8` suffix"]
+        );
+    }
+
+    #[test]
+    fn rates() {
+        let rate = |count, per| Ok(RateSpec { count, per });
+        assert_eq!(parse_rate("100/s"), rate(100, secs(1)));
+        assert_eq!(parse_rate(" 10 / m "), rate(10, secs(60)));
+        assert_eq!(parse_rate("1000/h"), rate(1000, secs(3600)));
+        assert_eq!(parse_rate("3/day"), rate(3, secs(86400)));
+        assert_eq!(parse_rate("10/2s"), rate(10, secs(2)));
+        assert_eq!(parse_rate("5/1500ms"), rate(5, Duration::from_millis(1500)));
+        assert_eq!(parse_rate("1/1h 30m"), rate(1, secs(5400)));
+        assert_eq!(parse_rate("1/ms"), rate(1, Duration::from_millis(1)));
+        // Zero is syntax, rejected by check.rs.
+        assert_eq!(parse_rate("0/s"), rate(0, secs(1)));
+        assert_eq!(parse_rate("4294967295/s"), rate(u32::MAX, secs(1)));
+        assert_eq!(parse_rate("1/0s"), rate(1, Duration::ZERO));
+
+        assert_eq!(
+            parse_rate("100").unwrap_err(),
+            format!("invalid rate `100`: {RATE_FORMS}")
+        );
+        for (bad, count) in [
+            ("x/s", "x"),
+            ("/s", ""),
+            ("-1/s", "-1"),
+            ("+5/s", "+5"),
+            ("1.5/s", "1.5"),
+        ] {
+            assert_eq!(
+                parse_rate(bad).unwrap_err(),
+                format!(
+                    "invalid rate `{bad}`: the count `{count}` is not a whole number; {RATE_FORMS}"
+                )
+            );
+        }
+        assert_eq!(
+            parse_rate("4294967296/s").unwrap_err(),
+            "invalid rate `4294967296/s`: the count `4294967296` does not fit in u32"
+        );
+        assert_eq!(
+            parse_rate("100/").unwrap_err(),
+            format!("invalid rate `100/`: the period is missing; {RATE_FORMS}")
+        );
+        let err = parse_rate("100/soon").unwrap_err();
+        assert!(
+            err.starts_with("invalid rate `100/soon`: the period `soon` is not a duration (unknown time unit \"soon\""),
+            "{err}"
+        );
+        let err = parse_rate("100/1").unwrap_err();
+        assert!(err.contains("time unit needed"), "{err}");
+        assert!(parse_rate("1/2/s").is_err());
+    }
+
+    #[test]
+    fn keys() {
+        let field = |f: &str| KeyPart::Field(f.to_owned());
+        let method = |m: &str| KeyPart::Method(syn::parse_str(m).unwrap());
+        assert_eq!(
+            parse_key("unique", "product_id"),
+            Ok(vec![field("product_id")])
+        );
+        assert_eq!(
+            parse_key("unique", " shop ,sku, r#type "),
+            Ok(vec![field("shop"), field("sku"), field("r#type")])
+        );
+        assert_eq!(
+            parse_key("unique", "dedup_key()"),
+            Ok(vec![method("dedup_key")])
+        );
+        assert_eq!(
+            parse_key("rate_key", "shop, key ()"),
+            Ok(vec![field("shop"), method("key")])
+        );
+        assert_eq!(parse_key("unique", "r#type()"), Ok(vec![method("r#type")]));
+
+        let forms = "expected fields or `method()`s of the task separated by commas, e.g. \
+                     `unique = \"account\"`, `unique = \"shop, sku\"` or \
+                     `unique = \"dedup_key()\"`";
+        assert_eq!(
+            parse_key("unique", " ").unwrap_err(),
+            format!("`unique` is empty; {forms}")
+        );
+        assert_eq!(
+            parse_key("unique", "a,").unwrap_err(),
+            format!("invalid `unique` \"a,\": an entry is empty; {forms}")
+        );
+        assert_eq!(
+            parse_key("unique", "a.b()").unwrap_err(),
+            format!("invalid `unique` \"a.b()\": `a.b` is not a method name; {forms}")
+        );
+        assert!(parse_key("unique", "type()").is_err());
+        assert_eq!(
+            parse_key("unique", "a, b, a").unwrap_err(),
+            "invalid `unique` \"a, b, a\": `a` is named twice"
+        );
+        assert_eq!(
+            parse_key("unique", "a, r#a").unwrap_err(),
+            "invalid `unique` \"a, r#a\": `a` is named twice"
+        );
+        assert_eq!(
+            parse_key("unique", "k(), k()").unwrap_err(),
+            "invalid `unique` \"k(), k()\": `k()` is named twice"
+        );
+        // A field and a method of the same name are different entries.
+        assert!(parse_key("unique", "k, k()").is_ok());
+        assert_eq!(
+            parse_key("concurrency_key", "unique_key()").unwrap_err(),
+            "`concurrency_key` cannot call `unique_key()`: the derive implements \
+             `Task::unique_key` itself; give your method another name, e.g. `dedup_key()`"
+        );
+    }
+
+    #[test]
+    fn flow_control_values() {
+        let (attrs, errors) = parse(syn::parse_quote! {
+            #[task(unique = "shop, sku", unique_for = "24h", rate = "100/s")]
+            #[task(rate_key = "account", key_concurrency = 2, concurrency_key = "key()")]
+            struct A;
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(attrs.unique.unwrap().value.len(), 2);
+        assert_eq!(attrs.unique_for.unwrap().value, secs(86400));
+        assert_eq!(
+            attrs.rate.unwrap().value,
+            RateSpec {
+                count: 100,
+                per: secs(1)
+            }
+        );
+        assert_eq!(attrs.rate_key.unwrap().value.len(), 1);
+        assert_eq!(attrs.key_concurrency.unwrap().value, 2);
+        assert_eq!(attrs.concurrency_key.unwrap().value.len(), 1);
+
+        let (attrs, errors) = parse(syn::parse_quote! {
+            #[task(unique = product_id, unique_for = 24, rate = 100, rate_key = "")]
+            #[task(key_concurrency = "2", concurrency_key = "a b()", unique_for = "soon")]
+            struct A;
+        });
+        assert_eq!(
+            errors,
+            vec![
+                "expected a string literal for `unique`, e.g. `unique = \"product_id\"`, \
+                 `unique = \"shop, sku\"` or `unique = \"dedup_key()\"`",
+                "expected a string literal for `unique_for`, e.g. `unique_for = \"24h\"`",
+                "expected a string literal for `rate`, e.g. `rate = \"100/s\"`",
+                "`rate_key` is empty; expected fields or `method()`s of the task separated by \
+                 commas, e.g. `rate_key = \"account\"`, `rate_key = \"shop, sku\"` or \
+                 `rate_key = \"dedup_key()\"`",
+                "expected an unsigned integer literal (u32) for `key_concurrency`, e.g. \
+                 `key_concurrency = 5`",
+                "invalid `concurrency_key` \"a b()\": `a b` is not a method name; expected \
+                 fields or `method()`s of the task separated by commas, e.g. \
+                 `concurrency_key = \"account\"`, `concurrency_key = \"shop, sku\"` or \
+                 `concurrency_key = \"dedup_key()\"`",
+                "duplicate task attribute `unique_for`",
+            ]
+        );
+        assert!(attrs.unique.is_none() && attrs.rate.is_none() && attrs.key_concurrency.is_none());
+        let (_, errors) = parse(syn::parse_quote! { #[task(unique_for = "soon")] struct A; });
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("invalid duration `soon`: ")
+                && errors[0]
+                    .ends_with("; expected a duration such as \"10m\", \"24h\" or \"7days\""),
+            "{errors:?}"
+        );
+        let (_, errors) = parse(syn::parse_quote! { #[task(key_concurrency = 2u8)] struct A; });
+        assert_eq!(
+            errors,
+            vec!["`key_concurrency` is a u32; remove the `u8` suffix"]
         );
     }
 

@@ -7,9 +7,11 @@
 use std::time::Duration;
 
 use syn::ext::IdentExt as _;
-use syn::{Data, DeriveInput, Fields, Ident};
+use syn::punctuated::Punctuated;
+use syn::token::Comma;
+use syn::{Data, DeriveInput, Field, Fields, Ident};
 
-use crate::attr::{BackoffSpec, Spanned, TaskAttrs};
+use crate::attr::{BackoffSpec, KeyPart, RateSpec, Spanned, TaskAttrs};
 use crate::Ctxt;
 
 /// Longest accepted queue name.
@@ -35,12 +37,34 @@ pub(crate) struct TaskModel {
     pub(crate) partitions: Option<Spanned<u16>>,
     /// The field named by `partition_by`, spanned at the string literal that named it.
     pub(crate) partition_by: Option<Spanned<Ident>>,
+    /// `unique`, `rate_key` and `concurrency_key`: the fields and methods whose
+    /// `to_string()`s, joined by `:`, make the key; spanned (each ident too) at the string.
+    pub(crate) unique: Option<Spanned<Vec<KeySource>>>,
+    pub(crate) unique_for: Option<Spanned<Duration>>,
+    pub(crate) rate: Option<Spanned<RateSpec>>,
+    pub(crate) rate_key: Option<Spanned<Vec<KeySource>>>,
+    pub(crate) key_concurrency: Option<Spanned<u32>>,
+    pub(crate) concurrency_key: Option<Spanned<Vec<KeySource>>>,
+}
+
+/// One resolved entry of a key attribute.
+pub(crate) enum KeySource {
+    /// `self.field`
+    Field(Ident),
+    /// `self.method()`
+    Method(Ident),
 }
 
 /// Checks the input type and its attributes, recording every problem in `cx`.
 pub(crate) fn check(cx: &mut Ctxt, input: &DeriveInput, attrs: TaskAttrs) -> TaskModel {
     check_shape(cx, input);
     let partitions_given = attrs.given("partitions");
+    // A key given with a rejected value already has its error: no second one saying it is
+    // missing.
+    let unique_given = attrs.given("unique");
+    let rate_given = attrs.given("rate");
+    let key_concurrency_given = attrs.given("key_concurrency");
+    let concurrency_key_given = attrs.given("concurrency_key");
 
     let ident = input.ident.clone();
     let type_name = ident_name(&ident);
@@ -150,6 +174,75 @@ pub(crate) fn check(cx: &mut Ctxt, input: &DeriveInput, attrs: TaskAttrs) -> Tas
         None => None,
     };
 
+    let unique = key_sources(cx, input, "unique", attrs.unique.as_ref());
+    if let Some(u) = &attrs.unique_for {
+        if !unique_given {
+            cx.error(
+                u.span,
+                "unique_for needs `unique`: it keeps a unique task's key for a while after the \
+                 task succeeded; add e.g. `unique = \"product_id\"`",
+            );
+        }
+    }
+    let unique_for = attrs.unique_for.filter(|u| {
+        if u.value.is_zero() {
+            cx.error(
+                u.span,
+                "unique_for must be greater than zero; leave it out to release the key as soon \
+                 as the task succeeds",
+            );
+        }
+        !u.value.is_zero()
+    });
+
+    let rate = attrs.rate.filter(|r| match validate_rate(&r.value) {
+        Ok(()) => true,
+        Err(e) => {
+            cx.error(r.span, e);
+            false
+        }
+    });
+    let rate_key = key_sources(cx, input, "rate_key", attrs.rate_key.as_ref());
+    if let Some(k) = &attrs.rate_key {
+        if !rate_given {
+            cx.error(
+                k.span,
+                "rate_key needs `rate`: each value of the key gets its own limit of `rate`; add \
+                 e.g. `rate = \"10/s\"`",
+            );
+        }
+    }
+
+    if let Some(k) = &attrs.key_concurrency {
+        if !concurrency_key_given {
+            cx.error(
+                k.span,
+                "key_concurrency needs `concurrency_key`, the key whose running tasks it \
+                 limits; add e.g. `concurrency_key = \"account\"`",
+            );
+        }
+    }
+    let key_concurrency = attrs.key_concurrency.filter(|k| {
+        if k.value == 0 {
+            cx.error(
+                k.span,
+                "key_concurrency must be at least 1; leave it and `concurrency_key` out for no \
+                 per-key limit",
+            );
+        }
+        k.value != 0
+    });
+    let concurrency_key = key_sources(cx, input, "concurrency_key", attrs.concurrency_key.as_ref());
+    if let Some(k) = &attrs.concurrency_key {
+        if !key_concurrency_given {
+            cx.error(
+                k.span,
+                "concurrency_key needs `key_concurrency = N`, how many tasks of one key value \
+                 may run at once; add e.g. `key_concurrency = 2`",
+            );
+        }
+    }
+
     let krate = match attrs.krate {
         Some(k) => k.value,
         None => syn::parse_quote!(::mq_core),
@@ -166,47 +259,128 @@ pub(crate) fn check(cx: &mut Ctxt, input: &DeriveInput, attrs: TaskAttrs) -> Tas
         concurrency,
         partitions,
         partition_by,
+        unique,
+        unique_for,
+        rate,
+        rate_key,
+        key_concurrency,
+        concurrency_key,
     }
 }
 
-/// The field of `input` named `name` (a raw identifier matches with or without its `r#`).
-fn partition_field<'a>(input: &'a DeriveInput, name: &str) -> Result<&'a Ident, String> {
-    let ty = ident_name(&input.ident);
-    let fields = match &input.data {
-        Data::Struct(s) => match &s.fields {
-            Fields::Named(named) => &named.named,
-            Fields::Unnamed(_) => {
-                return Err(format!(
-                    "partition_by names a field, but `{ty}` is a tuple struct; give it named \
-                     fields"
-                ))
+/// Resolves the entries of a key attribute (`unique`, `rate_key`, `concurrency_key`) against
+/// the input type. `None` (with every problem recorded) if any entry is invalid.
+fn key_sources(
+    cx: &mut Ctxt,
+    input: &DeriveInput,
+    key: &str,
+    spec: Option<&Spanned<Vec<KeyPart>>>,
+) -> Option<Spanned<Vec<KeySource>>> {
+    let spec = spec?;
+    let span = spec.span;
+    let mut out = Vec::new();
+    let mut valid = true;
+    let mut shape_reported = false;
+    for part in &spec.value {
+        match part {
+            KeyPart::Method(m) => {
+                let mut m = m.clone();
+                m.set_span(span);
+                out.push(KeySource::Method(m));
             }
-            Fields::Unit => {
-                return Err(format!(
-                    "partition_by names a field, but `{ty}` is a unit struct and has none"
-                ))
+            KeyPart::Field(name) => {
+                let fields = match named_fields(input, key, true) {
+                    Ok(fields) => fields,
+                    Err(e) => {
+                        // Once per attribute, however many fields it names.
+                        if !shape_reported {
+                            cx.error(span, e);
+                        }
+                        shape_reported = true;
+                        valid = false;
+                        continue;
+                    }
+                };
+                match find_field(input, fields, key, name, true) {
+                    Ok(field) => {
+                        let mut field = field.clone();
+                        field.set_span(span);
+                        out.push(KeySource::Field(field));
+                    }
+                    Err(e) => {
+                        cx.error(span, e);
+                        valid = false;
+                    }
+                }
             }
-        },
-        Data::Enum(_) => {
-            return Err(format!(
-                "partition_by names a field, so it needs a struct with named fields; `{ty}` is \
-                 an enum"
-            ))
         }
-        // Reported by `check_shape`.
-        Data::Union(_) => return Err("partition_by needs a struct with named fields".to_owned()),
+    }
+    valid.then(|| Spanned::new(out, span))
+}
+
+/// The field of `input` named `name`, for `partition_by`.
+fn partition_field<'a>(input: &'a DeriveInput, name: &str) -> Result<&'a Ident, String> {
+    let fields = named_fields(input, "partition_by", false)?;
+    find_field(input, fields, "partition_by", name, false)
+}
+
+/// The named fields of `input`, or why `key`, which names fields, cannot be used on it.
+/// `methods`: whether `key` also accepts methods (then the message says so).
+fn named_fields<'a>(
+    input: &'a DeriveInput,
+    key: &str,
+    methods: bool,
+) -> Result<&'a Punctuated<Field, Comma>, String> {
+    let ty = ident_name(&input.ident);
+    let hint = if methods {
+        format!("; a method works for any type, e.g. `{key} = \"dedup_key()\"`")
+    } else {
+        String::new()
     };
+    match &input.data {
+        Data::Struct(s) => match &s.fields {
+            Fields::Named(named) => Ok(&named.named),
+            Fields::Unnamed(_) => Err(format!(
+                "{key} names a field, but `{ty}` is a tuple struct; give it named fields{hint}"
+            )),
+            Fields::Unit => Err(format!(
+                "{key} names a field, but `{ty}` is a unit struct and has none{hint}"
+            )),
+        },
+        Data::Enum(_) => Err(format!(
+            "{key} names a field, so it needs a struct with named fields; `{ty}` is an \
+             enum{hint}"
+        )),
+        // Reported by `check_shape`.
+        Data::Union(_) => Err(format!("{key} needs a struct with named fields")),
+    }
+}
+
+/// The field among `fields` named `name` (a raw identifier matches with or without its `r#`).
+fn find_field<'a>(
+    input: &DeriveInput,
+    fields: &'a Punctuated<Field, Comma>,
+    key: &str,
+    name: &str,
+    methods: bool,
+) -> Result<&'a Ident, String> {
+    let ty = ident_name(&input.ident);
     let wanted = name.strip_prefix("r#").unwrap_or(name);
     let idents = fields.iter().filter_map(|f| f.ident.as_ref());
     if let Some(found) = idents.clone().find(|i| i.unraw() == wanted) {
         return Ok(found);
     }
     let names: Vec<String> = idents.map(|i| format!("`{}`", i.unraw())).collect();
+    let method_hint = if methods {
+        format!("; to call a method of the task, write `{name}()`")
+    } else {
+        String::new()
+    };
     Err(if names.is_empty() {
-        format!("partition_by names the field `{name}`, but `{ty}` has no fields")
+        format!("{key} names the field `{name}`, but `{ty}` has no fields{method_hint}")
     } else {
         format!(
-            "`{ty}` has no field `{name}`; partition_by names one of its fields: {}",
+            "`{ty}` has no field `{name}`; {key} names one of its fields: {}{method_hint}",
             names.join(", ")
         )
     })
@@ -306,6 +480,21 @@ pub(crate) fn validate_name(n: &str) -> Result<(), String> {
         return Err(format!(
             "task name contains {bad:?}; whitespace and control characters are not allowed"
         ));
+    }
+    Ok(())
+}
+
+/// A rate lets at least one task through per period, and the period passes.
+pub(crate) fn validate_rate(r: &RateSpec) -> Result<(), String> {
+    if r.count == 0 {
+        return Err(
+            "the count of a rate must be at least 1 (0 would never run a task); leave `rate` \
+             out for no limit"
+                .to_owned(),
+        );
+    }
+    if r.per.is_zero() {
+        return Err("the period of a rate must be greater than zero".to_owned());
     }
     Ok(())
 }
@@ -569,6 +758,158 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:?}");
         assert_eq!(errors[0], NEEDS_PARTITIONS);
         assert!(errors[1].contains("no field `b`"), "{errors:?}");
+    }
+
+    fn key_names(k: &Option<Spanned<Vec<KeySource>>>) -> Vec<String> {
+        k.as_ref()
+            .expect("key resolved")
+            .value
+            .iter()
+            .map(|p| match p {
+                KeySource::Field(f) => f.to_string(),
+                KeySource::Method(m) => format!("{m}()"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn flow_control() {
+        let (m, errors) = run(syn::parse_quote! {
+            #[task(unique = "shop, r#type, dedup()", unique_for = "24h", rate = "10/2s")]
+            #[task(rate_key = "shop", key_concurrency = 2, concurrency_key = "slot()")]
+            struct A { shop: String, r#type: u8 }
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(key_names(&m.unique), ["shop", "r#type", "dedup()"]);
+        assert_eq!(m.unique_for.unwrap().value, Duration::from_secs(86400));
+        let rate = m.rate.unwrap().value;
+        assert_eq!((rate.count, rate.per), (10, Duration::from_secs(2)));
+        assert_eq!(key_names(&m.rate_key), ["shop"]);
+        assert_eq!(m.key_concurrency.unwrap().value, 2);
+        assert_eq!(key_names(&m.concurrency_key), ["slot()"]);
+
+        // Methods work for any type.
+        let (m, errors) = run(syn::parse_quote! {
+            #[task(unique = "key()", rate = "1/s", rate_key = "key()")]
+            enum E { A }
+        });
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(key_names(&m.unique), ["key()"]);
+    }
+
+    #[test]
+    fn flow_control_values_out_of_range() {
+        let (m, errors) = run(syn::parse_quote! {
+            #[task(unique = "a", unique_for = "0s", rate = "0/s")]
+            #[task(key_concurrency = 0, concurrency_key = "a")]
+            struct A { a: u8 }
+        });
+        assert_eq!(
+            errors,
+            vec![
+                "unique_for must be greater than zero; leave it out to release the key as soon \
+                 as the task succeeds",
+                "the count of a rate must be at least 1 (0 would never run a task); leave \
+                 `rate` out for no limit",
+                "key_concurrency must be at least 1; leave it and `concurrency_key` out for no \
+                 per-key limit",
+            ]
+        );
+        assert!(m.unique_for.is_none() && m.rate.is_none() && m.key_concurrency.is_none());
+        let (_, errors) = run(syn::parse_quote! { #[task(rate = "5/0ms")] struct A; });
+        assert_eq!(
+            errors,
+            vec!["the period of a rate must be greater than zero"]
+        );
+    }
+
+    const NEEDS_UNIQUE: &str = "unique_for needs `unique`: it keeps a unique task's key for a \
+        while after the task succeeded; add e.g. `unique = \"product_id\"`";
+    const NEEDS_RATE: &str = "rate_key needs `rate`: each value of the key gets its own limit \
+        of `rate`; add e.g. `rate = \"10/s\"`";
+    const NEEDS_CONCURRENCY_KEY: &str = "key_concurrency needs `concurrency_key`, the key whose \
+        running tasks it limits; add e.g. `concurrency_key = \"account\"`";
+    const NEEDS_KEY_CONCURRENCY: &str = "concurrency_key needs `key_concurrency = N`, how many \
+        tasks of one key value may run at once; add e.g. `key_concurrency = 2`";
+
+    #[test]
+    fn flow_control_dependencies() {
+        let (_, errors) = run(syn::parse_quote! {
+            #[task(unique_for = "1h", rate_key = "a", key_concurrency = 3)]
+            struct A { a: u8 }
+        });
+        assert_eq!(
+            errors,
+            vec![NEEDS_UNIQUE, NEEDS_RATE, NEEDS_CONCURRENCY_KEY]
+        );
+        let (m, errors) = run(syn::parse_quote! {
+            #[task(concurrency_key = "a")]
+            struct A { a: u8 }
+        });
+        assert_eq!(errors, vec![NEEDS_KEY_CONCURRENCY]);
+        // The key is still resolved (and kept: the build fails anyway).
+        assert!(m.concurrency_key.is_some());
+        // A key given with a rejected value has its own error; no second one about it.
+        let (_, errors) = run(syn::parse_quote! {
+            #[task(unique = "", unique_for = "1h", rate = "x", rate_key = "a")]
+            #[task(key_concurrency = "2", concurrency_key = "a")]
+            struct A { a: u8 }
+        });
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors.iter().all(|e| !e.contains("needs")), "{errors:?}");
+    }
+
+    #[test]
+    fn key_fields() {
+        let (m, errors) = run(syn::parse_quote! {
+            #[task(unique = "shop, skew, dedup(), sco")]
+            struct A { shop: String, sku: String }
+        });
+        assert_eq!(
+            errors,
+            vec![
+                "`A` has no field `skew`; unique names one of its fields: `shop`, `sku`; to \
+                 call a method of the task, write `skew()`",
+                "`A` has no field `sco`; unique names one of its fields: `shop`, `sku`; to call \
+                 a method of the task, write `sco()`",
+            ]
+        );
+        assert!(m.unique.is_none());
+        let (_, errors) = run(syn::parse_quote! {
+            #[task(rate = "1/s", rate_key = "a")]
+            struct Empty {}
+        });
+        assert_eq!(
+            errors,
+            vec![
+                "rate_key names the field `a`, but `Empty` has no fields; to call a method of \
+                 the task, write `a()`"
+            ]
+        );
+        // A type without named fields: one error per attribute, however many fields it names.
+        let (_, errors) = run(syn::parse_quote! {
+            #[task(unique = "a, b, c()", key_concurrency = 1, concurrency_key = "a")]
+            enum E { A { a: u8, b: u8 } }
+        });
+        assert_eq!(
+            errors,
+            vec![
+                "unique names a field, so it needs a struct with named fields; `E` is an enum; \
+                 a method works for any type, e.g. `unique = \"dedup_key()\"`",
+                "concurrency_key names a field, so it needs a struct with named fields; `E` is \
+                 an enum; a method works for any type, e.g. `concurrency_key = \"dedup_key()\"`",
+            ]
+        );
+        let (_, errors) = run(syn::parse_quote! { #[task(unique = "0")] struct T(u8); });
+        assert_eq!(
+            errors,
+            vec![
+                "unique names a field, but `T` is a tuple struct; give it named fields; a method \
+                 works for any type, e.g. `unique = \"dedup_key()\"`"
+            ]
+        );
+        let (_, errors) = run(syn::parse_quote! { #[task(unique = "a")] struct U; });
+        assert!(errors[0].contains("`U` is a unit struct"), "{errors:?}");
     }
 
     #[test]

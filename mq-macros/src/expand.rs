@@ -6,7 +6,8 @@ use proc_macro2::{Literal, Span, TokenStream};
 use quote::quote_spanned;
 
 use crate::attr::BackoffSpec;
-use crate::check::TaskModel;
+use crate::attr::Spanned;
+use crate::check::{KeySource, TaskModel};
 
 /// Emits `impl <krate>::Task for <Type>`.
 ///
@@ -60,6 +61,22 @@ pub(crate) fn expand(model: &TaskModel) -> TokenStream {
         fields.push(quote_spanned!(p.span=> partitions: #lit,));
     }
 
+    if let Some(u) = &model.unique_for {
+        let d = duration(u.value, u.span);
+        fields.push(quote_spanned!(u.span=> unique_for: ::core::option::Option::Some(#d),));
+    }
+    if let Some(r) = &model.rate {
+        let count = spanned_lit(Literal::u32_suffixed(r.value.count), r.span);
+        let per = duration(r.value.per, r.span);
+        fields.push(quote_spanned!(r.span=>
+            rate: ::core::option::Option::Some(#krate::Rate::new(#count, #per)),
+        ));
+    }
+    if let Some(k) = &model.key_concurrency {
+        let lit = spanned_lit(Literal::u32_unsuffixed(k.value), k.span);
+        fields.push(quote_spanned!(k.span=> key_concurrency: ::core::option::Option::Some(#lit),));
+    }
+
     // Spanned at the `partition_by` string, so a field type without `Display` gets rustc's
     // trait-bound error there.
     let partition_key = model.partition_by.as_ref().map(|by| {
@@ -71,6 +88,10 @@ pub(crate) fn expand(model: &TaskModel) -> TokenStream {
         }
     });
 
+    let unique_key = key_method("unique_key", model.unique.as_ref());
+    let rate_key = key_method("rate_key", model.rate_key.as_ref());
+    let concurrency_key = key_method("concurrency_key", model.concurrency_key.as_ref());
+
     quote_spanned! {span=>
         #[automatically_derived]
         impl #krate::Task for #ident {
@@ -81,8 +102,40 @@ pub(crate) fn expand(model: &TaskModel) -> TokenStream {
                 ..#krate::TaskOptions::DEFAULT
             };
             #partition_key
+            #unique_key
+            #rate_key
+            #concurrency_key
         }
     }
+}
+
+/// `fn <method>(&self) -> Option<String>` returning the entries' `to_string()`s joined by `:`
+/// (one entry: just its `to_string()`). Spanned at the attribute's string, so an entry whose
+/// type is not `Display`, or a method that does not exist, gets rustc's error there.
+fn key_method(method: &str, key: Option<&Spanned<Vec<KeySource>>>) -> Option<TokenStream> {
+    let key = key?;
+    let span = key.span;
+    let method = proc_macro2::Ident::new(method, span);
+    let parts: Vec<TokenStream> = key
+        .value
+        .iter()
+        .map(|part| {
+            let value = match part {
+                KeySource::Field(f) => quote_spanned!(span=> self.#f),
+                KeySource::Method(m) => quote_spanned!(span=> self.#m()),
+            };
+            quote_spanned!(span=> ::std::string::ToString::to_string(&#value))
+        })
+        .collect();
+    let body = match parts.as_slice() {
+        [one] => one.clone(),
+        _ => quote_spanned!(span=> [#(#parts),*].join(":")),
+    };
+    Some(quote_spanned! {span=>
+        fn #method(&self) -> ::core::option::Option<::std::string::String> {
+            ::core::option::Option::Some(#body)
+        }
+    })
 }
 
 fn spanned_lit(mut lit: Literal, span: Span) -> Literal {
@@ -205,6 +258,73 @@ mod tests {
             struct A { r#type: u8 }
         });
         assert!(out.contains("to_string (& self . r#type)"), "{out}");
+    }
+
+    #[test]
+    fn flow_control() {
+        let out = expand_str(syn::parse_quote! {
+            #[task(unique = "shop, sku", unique_for = "24h", rate = "5/1500ms")]
+            #[task(rate_key = "account", key_concurrency = 2, concurrency_key = "slot()")]
+            struct Embed { shop: u32, sku: String, account: String }
+        });
+        assert_eq!(
+            out,
+            quote! {
+                #[automatically_derived]
+                impl ::mq_core::Task for Embed {
+                    const NAME: &'static str = "Embed";
+                    const QUEUE: &'static str = "embed";
+                    const OPTIONS: ::mq_core::TaskOptions = ::mq_core::TaskOptions {
+                        unique_for: ::core::option::Option::Some(
+                            ::core::time::Duration::new(86400u64, 0u32)
+                        ),
+                        rate: ::core::option::Option::Some(::mq_core::Rate::new(
+                            5u32,
+                            ::core::time::Duration::new(1u64, 500000000u32)
+                        )),
+                        key_concurrency: ::core::option::Option::Some(2),
+                        ..::mq_core::TaskOptions::DEFAULT
+                    };
+                    fn unique_key(&self) -> ::core::option::Option<::std::string::String> {
+                        ::core::option::Option::Some([
+                            ::std::string::ToString::to_string(&self.shop),
+                            ::std::string::ToString::to_string(&self.sku)
+                        ].join(":"))
+                    }
+                    fn rate_key(&self) -> ::core::option::Option<::std::string::String> {
+                        ::core::option::Option::Some(
+                            ::std::string::ToString::to_string(&self.account)
+                        )
+                    }
+                    fn concurrency_key(&self) -> ::core::option::Option<::std::string::String> {
+                        ::core::option::Option::Some(
+                            ::std::string::ToString::to_string(&self.slot())
+                        )
+                    }
+                }
+            }
+            .to_string()
+        );
+    }
+
+    #[test]
+    fn rate_per_queue_and_unique_method() {
+        let out = expand_str(syn::parse_quote! {
+            #[task(rate = "100/s", unique = "key()", crate = "renamed")]
+            enum Job { A }
+        });
+        assert!(
+            out.contains(
+                "rate : :: core :: option :: Option :: Some (renamed :: Rate :: new (100u32 , \
+                 :: core :: time :: Duration :: new (1u64 , 0u32))) ,"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("to_string (& self . key ())"), "{out}");
+        assert!(
+            !out.contains("rate_key") && !out.contains("unique_for"),
+            "{out}"
+        );
     }
 
     #[test]

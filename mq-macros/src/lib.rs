@@ -53,6 +53,12 @@ mod expand;
 /// | `concurrency` | integer literal ≥ 1 (`usize`) | none (only the worker's global limit) |
 /// | `partitions` | integer literal, 1 to 1024 (`u16`) | `TaskOptions::DEFAULT` (1: one stream) |
 /// | `partition_by` | string: name of a field (structs with named fields), needs `partitions` > 1 | none (round-robin) |
+/// | `unique` | string: fields and/or `method()`s, separated by commas | none (not unique) |
+/// | `unique_for` | human duration string > 0, needs `unique` | none (key released on success) |
+/// | `rate` | string `"<count>/<period>"`: count ≥ 1 (`u32`), period > 0 | none (no limit) |
+/// | `rate_key` | string: fields and/or `method()`s, needs `rate` | none (one limit for the queue) |
+/// | `key_concurrency` | integer literal ≥ 1 (`u32`), needs `concurrency_key` | none (no per-key limit) |
+/// | `concurrency_key` | string: fields and/or `method()`s, needs `key_concurrency` | none |
 /// | `crate` | string: path of the runtime crate | `"::mq_core"` |
 ///
 /// - **`queue = "images"`**: the Redis queue the task goes to. The default is the type name
@@ -92,7 +98,36 @@ mod expand;
 ///   implement `Task` by hand with a `partition_key` method). Enums, tuple structs and unit
 ///   structs have no named field and are rejected, as is `partition_by` without
 ///   `partitions` > 1 (with one partition there is nothing to pick).
-/// - **`crate = "::mq_core"`**: where to find `Task`, `TaskOptions` and `Backoff`, for crates
+/// - **`unique = "product_id"`**: while a task of this type with the same key is queued,
+///   delayed, running or retrying, enqueueing another one returns the live task's id instead
+///   of adding it. The derive implements `Task::unique_key` from a *key spec*, the syntax
+///   shared by `unique`, `rate_key` and `concurrency_key`: entries separated by commas, each
+///   either the name of a field (`"product_id"`; structs with named fields only) or a method of
+///   the task taking `&self`, written with parentheses (`"dedup_key()"`; any type, enums too).
+///   The key is the entries' `to_string()`s joined by `:` (one entry: just its
+///   `to_string()`), so each field and method result must implement `Display` (rustc's error
+///   points at the string otherwise): `unique = "shop, sku"` gives `"7:A-1"`. Values that
+///   contain `:` themselves can make two different pairs give the same key; use a method to
+///   build an unambiguous one when that matters. Whitespace around entries is ignored; an
+///   entry may not be empty or repeated, and the derive's own methods (`unique_key()`,
+///   `rate_key()`, `concurrency_key()`, `partition_key()`) cannot be named.
+/// - **`unique_for = "24h"`**: keep a unique task's key this long after it succeeded, a
+///   de-duplication window (a human duration like `timeout`, greater than zero). Without it
+///   the key is released as soon as the task succeeds. Needs `unique`.
+/// - **`rate = "100/s"`**: at most `count` tasks of this type start per `period`, across all
+///   workers and hosts. The grammar is `"<count>/<period>"`: `count` a whole number from 1 to
+///   `u32::MAX`; `period` either a unit alone, meaning one of it (`"s"`, `"m"`, `"h"`, or any
+///   unit of `humantime` such as `"ms"`, `"min"`, `"day"`), or a human duration greater than
+///   zero (`"2s"`, `"1500ms"`, `"1h 30m"`). Examples: `"100/s"`, `"10/m"`, `"1000/h"`,
+///   `"10/2s"`, `"5/1500ms"`. Whitespace around the parts is ignored. Sets
+///   `TaskOptions::rate` to `Some(Rate::new(count, period))`.
+/// - **`rate_key = "account"`**: each value of the key (a key spec, see `unique`) gets its own
+///   limit of `rate`, instead of one limit for the whole queue; implements `Task::rate_key`.
+///   Needs `rate`.
+/// - **`key_concurrency = 2, concurrency_key = "account"`**: at most 2 tasks with one value of
+///   the key (a key spec, see `unique`) run at once across all workers; implements
+///   `Task::concurrency_key` and sets `TaskOptions::key_concurrency`. Each needs the other.
+/// - **`crate = "::mq_core"`**: where to find `Task`, `TaskOptions`, `Backoff` and `Rate`, for crates
 ///   that re-export mq under another path:
 ///
 ///   ```ignore
@@ -130,15 +165,40 @@ mod expand;
 /// }
 /// ```
 ///
+/// `#[task(unique = "shop, sku", unique_for = "24h", rate = "10/s", rate_key = "shop")]` adds
+/// `unique_for: Some(Duration::new(86400u64, 0u32))` and `rate: Some(Rate::new(10u32,
+/// Duration::new(1u64, 0u32)))` (fully qualified) to `OPTIONS` and, inside the impl:
+///
+/// ```text
+/// fn unique_key(&self) -> ::core::option::Option<::std::string::String> {
+///     ::core::option::Option::Some([
+///         ::std::string::ToString::to_string(&self.shop),
+///         ::std::string::ToString::to_string(&self.sku)
+///     ].join(":"))
+/// }
+/// fn rate_key(&self) -> ::core::option::Option<::std::string::String> {
+///     ::core::option::Option::Some(::std::string::ToString::to_string(&self.shop))
+/// }
+/// ```
+///
+/// `key_concurrency = 2, concurrency_key = "account"` adds `key_concurrency: Some(2)` and
+/// `fn concurrency_key` alike; a method entry `"dedup_key()"` reads `&self.dedup_key()`.
+///
 /// # Errors
 ///
 /// Every mistake is reported in one build, each at the offending token: unknown or repeated
 /// keys, values of the wrong literal type, unparsable durations or backoffs, an exponential
 /// `cap` below its `base`, `concurrency = 0`, `partitions` outside 1 to 1024, a `partition_by`
 /// that names no field of the struct, is used on an enum, tuple or unit struct, or comes
-/// without `partitions` > 1, invalid queue or task names, unions and generic types. A type
-/// that lacks `Serialize`/`Deserialize` gets rustc's trait-bound error on its name; a
-/// `partition_by` field that is not `Display` gets it on the string.
+/// without `partitions` > 1, key specs (`unique`, `rate_key`, `concurrency_key`) that are
+/// empty, repeat an entry, name no field of the struct or a field of a type without named
+/// fields, a `rate` that does not follow `"<count>/<period>"` or has a zero count or period,
+/// `unique_for = "0s"`, `key_concurrency = 0`, `unique_for` without `unique`, `rate_key`
+/// without `rate`, `key_concurrency` without `concurrency_key` and the other way round,
+/// invalid queue or task names, unions and generic types. A type that lacks
+/// `Serialize`/`Deserialize` gets rustc's trait-bound error on its name; a `partition_by`,
+/// `unique`, `rate_key` or `concurrency_key` field or method result that is not `Display`
+/// gets it on the string, as does a named method that does not exist.
 ///
 /// [`TaskOptions`]: https://docs.rs/mq-core/latest/mq_core/struct.TaskOptions.html
 #[proc_macro_derive(Task, attributes(task))]
