@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mq_core::{redis::keys::QueueKeys, Producer, Task, TaskContext, TaskError, Worker};
+use mq_core::{redis::keys::QueueKeys, Admin, Producer, Task, TaskContext, TaskError, Worker};
 use mq_tests::{cluster, run_worker};
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +51,7 @@ async fn run(durable: bool) -> Outcome {
         let handled = handled.clone();
         let worker = Worker::builder(&url)
             .concurrency(8)
+            .reclaim_timeout(Duration::from_secs(3))
             .handle::<Beat, _>(move |b: Beat, _ctx: TaskContext| {
                 let handled = handled.clone();
                 async move {
@@ -126,26 +127,24 @@ async fn run(durable: bool) -> Outcome {
         acked.len(),
         failed.load(Ordering::Relaxed)
     );
-    // Everything acknowledged and kept is handled; wait for it, bounded.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Everything acknowledged and kept is handled; wait for it, bounded. Without durability
+    // some may be gone for good: then wait until the queue is idle (nothing ready, nothing
+    // pending: entries whose ack the dead primary took are reclaimed after 3 s), after which
+    // nothing more will run.
+    let admin = Admin::connect(&url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let missing = {
             let h = handled.lock().unwrap();
             acked.keys().filter(|n| !h.contains_key(n)).count()
         };
-        // Without durability some may be gone for good: stop waiting once nothing moves.
         if missing == 0 || Instant::now() > deadline {
             break;
         }
-        if !durable {
-            let before = handled.lock().unwrap().len();
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            if handled.lock().unwrap().len() == before {
-                break;
-            }
-        } else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        if !durable && admin.stats("failover").await.is_ok_and(|s| s.is_idle()) {
+            break;
         }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for w in workers {
         w.stop().await;
@@ -213,10 +212,13 @@ async fn without_durable_enqueue_only_tasks_acknowledged_just_before_the_kill_ca
     );
     // Asynchronous replication loses only the writes the replica had not received when its
     // master died: the last moments before the kill, never older ones, never later ones.
+    // (A reply the primary sent just before it died may reach the producer a moment after
+    // the test noted the kill: 200 ms of slack.)
     for (n, before) in &lost {
+        let after = o.acked[n].saturating_duration_since(o.killed_at);
         assert!(
-            o.acked[n] <= o.killed_at && *before < Duration::from_secs(1),
-            "task {n} lost though acknowledged {before:?} before the kill (or after it)"
+            *before < Duration::from_secs(1) && after < Duration::from_millis(200),
+            "task {n} lost though acknowledged {before:?} before the kill or {after:?} after it"
         );
     }
     assert!(
