@@ -21,6 +21,13 @@ pub struct QueueKeys {
     /// task the earliest one publish its due time (unix ms) here, and workers' promoters wake
     /// up for it.
     pub wake: String,
+    /// `{prefix}:{queue}:unique:`: the prefix of the unique keys. The string key
+    /// `{prefix}:{queue}:unique:<key>` holds the id of the live task whose
+    /// [unique key](crate::Task::unique_key) is `<key>` (see [`unique_key`](Self::unique_key)).
+    pub unique: String,
+    /// `{prefix}:{queue}:duplicates`: a counter of enqueues refused because the task's unique
+    /// key was held.
+    pub duplicates: String,
 }
 
 impl QueueKeys {
@@ -39,7 +46,20 @@ impl QueueKeys {
             delayed: format!("{prefix}:{{{queue}}}:delayed"),
             dead: format!("{prefix}:{{{queue}}}:dead"),
             wake: format!("{prefix}:{{{queue}}}:wake"),
+            unique: format!("{prefix}:{{{queue}}}:unique:"),
+            duplicates: format!("{prefix}:{{{queue}}}:duplicates"),
         }
+    }
+
+    /// The key that holds the id of the live task with unique key `key`:
+    /// `{prefix}:{queue}:unique:<key>`, under the queue's hash tag (so in the stream's slot).
+    ///
+    /// ```
+    /// let k = mq_core::redis::keys::QueueKeys::new("mq", "images");
+    /// assert_eq!(k.unique_key("product:7"), "mq:{images}:unique:product:7");
+    /// ```
+    pub fn unique_key(&self, key: &str) -> String {
+        format!("{}{key}", self.unique)
     }
 }
 
@@ -138,7 +158,7 @@ mod tests {
     #[test]
     fn keys_share_one_hash_tag() {
         let k = QueueKeys::new("app", "q1");
-        for key in [&k.stream, &k.delayed, &k.dead] {
+        for key in [&k.stream, &k.delayed, &k.dead, &k.unique, &k.duplicates] {
             assert!(key.starts_with("app:{q1}:"), "{key}");
         }
     }
