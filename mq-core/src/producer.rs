@@ -462,8 +462,8 @@ impl Producer {
             .map(Enqueued::Added)
     }
 
-    /// Enqueues unique tasks refused as duplicates by this producer and its clones so far
-    /// (each worker also exports the queue-wide count, `mq_unique_duplicates_total`).
+    /// Enqueues of unique tasks refused as duplicates by this producer and its clones so far
+    /// (the count of every producer of a queue is in Redis: [`Admin::unique_stats`](crate::Admin::unique_stats)).
     pub fn duplicates_refused(&self) -> u64 {
         self.duplicates.load(Ordering::Relaxed)
     }
