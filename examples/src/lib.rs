@@ -5,6 +5,7 @@ pub mod jobs;
 pub mod local_cluster;
 pub mod local_redis;
 pub mod pipeline;
+pub mod unique;
 
 pub use local_cluster::LocalCluster;
 pub use local_redis::{LocalRedis, LocalRedisError};

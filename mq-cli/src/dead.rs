@@ -185,13 +185,19 @@ async fn replay(
     } else {
         admin.dead_replay(queue, ids).await?
     };
-    let ReplayReport { replayed, skipped } = report;
+    let ReplayReport {
+        replayed,
+        skipped,
+        duplicates,
+        ..
+    } = report;
     if ctx.json {
         output::print_json(&json!({
             "queue": queue,
             "requested": if all { None } else { Some(ids.len()) },
             "replayed": replayed,
             "skipped": skipped,
+            "duplicates": duplicates,
         }))?;
     } else {
         let mut text = format!(
@@ -217,12 +223,22 @@ async fn replay(
                 }
             ));
         }
+        if !duplicates.is_empty() {
+            text.push_str(&format!(
+                "left {} unique task{} dead: another live task holds the unique key: {}\n",
+                duplicates.len(),
+                if duplicates.len() == 1 { "" } else { "s" },
+                duplicates.join(" ")
+            ));
+        }
         output::print(&text)?;
     }
     if all {
         return Ok(());
     }
-    let missing = ids.len().saturating_sub(replayed + skipped.len());
+    let missing = ids
+        .len()
+        .saturating_sub(replayed + skipped.len() + duplicates.len());
     if missing > 0 {
         return Err(CliError::ReplayMissing {
             queue: queue.to_owned(),
@@ -234,6 +250,12 @@ async fn replay(
         return Err(CliError::ReplaySkipped {
             requested: ids.len(),
             skipped,
+        });
+    }
+    if !duplicates.is_empty() {
+        return Err(CliError::ReplayDuplicates {
+            requested: ids.len(),
+            duplicates,
         });
     }
     Ok(())

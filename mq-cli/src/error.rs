@@ -64,6 +64,20 @@ pub(crate) enum CliError {
         /// Ids of the entries that are not tasks.
         skipped: Vec<String>,
     },
+    /// `mq dead replay` with ids of dead unique tasks whose unique key another live task holds
+    /// by now (they stay dead; the others were replayed).
+    #[error(
+        "{} of the {requested} dead tasks given not replayed: another live task holds their \
+         unique key (replay them once it is done): {}",
+        duplicates.len(),
+        duplicates.join(" ")
+    )]
+    ReplayDuplicates {
+        /// Ids given.
+        requested: usize,
+        /// Ids of the dead unique tasks left dead.
+        duplicates: Vec<String>,
+    },
     /// `mq dead purge` or `mq dead replay --all` without `--yes` and without a terminal to ask on, or the answer was no.
     #[error("{0}")]
     NotConfirmed(String),

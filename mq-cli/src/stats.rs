@@ -7,7 +7,7 @@ use std::{
 };
 
 use mq_core::{
-    admin::{QueueStats, StreamInfo},
+    admin::{QueueStats, StreamInfo, UniqueStats},
     Admin,
 };
 use serde_json::json;
@@ -25,6 +25,8 @@ struct Sample {
     at: Instant,
     at_ms: u64,
     queues: Vec<(QueueStats, Option<StreamInfo>)>,
+    /// Unique keys held and duplicates refused, per queue (totals of partitioned ones).
+    unique: Vec<(String, UniqueStats)>,
 }
 
 /// Per-second rates of one queue between two samples.
@@ -76,7 +78,9 @@ async fn sample(admin: &Admin, only: &[String]) -> Result<Sample, CliError> {
         only.to_vec()
     };
     let mut queues = Vec::with_capacity(names.len());
+    let mut unique = Vec::with_capacity(names.len());
     for q in &names {
+        unique.push((q.clone(), admin.unique_stats(q).await?));
         queues.push((admin.stats(q).await?, admin.stream_info(q).await?));
         // A partitioned queue: its total, then a row per partition.
         let parts = admin.partitions(q).await?;
@@ -90,6 +94,7 @@ async fn sample(admin: &Admin, only: &[String]) -> Result<Sample, CliError> {
         at: Instant::now(),
         at_ms: output::now_ms(),
         queues,
+        unique,
     })
 }
 
@@ -134,6 +139,11 @@ fn show(
             .iter()
             .map(|(s, info)| {
                 let r = rates(now, prev, &s.queue);
+                let u = now
+                    .unique
+                    .iter()
+                    .find(|(q, _)| *q == s.queue)
+                    .map(|(_, u)| *u);
                 json!({
                     "queue": s.queue,
                     "length": s.length,
@@ -147,6 +157,8 @@ fn show(
                     "entries_removed": info.as_ref().and_then(|i| i.entries_removed),
                     "enqueued_per_sec": r.enqueued,
                     "done_per_sec": r.done,
+                    "unique_keys": u.map(|u| u.held),
+                    "duplicates_refused": u.map(|u| u.duplicates),
                 })
             })
             .collect();
@@ -206,6 +218,20 @@ fn show(
         ]);
     }
     text.push_str(&table.render());
+    // Unique tasks: only queues that have any.
+    for (q, u) in now
+        .unique
+        .iter()
+        .filter(|(_, u)| u.held > 0 || u.duplicates > 0)
+    {
+        text.push_str(&format!(
+            "{q}: {} unique key{} held, {} duplicate{} refused\n",
+            u.held,
+            if u.held == 1 { "" } else { "s" },
+            u.duplicates,
+            if u.duplicates == 1 { "" } else { "s" },
+        ));
+    }
     if let Some(w) = window {
         if watch.is_none() {
             text.push_str(&format!("(rates over {w:.1}s)\n"));

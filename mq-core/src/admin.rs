@@ -492,6 +492,17 @@ impl DeadLetter {
     }
 }
 
+/// The [unique](crate::Task::unique_key) keys of one queue, from [`Admin::unique_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UniqueStats {
+    /// Unique keys held: by a live task (queued, delayed, running or retrying) or, for a task
+    /// type with [`unique_for`](crate::TaskOptions::unique_for), by a finished one within its
+    /// window.
+    pub held: u64,
+    /// Enqueues refused as duplicates since the queue's counter was created (all producers).
+    pub duplicates: u64,
+}
+
 /// What [`Admin::dead_replay`] or [`Admin::dead_replay_all`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayReport {
@@ -500,6 +511,10 @@ pub struct ReplayReport {
     /// Ids of dead entries left in the dead stream because they are not tasks (no `id`,
     /// `name`, `payload` or `enqueued_at`, e.g. the promoter's `raw` entries), oldest first.
     pub skipped: Vec<String>,
+    /// Ids of dead [unique](crate::Task::unique_key) tasks left in the dead stream because
+    /// another live task holds their unique key by now (replaying them would run two tasks
+    /// with one key), oldest first. Replay them once that task is done.
+    pub duplicates: Vec<String>,
 }
 
 /// Decodes a MessagePack payload into JSON for display; invalid bytes give a JSON string that
@@ -758,6 +773,35 @@ impl Admin {
             )));
         }
         Ok(self.keys(queue).paused)
+    }
+
+    /// The unique keys held in `queue` (all its partitions) and the enqueues refused as
+    /// duplicates. Counting the keys walks the keyspace of the node(s) holding the queue with
+    /// `SCAN MATCH {prefix}:{queue}:unique:*` (1,000 keys per call): cheap for an operator's
+    /// `mq stats`, too costly to poll every second on a Redis with millions of keys, which is
+    /// why it is not part of [`stats`](Self::stats). The duplicates counter is one `GET`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`].
+    pub async fn unique_stats(&self, queue: &str) -> Result<UniqueStats> {
+        let mut total = UniqueStats::default();
+        for p in self.streams(queue).await? {
+            let k = self.keys(&p);
+            let mut conn = self.conn.clone();
+            let held = conn
+                .scan_keys(&format!("{}*", k.unique), "string")
+                .await
+                .map_err(Error::redis("SCAN"))?;
+            let duplicates: Option<u64> = redis::cmd("GET")
+                .arg(&k.duplicates)
+                .query_async(&mut conn)
+                .await
+                .map_err(Error::redis("GET"))?;
+            total.held += held.len() as u64;
+            total.duplicates += duplicates.unwrap_or(0);
+        }
+        Ok(total)
     }
 
     /// Waits until `queue` is idle ([`QueueStats::is_idle`]): its stream is empty (nothing
@@ -1104,8 +1148,10 @@ impl Admin {
     /// Moves the given dead tasks back to the work stream with attempt 0 (atomically per
     /// call). Dead entries that are not tasks (they lack `id`, `name`, `payload` or
     /// `enqueued_at`, like the promoter's `raw` entries for undecodable delayed members) would
-    /// only die again: they stay dead and are reported in [`ReplayReport::skipped`]. Ids not
-    /// found are in neither count.
+    /// only die again: they stay dead and are reported in [`ReplayReport::skipped`]. A
+    /// [unique](crate::Task::unique_key) task takes its unique key again in the same script;
+    /// if another live task holds it by now, the dead task stays dead and is reported in
+    /// [`ReplayReport::duplicates`]. Ids not found are in no count.
     ///
     /// # Errors
     ///
@@ -1118,15 +1164,18 @@ impl Admin {
         // Each partition replays the ids it has and ignores the others.
         for p in self.streams(queue).await? {
             let k = self.keys(&p);
-            let (replayed, skipped): (usize, Vec<String>) = scripts::REPLAY
-                .key(&k.dead)
-                .key(&k.stream)
-                .arg(dead_ids)
-                .invoke_async(&mut self.conn.clone())
-                .await
-                .map_err(Error::redis("replay"))?;
+            let (replayed, skipped, duplicates): (usize, Vec<String>, Vec<String>) =
+                scripts::REPLAY
+                    .key(&k.dead)
+                    .key(&k.stream)
+                    .key(&k.unique)
+                    .arg(dead_ids)
+                    .invoke_async(&mut self.conn.clone())
+                    .await
+                    .map_err(Error::redis("replay"))?;
             report.replayed += replayed;
             report.skipped.extend(skipped);
+            report.duplicates.extend(duplicates);
         }
         Ok(report)
     }
@@ -1146,6 +1195,7 @@ impl Admin {
             let done = self.dead_replay_all_of(&p).await?;
             report.replayed += done.replayed;
             report.skipped.extend(done.skipped);
+            report.duplicates.extend(done.duplicates);
         }
         Ok(report)
     }
@@ -1172,6 +1222,7 @@ impl Admin {
             let done = self.dead_replay(queue, &ids).await?;
             report.replayed += done.replayed;
             report.skipped.extend(done.skipped);
+            report.duplicates.extend(done.duplicates);
             if !full {
                 return Ok(report);
             }
@@ -1419,6 +1470,7 @@ mod tests {
             enqueued_at: 1_764_000_000_123,
             traceparent: None,
             error: Some("timeout".into()),
+            unique: None,
         };
         let (t, r) = (env.encode_task(), env.encode_retry().unwrap_or_default());
         let d = dead(&[

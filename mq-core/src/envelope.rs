@@ -47,6 +47,9 @@ pub mod field {
     pub const TRACEPARENT: &str = "traceparent";
     /// v1: last error; in dead entries (both versions) the dead-letter reason.
     pub const ERROR: &str = "error";
+    /// Both versions, only on [unique](crate::Task::unique_key) tasks: the task's unique key
+    /// (the user's key, not the Redis key `{prefix}:{queue}:unique:<key>` that holds it).
+    pub const UNIQUE: &str = "u";
 }
 
 /// The wire format version mq writes, the first element of the `t` array.
@@ -72,6 +75,9 @@ pub struct Envelope {
     pub traceparent: Option<String>,
     /// The error of the previous attempt.
     pub error: Option<String>,
+    /// The task's [unique key](crate::Task::unique_key), written as field `u`; `None` for a
+    /// task that is not unique.
+    pub unique: Option<String>,
 }
 
 /// Why a stream entry is not a valid task.
@@ -239,12 +245,15 @@ impl<'a> Reader<'a> {
 }
 
 impl Envelope {
-    /// Appends the v2 `field value ...` pairs for `XADD` to `cmd`: `t`, and `r` if this is not
-    /// a first attempt.
+    /// Appends the v2 `field value ...` pairs for `XADD` to `cmd`: `t`, `r` if this is not a
+    /// first attempt, and `u` if the task is unique.
     pub fn write_fields(&self, cmd: &mut redis::Cmd) {
         cmd.arg(field::TASK).arg(self.encode_task());
         if let Some(r) = self.encode_retry() {
             cmd.arg(field::RETRY).arg(r);
+        }
+        if let Some(u) = &self.unique {
+            cmd.arg(field::UNIQUE).arg(u);
         }
     }
 
@@ -266,6 +275,9 @@ impl Envelope {
         }
         if let Some(e) = &self.error {
             cmd.arg(field::ERROR).arg(e);
+        }
+        if let Some(u) = &self.unique {
+            cmd.arg(field::UNIQUE).arg(u);
         }
     }
 
@@ -305,14 +317,19 @@ impl Envelope {
     }
 
     /// Encodes the envelope as a `delayed` sorted-set member: a MessagePack map of its v2
-    /// fields, `{"t": <blob>}` or `{"t": <blob>, "r": <blob>}`, each blob a MessagePack *str*
+    /// fields, `{"t": <blob>}` or `{"t": <blob>, "r": <blob>}` (plus `"u": <key>` for a unique
+    /// task), each blob a MessagePack *str*
     /// holding the field's bytes (Redis's Lua cmsgpack, used by the promote script, cannot
     /// read the bin types; a str passes through it byte for byte).
     pub fn to_delayed_member(&self) -> Vec<u8> {
         let t = self.encode_task();
         let r = self.encode_retry();
         let mut out = Vec::with_capacity(t.len() + r.as_ref().map_or(0, Vec::len) + 16);
-        let _ = rmp::encode::write_map_len(&mut out, 1 + u32::from(r.is_some()));
+        let u = self.unique.as_deref().map(str::as_bytes);
+        let _ = rmp::encode::write_map_len(
+            &mut out,
+            1 + u32::from(r.is_some()) + u32::from(u.is_some()),
+        );
         let mut kv = |k: &str, v: &[u8]| {
             let _ = rmp::encode::write_str(&mut out, k);
             let _ = rmp::encode::write_str_len(&mut out, v.len() as u32);
@@ -322,11 +339,14 @@ impl Envelope {
         if let Some(r) = &r {
             kv(field::RETRY, r);
         }
+        if let Some(u) = u {
+            kv(field::UNIQUE, u);
+        }
         out
     }
 
     /// Decodes the flat `[field, value, field, value, ...]` list of a stream entry, v2 (it has
-    /// a `t` field; other fields but `r` are then ignored) or v1.
+    /// a `t` field; other fields but `r` and `u` are then ignored) or v1.
     pub fn from_fields(fields: Vec<Value>) -> Result<Self, EnvelopeError> {
         if !fields.len().is_multiple_of(2) {
             return Err(EnvelopeError::Malformed);
@@ -340,6 +360,7 @@ impl Envelope {
         let mut enqueued_at = None;
         let mut traceparent = None;
         let mut error = None;
+        let mut unique = None;
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else {
@@ -355,10 +376,12 @@ impl Envelope {
                 b"enqueued_at" => &mut enqueued_at,
                 b"traceparent" => &mut traceparent,
                 b"error" => &mut error,
+                b"u" => &mut unique,
                 _ => continue, // unknown fields are kept by Redis and ignored here
             };
             *slot = Some(v);
         }
+        let unique = unique.map(|v| utf8(v, field::UNIQUE)).transpose()?;
         if let Some(task) = task {
             let t = PackedTask::decode(&task)?;
             let (attempt, error) = match retry {
@@ -373,6 +396,7 @@ impl Envelope {
                 enqueued_at: t.enqueued_at,
                 traceparent: t.traceparent.map(str::to_owned),
                 error,
+                unique,
             });
         }
         let required =
@@ -397,6 +421,7 @@ impl Envelope {
                 .map(|v| utf8(v, field::TRACEPARENT))
                 .transpose()?,
             error: error.map(|v| String::from_utf8_lossy(&v).into_owned()),
+            unique,
         })
     }
 }
@@ -487,6 +512,7 @@ mod tests {
             enqueued_at: 1_764_000_000_123,
             traceparent: None,
             error: Some("boom".into()),
+            unique: None,
         }
     }
 
@@ -555,6 +581,7 @@ mod tests {
             enqueued_at: 1_764_000_000_123,
             traceparent: None,
             error: None,
+            unique: None,
         };
         let mut want = b"\x96\x02\xba01JD3ZK1Q7W9V3T1B0N2C4X5YZ\xa9EmbedText".to_vec();
         want.extend_from_slice(b"\xcf\x00\x00\x01\x9a\xb6\x97\xe8\x7b"); // uint64 1764000000123
@@ -662,6 +689,24 @@ mod tests {
             t(vec![0x90]).unwrap_err().to_string(),
             "field `t`: empty array, expected 6 elements"
         );
+    }
+
+    /// A unique task's key travels as field `u` through both entry versions and a delayed
+    /// member (retries and delayed tasks keep it).
+    #[test]
+    fn the_unique_key_round_trips_as_field_u() {
+        let e = Envelope {
+            unique: Some("product:7".into()),
+            ..sample()
+        };
+        let fields = xadd_fields(|c| e.write_fields(c));
+        assert_eq!(&fields[4..], [bulk(b"u"), bulk(b"product:7")]);
+        assert_eq!(Envelope::from_fields(fields).unwrap(), e);
+        let fields = xadd_fields(|c| e.write_fields_v1(c));
+        assert_eq!(Envelope::from_fields(fields).unwrap(), e);
+        let v: std::collections::BTreeMap<String, raw::Raw> =
+            rmp_serde::from_slice(&e.to_delayed_member()).unwrap();
+        assert_eq!(v["u"].0, b"product:7");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub use error::{Error, Result};
 pub use handler::{blocking, Handler, TaskContext, TaskError};
 pub use metrics::Metrics;
 pub use mq_macros::Task;
-pub use producer::{Producer, ProducerBuilder};
+pub use producer::{Enqueued, Producer, ProducerBuilder};
 pub use retry::Backoff;
 pub use task::{Rate, Task, TaskOptions};
 pub use tokio_util::sync::CancellationToken;

@@ -68,6 +68,8 @@ pub struct Producer {
     next_partition: Arc<AtomicU64>,
     /// Partition counts set on the builder, by queue.
     partitions: Arc<HashMap<String, u16>>,
+    /// Enqueues of unique tasks this producer (and its clones) saw refused as duplicates.
+    duplicates: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -173,6 +175,7 @@ impl ProducerBuilder {
             server_version,
             next_partition: Arc::default(),
             partitions: Arc::new(self.partitions),
+            duplicates: Arc::default(),
         })
     }
 }
@@ -403,12 +406,131 @@ impl Producer {
     /// [`Error::Redis`] if the `XADD` failed: then the task was not enqueued (or, on a
     /// timeout, maybe was). [`Error::NotDurable`] if the producer is durable and too few
     /// replicas confirmed in time: the task is enqueued on the primary.
+    ///
+    /// A [unique](Task::unique_key) task whose key is held by a live task (queued, delayed,
+    /// running or retrying, or within its [`unique_for`](crate::TaskOptions::unique_for)) is
+    /// not added: the id returned is the live task's. [`submit`](Self::submit) tells the two
+    /// apart.
     pub async fn enqueue<T: Task>(&self, task: T) -> Result<String> {
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
+        if env.unique.is_some() {
+            return self
+                .submit_unique(&task, env, None)
+                .await
+                .map(Enqueued::into_id);
+        }
         let mut pipe = redis::pipe();
         pipe.add_command(xadd(&self.stream_of(&task), &env))
             .ignore();
         self.send_one(pipe, "XADD", env.id).await
+    }
+
+    /// Enqueues one task like [`enqueue`](Self::enqueue) and says whether it was added or, for
+    /// a [unique](Task::unique_key) task whose key is held, refused as a duplicate of the live
+    /// task (whose id [`Enqueued::Duplicate`] carries). A plain task is one `XADD`; a unique
+    /// task one script call that checks and takes its key atomically with the `XADD`.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue`](Self::enqueue).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, mq_core::Task)]
+    /// # struct Embed { product_id: u64 }
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// # let producer = mq_core::Producer::connect("redis://127.0.0.1/").await?;
+    /// use mq_core::Enqueued;
+    /// match producer.submit(Embed { product_id: 7 }).await? {
+    ///     Enqueued::Added(id) => println!("enqueued {id}"),
+    ///     Enqueued::Duplicate(id) => println!("product 7 is already queued or running as {id}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn submit<T: Task>(&self, task: T) -> Result<Enqueued> {
+        let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
+        if env.unique.is_some() {
+            return self.submit_unique(&task, env, None).await;
+        }
+        let mut pipe = redis::pipe();
+        pipe.add_command(xadd(&self.stream_of(&task), &env))
+            .ignore();
+        self.send_one(pipe, "XADD", env.id)
+            .await
+            .map(Enqueued::Added)
+    }
+
+    /// Enqueues of unique tasks refused as duplicates by this producer and its clones so far
+    /// (the count of every producer of a queue is in Redis: [`Admin::unique_stats`](crate::Admin::unique_stats)).
+    pub fn duplicates_refused(&self) -> u64 {
+        self.duplicates.load(Ordering::Relaxed)
+    }
+
+    /// Enqueues one unique task (`env.unique` is set), now (`due` is `None`) or delayed: one
+    /// `enqueue_unique.lua` call, loaded and sent again if Redis does not have it.
+    async fn submit_unique<T: Task>(
+        &self,
+        task: &T,
+        env: Envelope,
+        due: Option<Due>,
+    ) -> Result<Enqueued> {
+        let keys = self
+            .partition_keys::<T>()
+            .swap_remove(self.partition_of(task));
+        let inv = unique_invocation(&keys, &env, due);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv);
+        let sent = send(pipe.clone(), self.conn.clone(), self.durability, 1).await;
+        let sent = match sent {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.load_script(&scripts::ENQUEUE_UNIQUE, "enqueue")
+                    .await?;
+                send(pipe, self.conn.clone(), self.durability, 1).await
+            }
+            sent => sent,
+        };
+        let (replies, short) = sent
+            .map_err(Error::redis("enqueue"))
+            .or_else_readonly(&self.conn)
+            .await?;
+        let outcome = replies
+            .first()
+            .map(|r| self.unique_outcome(r, &env.id))
+            .transpose()?
+            .unwrap_or(Enqueued::Added(env.id));
+        match short {
+            None => Ok(outcome),
+            Some(short) => Err(short.into_error(vec![outcome.into_id()])),
+        }
+    }
+
+    /// The outcome of one `enqueue_unique.lua` reply, `{1, id}` or `{0, live id}`, counted.
+    fn unique_outcome(&self, reply: &redis::Value, id: &str) -> Result<Enqueued> {
+        use redis::Value::{Array, BulkString, Int};
+        match reply {
+            Array(v) => match v.as_slice() {
+                [Int(1), _] => return Ok(Enqueued::Added(id.to_owned())),
+                [Int(0), BulkString(live)] => {
+                    self.duplicates.fetch_add(1, Ordering::Relaxed);
+                    return Ok(Enqueued::Duplicate(
+                        String::from_utf8_lossy(live).into_owned(),
+                    ));
+                }
+                _ => {}
+            },
+            redis::Value::ServerError(e) => {
+                let e: redis::RedisError = e.clone().into();
+                return Err(Error::redis("enqueue")(e));
+            }
+            _ => {}
+        }
+        Err(Error::redis("enqueue")(redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "unexpected reply to enqueue_unique.lua",
+            format!("{reply:?}"),
+        ))))
     }
 
     /// Enqueues many tasks with pipelined `XADD`s (one round trip per [`ENQUEUE_BATCH`] tasks)
@@ -436,12 +558,60 @@ impl Producer {
     /// assert_eq!(ids.len(), 10_000);
     /// # Ok(()) }
     /// ```
+    ///
+    /// A [unique](Task::unique_key) task whose key is held is not added and its place holds
+    /// the live task's id ([`submit_many`](Self::submit_many) says which were duplicates).
+    /// Unique tasks cost one script call each in the same pipelines (and, once per call, a
+    /// round trip to load the script).
     pub async fn enqueue_many<T: Task>(
         &self,
         tasks: impl IntoIterator<Item = T>,
     ) -> Result<Vec<String>> {
-        self.send_batches(tasks, "XADD", |pipe, env, keys| {
-            pipe.add_command(xadd(&keys.stream, env)).ignore();
+        self.add_many(tasks, None).await.map(|(ids, _)| ids)
+    }
+
+    /// Enqueues many tasks like [`enqueue_many`](Self::enqueue_many) and returns one
+    /// [`Enqueued`] per task, in order: [`Enqueued::Duplicate`] for each
+    /// [unique](Task::unique_key) task whose key was held (by a live task, or by an earlier
+    /// task of the same call).
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue_many`](Self::enqueue_many).
+    pub async fn submit_many<T: Task>(
+        &self,
+        tasks: impl IntoIterator<Item = T>,
+    ) -> Result<Vec<Enqueued>> {
+        let (ids, duplicates) = self.add_many(tasks, None).await?;
+        Ok(outcomes(ids, duplicates))
+    }
+
+    /// Enqueues many tasks now (`due` is `None`) or delayed: `XADD`s (or schedule script calls)
+    /// for plain tasks and `enqueue_unique.lua` calls for unique ones, in pipelines. Returns the
+    /// ids and the indexes of the duplicates among them.
+    async fn add_many<T: Task>(
+        &self,
+        tasks: impl IntoIterator<Item = T>,
+        due: Option<Due>,
+    ) -> Result<(Vec<String>, Vec<usize>)> {
+        let op = if due.is_some() { "schedule" } else { "XADD" };
+        self.send_batches(tasks, op, |pipe, env, keys| {
+            if env.unique.is_some() {
+                pipe.invoke_script(&unique_invocation(keys, env, due));
+                return true;
+            }
+            match due {
+                None => {
+                    pipe.add_command(xadd(&keys.stream, env)).ignore();
+                }
+                Some(due) => {
+                    let member = env.to_delayed_member();
+                    let mut inv = scripts::SCHEDULE.prepare_invoke();
+                    due.schedule_args(&mut inv, keys, &member);
+                    pipe.invoke_script(&inv).ignore();
+                }
+            }
+            false
         })
         .await
     }
@@ -481,6 +651,7 @@ impl Producer {
             enqueued_at: now_ms(),
             traceparent: None,
             error: None,
+            unique: None,
         };
         let mut pipe = redis::pipe();
         pipe.add_command(xadd(&stream_key(&self.prefix, queue), &env))
@@ -570,6 +741,10 @@ impl Producer {
     /// Schedules one task: one script call, loaded and sent again if Redis does not have it.
     async fn schedule_one<T: Task>(&self, due: Due, task: T) -> Result<String> {
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
+        if env.unique.is_some() {
+            let outcome = self.submit_unique(&task, env, Some(due)).await?;
+            return Ok(outcome.into_id());
+        }
         let keys = self
             .partition_keys::<T>()
             .swap_remove(self.partition_of(&task));
@@ -578,15 +753,15 @@ impl Producer {
         due.schedule_args(&mut inv, &keys, &member);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv).ignore();
-        let sent = send(pipe.clone(), self.conn.clone(), self.durability).await;
+        let sent = send(pipe.clone(), self.conn.clone(), self.durability, 0).await;
         let sent = match sent {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.load_schedule().await?;
-                send(pipe, self.conn.clone(), self.durability).await
+                self.load_script(&scripts::SCHEDULE, "schedule").await?;
+                send(pipe, self.conn.clone(), self.durability, 0).await
             }
             sent => sent,
         };
-        match self.checked(sent, "schedule").await? {
+        match self.checked(sent.map(|(_, s)| s), "schedule").await? {
             None => Ok(env.id),
             Some(short) => Err(short.into_error(vec![env.id])),
         }
@@ -602,24 +777,18 @@ impl Producer {
     ) -> Result<Vec<String>> {
         let mut tasks = tasks.into_iter().peekable();
         if tasks.peek().is_some() {
-            self.load_schedule().await?;
+            self.load_script(&scripts::SCHEDULE, "schedule").await?;
         }
-        self.send_batches(tasks, "schedule", |pipe, env, keys| {
-            let member = env.to_delayed_member();
-            let mut inv = scripts::SCHEDULE.prepare_invoke();
-            due.schedule_args(&mut inv, keys, &member);
-            pipe.invoke_script(&inv).ignore();
-        })
-        .await
+        self.add_many(tasks, Some(due)).await.map(|(ids, _)| ids)
     }
 
-    /// Loads the schedule script.
-    async fn load_schedule(&self) -> Result<()> {
-        let _: String = scripts::SCHEDULE
+    /// Loads a script (`op` names it in errors).
+    async fn load_script(&self, script: &redis::Script, op: &'static str) -> Result<()> {
+        let _: String = script
             .prepare_invoke()
             .load_async(&mut self.conn.clone())
             .await
-            .map_err(Error::redis("schedule"))
+            .map_err(Error::redis(op))
             .or_else_readonly(&self.conn)
             .await?;
         Ok(())
@@ -632,8 +801,8 @@ impl Producer {
         op: &'static str,
         id: String,
     ) -> Result<String> {
-        let sent = send(pipe, self.conn.clone(), self.durability).await;
-        match self.checked(sent, op).await? {
+        let sent = send(pipe, self.conn.clone(), self.durability, 0).await;
+        match self.checked(sent.map(|(_, s)| s), op).await? {
             None => Ok(id),
             Some(short) => Err(short.into_error(vec![id])),
         }
@@ -652,24 +821,31 @@ impl Producer {
     }
 
     /// Encodes `tasks` and sends them in pipelines of [`ENQUEUE_BATCH`] commands (`add` puts
-    /// one task's command for the keys of its partition in a pipeline, its reply ignored),
-    /// each followed by the durability wait if any. Each pipeline holds tasks of one partition
-    /// (one slot of a cluster). Pipelines are sent as soon as they are full, a few in flight
-    /// at once, so building overlaps sending and memory stays bounded however many tasks
-    /// there are. After a pipeline that was not confirmed, no new one is sent.
+    /// one task's command for the keys of its partition in a pipeline and returns whether its
+    /// reply is kept: only a unique task's is, an `enqueue_unique.lua` reply), each followed
+    /// by the durability wait if any. Each pipeline holds tasks of one partition (one slot of a
+    /// cluster). Pipelines are sent as soon as they are full, a few in flight at once, so
+    /// building overlaps sending and memory stays bounded however many tasks there are. After
+    /// a pipeline that was not confirmed, no new one is sent. Returns the ids, a duplicate's
+    /// replaced by the live task's, and the indexes of the duplicates.
     async fn send_batches<T: Task>(
         &self,
         tasks: impl IntoIterator<Item = T>,
         op: &'static str,
-        mut add: impl FnMut(&mut redis::Pipeline, &Envelope, &QueueKeys),
-    ) -> Result<Vec<String>> {
+        mut add: impl FnMut(&mut redis::Pipeline, &Envelope, &QueueKeys) -> bool,
+    ) -> Result<(Vec<String>, Vec<usize>)> {
         let now = now_ms();
         let traceparent = current_traceparent();
         let parts = self.partition_keys::<T>();
-        // Per partition: the pipeline being filled and its number of tasks.
-        let mut pipes: Vec<(redis::Pipeline, usize)> =
-            parts.iter().map(|_| (redis::pipe(), 0)).collect();
+        // Per partition: the pipeline being filled, the indexes (in `ids`) of its tasks and of
+        // those whose reply it keeps.
+        let mut pipes: Vec<(redis::Pipeline, Vec<usize>, Vec<usize>)> = parts
+            .iter()
+            .map(|_| (redis::pipe(), Vec::new(), Vec::new()))
+            .collect();
         let mut ids = Vec::new();
+        let mut duplicates = Vec::new();
+        let mut unique_loaded = false;
         let mut short: Option<Shortfall> = None;
         let mut in_flight = futures::stream::FuturesOrdered::new();
         // A `WAIT` holds the connection on the server until it returns: with several durable
@@ -687,10 +863,17 @@ impl Producer {
                 Some(task) => {
                     let env = self.envelope(task, now, traceparent.as_deref())?;
                     let p = self.partition_of(task);
-                    add(&mut pipes[p].0, &env, &parts[p]);
-                    pipes[p].1 += 1;
+                    if add(&mut pipes[p].0, &env, &parts[p]) {
+                        // A pipelined `EVALSHA` does not load its script: load it once first.
+                        if !unique_loaded {
+                            self.load_script(&scripts::ENQUEUE_UNIQUE, op).await?;
+                            unique_loaded = true;
+                        }
+                        pipes[p].2.push(ids.len());
+                    }
+                    pipes[p].1.push(ids.len());
                     ids.push(env.id);
-                    (pipes[p].1 >= ENQUEUE_BATCH).then_some(p)
+                    (pipes[p].1.len() >= ENQUEUE_BATCH).then_some(p)
                 }
                 None => None,
             };
@@ -700,14 +883,21 @@ impl Producer {
             let ready: Vec<usize> = match (full, &task) {
                 (Some(p), _) => vec![p],
                 (None, Some(_)) => Vec::new(),
-                (None, None) => (0..pipes.len()).filter(|&p| pipes[p].1 > 0).collect(),
+                (None, None) => (0..pipes.len())
+                    .filter(|&p| !pipes[p].1.is_empty())
+                    .collect(),
             };
             for p in ready {
-                let (pipe, _) = std::mem::take(&mut pipes[p]);
-                in_flight.push_back(send(pipe, self.conn.clone(), self.durability));
+                let (pipe, _, kept) = std::mem::take(&mut pipes[p]);
+                let (conn, durability) = (self.conn.clone(), self.durability);
+                in_flight.push_back(async move {
+                    let sent = send(pipe, conn, durability, kept.len()).await;
+                    (kept, sent)
+                });
                 if in_flight.len() >= max_in_flight {
-                    if let Some(sent) = in_flight.next().await {
-                        short = Shortfall::worst(short, self.checked(sent, op).await?);
+                    if let Some((kept, sent)) = in_flight.next().await {
+                        let s = self.settled(sent, op, &kept, &mut ids, &mut duplicates);
+                        short = Shortfall::worst(short, s.await?);
                     }
                 }
             }
@@ -715,13 +905,37 @@ impl Producer {
                 break;
             }
         }
-        while let Some(sent) = in_flight.next().await {
-            short = Shortfall::worst(short, self.checked(sent, op).await?);
+        while let Some((kept, sent)) = in_flight.next().await {
+            let s = self.settled(sent, op, &kept, &mut ids, &mut duplicates);
+            short = Shortfall::worst(short, s.await?);
         }
         match short {
-            None => Ok(ids),
+            None => Ok((ids, duplicates)),
             Some(short) => Err(short.into_error(ids)),
         }
+    }
+
+    /// Checks one sent pipeline of [`send_batches`](Self::send_batches) and applies its kept
+    /// replies (of the tasks at indexes `kept`): a duplicate's id becomes the live task's.
+    async fn settled(
+        &self,
+        sent: redis::RedisResult<(Vec<redis::Value>, Option<Shortfall>)>,
+        op: &'static str,
+        kept: &[usize],
+        ids: &mut [String],
+        duplicates: &mut Vec<usize>,
+    ) -> Result<Option<Shortfall>> {
+        let (replies, short) = sent
+            .map_err(Error::redis(op))
+            .or_else_readonly(&self.conn)
+            .await?;
+        for (&i, reply) in kept.iter().zip(&replies) {
+            if let Enqueued::Duplicate(live) = self.unique_outcome(reply, &ids[i])? {
+                ids[i] = live;
+                duplicates.push(i);
+            }
+        }
+        Ok(short)
     }
 
     /// The envelope of a new task, its payload checked against the cap.
@@ -739,6 +953,7 @@ impl Producer {
             enqueued_at: now,
             traceparent: traceparent.map(str::to_owned),
             error: None,
+            unique: task.unique_key(),
         })
     }
 
@@ -769,20 +984,116 @@ fn check_durable_timeout(timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-/// Sends `pipe` (the replies of its commands ignored) and, if `durability` is set, its wait
-/// as the pipeline's last command, in one round trip. `Some` if too few confirmed.
+/// Sends `pipe` and, if `durability` is set, its wait as the pipeline's last command, in one
+/// round trip. Returns the replies of the `kept` commands not marked `ignore` (none read when
+/// `kept` is 0, the plain enqueue) and `Some` if too few replicas confirmed.
 async fn send(
     mut pipe: redis::Pipeline,
     mut conn: Conn,
     durability: Option<Durability>,
-) -> redis::RedisResult<Option<Shortfall>> {
+    kept: usize,
+) -> redis::RedisResult<(Vec<redis::Value>, Option<Shortfall>)> {
     let Some(durability) = durability else {
-        pipe.query_async::<()>(&mut conn).await?;
-        return Ok(None);
+        if kept == 0 {
+            pipe.query_async::<()>(&mut conn).await?;
+            return Ok((Vec::new(), None));
+        }
+        return Ok((pipe.query_async(&mut conn).await?, None));
     };
     pipe.add_command(durability.command());
-    let (reply,): (redis::Value,) = pipe.query_async(&mut conn).await?;
-    durability.shortfall(&reply)
+    let mut replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
+    let wait = replies.pop().unwrap_or(redis::Value::Nil);
+    Ok((replies, durability.shortfall(&wait)?))
+}
+
+/// What one enqueue did: the task was added, or (a [unique](Task::unique_key) task whose key
+/// is held) refused as a duplicate of the live task. Returned by [`Producer::submit`] and
+/// [`Producer::submit_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    /// The task was added; its id.
+    Added(String),
+    /// Nothing was added: a task with the same unique key is queued, delayed, running or
+    /// retrying (or finished within its [`unique_for`](crate::TaskOptions::unique_for)); that
+    /// task's id.
+    Duplicate(String),
+}
+
+impl Enqueued {
+    /// The id of the task added, or of the live task for a duplicate.
+    pub fn id(&self) -> &str {
+        match self {
+            Enqueued::Added(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+
+    /// As [`id`](Self::id), by value.
+    pub fn into_id(self) -> String {
+        match self {
+            Enqueued::Added(id) | Enqueued::Duplicate(id) => id,
+        }
+    }
+
+    /// Whether the enqueue was refused as a duplicate.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Enqueued::Duplicate(_))
+    }
+}
+
+/// One [`Enqueued`] per id, the ones at `duplicates` (indexes) refused.
+fn outcomes(ids: Vec<String>, duplicates: Vec<usize>) -> Vec<Enqueued> {
+    let mut out: Vec<Enqueued> = ids.into_iter().map(Enqueued::Added).collect();
+    for i in duplicates {
+        if let Some(e) = out.get_mut(i) {
+            *e =
+                Enqueued::Duplicate(std::mem::replace(e, Enqueued::Added(String::new())).into_id());
+        }
+    }
+    out
+}
+
+/// The `enqueue_unique.lua` call of `env` (a unique task) for the keys of its partition: now
+/// (`due` is `None`, an `XADD`) or delayed.
+fn unique_invocation<'a>(
+    keys: &QueueKeys,
+    env: &Envelope,
+    due: Option<Due>,
+) -> redis::ScriptInvocation<'a> {
+    let mut inv = scripts::ENQUEUE_UNIQUE.prepare_invoke();
+    inv.key(keys.unique_key(env.unique.as_deref().unwrap_or_default()))
+        .key(&keys.stream)
+        .key(&keys.delayed)
+        .key(&keys.duplicates)
+        .arg(&env.id);
+    match due {
+        None => inv.arg("now").arg(0),
+        Some(Due::In(d)) => inv.arg(d.as_millis() as u64).arg(0),
+        Some(Due::At(at)) => inv.arg("-").arg(unix_ms(at)),
+    };
+    inv.arg(&keys.wake);
+    match due {
+        None => {
+            inv.arg("");
+            let mut cmd = redis::cmd("XADD");
+            env.write_fields(&mut cmd);
+            for arg in cmd.args_iter().skip(1) {
+                if let redis::Arg::Simple(b) = arg {
+                    inv.arg(b);
+                }
+            }
+        }
+        Some(_) => {
+            inv.arg(env.to_delayed_member());
+        }
+    }
+    inv
+}
+
+/// Unix milliseconds of `at` (0 before the epoch).
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// What a [durable](Producer::durable) producer waits for after each enqueue round trip.

@@ -237,6 +237,7 @@ async fn stream_tasks(conn: &mut Conn, stream: &str) -> Vec<(EmbedText, Vec<u8>)
                 enqueued_at: packed.enqueued_at,
                 traceparent: packed.traceparent.map(str::to_owned),
                 error: None,
+                unique: None,
             };
             assert_eq!(
                 &env.encode_task(),

@@ -448,6 +448,7 @@ mod random_entries {
             enqueued_at: 1_764_000_000_000,
             traceparent: None,
             error: None,
+            unique: None,
         }
         .encode_task()
     }

@@ -27,6 +27,13 @@ pub struct QueueKeys {
     /// tag, not the partition's, so it is read with plain commands, never in a partition's
     /// script.
     pub paused: String,
+    /// `{prefix}:{queue}:unique:`: the prefix of the unique keys. The string key
+    /// `{prefix}:{queue}:unique:<key>` holds the id of the live task whose
+    /// [unique key](crate::Task::unique_key) is `<key>` (see [`unique_key`](Self::unique_key)).
+    pub unique: String,
+    /// `{prefix}:{queue}:duplicates`: a counter of enqueues refused because the task's unique
+    /// key was held.
+    pub duplicates: String,
 }
 
 impl QueueKeys {
@@ -49,7 +56,20 @@ impl QueueKeys {
             dead: format!("{prefix}:{{{queue}}}:dead"),
             wake: format!("{prefix}:{{{queue}}}:wake"),
             paused: format!("{prefix}:{{{}}}:paused", base_queue(queue)),
+            unique: format!("{prefix}:{{{queue}}}:unique:"),
+            duplicates: format!("{prefix}:{{{queue}}}:duplicates"),
         }
+    }
+
+    /// The key that holds the id of the live task with unique key `key`:
+    /// `{prefix}:{queue}:unique:<key>`, under the queue's hash tag (so in the stream's slot).
+    ///
+    /// ```
+    /// let k = mq_core::redis::keys::QueueKeys::new("mq", "images");
+    /// assert_eq!(k.unique_key("product:7"), "mq:{images}:unique:product:7");
+    /// ```
+    pub fn unique_key(&self, key: &str) -> String {
+        format!("{}{key}", self.unique)
     }
 }
 
@@ -148,7 +168,7 @@ mod tests {
     #[test]
     fn keys_share_one_hash_tag() {
         let k = QueueKeys::new("app", "q1");
-        for key in [&k.stream, &k.delayed, &k.dead] {
+        for key in [&k.stream, &k.delayed, &k.dead, &k.unique, &k.duplicates] {
             assert!(key.starts_with("app:{q1}:"), "{key}");
         }
     }

@@ -1,4 +1,7 @@
 //! Every Lua script mq runs. Each touches the keys of one queue only (one hash slot).
+//!
+//! The scripts that end a task's life (ack of a unique task, dead letter, reclaim, replay) start
+//! with `lua/unique.lua`, the helpers that release or take a unique task's key.
 
 use std::sync::LazyLock;
 
@@ -13,17 +16,31 @@ pub static SCHEDULE: LazyLock<Script> =
 /// Acks a failed attempt and schedules the next one (`lua/retry.lua`).
 pub static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
 /// Acks a task and moves it to the dead-letter stream (`lua/dead.lua`).
-pub static DEAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/dead.lua")));
+pub static DEAD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/unique.lua"),
+        include_str!("lua/dead.lua")
+    ))
+});
 /// Renews the leases of in-flight tasks this consumer still owns (`lua/renew.lua`).
 pub static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
 /// Takes over entries of dead workers, dead-lettering abandoned ones (`lua/reclaim.lua`).
-pub static RECLAIM: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/reclaim.lua")));
+pub static RECLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/unique.lua"),
+        include_str!("lua/reclaim.lua")
+    ))
+});
 /// Removes idle consumers with nothing pending (`lua/reap_consumers.lua`).
 pub static REAP_CONSUMERS: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/reap_consumers.lua")));
 /// Moves dead-lettered tasks back to the stream (`lua/replay.lua`).
-pub static REPLAY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/replay.lua")));
+pub static REPLAY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/unique.lua"),
+        include_str!("lua/replay.lua")
+    ))
+});
 /// Creates the consumer group unless the stream has another one (`lua/ensure_group.lua`).
 pub static ENSURE_GROUP: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/ensure_group.lua")));
@@ -32,3 +49,13 @@ pub static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 /// Reads a queue's sizes as one consistent snapshot (`lua/stats.lua`).
 pub static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/stats.lua")));
+/// Enqueues a unique task unless its key is held (`lua/enqueue_unique.lua`).
+pub static ENQUEUE_UNIQUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/enqueue_unique.lua")));
+/// Acks unique tasks and releases their keys (`lua/unique.lua` + `lua/ack_unique.lua`).
+pub static ACK_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/unique.lua"),
+        include_str!("lua/ack_unique.lua")
+    ))
+});

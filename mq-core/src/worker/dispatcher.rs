@@ -126,6 +126,10 @@ impl Job {
             };
         tm.duration.observe(started.elapsed().as_secs_f64());
         match outcome {
+            Outcome::Done if env.unique.is_some() => {
+                tm.success.inc();
+                self.ack_unique(&entry_id, &env, &options).await;
+            }
             Outcome::Done => {
                 tm.success.inc();
                 // The acker untracks the id once the ack is flushed. It is gone only after the
@@ -208,6 +212,25 @@ impl Job {
         }
     }
 
+    /// Acks a unique task's entry and releases its key (or keeps it for the task's
+    /// `unique_for`) in one script, instead of the acker's batched `XDEL` + `XACK`: only tasks
+    /// with a unique key pay for it.
+    async fn ack_unique(&self, entry_id: &str, env: &Envelope, options: &TaskOptions) {
+        let keys = &self.queue.keys;
+        let keep_ms = options.unique_for.map_or(0, |d| d.as_millis() as u64);
+        self.settle("ack", entry_id, Some(&env.id), || {
+            let mut inv = scripts::ACK_UNIQUE.prepare_invoke();
+            inv.key(&keys.stream)
+                .arg(&self.shared.config.group)
+                .arg(&self.shared.config.consumer)
+                .arg(&keys.unique)
+                .arg(entry_id)
+                .arg(keep_ms);
+            inv
+        })
+        .await;
+    }
+
     async fn dead(&self, entry_id: &str, who: &Ident, reason: &str) {
         tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = who.id.as_deref(), task = who.name.as_deref(), %reason, "dead-lettered");
         // Entries that are not a valid task count as `unknown`, whatever name they carry.
@@ -222,6 +245,7 @@ impl Job {
                 let mut inv = scripts::DEAD.prepare_invoke();
                 inv.key(&keys.stream)
                     .key(&keys.dead)
+                    .key(&keys.unique)
                     .arg(&self.shared.config.group)
                     .arg(entry_id)
                     .arg(&self.shared.config.consumer)

@@ -87,6 +87,7 @@ async fn call(
     invocation
         .key(&queue.keys.stream)
         .key(&queue.keys.dead)
+        .key(&queue.keys.unique)
         .arg(&shared.config.group)
         .arg(&shared.config.consumer)
         .arg(shared.config.reclaim_timeout.as_millis() as u64)

@@ -2,7 +2,9 @@
 -- reason, atomically, then trim the dead stream to its cap. The dead entry keeps the original
 -- fields (at most 256 of them, even of an entry that is not a valid task) and adds the fields
 -- given in ARGV, replacing same-named originals.
--- KEYS[1] stream, KEYS[2] dead stream
+-- KEYS[1] stream, KEYS[2] dead stream, KEYS[3] optional: unique key prefix
+-- (`{prefix}:{queue}:unique:`; the entry of a unique task, field `u`, releases its key here, in
+-- the same script, if the task holds it; see unique.lua)
 -- ARGV[1] group, ARGV[2] stream entry id, ARGV[3] consumer, ARGV[4] dead stream cap
 -- (`XTRIM MAXLEN ~`: whole macro nodes, so it may hold up to one node more),
 -- ARGV[5..] field/value pairs to add
@@ -52,6 +54,9 @@ if entry[1] then
     end
   end
   redis.call('XDEL', KEYS[1], ARGV[2])
+  if KEYS[3] then
+    mq_release_unique(KEYS[3], fields, 0)
+  end
 end
 redis.call('XADD', KEYS[2], '*', unpack(args))
 return {1, redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[4])}

@@ -10,7 +10,9 @@
 -- abandoned) and returns their ids. The caller then passes back, in a second call, the ids it
 -- does not run itself: those are claimed and counted like any other (ARGV[7..]).
 --
--- KEYS[1] stream, KEYS[2] dead stream
+-- KEYS[1] stream, KEYS[2] dead stream, KEYS[3] optional: unique key prefix
+-- (`{prefix}:{queue}:unique:`): an abandoned unique task releases its key (see unique.lua);
+-- entries taken over to run keep theirs
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] count, ARGV[5] max deliveries,
 -- ARGV[6] dead stream cap (`XTRIM MAXLEN ~`), ARGV[7..] optional: ids of this consumer's own
 -- pending entries the caller does not run (then only these are looked at, whatever their idle)
@@ -115,6 +117,9 @@ if #others > 0 then
       redis.call('XADD', KEYS[2], '*', unpack(out))
       redis.call('XACK', KEYS[1], group, id)
       redis.call('XDEL', KEYS[1], id)
+      if KEYS[3] then
+        mq_release_unique(KEYS[3], fields, 0)
+      end
       abandoned = abandoned + 1
     else
       run[#run + 1] = e

@@ -4,12 +4,17 @@
 -- that is not a task (neither `t` nor all of `id`, `name`, `payload` and `enqueued_at`, e.g.
 -- the promoter's entries for undecodable delayed members: `raw`, `error`, `failed_at` only)
 -- would only die again: it stays in the dead stream and is returned as skipped.
--- KEYS[1] dead stream, KEYS[2] stream; ARGV[1..] dead entry ids
--- Returns {number of entries replayed, {ids skipped}}; ids not found are in neither.
+-- A unique task (field `u`) takes its unique key again in the same script (see unique.lua); if
+-- another live task holds the key by now, the dead entry stays where it is and is returned as
+-- a duplicate, so two tasks with one key never run at once.
+-- KEYS[1] dead stream, KEYS[2] stream, KEYS[3] optional: unique key prefix
+-- (`{prefix}:{queue}:unique:`); ARGV[1..] dead entry ids
+-- Returns {number of entries replayed, {ids skipped}, {ids of duplicates}}; ids not found are
+-- in none.
 local drop = {error = true, failed_at = true, worker = true, attempts = true,
   deliveries = true, attempt = true, r = true}
 local required = {'id', 'name', 'payload', 'enqueued_at'}
-local n, skipped = 0, {}
+local n, skipped, duplicates = 0, {}, {}
 for i = 1, #ARGV do
   local e = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
   if e[1] then
@@ -33,13 +38,25 @@ for i = 1, #ARGV do
       args[#args + 1] = 'attempt'
       args[#args + 1] = '0'
     end
+    local u = present['u'] and KEYS[3] and mq_field(fields, 'u')
+    local dup = false
+    if task and u then
+      local key, id = KEYS[3] .. u, mq_task_id(fields)
+      local held = redis.call('GET', key)
+      if not id or (held and held ~= id) then
+        duplicates[#duplicates + 1] = ARGV[i]
+        task, dup = false, true
+      elseif not held then
+        redis.call('SET', key, id)
+      end
+    end
     if task then
       redis.call('XADD', KEYS[2], '*', unpack(args))
       redis.call('XDEL', KEYS[1], ARGV[i])
       n = n + 1
-    else
+    elseif not dup then
       skipped[#skipped + 1] = ARGV[i]
     end
   end
 end
-return {n, skipped}
+return {n, skipped, duplicates}

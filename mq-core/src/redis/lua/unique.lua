@@ -1,0 +1,93 @@
+-- Unique tasks: helpers prepended to every script that ends a task's life (scripts.rs joins
+-- this file and the script into one). A unique task's entry carries field `u`, its unique key;
+-- the string key <unique prefix><u> (e.g. `mq:{q}:unique:<u>`, under the queue's hash tag, so
+-- in the same slot as the stream) holds the id of the live task with that key.
+
+-- The value of field `name` in a flat {field, value, ...} list, or nil.
+local function mq_field(fields, name)
+  for i = 1, #fields, 2 do
+    if fields[i] == name then
+      return fields[i + 1]
+    end
+  end
+  return nil
+end
+
+-- The task id in an entry's fields: v1 `id`, or element 1 of the v2 `t` array, a MessagePack
+-- str (read by hand: cmsgpack cannot read the payload's bin type). nil if there is none.
+local function mq_task_id(fields)
+  local t = mq_field(fields, 't')
+  if not t then
+    return mq_field(fields, 'id')
+  end
+  local function uint_at(pos, n)
+    local v = 0
+    for i = 0, n - 1 do
+      v = v * 256 + (t:byte(pos + i) or 0)
+    end
+    return v
+  end
+  local b = t:byte(1)
+  local pos
+  if b and b >= 0x90 and b <= 0x9f then
+    pos = 2
+  elseif b == 0xdc then
+    pos = 4
+  elseif b == 0xdd then
+    pos = 6
+  else
+    return nil
+  end
+  -- element 0, the version: a positive fixint or an (unsigned or signed) int of 1-8 bytes
+  local sizes = {[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd0] = 1, [0xd1] = 2,
+    [0xd2] = 4, [0xd3] = 8}
+  b = t:byte(pos)
+  if not b then
+    return nil
+  elseif b < 0x80 then
+    pos = pos + 1
+  elseif sizes[b] then
+    pos = pos + 1 + sizes[b]
+  else
+    return nil
+  end
+  -- element 1, the id: fixstr, str8, str16 or str32
+  b = t:byte(pos)
+  local len
+  if not b then
+    return nil
+  elseif b >= 0xa0 and b <= 0xbf then
+    len, pos = b - 0xa0, pos + 1
+  elseif b == 0xd9 then
+    len, pos = uint_at(pos + 1, 1), pos + 2
+  elseif b == 0xda then
+    len, pos = uint_at(pos + 1, 2), pos + 3
+  elseif b == 0xdb then
+    len, pos = uint_at(pos + 1, 4), pos + 5
+  else
+    return nil
+  end
+  return t:sub(pos, pos + len - 1)
+end
+
+-- Releases the unique key of the task whose entry has `fields`, if that task holds it (the
+-- key's value is its id): deletes it, or with `keep_ms` > 0 keeps it that long (the task's
+-- `unique_for` window after a success). A key held by another task is left alone. Returns 1 if
+-- released.
+local function mq_release_unique(prefix, fields, keep_ms)
+  local u = mq_field(fields, 'u')
+  if not u then
+    return 0
+  end
+  local key = prefix .. u
+  local id = mq_task_id(fields)
+  if not id or redis.call('GET', key) ~= id then
+    return 0
+  end
+  if keep_ms and keep_ms > 0 then
+    redis.call('PEXPIRE', key, keep_ms)
+  else
+    redis.call('DEL', key)
+  end
+  return 1
+end
