@@ -1311,6 +1311,8 @@ mod tests {
             enqueued_at: 1_764_000_000_123,
             traceparent: None,
             error: Some("timeout".into()),
+            rate_key: None,
+            rate_slot: false,
         };
         let (t, r) = (env.encode_task(), env.encode_retry().unwrap_or_default());
         let d = dead(&[

@@ -480,6 +480,8 @@ impl Producer {
             enqueued_at: now_ms(),
             traceparent: None,
             error: None,
+            rate_key: None,
+            rate_slot: false,
         };
         let mut pipe = redis::pipe();
         pipe.add_command(xadd(&stream_key(&self.prefix, queue), &env))
@@ -750,6 +752,8 @@ impl Producer {
             enqueued_at: now,
             traceparent: traceparent.map(str::to_owned),
             error: None,
+            rate_key: task.rate_key(),
+            rate_slot: false,
         })
     }
 

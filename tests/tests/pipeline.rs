@@ -237,6 +237,8 @@ async fn stream_tasks(conn: &mut Conn, stream: &str) -> Vec<(EmbedText, Vec<u8>)
                 enqueued_at: packed.enqueued_at,
                 traceparent: packed.traceparent.map(str::to_owned),
                 error: None,
+                rate_key: None,
+                rate_slot: false,
             };
             assert_eq!(
                 &env.encode_task(),

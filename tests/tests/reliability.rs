@@ -448,6 +448,8 @@ mod random_entries {
             enqueued_at: 1_764_000_000_000,
             traceparent: None,
             error: None,
+            rate_key: None,
+            rate_slot: false,
         }
         .encode_task()
     }

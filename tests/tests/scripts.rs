@@ -469,6 +469,8 @@ async fn promote_moves_large_members_in_calls_bounded_by_bytes_until_none_is_due
             enqueued_at: now_ms(),
             traceparent: None,
             error: None,
+            rate_key: None,
+            rate_slot: false,
         }
         .to_delayed_member();
         let _: i64 = redis::cmd("ZADD")

@@ -21,6 +21,9 @@ pub struct QueueKeys {
     /// task the earliest one publish its due time (unix ms) here, and workers' promoters wake
     /// up for it.
     pub wake: String,
+    /// `{prefix}:{queue}:rate`: the prefix of the rate-limit states of the queue's task types
+    /// (see [`rate_state`](Self::rate_state)).
+    pub rate: String,
 }
 
 impl QueueKeys {
@@ -39,6 +42,23 @@ impl QueueKeys {
             delayed: format!("{prefix}:{{{queue}}}:delayed"),
             dead: format!("{prefix}:{{{queue}}}:dead"),
             wake: format!("{prefix}:{{{queue}}}:wake"),
+            rate: format!("{prefix}:{{{queue}}}:rate"),
+        }
+    }
+
+    /// The rate-limit state of task type `task` in this queue, or of one of its rate keys:
+    /// `{prefix}:{queue}:rate:{task}` or `{prefix}:{queue}:rate:{task}:{key}`, a string with
+    /// the limit's next free slot (unix microseconds) that expires once the slot has passed.
+    ///
+    /// ```
+    /// let k = mq_core::redis::keys::QueueKeys::new("mq", "calls");
+    /// assert_eq!(k.rate_state("Call", None), "mq:{calls}:rate:Call");
+    /// assert_eq!(k.rate_state("Call", Some("acct-7")), "mq:{calls}:rate:Call:acct-7");
+    /// ```
+    pub fn rate_state(&self, task: &str, key: Option<&str>) -> String {
+        match key {
+            Some(key) => format!("{}:{task}:{key}", self.rate),
+            None => format!("{}:{task}", self.rate),
         }
     }
 }
