@@ -1471,6 +1471,8 @@ mod tests {
             traceparent: None,
             error: Some("timeout".into()),
             unique: None,
+            rate_key: None,
+            rate_slot: false,
         };
         let (t, r) = (env.encode_task(), env.encode_retry().unwrap_or_default());
         let d = dead(&[

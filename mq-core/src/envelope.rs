@@ -14,7 +14,10 @@
 //! | 5 | W3C trace context, or nil | str or nil |
 //!
 //! plus, only on a retry, a field `r` = MessagePack array `[attempt, last error]` (uint, str
-//! or nil). A first attempt is therefore one field.
+//! or nil). A first attempt is therefore one field. Flow-control fields, each only present
+//! when set, are plain strings next to `t` (and in v1 entries too): `rk`, the task's
+//! [rate key](crate::Task::rate_key), and `rs` = `1` on an entry that already holds its rate
+//! token (a rate-limited worker rescheduled it for its reserved slot).
 //!
 //! **Version 1** (the hand-writable form, still read): the fields `id`, `name`, `payload` (raw
 //! MessagePack), `attempt` and `enqueued_at` (decimal), and optionally `traceparent` and
@@ -50,6 +53,12 @@ pub mod field {
     /// Both versions, only on [unique](crate::Task::unique_key) tasks: the task's unique key
     /// (the user's key, not the Redis key `{prefix}:{queue}:unique:<key>` that holds it).
     pub const UNIQUE: &str = "u";
+    /// Both versions: the task's rate key ([`Task::rate_key`](crate::Task::rate_key)); absent
+    /// when it has none.
+    pub const RATE_KEY: &str = "rk";
+    /// Both versions: `1` when the entry holds a rate token already (it was rescheduled for
+    /// the slot it reserved): it starts without taking another. Absent otherwise.
+    pub const RATE_SLOT: &str = "rs";
 }
 
 /// The wire format version mq writes, the first element of the `t` array.
@@ -78,6 +87,12 @@ pub struct Envelope {
     /// The task's [unique key](crate::Task::unique_key), written as field `u`; `None` for a
     /// task that is not unique.
     pub unique: Option<String>,
+    /// The task's rate key (entry field `rk`), written by the producer from
+    /// [`Task::rate_key`](crate::Task::rate_key).
+    pub rate_key: Option<String>,
+    /// The entry holds its rate token already (entry field `rs`): it was rescheduled for the
+    /// slot it reserved and starts without taking another.
+    pub rate_slot: bool,
 }
 
 /// Why a stream entry is not a valid task.
@@ -252,9 +267,28 @@ impl Envelope {
         if let Some(r) = self.encode_retry() {
             cmd.arg(field::RETRY).arg(r);
         }
-        if let Some(u) = &self.unique {
-            cmd.arg(field::UNIQUE).arg(u);
+        self.write_flow_fields(cmd);
+    }
+
+    /// Appends the flow-control fields that are set (`u`, `rk`, `rs`).
+    fn write_flow_fields(&self, cmd: &mut redis::Cmd) {
+        for (k, v) in self.flow_fields() {
+            cmd.arg(k).arg(v);
         }
+    }
+
+    /// The flow-control fields that are set, as `(field, value)`.
+    fn flow_fields(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
+        let rk = self
+            .rate_key
+            .as_deref()
+            .map(|k| (field::RATE_KEY, k.as_bytes()));
+        let rs = self.rate_slot.then_some((field::RATE_SLOT, &b"1"[..]));
+        let u = self
+            .unique
+            .as_deref()
+            .map(|k| (field::UNIQUE, k.as_bytes()));
+        u.into_iter().chain(rk).chain(rs)
     }
 
     /// Appends the v1 (hand-writable, five to seven fields) `field value ...` pairs for `XADD`
@@ -276,9 +310,7 @@ impl Envelope {
         if let Some(e) = &self.error {
             cmd.arg(field::ERROR).arg(e);
         }
-        if let Some(u) = &self.unique {
-            cmd.arg(field::UNIQUE).arg(u);
-        }
+        self.write_flow_fields(cmd);
     }
 
     /// The value of the `t` field: `[2, id, name, enqueued_at, payload, traceparent]`.
@@ -324,12 +356,10 @@ impl Envelope {
     pub fn to_delayed_member(&self) -> Vec<u8> {
         let t = self.encode_task();
         let r = self.encode_retry();
+        let flow: Vec<_> = self.flow_fields().collect();
         let mut out = Vec::with_capacity(t.len() + r.as_ref().map_or(0, Vec::len) + 16);
-        let u = self.unique.as_deref().map(str::as_bytes);
-        let _ = rmp::encode::write_map_len(
-            &mut out,
-            1 + u32::from(r.is_some()) + u32::from(u.is_some()),
-        );
+        let len = 1 + u32::from(r.is_some()) + flow.len() as u32;
+        let _ = rmp::encode::write_map_len(&mut out, len);
         let mut kv = |k: &str, v: &[u8]| {
             let _ = rmp::encode::write_str(&mut out, k);
             let _ = rmp::encode::write_str_len(&mut out, v.len() as u32);
@@ -339,14 +369,14 @@ impl Envelope {
         if let Some(r) = &r {
             kv(field::RETRY, r);
         }
-        if let Some(u) = u {
-            kv(field::UNIQUE, u);
+        for (k, v) in flow {
+            kv(k, v);
         }
         out
     }
 
     /// Decodes the flat `[field, value, field, value, ...]` list of a stream entry, v2 (it has
-    /// a `t` field; other fields but `r` and `u` are then ignored) or v1.
+    /// a `t` field; other fields but `r`, `u`, `rk` and `rs` are then ignored) or v1.
     pub fn from_fields(fields: Vec<Value>) -> Result<Self, EnvelopeError> {
         if !fields.len().is_multiple_of(2) {
             return Err(EnvelopeError::Malformed);
@@ -361,6 +391,8 @@ impl Envelope {
         let mut traceparent = None;
         let mut error = None;
         let mut unique = None;
+        let mut rate_key = None;
+        let mut rate_slot = None;
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else {
@@ -377,11 +409,15 @@ impl Envelope {
                 b"traceparent" => &mut traceparent,
                 b"error" => &mut error,
                 b"u" => &mut unique,
+                b"rk" => &mut rate_key,
+                b"rs" => &mut rate_slot,
                 _ => continue, // unknown fields are kept by Redis and ignored here
             };
             *slot = Some(v);
         }
         let unique = unique.map(|v| utf8(v, field::UNIQUE)).transpose()?;
+        let rate_key = rate_key.map(|v| utf8(v, field::RATE_KEY)).transpose()?;
+        let rate_slot = rate_slot.is_some_and(|v| v == b"1");
         if let Some(task) = task {
             let t = PackedTask::decode(&task)?;
             let (attempt, error) = match retry {
@@ -397,6 +433,8 @@ impl Envelope {
                 traceparent: t.traceparent.map(str::to_owned),
                 error,
                 unique,
+                rate_key,
+                rate_slot,
             });
         }
         let required =
@@ -422,6 +460,8 @@ impl Envelope {
                 .transpose()?,
             error: error.map(|v| String::from_utf8_lossy(&v).into_owned()),
             unique,
+            rate_key,
+            rate_slot,
         })
     }
 }
@@ -513,6 +553,8 @@ mod tests {
             traceparent: None,
             error: Some("boom".into()),
             unique: None,
+            rate_key: None,
+            rate_slot: false,
         }
     }
 
@@ -542,9 +584,27 @@ mod tests {
         }
     }
 
+    /// A task with a rate key that holds its rate slot.
+    fn keyed() -> Envelope {
+        Envelope {
+            rate_key: Some("account-7".into()),
+            rate_slot: true,
+            ..first_attempt()
+        }
+    }
+
+    #[test]
+    fn flow_fields_are_plain_strings_next_to_t() {
+        let fields = xadd_fields(|c| keyed().write_fields(c));
+        assert_eq!(
+            fields[2..],
+            [bulk(b"rk"), bulk(b"account-7"), bulk(b"rs"), bulk(b"1")]
+        );
+    }
+
     #[test]
     fn v2_fields_round_trip_through_xadd_arguments() {
-        for e in [sample(), first_attempt()] {
+        for e in [sample(), first_attempt(), keyed()] {
             let fields = xadd_fields(|c| e.write_fields(c));
             assert_eq!(Envelope::from_fields(fields).unwrap(), e);
         }
@@ -552,7 +612,7 @@ mod tests {
 
     #[test]
     fn v1_fields_round_trip_through_xadd_arguments() {
-        for e in [sample(), first_attempt()] {
+        for e in [sample(), first_attempt(), keyed()] {
             let fields = xadd_fields(|c| e.write_fields_v1(c));
             assert_eq!(Envelope::from_fields(fields).unwrap(), e);
         }
@@ -582,6 +642,8 @@ mod tests {
             traceparent: None,
             error: None,
             unique: None,
+            rate_key: None,
+            rate_slot: false,
         };
         let mut want = b"\x96\x02\xba01JD3ZK1Q7W9V3T1B0N2C4X5YZ\xa9EmbedText".to_vec();
         want.extend_from_slice(b"\xcf\x00\x00\x01\x9a\xb6\x97\xe8\x7b"); // uint64 1764000000123
@@ -736,7 +798,7 @@ mod tests {
 
     #[test]
     fn delayed_member_is_a_msgpack_map_of_the_v2_fields_as_str() {
-        for e in [sample(), first_attempt()] {
+        for e in [sample(), first_attempt(), keyed()] {
             let bytes = e.to_delayed_member();
             let v: std::collections::BTreeMap<String, raw::Raw> =
                 rmp_serde::from_slice(&bytes).unwrap();

@@ -143,6 +143,10 @@ pub enum TaskError {
     RetryAfter(Duration, String),
     /// Do not retry: move the task to the dead-letter stream now.
     Permanent(String),
+    /// Not a failure: run the task again after this delay, as the same attempt (the attempt
+    /// number and the retries left do not change, and the task is never dead-lettered for
+    /// snoozing). See [`TaskError::snooze`].
+    Snooze(Duration),
 }
 
 impl TaskError {
@@ -158,10 +162,34 @@ impl TaskError {
     pub fn permanent(reason: impl fmt::Display) -> Self {
         TaskError::Permanent(reason.to_string())
     }
-    /// The reason given by the handler.
+    /// Run the task again after `delay` without counting an attempt: for a handler that
+    /// learns of a limit from outside (an HTTP 429 with `Retry-After`). The task goes back to
+    /// its queue's delayed set with the same attempt number ([`TaskContext::attempt`] is
+    /// unchanged on the next run, the previous error too) and is never dead-lettered for
+    /// snoozing, however often; it counts in `mq_tasks_finished_total{outcome="snoozed"}`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mq_core::{TaskContext, TaskError};
+    /// # #[derive(serde::Serialize, serde::Deserialize, mq_core::Task)]
+    /// # struct CallApi { account: u64 }
+    ///
+    /// async fn call_api(task: CallApi, _ctx: TaskContext) -> Result<(), TaskError> {
+    ///     let (status, retry_after) = (429, Duration::from_secs(2)); // the API's answer
+    ///     if status == 429 {
+    ///         return Err(TaskError::snooze(retry_after));
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn snooze(delay: Duration) -> Self {
+        TaskError::Snooze(delay)
+    }
+    /// The reason given by the handler (`snoozed` for [`TaskError::Snooze`]).
     pub fn reason(&self) -> &str {
         match self {
             TaskError::Retry(r) | TaskError::RetryAfter(_, r) | TaskError::Permanent(r) => r,
+            TaskError::Snooze(_) => "snoozed",
         }
     }
 }

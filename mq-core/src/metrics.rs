@@ -50,6 +50,7 @@ pub struct Metrics {
     registry: Registry,
     started: IntCounterVec,
     finished: IntCounterVec,
+    rate_limited: IntCounterVec,
     duration: HistogramVec,
     wait: HistogramVec,
     in_flight: IntGaugeVec,
@@ -122,8 +123,13 @@ impl Metrics {
             ),
             finished: counter(
                 "mq_tasks_finished_total",
-                "Task attempts finished, by outcome: success, retry or dead",
+                "Task attempts finished, by outcome: success, retry, dead or snoozed",
                 &["queue", "task", "outcome"],
+            ),
+            rate_limited: counter(
+                "mq_tasks_rate_limited_total",
+                "Deliveries of rate-limited tasks rescheduled for their rate slot instead of starting",
+                &["queue", "task"],
             ),
             duration: histogram(
                 "mq_task_duration_seconds",
@@ -195,6 +201,8 @@ impl Metrics {
             success: self.finished.with_label_values(&[queue, name, "success"]),
             retry: self.finished.with_label_values(&[queue, name, "retry"]),
             dead: self.finished.with_label_values(&[queue, name, "dead"]),
+            snoozed: self.finished.with_label_values(&[queue, name, "snoozed"]),
+            rate_limited: self.rate_limited.with_label_values(&[queue, name]),
             duration: self.duration.with_label_values(&[queue, name]),
         };
         // Touch the per-queue series so every documented name is exported from the start.
@@ -244,6 +252,10 @@ pub(crate) struct TaskMetrics {
     pub(crate) success: IntCounter,
     pub(crate) retry: IntCounter,
     pub(crate) dead: IntCounter,
+    /// Attempts that ended with [`TaskError::Snooze`](crate::TaskError::Snooze).
+    pub(crate) snoozed: IntCounter,
+    /// Deliveries rescheduled by the task's rate limit (never started).
+    pub(crate) rate_limited: IntCounter,
     pub(crate) duration: Histogram,
 }
 

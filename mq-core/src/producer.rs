@@ -652,6 +652,8 @@ impl Producer {
             traceparent: None,
             error: None,
             unique: None,
+            rate_key: None,
+            rate_slot: false,
         };
         let mut pipe = redis::pipe();
         pipe.add_command(xadd(&stream_key(&self.prefix, queue), &env))
@@ -954,6 +956,8 @@ impl Producer {
             traceparent: traceparent.map(str::to_owned),
             error: None,
             unique: task.unique_key(),
+            rate_key: task.rate_key(),
+            rate_slot: false,
         })
     }
 

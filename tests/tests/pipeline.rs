@@ -238,6 +238,8 @@ async fn stream_tasks(conn: &mut Conn, stream: &str) -> Vec<(EmbedText, Vec<u8>)
                 traceparent: packed.traceparent.map(str::to_owned),
                 error: None,
                 unique: None,
+                rate_key: None,
+                rate_slot: false,
             };
             assert_eq!(
                 &env.encode_task(),

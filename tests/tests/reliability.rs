@@ -449,6 +449,8 @@ mod random_entries {
             traceparent: None,
             error: None,
             unique: None,
+            rate_key: None,
+            rate_slot: false,
         }
         .encode_task()
     }

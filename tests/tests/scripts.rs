@@ -470,6 +470,8 @@ async fn promote_moves_large_members_in_calls_bounded_by_bytes_until_none_is_due
             traceparent: None,
             error: None,
             unique: None,
+            rate_key: None,
+            rate_slot: false,
         }
         .to_delayed_member();
         let _: i64 = redis::cmd("ZADD")

@@ -34,6 +34,9 @@ pub struct QueueKeys {
     /// `{prefix}:{queue}:duplicates`: a counter of enqueues refused because the task's unique
     /// key was held.
     pub duplicates: String,
+    /// `{prefix}:{queue}:rate`: the prefix of the rate-limit states of the queue's task types
+    /// (see [`rate_state`](Self::rate_state)).
+    pub rate: String,
 }
 
 impl QueueKeys {
@@ -58,6 +61,23 @@ impl QueueKeys {
             paused: format!("{prefix}:{{{}}}:paused", base_queue(queue)),
             unique: format!("{prefix}:{{{queue}}}:unique:"),
             duplicates: format!("{prefix}:{{{queue}}}:duplicates"),
+            rate: format!("{prefix}:{{{queue}}}:rate"),
+        }
+    }
+
+    /// The rate-limit state of task type `task` in this queue, or of one of its rate keys:
+    /// `{prefix}:{queue}:rate:{task}` or `{prefix}:{queue}:rate:{task}:{key}`, a string with
+    /// the limit's next free slot (unix microseconds) that expires once the slot has passed.
+    ///
+    /// ```
+    /// let k = mq_core::redis::keys::QueueKeys::new("mq", "calls");
+    /// assert_eq!(k.rate_state("Call", None), "mq:{calls}:rate:Call");
+    /// assert_eq!(k.rate_state("Call", Some("acct-7")), "mq:{calls}:rate:Call:acct-7");
+    /// ```
+    pub fn rate_state(&self, task: &str, key: Option<&str>) -> String {
+        match key {
+            Some(key) => format!("{}:{task}:{key}", self.rate),
+            None => format!("{}:{task}", self.rate),
         }
     }
 

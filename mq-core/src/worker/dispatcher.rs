@@ -1,6 +1,8 @@
 //! Runs one task: decodes the entry, calls its handler under the task's timeout with panics
-//! caught, and ends the entry in exactly one place: acked, retried (Lua: ack + delete +
-//! schedule) or dead-lettered (Lua: copy to `dead` + ack + delete).
+//! caught, and ends the entry in exactly one place: acked, retried or snoozed (Lua: ack +
+//! delete + schedule) or dead-lettered (Lua: copy to `dead` + ack + delete). A task type with
+//! a rate limit first takes a token (the retry script with the limit's state): with none free
+//! the entry is rescheduled for its reserved slot instead of starting, not as an attempt.
 
 use std::{
     panic::AssertUnwindSafe,
@@ -17,7 +19,7 @@ use crate::{
     envelope::{field, now_ms, Envelope, RawEntry},
     handler::{panic_message, TaskContext, TaskError},
     redis::scripts,
-    task::TaskOptions,
+    task::{Rate, TaskOptions},
 };
 
 /// Attempts to record a retry or dead letter before giving up (then the entry stays pending
@@ -88,6 +90,13 @@ impl Job {
         };
         let tm = m.task(&env.name);
         let options = handler.options();
+        // Only rate-limited task types pay this round trip; an entry rescheduled for the slot
+        // it reserved holds its token already.
+        if let Some(rate) = options.rate {
+            if !env.rate_slot && !self.take_rate_token(&entry_id, &env, rate).await {
+                return;
+            }
+        }
         let ctx = TaskContext {
             id: env.id.clone(),
             entry_id: entry_id.clone(),
@@ -168,12 +177,114 @@ impl Job {
         }
     }
 
+    /// Takes a token of the task's rate limit (per rate key if the entry has one). Without a
+    /// free token the same script reserves the next free slot and moves the entry to the
+    /// delayed set for it, attempt unchanged. Returns whether the task may start now.
+    async fn take_rate_token(&self, entry_id: &str, env: &Envelope, rate: Rate) -> bool {
+        let keys = &self.queue.keys;
+        let state = keys.rate_state(&env.name, env.rate_key.as_deref());
+        let interval = rate_interval_us(rate, env.rate_key.is_some(), self.queue.partitions);
+        let member = Envelope {
+            rate_slot: true,
+            ..env.clone()
+        }
+        .to_delayed_member();
+        let queue = &self.queue.queue;
+        for failure in 0..SETTLE_ATTEMPTS {
+            let mut inv = scripts::RETRY.prepare_invoke();
+            inv.key(&keys.stream)
+                .key(&keys.delayed)
+                .key(&state)
+                .arg(&self.shared.config.group)
+                .arg(entry_id)
+                .arg(0)
+                .arg(&member[..])
+                .arg(&self.shared.config.consumer)
+                .arg(&keys.wake)
+                .arg(interval);
+            let r: redis::RedisResult<(u8, u64)> =
+                inv.invoke_async(&mut self.shared.data.clone()).await;
+            match r {
+                Ok((2, _)) => return true,
+                Ok((1, due)) => {
+                    self.queue.metrics.task(&env.name).rate_limited.inc();
+                    tracing::debug!(%queue, task = %env.name, id = %env.id, due, "rate limit: rescheduled for its slot");
+                    break;
+                }
+                Ok(_) => {
+                    tracing::warn!(%queue, entry = %entry_id, id = %env.id, "rate check skipped: the entry is no longer pending for this worker (taken over after its lease lapsed)");
+                    break;
+                }
+                Err(e) => {
+                    self.shared.metrics.redis_error("retry");
+                    crate::redis::conn::reconnect_if_readonly(&self.shared.data, &e).await;
+                    let delay = error_backoff(failure);
+                    tracing::warn!(%queue, entry = %entry_id, id = %env.id, error = %e, retry_in = ?delay, "rate check failed");
+                    if failure + 1 == SETTLE_ATTEMPTS {
+                        tracing::error!(%queue, entry = %entry_id, id = %env.id, "rate check failed {SETTLE_ATTEMPTS} times; the entry stays pending and will run again");
+                    } else {
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        }
+        self.queue.untrack([&entry_id.to_owned()]);
+        false
+    }
+
+    /// Reschedules a snoozed task after `delay` as the same attempt (no retry counted, never
+    /// dead-lettered for it): the retry script with the entry's attempt unchanged.
+    async fn snooze(&self, entry_id: &str, env: Envelope, delay: Duration) {
+        tracing::info!(queue = %self.queue.queue, task = %env.name, id = %env.id, attempt = env.attempt, snooze = ?delay, "task snoozed");
+        let (task, task_id) = (env.name.clone(), env.id.clone());
+        // The next run takes a rate token again.
+        let member = Envelope {
+            rate_slot: false,
+            ..env
+        }
+        .to_delayed_member();
+        if self
+            .reschedule("snooze", entry_id, &task_id, delay, &member)
+            .await
+        {
+            self.queue.metrics.task(&task).snoozed.inc();
+        }
+    }
+
+    /// Acks and deletes the entry and schedules `member` after `delay`, in one script.
+    async fn reschedule(
+        &self,
+        what: &'static str,
+        entry_id: &str,
+        task_id: &str,
+        delay: Duration,
+        member: &[u8],
+    ) -> bool {
+        let keys = &self.queue.keys;
+        self.settle(what, entry_id, Some(task_id), || {
+            let mut inv = scripts::RETRY.prepare_invoke();
+            inv.key(&keys.stream)
+                .key(&keys.delayed)
+                .arg(&self.shared.config.group)
+                .arg(entry_id)
+                .arg(delay.as_millis() as u64)
+                .arg(member)
+                .arg(&self.shared.config.consumer)
+                .arg(&keys.wake);
+            inv
+        })
+        .await
+    }
+
     async fn failed(&self, entry_id: &str, env: Envelope, options: &TaskOptions, err: TaskError) {
+        if let TaskError::Snooze(delay) = err {
+            return self.snooze(entry_id, env, delay).await;
+        }
         let exhausted = env.attempt >= options.max_retries;
         let delay = match &err {
             TaskError::Permanent(_) => None,
             _ if exhausted => None,
-            TaskError::RetryAfter(d, _) => Some(*d),
+            TaskError::RetryAfter(d, _) | TaskError::Snooze(d) => Some(*d),
             TaskError::Retry(_) => Some(options.backoff.jittered(env.attempt, rand::random())),
         };
         let Some(delay) = delay else {
@@ -189,25 +300,15 @@ impl Job {
         let next = Envelope {
             attempt: env.attempt.saturating_add(1),
             error: Some(err.reason().to_owned()),
+            // The next attempt takes a rate token again.
+            rate_slot: false,
             ..env
         };
         let member = next.to_delayed_member();
-        let keys = &self.queue.keys;
-        let applied = self
-            .settle("retry", entry_id, Some(&task_id), || {
-                let mut inv = scripts::RETRY.prepare_invoke();
-                inv.key(&keys.stream)
-                    .key(&keys.delayed)
-                    .arg(&self.shared.config.group)
-                    .arg(entry_id)
-                    .arg(delay.as_millis() as u64)
-                    .arg(&member[..])
-                    .arg(&self.shared.config.consumer)
-                    .arg(&keys.wake);
-                inv
-            })
-            .await;
-        if applied {
+        if self
+            .reschedule("retry", entry_id, &task_id, delay, &member)
+            .await
+        {
             self.queue.metrics.task(&task).retry.inc();
         }
     }
@@ -352,6 +453,20 @@ fn raw_field(fields: &[redis::Value], name: &str) -> Option<String> {
     })
 }
 
+/// The spacing of a rate limit's slots in microseconds (at least 1): `per / count`, rounded
+/// up so the limit is never exceeded. A limit without a rate key is split evenly across the
+/// partitions of a partitioned queue (each keeps its own state): its interval is multiplied by
+/// their number. A keyed limit applies in full in each partition.
+fn rate_interval_us(rate: Rate, keyed: bool, partitions: u16) -> u64 {
+    let split = if keyed {
+        1
+    } else {
+        u128::from(partitions.max(1))
+    };
+    let us = (rate.per.as_micros() * split).div_ceil(u128::from(rate.count.max(1)));
+    u64::try_from(us).unwrap_or(u64::MAX).max(1)
+}
+
 /// Awaits a handler future with the timeout, turning panics and timeouts into retryable errors.
 async fn run_guarded(
     fut: futures::future::BoxFuture<'_, Result<(), TaskError>>,
@@ -393,5 +508,22 @@ struct InFlightGuard<'a>(&'a prometheus::IntGauge);
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_intervals_round_up_and_split_unkeyed_limits_across_partitions() {
+        let r = Rate::new(200, Duration::from_secs(1));
+        assert_eq!(rate_interval_us(r, false, 1), 5_000);
+        assert_eq!(rate_interval_us(r, false, 4), 20_000);
+        assert_eq!(rate_interval_us(r, true, 4), 5_000);
+        let third = Rate::new(3, Duration::from_secs(1));
+        assert_eq!(rate_interval_us(third, false, 1), 333_334);
+        let fast = Rate::new(u32::MAX, Duration::from_micros(1));
+        assert_eq!(rate_interval_us(fast, false, 1), 1);
     }
 }

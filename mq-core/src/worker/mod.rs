@@ -417,6 +417,7 @@ impl WorkerBuilder {
                         queue: Arc::from(name.as_str()),
                         handlers: handlers.clone(),
                         limit: limit.clone(),
+                        partitions,
                         in_flight: Mutex::new(HashSet::new()),
                         wake: tokio::sync::Notify::new(),
                         paused: AtomicBool::new(false),
@@ -483,6 +484,9 @@ pub(crate) struct QueueState {
     pub(crate) queue: Arc<str>,
     pub(crate) handlers: Handlers,
     pub(crate) limit: Option<Arc<Semaphore>>,
+    /// Partitions of the queue (1 if not partitioned): a rate limit without a rate key is
+    /// split evenly across them.
+    pub(crate) partitions: u16,
     /// Entry ids this worker is running or has not settled yet: their leases are renewed.
     pub(crate) in_flight: Mutex<HashSet<String>>,
     /// Metric handles of this queue (shared by its partitions).

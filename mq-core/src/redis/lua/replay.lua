@@ -1,6 +1,7 @@
 -- Move dead-lettered tasks back to the work stream with attempt reset to 0, removing them from
 -- the dead stream in the same script. The dead-letter fields and the retry data are dropped:
--- v2 entries (a `t` field) lose `r`, v1 entries get `attempt` 0 and lose `error`. A dead entry
+-- v2 entries (a `t` field) lose `r`, v1 entries get `attempt` 0 and lose `error`; both lose
+-- `rs` (a held rate slot: the replayed task takes a token again). A dead entry
 -- that is not a task (neither `t` nor all of `id`, `name`, `payload` and `enqueued_at`, e.g.
 -- the promoter's entries for undecodable delayed members: `raw`, `error`, `failed_at` only)
 -- would only die again: it stays in the dead stream and is returned as skipped.
@@ -12,7 +13,7 @@
 -- Returns {number of entries replayed, {ids skipped}, {ids of duplicates}}; ids not found are
 -- in none.
 local drop = {error = true, failed_at = true, worker = true, attempts = true,
-  deliveries = true, attempt = true, r = true}
+  deliveries = true, attempt = true, r = true, rs = true}
 local required = {'id', 'name', 'payload', 'enqueued_at'}
 local n, skipped, duplicates = 0, {}, {}
 for i = 1, #ARGV do

@@ -1,20 +1,56 @@
 -- Retry a task: ack and delete its stream entry and schedule the next attempt, atomically.
--- KEYS[1] stream, KEYS[2] delayed zset
+-- The same script snoozes a task (the worker passes the member with its attempt unchanged) and,
+-- with KEYS[3], takes a rate token at the start of a rate-limited task (see below).
+-- KEYS[1] stream, KEYS[2] delayed zset, KEYS[3] (rate limit only) the limit's state
 -- ARGV[1] group, ARGV[2] stream entry id, ARGV[3] delay in ms, ARGV[4] delayed member,
 -- ARGV[5] consumer, ARGV[6] wake channel (the due time is published there when the retry
--- becomes the earliest delayed task, so promoters wake for it; skipped if PUBLISH is denied)
+-- becomes the earliest delayed task, so promoters wake for it; skipped if PUBLISH is denied),
+-- ARGV[7] (rate limit only) the limit's emission interval in microseconds
 -- Returns {1, 0}, or {0, 0} if the entry is no longer pending for this consumer (acked
 -- meanwhile, or taken over by another worker after this one's lease lapsed): then nothing
 -- changes. (The second element, dead entries trimmed, keeps the reply shape of dead.lua.)
 --
+-- Rate limit (GCRA on the server clock, without bursts): KEYS[3] is a string holding the
+-- theoretical arrival time (TAT, unix microseconds) of the limit's next free slot; absent when
+-- the limit is idle. If TAT <= now, the task takes the token (TAT becomes now + interval) and
+-- the script returns {2, 0} without touching the entry. Otherwise the task reserves the slot at
+-- TAT (TAT advances by one interval, so every task over the limit gets a slot of its own and
+-- none are woken together) and the entry is rescheduled for that slot as a retry would be
+-- (ARGV[3] is ignored; ARGV[4] is the member marked `rs`, holding its slot, with its attempt
+-- unchanged); returns {1, due time in unix ms}. The state expires once its TAT has passed.
+--
 -- Redis does not roll back a script that fails half way, so before its first write the script
--- checks that every write will succeed (`delayed` is a sorted set or absent, and the user may
--- run each command); if not, it fails with an error naming the problem and nothing changed.
+-- checks that every write will succeed (`delayed` is a sorted set or absent, the rate state a
+-- string or absent, and the user may run each command); if not, it fails with an error naming
+-- the problem and nothing changed.
 -- The deletion comes first on purpose: under `maxmemory` a script may still run ZADD (which
 -- Redis refuses at OOM) once it has written something, so a full Redis can still retry.
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
 if not p[1] or p[1][2] ~= ARGV[5] then
   return {0, 0}
+end
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = math.floor(now_us / 1000)
+local due = now + tonumber(ARGV[3])
+local rate, tat, interval = KEYS[3], 0, tonumber(ARGV[7])
+if rate then
+  local kind = redis.call('TYPE', rate)['ok']
+  if kind ~= 'none' and kind ~= 'string' then
+    return redis.error_reply('WRONGTYPE ' .. rate .. ' holds a ' .. kind ..
+      ', not a string: no rate token taken, nothing changed')
+  end
+  if not redis.acl_check_cmd('SET', rate, '0', 'PX', '1') then
+    return redis.error_reply('NOPERM this user may not run SET on ' .. rate ..
+      ': no rate token taken, nothing changed')
+  end
+  tat = tonumber(redis.call('GET', rate)) or 0
+  if tat <= now_us then
+    local next_tat = now_us + interval
+    redis.call('SET', rate, string.format('%.0f', next_tat), 'PX', math.ceil(interval / 1000))
+    return {2, 0}
+  end
+  due = math.ceil(tat / 1000)
 end
 local kind = redis.call('TYPE', KEYS[2])['ok']
 if kind ~= 'none' and kind ~= 'zset' then
@@ -28,15 +64,20 @@ for _, c in ipairs({{'XACK', KEYS[1], ARGV[1], ARGV[2]}, {'XDEL', KEYS[1], ARGV[
       ': retry not scheduled, nothing changed')
   end
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = now + tonumber(ARGV[3])
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], due, ARGV[4])
+if rate then
+  local next_tat = tat + interval
+  redis.call('SET', rate, string.format('%.0f', next_tat), 'PX',
+    math.ceil((next_tat - now_us) / 1000))
+end
 if ARGV[6] and (not first[2] or due < tonumber(first[2]))
     and redis.acl_check_cmd('PUBLISH', ARGV[6], 'x') then
   redis.call('PUBLISH', ARGV[6], due)
+end
+if rate then
+  return {1, due}
 end
 return {1, 0}
