@@ -144,6 +144,8 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     n("get", &["GET", UNIQUE]),
     n("del", &["DEL", UNIQUE]),
     n("pexpire", &["PEXPIRE", UNIQUE, "1"]),
+    // The metrics sampler reads the counter of refused duplicates.
+    n("get", &["GET", DUPLICATES]),
 ];
 
 /// What a worker needs on top of [`WORKER_COMMANDS`] on the keys of a queue with a
