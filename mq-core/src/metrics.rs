@@ -218,6 +218,7 @@ impl Metrics {
             &self.delayed,
             &self.dead_letters,
             &self.paused,
+            &self.duplicates_refused,
         ] {
             g.with_label_values(&[queue]);
         }
