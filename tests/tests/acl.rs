@@ -262,7 +262,7 @@ async fn documented_acl_runs_unique_and_rate_limited_tasks() {
     for n in 0..3 {
         producer.enqueue(RatedJob { n }).await.expect("enqueue");
     }
-    let mut c = conn(&server).await;
+    let c = conn(&server).await;
     wait_until(WAIT, "4 tasks done and 1 dead letter", || {
         let done = done.clone();
         let mut c = c.clone();
