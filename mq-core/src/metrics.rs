@@ -60,6 +60,7 @@ pub struct Metrics {
     pub(crate) delayed: IntGaugeVec,
     pub(crate) dead_letters: IntGaugeVec,
     pub(crate) paused: IntGaugeVec,
+    pub(crate) duplicates_refused: IntGaugeVec,
     reclaimed: IntCounterVec,
     dead_trimmed: IntCounterVec,
     redis_errors: IntCounterVec,
@@ -156,6 +157,11 @@ impl Metrics {
                 "mq_queue_paused",
                 "1 while the queue is paused (workers start none of its tasks), else 0",
             ),
+            duplicates_refused: gauge(
+                "mq_unique_duplicates_refused",
+                "Enqueues of unique tasks refused as duplicates since the queue's counter was \
+                 created, by any producer (the Redis counter mq:{queue}:duplicates, sampled)",
+            ),
             reclaimed: counter(
                 "mq_reclaimed_total",
                 "Tasks taken over from stalled or dead workers",
@@ -212,6 +218,7 @@ impl Metrics {
             &self.delayed,
             &self.dead_letters,
             &self.paused,
+            &self.duplicates_refused,
         ] {
             g.with_label_values(&[queue]);
         }

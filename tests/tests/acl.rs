@@ -25,6 +25,21 @@ struct Job {
     kind: u8,
 }
 
+/// A unique task: 0 succeeds (its key kept 1 s: `PEXPIRE`), 1 fails for good (key deleted
+/// with the dead letter, taken again by a replay).
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "aclu", unique = "n", unique_for = "1s", max_retries = 0)]
+struct UniqueJob {
+    n: u8,
+}
+
+/// A rate-limited task: 4 per second, so a burst of them is held back for its slots.
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "aclr", rate = "4/s")]
+struct RatedJob {
+    n: u8,
+}
+
 const WAIT: Duration = Duration::from_secs(30);
 
 /// Creates `user` (password `pw`) with the ACL line of `lists`, minus the rule `without`, and
@@ -194,6 +209,107 @@ async fn documented_acl_runs_producer_worker_and_cli() {
     );
 }
 
+/// Sum of the series of metric `name` in the Prometheus text `text`.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_acl_runs_unique_and_rate_limited_tasks() {
+    let server = redis();
+    let producer_url = user(&server, "mq-producer", &[acl::PRODUCER], None).await;
+    let worker_url = user(&server, "mq-worker", &[acl::WORKER_COMMANDS], None).await;
+    let admin_url = user(&server, "mq-admin", &[acl::CLI, acl::CLI_ADMIN], None).await;
+
+    let producer = Producer::connect(&producer_url)
+        .await
+        .expect("producer connects");
+    let done = Arc::new(AtomicUsize::new(0));
+    let (d1, d2) = (done.clone(), done.clone());
+    let worker = Worker::builder(&worker_url)
+        .handle::<UniqueJob, _>(move |job: UniqueJob, _: TaskContext| {
+            let done = d1.clone();
+            async move {
+                if job.n == 1 {
+                    return Err(TaskError::permanent("unique and broken"));
+                }
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .handle::<RatedJob, _>(move |_: RatedJob, _: TaskContext| {
+            let done = d2.clone();
+            async move {
+                done.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .build()
+        .await
+        .expect("worker builds");
+    let metrics = worker.metrics();
+    let running = run_worker(worker);
+    for n in [0, 1] {
+        let outcome = producer.submit(UniqueJob { n }).await.expect("submit");
+        assert!(!outcome.is_duplicate(), "first UniqueJob {n}");
+    }
+    // While the first is queued or kept for `unique_for`, a second one is a duplicate.
+    let again = producer.submit(UniqueJob { n: 0 }).await.expect("submit");
+    assert!(again.is_duplicate(), "{again:?}");
+    for n in 0..3 {
+        producer.enqueue(RatedJob { n }).await.expect("enqueue");
+    }
+    let c = conn(&server).await;
+    wait_until(WAIT, "4 tasks done and 1 dead letter", || {
+        let done = done.clone();
+        let mut c = c.clone();
+        async move {
+            let dead: usize = redis::cmd("XLEN")
+                .arg("mq:{aclu}:dead")
+                .query_async(&mut c)
+                .await
+                .unwrap_or(0);
+            done.load(Ordering::SeqCst) == 4 && dead == 1
+        }
+    })
+    .await;
+    assert!(
+        metric_sum(&metrics.render(), "mq_tasks_rate_limited_total") >= 1.0,
+        "a burst of 3 at 4/s is held back"
+    );
+    let (ok, out, err) = mq(&admin_url, &["stats"]).await;
+    assert!(
+        ok && out.contains("aclu"),
+        "mq stats as mq-admin: {out} {err}"
+    );
+    let (ok, out, err) = mq(&admin_url, &["dead", "replay", "aclu", "--all", "--yes"]).await;
+    assert!(ok, "mq dead replay as mq-admin: {out} {err}");
+    wait_until(WAIT, "the replayed unique task dead again", || {
+        let mut c = c.clone();
+        async move {
+            let (dead, stream): (usize, usize) = redis::pipe()
+                .cmd("XLEN")
+                .arg("mq:{aclu}:dead")
+                .cmd("XLEN")
+                .arg("mq:{aclu}:stream")
+                .query_async(&mut c)
+                .await
+                .unwrap_or((0, 1));
+            dead == 1 && stream == 0
+        }
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(
+        refused(&server).await,
+        Vec::<String>::new(),
+        "commands refused by ACL"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_missing_one_command_fails_at_build_naming_it() {
     let server = redis();
@@ -203,6 +319,8 @@ async fn worker_missing_one_command_fails_at_build_naming_it() {
         "subscribe",
         "client|unblock",
         "script|load",
+        "pexpire",
+        "get",
     ] {
         let url = user(&server, "w", &[acl::WORKER_COMMANDS], Some(rule)).await;
         let err = Worker::builder(&url)
@@ -230,6 +348,12 @@ async fn producer_missing_xadd_fails_at_connect_naming_it() {
         .expect_err("a producer without +xadd must not connect");
     assert!(
         matches!(&err, Error::Config(m) if m.contains("+xadd (XADD mq:{acl-check}:stream")),
+        "{err}"
+    );
+    let url = user(&server, "p3", &[acl::PRODUCER], Some("incr")).await;
+    let err = Producer::connect(&url).await.expect_err("no incr");
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("+incr (INCR mq:{acl-check}:duplicates")),
         "{err}"
     );
     let url = user(&server, "p2", &[acl::PRODUCER], Some("evalsha")).await;

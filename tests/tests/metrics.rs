@@ -153,3 +153,54 @@ async fn metrics_endpoint_exports_every_metric_and_counts_exactly() {
     assert_eq!((status, body.trim()), (200, "ok"));
     running.stop().await;
 }
+
+/// A unique task in a queue of 2 partitions, kept an hour after success so re-enqueues are
+/// duplicates.
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(
+    queue = "dups",
+    partitions = 2,
+    partition_by = "key",
+    unique = "key",
+    unique_for = "1h"
+)]
+struct Deduped {
+    key: u32,
+}
+
+/// `mq_unique_duplicates_refused` mirrors the Redis counters of refused duplicates, summed
+/// over the partitions of a partitioned queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_refused_gauge_sums_the_partitions_counters() {
+    let server = redis();
+    let worker = Worker::builder(&server.url())
+        .handle::<Deduped, _>(|_: Deduped, _: TaskContext| async { Ok(()) })
+        .build()
+        .await
+        .unwrap();
+    let metrics = worker.metrics();
+    let running = run_worker(worker);
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    for round in 0..2 {
+        for key in 0..8 {
+            let outcome = producer.submit(Deduped { key }).await.unwrap();
+            assert_eq!(outcome.is_duplicate(), round == 1, "key {key}");
+        }
+    }
+    // Both partitions refused some: the gauge is a sum, not one partition's counter.
+    let mut c = mq_tests::conn(&server).await;
+    for i in 0..2 {
+        let n: Option<u64> = redis::cmd("GET")
+            .arg(format!("mq:{{dups#{i}}}:duplicates"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert!(n.is_some_and(|n| n > 0), "partition {i} refused none");
+    }
+    wait_until(Duration::from_secs(15), "the gauge sampled", || {
+        let m = metrics.clone();
+        async move { value(&m.render(), r#"mq_unique_duplicates_refused{queue="dups"}"#) == Some(8.0) }
+    })
+    .await;
+    running.stop().await;
+}

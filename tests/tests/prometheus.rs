@@ -3,9 +3,11 @@
 //! test queue through Prometheus' HTTP API. Also checks `docker/prometheus.yml` with promtool.
 
 use std::{
+    collections::HashSet,
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -18,6 +20,28 @@ use serde::{Deserialize, Serialize};
 struct Scraped {
     n: u32,
 }
+
+/// Rate-limited to 5/s while the test enqueues 10/s: held back steadily.
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "promtest", rate = "5/s")]
+struct Limited {
+    n: u32,
+}
+
+/// Unique for an hour: re-enqueueing a key is refused as a duplicate.
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "promtest", unique = "key", unique_for = "1h")]
+struct Deduped {
+    key: u32,
+}
+
+/// Panels whose query must show more than zeros: the workload rate-limits, snoozes and
+/// refuses duplicates all along, so these must not just exist but move.
+const MOVING: &[&str] = &[
+    "mq_tasks_rate_limited_total",
+    "outcome=\"snoozed\"",
+    "mq_unique_duplicates_refused",
+];
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -87,18 +111,34 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let mut queries = Vec::new();
     exprs(&dashboard["panels"], &mut queries);
     assert!(queries.len() >= 10, "dashboard has its panels: {queries:?}");
+    for m in MOVING {
+        assert!(
+            queries.iter().any(|q| q.contains(m)),
+            "no dashboard panel shows {m}"
+        );
+    }
 
     let server = redis();
     let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // Tasks with n % 10 == 3 snooze once (a snooze keeps the attempt, so remember them).
+    let snoozed = Arc::new(Mutex::new(HashSet::new()));
     let worker = Worker::builder(&server.url())
         .metrics_addr(metrics_addr)
-        .handle::<Scraped, _>(|t: Scraped, ctx: TaskContext| async move {
-            match (t.n % 10, ctx.attempt()) {
-                (7, 0) => Err(TaskError::retry("flaky")),
-                (9, _) => Err(TaskError::permanent("bad record")),
-                _ => Ok(()),
+        .handle::<Scraped, _>(move |t: Scraped, ctx: TaskContext| {
+            let snoozed = snoozed.clone();
+            async move {
+                match (t.n % 10, ctx.attempt()) {
+                    (3, _) if snoozed.lock().unwrap().insert(t.n) => {
+                        Err(TaskError::snooze(Duration::from_millis(100)))
+                    }
+                    (7, 0) => Err(TaskError::retry("flaky")),
+                    (9, _) => Err(TaskError::permanent("bad record")),
+                    _ => Ok(()),
+                }
             }
         })
+        .handle::<Limited, _>(|_: Limited, _: TaskContext| async { Ok(()) })
+        .handle::<Deduped, _>(|_: Deduped, _: TaskContext| async { Ok(()) })
         .build()
         .await
         .unwrap();
@@ -138,6 +178,8 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             .enqueue_many((n..n + 50).map(|n| Scraped { n }))
             .await
             .unwrap();
+        producer.enqueue(Limited { n }).await.unwrap();
+        producer.submit(Deduped { key: n % 3 }).await.unwrap();
         n += 50;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -151,10 +193,11 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         let ok = loop {
             if let Ok((200, body)) = http_get(prom_addr, &path).await {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-                let has_data = v["status"] == "success"
-                    && v["data"]["result"]
-                        .as_array()
-                        .is_some_and(|r| !r.is_empty());
+                let result = v["data"]["result"].as_array();
+                let moving = !MOVING.iter().any(|m| promql.contains(m))
+                    || result.is_some_and(|r| r.iter().any(|s| positive(&s["value"][1])));
+                let has_data =
+                    v["status"] == "success" && result.is_some_and(|r| !r.is_empty()) && moving;
                 if has_data {
                     break true;
                 }
@@ -179,6 +222,13 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         failures.join("\n")
     );
     eprintln!("{} dashboard queries returned data", queries.len());
+}
+
+/// Whether a sample value of Prometheus' API (a string) is above 0.
+fn positive(v: &serde_json::Value) -> bool {
+    v.as_str()
+        .and_then(|v| v.parse::<f64>().ok())
+        .is_some_and(|v| v > 0.0)
 }
 
 fn tempfile_dir() -> PathBuf {

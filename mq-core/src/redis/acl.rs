@@ -17,8 +17,7 @@ use crate::{
 
 /// One command a role runs: its ACL rule (`xadd`, `client|id`) and an invocation with the
 /// placeholders [`STREAM`], [`DELAYED`], [`DEAD`], [`WAKE`], [`WORKERS`], [`WORKER`],
-/// [`PARTITIONS`], [`PAUSED`] for its keys
-/// and channel.
+/// [`PARTITIONS`], [`PAUSED`], [`UNIQUE`], [`DUPLICATES`], [`RATE`] for its keys and channel.
 #[derive(Debug, Clone, Copy)]
 pub struct Needed {
     /// The ACL rule, without the `+`.
@@ -43,6 +42,12 @@ pub const WORKER: &str = "<worker>";
 pub const PARTITIONS: &str = "<partitions>";
 /// Placeholder for a queue's pause flag `<prefix>:{<queue>}:paused`.
 pub const PAUSED: &str = "<paused>";
+/// Placeholder for one of a queue's unique keys `<prefix>:{<queue>}:unique:<key>`.
+pub const UNIQUE: &str = "<unique>";
+/// Placeholder for a queue's counter of refused duplicates `<prefix>:{<queue>}:duplicates`.
+pub const DUPLICATES: &str = "<duplicates>";
+/// Placeholder for one of a queue's rate-limit states `<prefix>:{<queue>}:rate:<task>`.
+pub const RATE: &str = "<rate>";
 
 const fn n(rule: &'static str, args: &'static [&'static str]) -> Needed {
     Needed { rule, args }
@@ -59,7 +64,10 @@ const SCRIPTS: [Needed; 2] = [
 ];
 
 /// The commands of a producer (`Producer`, `mq enqueue`): `XADD`, the scheduling script
-/// (`TIME`, `ZRANGE`, `ZADD`, `PUBLISH` to wake workers) and `INFO` (the eviction check).
+/// (`TIME`, `ZRANGE`, `ZADD`, `PUBLISH` to wake workers), `INFO` (the eviction check) and the
+/// unique enqueue script (`GET` and `SET` of the unique key, `INCR` of the duplicates counter).
+/// A producer learns only at enqueue whether it enqueues unique tasks, and that script must not
+/// fail half way (after its `XADD`), so every producer checks these at connect.
 pub const PRODUCER: &[Needed] = &[
     SCRIPTS[0],
     SCRIPTS[1],
@@ -72,14 +80,19 @@ pub const PRODUCER: &[Needed] = &[
     // `Producer::durable` follows enqueues with `WAIT` (`durable_aof`, on 7.2+, needs
     // `+waitaof` too).
     n("wait", &["WAIT", "0", "0"]),
+    n("get", &["GET", UNIQUE]),
+    n("set", &["SET", UNIQUE, "x"]),
+    n("incr", &["INCR", DUPLICATES]),
 ];
 
 /// The commands of a worker: reading and settling tasks, its scripts (group creation, lease
 /// renewal, reclaiming, retries, dead letters, promotion of delayed tasks, consumer cleanup,
 /// queue sizes), the wake-up channel, its registry entry and heartbeat, `CLIENT ID` and
 /// `CLIENT UNBLOCK` (shutdown wakes its blocked reads), `INFO` (eviction check, server version),
-/// and `PING` and `UNWATCH` (the connection pool checks connections with them). On Redis 8.2+
-/// also [`XACKDEL`].
+/// and `PING` and `UNWATCH` (the connection pool checks connections with them), and releasing
+/// unique keys (`GET`, `DEL`, `PEXPIRE`: the ack, dead-letter and reclaim scripts release the
+/// key of any entry with field `u`, whatever its handler, so every worker needs them). On
+/// Redis 8.2+ also [`XACKDEL`]; with a rate-limited task type also [`RATE_LIMITED`].
 pub const WORKER_COMMANDS: &[Needed] = &[
     SCRIPTS[0],
     SCRIPTS[1],
@@ -128,6 +141,21 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     n("hkeys", &["HKEYS", WORKERS]),
     n("set", &["SET", WORKER, "x"]),
     n("del", &["DEL", WORKER]),
+    n("get", &["GET", UNIQUE]),
+    n("del", &["DEL", UNIQUE]),
+    n("pexpire", &["PEXPIRE", UNIQUE, "1"]),
+    // The metrics sampler reads the counter of refused duplicates.
+    n("get", &["GET", DUPLICATES]),
+];
+
+/// What a worker needs on top of [`WORKER_COMMANDS`] on the keys of a queue with a
+/// rate-limited task type ([`TaskOptions::rate`](crate::TaskOptions::rate)): the retry script
+/// reads and writes the limit's state (`GET`, `SET`, and `TYPE`, which every worker has).
+/// The rules are among [`WORKER_COMMANDS`]' already; a worker checks these keys only for such
+/// queues.
+pub const RATE_LIMITED: &[Needed] = &[
+    n("get", &["GET", RATE]),
+    n("set", &["SET", RATE, "0", "PX", "1"]),
 ];
 
 /// `XACKDEL`, which a worker uses instead of `XDEL` + `XACK` on Redis 8.2+ (older servers do not
@@ -135,7 +163,8 @@ pub const WORKER_COMMANDS: &[Needed] = &[
 pub const XACKDEL: Needed = n("xackdel", &["XACKDEL", STREAM, "g", "IDS", "1", "0-1"]);
 
 /// The commands of the read-only CLI commands (`mq stats`, `mq workers`, `mq pending`,
-/// `mq dead list`, `mq dead show`) and of `Admin`'s reads.
+/// `mq dead list`, `mq dead show`) and of `Admin`'s reads (`mq stats`' unique counts: `SCAN`
+/// of the unique keys, `GET` of the duplicates counter).
 pub const CLI: &[Needed] = &[
     SCRIPTS[0],
     SCRIPTS[1],
@@ -154,17 +183,21 @@ pub const CLI: &[Needed] = &[
     n("hget", &["HGET", PARTITIONS, "q"]),
     n("get", &["GET", WORKER]),
     n("pttl", &["PTTL", WORKER]),
+    n("get", &["GET", DUPLICATES]),
 ];
 
 /// What `mq dead replay`, `mq dead purge`, `mq pause` and `mq resume` need on top of [`CLI`]:
 /// moving dead letters back to the stream (`XADD`, `XDEL`), deleting the dead-letter stream
-/// (`UNLINK`), setting and deleting the pause flag (`SET`, `DEL`).
+/// (`UNLINK`), setting and deleting the pause flag (`SET`, `DEL`), and the replay of a dead
+/// unique task taking its key again (`GET`, `SET`).
 pub const CLI_ADMIN: &[Needed] = &[
     n("xadd", &["XADD", STREAM, "*", "f", "v"]),
     n("xdel", &["XDEL", DEAD, "0-1"]),
     n("unlink", &["UNLINK", DEAD]),
     n("set", &["SET", PAUSED, "1"]),
     n("del", &["DEL", PAUSED]),
+    n("get", &["GET", UNIQUE]),
+    n("set", &["SET", UNIQUE, "x"]),
 ];
 
 /// The `ACL SETUSER` line of a user named `user` allowed exactly `lists` on the keys and
@@ -231,6 +264,9 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                     WORKER => keys::worker_key(prefix, consumer),
                     PARTITIONS => keys::partitions_key(prefix),
                     PAUSED => k.paused.clone(),
+                    UNIQUE => k.unique_key("acl-check"),
+                    DUPLICATES => k.duplicates.clone(),
+                    RATE => k.rate_state("acl-check", None),
                     a => a.to_owned(),
                 })
                 .collect();
@@ -238,6 +274,9 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                 commands.push((need.rule, cmd));
             }
         }
+    }
+    if commands.is_empty() {
+        return Ok(());
     }
     let mut inv = CHECK.prepare_invoke();
     for (_, cmd) in &commands {
@@ -298,7 +337,7 @@ mod tests {
         let readme = include_str!("../../../README.md");
         for (user, lists) in [
             ("mq-producer", &[PRODUCER][..]),
-            ("mq-worker", &[WORKER_COMMANDS][..]),
+            ("mq-worker", &[WORKER_COMMANDS, RATE_LIMITED][..]),
             ("mq-cli", &[CLI][..]),
             ("mq-admin", &[CLI, CLI_ADMIN][..]),
         ] {
@@ -306,6 +345,75 @@ mod tests {
             assert!(readme.contains(&line), "README lacks `{line}`");
         }
         assert!(readme.contains(&format!("+{}", XACKDEL.rule)));
+    }
+
+    /// The ACL rules of the commands a Lua script calls (`redis.call('XINFO', 'GROUPS', ..)`
+    /// gives `xinfo|groups`).
+    fn script_rules(lua: &str) -> Vec<String> {
+        let mut rules = Vec::new();
+        for part in lua.split("redis.call(").skip(1) {
+            let mut args = part.split([',', ')']).map(|a| a.trim().trim_matches('\''));
+            let cmd = args.next().unwrap_or_default().to_lowercase();
+            let rule = match cmd.as_str() {
+                "xinfo" | "xgroup" => {
+                    format!("{cmd}|{}", args.next().unwrap_or_default().to_lowercase())
+                }
+                _ => cmd,
+            };
+            if !rules.contains(&rule) {
+                rules.push(rule);
+            }
+        }
+        rules
+    }
+
+    /// Every command of every Lua script a role runs is in the role's list, so a user with the
+    /// documented ACL line never has a script refused half way.
+    #[test]
+    fn lists_cover_every_command_of_each_roles_scripts() {
+        let unique = include_str!("lua/unique.lua");
+        let producer = [
+            include_str!("lua/schedule.lua"),
+            include_str!("lua/enqueue_unique.lua"),
+        ];
+        let worker = [
+            include_str!("lua/ack_unique.lua"),
+            include_str!("lua/dead.lua"),
+            include_str!("lua/ensure_group.lua"),
+            include_str!("lua/promote.lua"),
+            include_str!("lua/reap_consumers.lua"),
+            include_str!("lua/reclaim.lua"),
+            include_str!("lua/release.lua"),
+            include_str!("lua/renew.lua"),
+            include_str!("lua/retry.lua"),
+            include_str!("lua/stats.lua"),
+            unique,
+        ];
+        // replay.lua uses unique.lua's readers only, not the release (`DEL`, `PEXPIRE`).
+        let admin = [
+            include_str!("lua/stats.lua"),
+            include_str!("lua/replay.lua"),
+        ];
+        for (role, scripts, lists) in [
+            ("producer", &producer[..], &[PRODUCER][..]),
+            ("worker", &worker[..], &[WORKER_COMMANDS, RATE_LIMITED][..]),
+            ("admin", &admin[..], &[CLI, CLI_ADMIN][..]),
+        ] {
+            let have: Vec<&str> = lists
+                .iter()
+                .flat_map(|l| l.iter())
+                .map(|n| n.rule)
+                .collect();
+            for lua in scripts {
+                for rule in script_rules(lua) {
+                    assert!(have.contains(&rule.as_str()), "{role} lacks +{rule}");
+                }
+            }
+        }
+        assert_eq!(
+            script_rules("redis.call('XINFO', 'GROUPS', k) redis.call('GET', k)"),
+            ["xinfo|groups", "get"]
+        );
     }
 
     #[test]

@@ -351,11 +351,25 @@ impl WorkerBuilder {
             .await
             .is_some_and(|v| v >= (8, 2));
         let queue_list: Vec<&str> = handlers.keys().map(String::as_str).collect();
+        // Queues with a rate-limited task type: their rate states are checked too.
+        let rate_queues: Vec<&str> = handlers
+            .iter()
+            .filter(|(_, h)| h.values().any(|h| h.options().rate.is_some()))
+            .map(|(q, _)| q.as_str())
+            .collect();
         conn::retry_transient("check ACL permissions", started, wait, || {
-            let (mut c, cfg, queues) = (data.clone(), &config, &queue_list);
-            let needs = [acl::WORKER_COMMANDS, if xackdel { &[acl::XACKDEL] } else { &[] }].concat();
+            let (mut c, cfg) = (data.clone(), &config);
+            let (queues, rate_queues) = (&queue_list, &rate_queues);
+            let needs = [
+                acl::WORKER_COMMANDS,
+                if xackdel { &[acl::XACKDEL] } else { &[] },
+            ]
+            .concat();
             async move {
-                acl::check(&mut c, "worker", &needs, &cfg.prefix, &cfg.consumer, queues).await
+                let (prefix, consumer) = (&cfg.prefix, &cfg.consumer);
+                acl::check(&mut c, "worker", &needs, prefix, consumer, queues).await?;
+                let rate = acl::RATE_LIMITED;
+                acl::check(&mut c, "worker", rate, prefix, consumer, rate_queues).await
             }
         })
         .await?;

@@ -1,5 +1,5 @@
-//! Samples the queue gauges (depth, pending, delayed, dead-letter size) and the number of live
-//! workers from Redis every [`SAMPLE_INTERVAL`], off the task path.
+//! Samples the queue gauges (depth, pending, delayed, dead-letter size, duplicates refused) and
+//! the number of live workers from Redis every [`SAMPLE_INTERVAL`], off the task path.
 
 use std::sync::Arc;
 
@@ -52,8 +52,40 @@ async fn sample(shared: &Shared, admin: &Admin, queues: &[Arc<QueueState>]) -> R
         m.delayed.with_label_values(&label).set(s.delayed as i64);
         m.dead_letters.with_label_values(&label).set(s.dead as i64);
     }
+    for (name, n) in duplicates_refused(shared, queues).await? {
+        m.duplicates_refused.with_label_values(&[name]).set(n);
+    }
     m.workers.set(live_workers(shared).await? as i64);
     Ok(())
+}
+
+/// Each queue's counter of refused duplicates (`mq:{q}:duplicates`, summed over the
+/// partitions of a partitioned queue; 0 while absent): one `GET` per stream, in one round trip.
+async fn duplicates_refused<'q>(
+    shared: &Shared,
+    queues: &'q [Arc<QueueState>],
+) -> Result<Vec<(&'q str, i64)>> {
+    let cmds = queues
+        .iter()
+        .map(|q| redis::cmd("GET").arg(&q.keys.duplicates).clone())
+        .collect();
+    let counts = shared
+        .data
+        .query_all(cmds)
+        .await
+        .map_err(Error::redis("GET"))?;
+    let counts: Vec<Option<i64>> =
+        redis::FromRedisValue::from_redis_value(redis::Value::Array(counts))
+            .map_err(|e| Error::redis("GET")(e.into()))?;
+    let mut sums: Vec<(&str, i64)> = Vec::new();
+    for (q, n) in queues.iter().zip(counts) {
+        let n = n.unwrap_or(0);
+        match sums.iter_mut().find(|(name, _)| *name == &*q.queue) {
+            Some((_, sum)) => *sum += n,
+            None => sums.push((&q.queue, n)),
+        }
+    }
+    Ok(sums)
 }
 
 /// Workers in the registry whose heartbeat key still exists.
