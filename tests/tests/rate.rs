@@ -13,6 +13,10 @@ use mq_tests::{conn, example_bin, run_worker, server, wait_until, xlen, ChildGua
 use serde::{Deserialize, Serialize};
 
 /// The start times (unix µs) recorded in list `key`, sorted.
+/// The timing tests of this file run one at a time: each measures start times of worker
+/// processes, and two of them side by side on a small machine would measure each other.
+static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn starts(conn: &mut Conn, key: &str) -> Vec<u64> {
     let mut v: Vec<u64> = redis::cmd("LRANGE")
         .arg(key)
@@ -72,6 +76,7 @@ fn workers(url: &str, n: usize) -> Vec<ChildGuard> {
 /// so that a regression to no limit at all still fails).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limit_holds_across_two_worker_processes() {
+    let _one_at_a_time = TIMING.lock().await;
     let server = server();
     let mut c = conn(&server).await;
     let producer = Producer::connect(&server.url()).await.unwrap();
@@ -120,6 +125,7 @@ async fn a_rate_limit_holds_across_two_worker_processes() {
 /// Two rate keys at 50/s each run side by side, each at its own rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_rate_key_runs_at_its_own_rate() {
+    let _one_at_a_time = TIMING.lock().await;
     let server = server();
     let mut c = conn(&server).await;
     let producer = Producer::connect(&server.url()).await.unwrap();
@@ -254,6 +260,7 @@ impl Task for Throttled {
 /// allowed, none is dead-lettered), spaced by the limit, and the delays are counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_delayed_by_its_rate_limit_is_not_counted_as_an_attempt() {
+    let _one_at_a_time = TIMING.lock().await;
     let server = server();
     let producer = Producer::connect(&server.url()).await.unwrap();
     producer
