@@ -180,8 +180,8 @@ async fn a_sigkilled_workers_slots_come_back_within_the_reclaim_timeout() {
         }
     })
     .await;
-    // A lease renewal or two, so the slots were renewed at least once.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Longer than the reclaim timeout: the slots live only because their leases are renewed.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     first.0.kill().unwrap();
     first.0.wait().unwrap();
     let killed_at = now_us();
