@@ -1,15 +1,18 @@
 //! Per-key concurrency against a real redis-server, with worker processes of the
 //! `flow-worker` example: at most 2 tasks of one account run at once across 3 workers, every
-//! task runs once, and a SIGKILLed worker's slots come back within the reclaim timeout.
+//! task runs once, a SIGKILLed worker's slots come back within the reclaim timeout, and a
+//! retry and a dead letter free their slot at once.
 
 use std::{
     collections::HashMap,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use mq_core::{redis::keys::QueueKeys, Producer};
+use mq_core::{redis::keys::QueueKeys, Producer, Task, TaskContext, TaskError, Worker};
 use mq_examples::flow::{now_us, PerKey, PER_KEY_RUNS};
-use mq_tests::{conn, example_bin, server, wait_until, ChildGuard, Conn};
+use mq_tests::{conn, example_bin, run_worker, server, wait_until, ChildGuard, Conn};
+use serde::{Deserialize, Serialize};
 
 /// One recorded run: account, task number, start and end (unix µs).
 struct Run {
@@ -228,4 +231,106 @@ async fn a_sigkilled_workers_slots_come_back_within_the_reclaim_timeout() {
     .await;
     let runs = runs(&mut c).await;
     assert!(max_overlap(&runs, "x") <= 2);
+}
+
+/// One slot per account; fails when told to; retried after 3 s, then dead-lettered.
+#[derive(Debug, Clone, Serialize, Deserialize, Task)]
+#[task(
+    queue = "one-slot",
+    key_concurrency = 1,
+    concurrency_key = "account",
+    max_retries = 1,
+    backoff = "fixed(3s)"
+)]
+struct OneSlot {
+    account: String,
+    fail: bool,
+}
+
+/// A task holding the only slot of its key fails: its retry script frees the slot, so the
+/// next task of the key runs at once (not after the slot's lease of 20 s); when it fails
+/// again, the dead-letter script frees it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_and_a_dead_letter_free_their_slot_at_once() {
+    let server = server();
+    let url = server.url();
+    let mut c = conn(&server).await;
+    let producer = Producer::connect(&url).await.unwrap();
+    let ran: Arc<Mutex<Vec<(bool, u32, Instant)>>> = Arc::default();
+    let log = ran.clone();
+    let worker = Worker::builder(&url)
+        .reclaim_timeout(Duration::from_secs(20))
+        .handle(move |t: OneSlot, ctx: TaskContext| {
+            let log = log.clone();
+            async move {
+                log.lock()
+                    .unwrap()
+                    .push((t.fail, ctx.attempt(), Instant::now()));
+                if t.fail {
+                    return Err(TaskError::retry("told to fail"));
+                }
+                Ok(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    let slots = producer.keys::<OneSlot>().slots_key("OneSlot", Some("k"));
+    producer
+        .enqueue(OneSlot {
+            account: "k".into(),
+            fail: true,
+        })
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(10), "the failing task ran", || {
+        let ran = ran.clone();
+        async move { !ran.lock().unwrap().is_empty() }
+    })
+    .await;
+    producer
+        .enqueue(OneSlot {
+            account: "k".into(),
+            fail: false,
+        })
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(2),
+        "the second task of the key ran",
+        || {
+            let ran = ran.clone();
+            async move { ran.lock().unwrap().iter().any(|r| !r.0) }
+        },
+    )
+    .await;
+    wait_until(
+        Duration::from_secs(10),
+        "the failing task dead-lettered",
+        || {
+            let mut c = c.clone();
+            async move {
+                let n: u64 = redis::cmd("XLEN")
+                    .arg("mq:{one-slot}:dead")
+                    .query_async(&mut c)
+                    .await
+                    .unwrap();
+                n == 1
+            }
+        },
+    )
+    .await;
+    let held: u64 = redis::cmd("ZCARD")
+        .arg(&slots)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(held, 0, "the dead-lettered task still holds its slot");
+    let runs = ran.lock().unwrap().clone();
+    assert_eq!(
+        runs.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+        [(true, 0), (false, 0), (true, 1)]
+    );
+    running.stop().await;
 }
