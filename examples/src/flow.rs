@@ -1,7 +1,9 @@
 //! Rate-limited tasks of the `flow-worker` example, whose handlers record when each task
 //! started so a run can be checked from outside (the integration tests do). The `impl Task`s
 //! are written by hand: they show what `#[task(rate = "200/s")]` and
-//! `#[task(rate = "50/s", rate_key = "account")]` stand for.
+//! `#[task(rate = "50/s", rate_key = "account")]` stand for. [`PerKey`] tasks (queue
+//! `flow-conc`, `#[task(key_concurrency = 2, concurrency_key = "account")]`) record when each
+//! ran, so the number running at once per account can be checked.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -80,6 +82,49 @@ pub async fn handle_per_account(task: PerAccount, mut conn: Conn) -> Result<(), 
     let _: () = redis::cmd("RPUSH")
         .arg(account_starts(&task.account))
         .arg(at)
+        .query_async(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// List of runs of [`PerKey`] tasks, each `"<account> <n> <start µs> <end µs>"`.
+pub const PER_KEY_RUNS: &str = "mq-examples:{flow-conc}:runs";
+
+/// A task of queue `flow-conc`: at most 2 run at once per account, across all workers.
+#[derive(Debug, Clone, Serialize, Deserialize, mq_core::Task)]
+#[task(queue = "flow-conc", key_concurrency = 2, concurrency_key = "account")]
+pub struct PerKey {
+    /// Task number.
+    pub n: u64,
+    /// The account whose running tasks are limited.
+    pub account: String,
+    /// How long the handler runs, in ms.
+    pub sleep_ms: u64,
+    /// If set, the handler first waits (up to 60 s) while this Redis key exists.
+    pub gate: Option<String>,
+}
+
+/// Handles a [`PerKey`]: waits for its gate, sleeps, then records its run.
+pub async fn handle_per_key(task: PerKey, mut conn: Conn) -> Result<(), TaskError> {
+    let start = now_us();
+    if let Some(gate) = &task.gate {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let held: bool = redis::cmd("EXISTS")
+                .arg(gate)
+                .query_async(&mut conn)
+                .await?;
+            if !held || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(task.sleep_ms)).await;
+    let run = format!("{} {} {start} {}", task.account, task.n, now_us());
+    let _: () = redis::cmd("RPUSH")
+        .arg(PER_KEY_RUNS)
+        .arg(run)
         .query_async(&mut conn)
         .await?;
     Ok(())

@@ -1473,6 +1473,7 @@ mod tests {
             unique: None,
             rate_key: None,
             rate_slot: false,
+            concurrency_key: None,
         };
         let (t, r) = (env.encode_task(), env.encode_retry().unwrap_or_default());
         let d = dead(&[

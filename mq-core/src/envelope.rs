@@ -17,7 +17,8 @@
 //! or nil). A first attempt is therefore one field. Flow-control fields, each only present
 //! when set, are plain strings next to `t` (and in v1 entries too): `rk`, the task's
 //! [rate key](crate::Task::rate_key), and `rs` = `1` on an entry that already holds its rate
-//! token (a rate-limited worker rescheduled it for its reserved slot).
+//! token (a rate-limited worker rescheduled it for its reserved slot), and `ck`, the task's
+//! [concurrency key](crate::Task::concurrency_key).
 //!
 //! **Version 1** (the hand-writable form, still read): the fields `id`, `name`, `payload` (raw
 //! MessagePack), `attempt` and `enqueued_at` (decimal), and optionally `traceparent` and
@@ -59,6 +60,9 @@ pub mod field {
     /// Both versions: `1` when the entry holds a rate token already (it was rescheduled for
     /// the slot it reserved): it starts without taking another. Absent otherwise.
     pub const RATE_SLOT: &str = "rs";
+    /// Both versions: the task's concurrency key
+    /// ([`Task::concurrency_key`](crate::Task::concurrency_key)); absent when it has none.
+    pub const CONCURRENCY_KEY: &str = "ck";
 }
 
 /// The wire format version mq writes, the first element of the `t` array.
@@ -93,6 +97,9 @@ pub struct Envelope {
     /// The entry holds its rate token already (entry field `rs`): it was rescheduled for the
     /// slot it reserved and starts without taking another.
     pub rate_slot: bool,
+    /// The task's concurrency key (entry field `ck`), written by the producer from
+    /// [`Task::concurrency_key`](crate::Task::concurrency_key).
+    pub concurrency_key: Option<String>,
 }
 
 /// Why a stream entry is not a valid task.
@@ -270,7 +277,7 @@ impl Envelope {
         self.write_flow_fields(cmd);
     }
 
-    /// Appends the flow-control fields that are set (`u`, `rk`, `rs`).
+    /// Appends the flow-control fields that are set (`u`, `rk`, `rs`, `ck`).
     fn write_flow_fields(&self, cmd: &mut redis::Cmd) {
         for (k, v) in self.flow_fields() {
             cmd.arg(k).arg(v);
@@ -288,7 +295,11 @@ impl Envelope {
             .unique
             .as_deref()
             .map(|k| (field::UNIQUE, k.as_bytes()));
-        u.into_iter().chain(rk).chain(rs)
+        let ck = self
+            .concurrency_key
+            .as_deref()
+            .map(|k| (field::CONCURRENCY_KEY, k.as_bytes()));
+        u.into_iter().chain(rk).chain(rs).chain(ck)
     }
 
     /// Appends the v1 (hand-writable, five to seven fields) `field value ...` pairs for `XADD`
@@ -376,7 +387,7 @@ impl Envelope {
     }
 
     /// Decodes the flat `[field, value, field, value, ...]` list of a stream entry, v2 (it has
-    /// a `t` field; other fields but `r`, `u`, `rk` and `rs` are then ignored) or v1.
+    /// a `t` field; other fields but `r`, `u`, `rk`, `rs` and `ck` are then ignored) or v1.
     pub fn from_fields(fields: Vec<Value>) -> Result<Self, EnvelopeError> {
         if !fields.len().is_multiple_of(2) {
             return Err(EnvelopeError::Malformed);
@@ -393,6 +404,7 @@ impl Envelope {
         let mut unique = None;
         let mut rate_key = None;
         let mut rate_slot = None;
+        let mut concurrency_key = None;
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else {
@@ -411,6 +423,7 @@ impl Envelope {
                 b"u" => &mut unique,
                 b"rk" => &mut rate_key,
                 b"rs" => &mut rate_slot,
+                b"ck" => &mut concurrency_key,
                 _ => continue, // unknown fields are kept by Redis and ignored here
             };
             *slot = Some(v);
@@ -418,6 +431,9 @@ impl Envelope {
         let unique = unique.map(|v| utf8(v, field::UNIQUE)).transpose()?;
         let rate_key = rate_key.map(|v| utf8(v, field::RATE_KEY)).transpose()?;
         let rate_slot = rate_slot.is_some_and(|v| v == b"1");
+        let concurrency_key = concurrency_key
+            .map(|v| utf8(v, field::CONCURRENCY_KEY))
+            .transpose()?;
         if let Some(task) = task {
             let t = PackedTask::decode(&task)?;
             let (attempt, error) = match retry {
@@ -435,6 +451,7 @@ impl Envelope {
                 unique,
                 rate_key,
                 rate_slot,
+                concurrency_key,
             });
         }
         let required =
@@ -462,6 +479,7 @@ impl Envelope {
             unique,
             rate_key,
             rate_slot,
+            concurrency_key,
         })
     }
 }
@@ -555,6 +573,7 @@ mod tests {
             unique: None,
             rate_key: None,
             rate_slot: false,
+            concurrency_key: None,
         }
     }
 
@@ -584,11 +603,12 @@ mod tests {
         }
     }
 
-    /// A task with a rate key that holds its rate slot.
+    /// A task with a rate key that holds its rate slot, and a concurrency key.
     fn keyed() -> Envelope {
         Envelope {
             rate_key: Some("account-7".into()),
             rate_slot: true,
+            concurrency_key: Some("account-7".into()),
             ..first_attempt()
         }
     }
@@ -598,7 +618,14 @@ mod tests {
         let fields = xadd_fields(|c| keyed().write_fields(c));
         assert_eq!(
             fields[2..],
-            [bulk(b"rk"), bulk(b"account-7"), bulk(b"rs"), bulk(b"1")]
+            [
+                bulk(b"rk"),
+                bulk(b"account-7"),
+                bulk(b"rs"),
+                bulk(b"1"),
+                bulk(b"ck"),
+                bulk(b"account-7")
+            ]
         );
     }
 
@@ -644,6 +671,7 @@ mod tests {
             unique: None,
             rate_key: None,
             rate_slot: false,
+            concurrency_key: None,
         };
         let mut want = b"\x96\x02\xba01JD3ZK1Q7W9V3T1B0N2C4X5YZ\xa9EmbedText".to_vec();
         want.extend_from_slice(b"\xcf\x00\x00\x01\x9a\xb6\x97\xe8\x7b"); // uint64 1764000000123

@@ -51,6 +51,7 @@ pub struct Metrics {
     started: IntCounterVec,
     finished: IntCounterVec,
     rate_limited: IntCounterVec,
+    key_slot_waits: IntCounterVec,
     duration: HistogramVec,
     wait: HistogramVec,
     in_flight: IntGaugeVec,
@@ -132,6 +133,11 @@ impl Metrics {
                 "Deliveries of rate-limited tasks rescheduled for their rate slot instead of starting",
                 &["queue", "task"],
             ),
+            key_slot_waits: counter(
+                "mq_tasks_key_slot_waits_total",
+                "Deliveries of tasks with per-key concurrency rescheduled because every slot of their key was taken",
+                &["queue", "task"],
+            ),
             duration: histogram(
                 "mq_task_duration_seconds",
                 "Run time of one attempt",
@@ -209,6 +215,7 @@ impl Metrics {
             dead: self.finished.with_label_values(&[queue, name, "dead"]),
             snoozed: self.finished.with_label_values(&[queue, name, "snoozed"]),
             rate_limited: self.rate_limited.with_label_values(&[queue, name]),
+            key_slot_waits: self.key_slot_waits.with_label_values(&[queue, name]),
             duration: self.duration.with_label_values(&[queue, name]),
         };
         // Touch the per-queue series so every documented name is exported from the start.
@@ -263,6 +270,8 @@ pub(crate) struct TaskMetrics {
     pub(crate) snoozed: IntCounter,
     /// Deliveries rescheduled by the task's rate limit (never started).
     pub(crate) rate_limited: IntCounter,
+    /// Deliveries rescheduled because every concurrency slot of the task's key was taken.
+    pub(crate) key_slot_waits: IntCounter,
     pub(crate) duration: Histogram,
 }
 

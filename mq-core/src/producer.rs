@@ -654,6 +654,7 @@ impl Producer {
             unique: None,
             rate_key: None,
             rate_slot: false,
+            concurrency_key: None,
         };
         let mut pipe = redis::pipe();
         pipe.add_command(xadd(&stream_key(&self.prefix, queue), &env))
@@ -958,6 +959,7 @@ impl Producer {
             unique: task.unique_key(),
             rate_key: task.rate_key(),
             rate_slot: false,
+            concurrency_key: task.concurrency_key(),
         })
     }
 

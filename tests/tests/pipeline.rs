@@ -240,6 +240,7 @@ async fn stream_tasks(conn: &mut Conn, stream: &str) -> Vec<(EmbedText, Vec<u8>)
                 unique: None,
                 rate_key: None,
                 rate_slot: false,
+                concurrency_key: None,
             };
             assert_eq!(
                 &env.encode_task(),

@@ -451,6 +451,7 @@ mod random_entries {
             unique: None,
             rate_key: None,
             rate_slot: false,
+            concurrency_key: None,
         }
         .encode_task()
     }

@@ -472,6 +472,7 @@ async fn promote_moves_large_members_in_calls_bounded_by_bytes_until_none_is_due
             unique: None,
             rate_key: None,
             rate_slot: false,
+            concurrency_key: None,
         }
         .to_delayed_member();
         let _: i64 = redis::cmd("ZADD")

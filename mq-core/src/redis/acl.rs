@@ -133,6 +133,12 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     n("zcount", &["ZCOUNT", DELAYED, "-inf", "0"]),
     n("zrem", &["ZREM", DELAYED, "m"]),
     n("zcard", &["ZCARD", DELAYED]),
+    // Per-key concurrency slots (sorted sets under the queue's tag, like `delayed`).
+    n(
+        "zremrangebyscore",
+        &["ZREMRANGEBYSCORE", DELAYED, "-inf", "0"],
+    ),
+    n("zscore", &["ZSCORE", DELAYED, "m"]),
     n("publish", &["PUBLISH", WAKE, "x"]),
     n("subscribe", &["SUBSCRIBE", WAKE]),
     n("hset", &["HSET", WORKERS, "c", "x"]),

@@ -37,6 +37,9 @@ pub struct QueueKeys {
     /// `{prefix}:{queue}:rate`: the prefix of the rate-limit states of the queue's task types
     /// (see [`rate_state`](Self::rate_state)).
     pub rate: String,
+    /// `{prefix}:{queue}:slots`: the prefix of the per-key concurrency slots of the queue's
+    /// task types (see [`slots_key`](Self::slots_key)).
+    pub slots: String,
 }
 
 impl QueueKeys {
@@ -62,6 +65,7 @@ impl QueueKeys {
             unique: format!("{prefix}:{{{queue}}}:unique:"),
             duplicates: format!("{prefix}:{{{queue}}}:duplicates"),
             rate: format!("{prefix}:{{{queue}}}:rate"),
+            slots: format!("{prefix}:{{{queue}}}:slots"),
         }
     }
 
@@ -78,6 +82,22 @@ impl QueueKeys {
         match key {
             Some(key) => format!("{}:{task}:{key}", self.rate),
             None => format!("{}:{task}", self.rate),
+        }
+    }
+
+    /// The running tasks of task type `task` with concurrency key `key` (of the whole task type
+    /// without one): `{prefix}:{queue}:slots:{task}:{key}` or `{prefix}:{queue}:slots:{task}`, a
+    /// sorted set of stream entry ids scored by their slot's lease expiry (unix ms, server
+    /// clock).
+    ///
+    /// ```
+    /// let k = mq_core::redis::keys::QueueKeys::new("mq", "calls");
+    /// assert_eq!(k.slots_key("Call", Some("acct-7")), "mq:{calls}:slots:Call:acct-7");
+    /// ```
+    pub fn slots_key(&self, task: &str, key: Option<&str>) -> String {
+        match key {
+            Some(key) => format!("{}:{task}:{key}", self.slots),
+            None => format!("{}:{task}", self.slots),
         }
     }
 

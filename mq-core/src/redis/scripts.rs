@@ -24,6 +24,10 @@ pub static DEAD: LazyLock<Script> = LazyLock::new(|| {
 });
 /// Renews the leases of in-flight tasks this consumer still owns (`lua/renew.lua`).
 pub static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
+/// Renews the concurrency slots of running tasks with per-key concurrency
+/// (`lua/renew_slots.lua`).
+pub static RENEW_SLOTS: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/renew_slots.lua")));
 /// Takes over entries of dead workers, dead-lettering abandoned ones (`lua/reclaim.lua`).
 pub static RECLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
@@ -52,7 +56,8 @@ pub static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("
 /// Enqueues a unique task unless its key is held (`lua/enqueue_unique.lua`).
 pub static ENQUEUE_UNIQUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/enqueue_unique.lua")));
-/// Acks unique tasks and releases their keys (`lua/unique.lua` + `lua/ack_unique.lua`).
+/// Acks unique tasks and tasks with per-key concurrency, releasing their keys and slots
+/// (`lua/unique.lua` + `lua/ack_unique.lua`).
 pub static ACK_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),

@@ -2,7 +2,9 @@
 //! caught, and ends the entry in exactly one place: acked, retried or snoozed (Lua: ack +
 //! delete + schedule) or dead-lettered (Lua: copy to `dead` + ack + delete). A task type with
 //! a rate limit first takes a token (the retry script with the limit's state): with none free
-//! the entry is rescheduled for its reserved slot instead of starting, not as an attempt.
+//! the entry is rescheduled for its reserved slot instead of starting, not as an attempt. A task
+//! type with per-key concurrency first takes a slot of its concurrency key the same way (the
+//! retry script in slot mode); its ack, retry and dead letter free the slot in their script.
 
 use std::{
     panic::AssertUnwindSafe,
@@ -36,6 +38,9 @@ pub(super) struct Job {
     pub(super) permits: Arc<Permits>,
     /// Cancelled when running tasks are to be aborted (grace period over).
     pub(super) abort: tokio_util::sync::CancellationToken,
+    /// The slots key of the concurrency slot this task holds (per-key concurrency only), set
+    /// once it took the slot: the scripts that settle the entry free it.
+    pub(super) slot: Option<String>,
 }
 
 /// How an attempt ended.
@@ -90,6 +95,20 @@ impl Job {
         };
         let tm = m.task(&env.name);
         let options = handler.options();
+        // Only task types with per-key concurrency pay this round trip. The slot is taken
+        // before the rate token: a task waiting for a slot takes no token.
+        let _slot_guard;
+        if let Some(limit) = options.key_concurrency {
+            let key = self
+                .queue
+                .keys
+                .slots_key(&env.name, env.concurrency_key.as_deref());
+            if !self.take_slot(&entry_id, &env, limit, &key).await {
+                return;
+            }
+            _slot_guard = SlotGuard::new(&self.queue, &entry_id, &key);
+            self.slot = Some(key);
+        }
         // Only rate-limited task types pay this round trip; an entry rescheduled for the slot
         // it reserved holds its token already.
         if let Some(rate) = options.rate {
@@ -135,7 +154,7 @@ impl Job {
             };
         tm.duration.observe(started.elapsed().as_secs_f64());
         match outcome {
-            Outcome::Done if env.unique.is_some() => {
+            Outcome::Done if env.unique.is_some() || self.slot.is_some() => {
                 tm.success.inc();
                 self.ack_unique(&entry_id, &env, &options).await;
             }
@@ -201,7 +220,8 @@ impl Job {
                 .arg(&member[..])
                 .arg(&self.shared.config.consumer)
                 .arg(&keys.wake)
-                .arg(interval);
+                .arg(interval)
+                .arg(self.slot.as_deref().unwrap_or(""));
             let r: redis::RedisResult<(u8, u64)> =
                 inv.invoke_async(&mut self.shared.data.clone()).await;
             match r {
@@ -222,6 +242,58 @@ impl Job {
                     tracing::warn!(%queue, entry = %entry_id, id = %env.id, error = %e, retry_in = ?delay, "rate check failed");
                     if failure + 1 == SETTLE_ATTEMPTS {
                         tracing::error!(%queue, entry = %entry_id, id = %env.id, "rate check failed {SETTLE_ATTEMPTS} times; the entry stays pending and will run again");
+                    } else {
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        }
+        self.queue.untrack([&entry_id.to_owned()]);
+        false
+    }
+
+    /// Takes a slot of the task's concurrency key (`slots`, at most `limit` running). Without a
+    /// free slot the same script moves the entry to the delayed set for the earliest slot
+    /// expiry (at most 200 ms ahead), attempt unchanged. Returns whether the task may start.
+    async fn take_slot(&self, entry_id: &str, env: &Envelope, limit: u32, slots: &str) -> bool {
+        let keys = &self.queue.keys;
+        let member = env.to_delayed_member();
+        let lease_ms = self.shared.config.reclaim_timeout.as_millis() as u64;
+        let queue = &self.queue.queue;
+        for failure in 0..SETTLE_ATTEMPTS {
+            let mut inv = scripts::RETRY.prepare_invoke();
+            inv.key(&keys.stream)
+                .key(&keys.delayed)
+                .arg(&self.shared.config.group)
+                .arg(entry_id)
+                .arg(0)
+                .arg(&member[..])
+                .arg(&self.shared.config.consumer)
+                .arg(&keys.wake)
+                .arg(0)
+                .arg(slots)
+                .arg(limit)
+                .arg(lease_ms);
+            let r: redis::RedisResult<(u8, u64)> =
+                inv.invoke_async(&mut self.shared.data.clone()).await;
+            match r {
+                Ok((2, _)) => return true,
+                Ok((1, due)) => {
+                    self.queue.metrics.task(&env.name).key_slot_waits.inc();
+                    tracing::debug!(%queue, task = %env.name, id = %env.id, due, "key concurrency: no free slot, rescheduled");
+                    break;
+                }
+                Ok(_) => {
+                    tracing::warn!(%queue, entry = %entry_id, id = %env.id, "slot check skipped: the entry is no longer pending for this worker (taken over after its lease lapsed)");
+                    break;
+                }
+                Err(e) => {
+                    self.shared.metrics.redis_error("retry");
+                    crate::redis::conn::reconnect_if_readonly(&self.shared.data, &e).await;
+                    let delay = error_backoff(failure);
+                    tracing::warn!(%queue, entry = %entry_id, id = %env.id, error = %e, retry_in = ?delay, "slot check failed");
+                    if failure + 1 == SETTLE_ATTEMPTS {
+                        tracing::error!(%queue, entry = %entry_id, id = %env.id, "slot check failed {SETTLE_ATTEMPTS} times; the entry stays pending and will run again");
                     } else {
                         tokio::time::sleep(delay).await;
                     }
@@ -270,7 +342,9 @@ impl Job {
                 .arg(delay.as_millis() as u64)
                 .arg(member)
                 .arg(&self.shared.config.consumer)
-                .arg(&keys.wake);
+                .arg(&keys.wake)
+                .arg(0)
+                .arg(self.slot.as_deref().unwrap_or(""));
             inv
         })
         .await
@@ -314,8 +388,9 @@ impl Job {
     }
 
     /// Acks a unique task's entry and releases its key (or keeps it for the task's
-    /// `unique_for`) in one script, instead of the acker's batched `XDEL` + `XACK`: only tasks
-    /// with a unique key pay for it.
+    /// `unique_for`), and frees its concurrency slot if it holds one, in one script, instead of
+    /// the acker's batched `XDEL` + `XACK`: only unique tasks and tasks with per-key
+    /// concurrency pay for it.
     async fn ack_unique(&self, entry_id: &str, env: &Envelope, options: &TaskOptions) {
         let keys = &self.queue.keys;
         let keep_ms = options.unique_for.map_or(0, |d| d.as_millis() as u64);
@@ -326,7 +401,8 @@ impl Job {
                 .arg(&self.shared.config.consumer)
                 .arg(&keys.unique)
                 .arg(entry_id)
-                .arg(keep_ms);
+                .arg(keep_ms)
+                .arg(self.slot.as_deref().unwrap_or(""));
             inv
         })
         .await;
@@ -344,10 +420,11 @@ impl Job {
         let applied = self
             .settle("dead-letter", entry_id, who.id.as_deref(), || {
                 let mut inv = scripts::DEAD.prepare_invoke();
-                inv.key(&keys.stream)
-                    .key(&keys.dead)
-                    .key(&keys.unique)
-                    .arg(&self.shared.config.group)
+                inv.key(&keys.stream).key(&keys.dead).key(&keys.unique);
+                if let Some(slot) = &self.slot {
+                    inv.key(slot);
+                }
+                inv.arg(&self.shared.config.group)
                     .arg(entry_id)
                     .arg(&self.shared.config.consumer)
                     .arg(self.shared.config.dead_letter_max_len)
@@ -500,6 +577,28 @@ fn wait_seconds(entry_id: &str) -> f64 {
         .and_then(|ms| ms.parse::<u64>().ok())
         .unwrap_or(0);
     now_ms().saturating_sub(added) as f64 / 1000.0
+}
+
+/// Registers a running task's concurrency slot for renewal with the leases while it lives.
+struct SlotGuard {
+    queue: Arc<QueueState>,
+    entry_id: String,
+}
+
+impl SlotGuard {
+    fn new(queue: &Arc<QueueState>, entry_id: &str, slots: &str) -> Self {
+        super::lock(&queue.slots).insert(entry_id.to_owned(), slots.to_owned());
+        SlotGuard {
+            queue: queue.clone(),
+            entry_id: entry_id.to_owned(),
+        }
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        super::lock(&self.queue.slots).remove(&self.entry_id);
+    }
 }
 
 /// Decrements the in-flight gauge when the task is settled, however it ends.

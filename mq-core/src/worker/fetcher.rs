@@ -449,6 +449,7 @@ impl Fetcher {
             ack_tx: self.ack_tx.clone(),
             permits: Arc::new(permits),
             abort: self.abort.clone(),
+            slot: None,
         };
         self.tracker.spawn(job.run());
     }

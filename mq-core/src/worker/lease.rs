@@ -136,5 +136,30 @@ async fn renew(shared: &Shared, queue: &QueueState, conn: &mut Conn) -> Result<(
             queue.untrack(&lost);
         }
     }
+    renew_slots(shared, queue, conn).await
+}
+
+/// Extends the concurrency slots of the queue's running tasks with per-key concurrency to the
+/// reclaim timeout from now, as their leases were: a round trip only while such tasks run.
+async fn renew_slots(shared: &Shared, queue: &QueueState, conn: &mut Conn) -> Result<()> {
+    let slots: Vec<(String, String)> = super::lock(&queue.slots)
+        .iter()
+        .map(|(id, key)| (id.clone(), key.clone()))
+        .collect();
+    let lease_ms = shared.config.reclaim_timeout.as_millis() as u64;
+    for chunk in slots.chunks(RENEW_CHUNK) {
+        let mut inv = scripts::RENEW_SLOTS.prepare_invoke();
+        inv.key(&queue.keys.stream)
+            .arg(&shared.config.group)
+            .arg(&shared.config.consumer)
+            .arg(lease_ms);
+        for (id, key) in chunk {
+            inv.arg(id).arg(key);
+        }
+        let _: u64 = inv
+            .invoke_async(conn)
+            .await
+            .map_err(Error::redis("renew concurrency slots"))?;
+    }
     Ok(())
 }

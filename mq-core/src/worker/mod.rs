@@ -433,6 +433,7 @@ impl WorkerBuilder {
                         limit: limit.clone(),
                         partitions,
                         in_flight: Mutex::new(HashSet::new()),
+                        slots: Mutex::new(HashMap::new()),
                         wake: tokio::sync::Notify::new(),
                         paused: AtomicBool::new(false),
                         pause_changed: tokio::sync::Notify::new(),
@@ -503,6 +504,9 @@ pub(crate) struct QueueState {
     pub(crate) partitions: u16,
     /// Entry ids this worker is running or has not settled yet: their leases are renewed.
     pub(crate) in_flight: Mutex<HashSet<String>>,
+    /// Running tasks with per-key concurrency: entry id -> its slots key. The lease thread
+    /// renews these slots with the leases.
+    pub(crate) slots: Mutex<HashMap<String, String>>,
     /// Metric handles of this queue (shared by its partitions).
     pub(crate) metrics: Arc<QueueMetrics>,
     /// Wakes the queue's promoter: an earlier delayed task was scheduled.

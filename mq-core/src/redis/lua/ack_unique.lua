@@ -1,18 +1,20 @@
--- Ack unique tasks: ack and delete each entry and release its task's unique key (delete it, or
--- keep it for the task's `unique_for`), atomically, so a crash never leaves the key held with
+-- Ack unique tasks and tasks with per-key concurrency: ack and delete each entry, release its
+-- task's unique key (delete it, or keep it for the task's `unique_for`) and free its
+-- concurrency slot (remove the entry id from its slots key), atomically, so a crash never leaves the key held with
 -- no task and a key is never released while its task can still run. Only entries still
 -- pending for this consumer are acked: an entry another worker took over (this one's lease
 -- lapsed) is that worker's to finish, and its key stays held until then. Plain tasks are acked
 -- by the acker's pipelined XDEL + XACK instead.
 -- KEYS[1] stream
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] unique key prefix (`{prefix}:{queue}:unique:`),
--- then pairs: ARGV[4 + 2i] entry id, ARGV[5 + 2i] ms to keep the key (0: delete it)
+-- then triples: ARGV[4 + 3i] entry id, ARGV[5 + 3i] ms to keep the unique key (0: delete it),
+-- ARGV[6 + 3i] the task's slots key (`{prefix}:{queue}:slots:<task>:<ck>`) or '' for none
 -- Returns {entries acked, 0} (the reply shape of dead.lua).
 --
 -- The deletion comes first on purpose: under `maxmemory` a script that wrote still runs
--- PEXPIRE, and XDEL/XACK/DEL/PEXPIRE never need memory to succeed.
+-- PEXPIRE, and XDEL/XACK/DEL/PEXPIRE/ZREM never need memory to succeed.
 local n = 0
-for i = 4, #ARGV, 2 do
+for i = 4, #ARGV, 3 do
   local id = ARGV[i]
   local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
   if p[1] and p[1][2] == ARGV[2] then
@@ -21,6 +23,9 @@ for i = 4, #ARGV, 2 do
     redis.call('XACK', KEYS[1], ARGV[1], id)
     if entry[1] then
       mq_release_unique(ARGV[3], entry[1][2], tonumber(ARGV[i + 1]))
+    end
+    if ARGV[i + 2] ~= '' then
+      redis.call('ZREM', ARGV[i + 2], id)
     end
     n = n + 1
   end

@@ -4,7 +4,8 @@
 -- given in ARGV, replacing same-named originals.
 -- KEYS[1] stream, KEYS[2] dead stream, KEYS[3] optional: unique key prefix
 -- (`{prefix}:{queue}:unique:`; the entry of a unique task, field `u`, releases its key here, in
--- the same script, if the task holds it; see unique.lua)
+-- the same script, if the task holds it; see unique.lua), KEYS[4] optional: the slots key of a
+-- task with per-key concurrency (the entry id leaves it here, in the same script)
 -- ARGV[1] group, ARGV[2] stream entry id, ARGV[3] consumer, ARGV[4] dead stream cap
 -- (`XTRIM MAXLEN ~`: whole macro nodes, so it may hold up to one node more),
 -- ARGV[5..] field/value pairs to add
@@ -54,6 +55,9 @@ if entry[1] then
     end
   end
   redis.call('XDEL', KEYS[1], ARGV[2])
+  if KEYS[4] then
+    redis.call('ZREM', KEYS[4], ARGV[2])
+  end
   if KEYS[3] then
     mq_release_unique(KEYS[3], fields, 0)
   end

@@ -5,7 +5,10 @@
 -- ARGV[1] group, ARGV[2] stream entry id, ARGV[3] delay in ms, ARGV[4] delayed member,
 -- ARGV[5] consumer, ARGV[6] wake channel (the due time is published there when the retry
 -- becomes the earliest delayed task, so promoters wake for it; skipped if PUBLISH is denied),
--- ARGV[7] (rate limit only) the limit's emission interval in microseconds
+-- ARGV[7] (rate limit only) the limit's emission interval in microseconds, else 0,
+-- ARGV[8] (per-key concurrency only) the task's slots key (`{prefix}:{queue}:slots:<task>:<ck>`,
+-- under the queue's hash tag), or '' / absent: a rescheduled entry leaves it in the same script,
+-- ARGV[9], ARGV[10] (slot check only, see below) the key's limit and the slot lease in ms
 -- Returns {1, 0}, or {0, 0} if the entry is no longer pending for this consumer (acked
 -- meanwhile, or taken over by another worker after this one's lease lapsed): then nothing
 -- changes. (The second element, dead entries trimmed, keeps the reply shape of dead.lua.)
@@ -18,6 +21,15 @@
 -- none are woken together) and the entry is rescheduled for that slot as a retry would be
 -- (ARGV[3] is ignored; ARGV[4] is the member marked `rs`, holding its slot, with its attempt
 -- unchanged); returns {1, due time in unix ms}. The state expires once its TAT has passed.
+--
+-- Slot check (per-key concurrency, with ARGV[9]; KEYS[3] absent): ARGV[8] is a sorted set of
+-- the entry ids running with this concurrency key, scored by their lease expiry (unix ms). The
+-- script drops expired members (a SIGKILLed worker's slots), then if fewer than ARGV[9]
+-- remain (or this entry is a member already: a reclaimed entry), adds this entry with expiry
+-- now + ARGV[10] and returns {2, 0} without touching the entry. Otherwise the entry is
+-- rescheduled as a retry would be (ARGV[4] is its member with its attempt unchanged) for the
+-- earliest slot expiry, at most 200 ms ahead (a slot is usually freed by an ack, which does
+-- not wake anyone), and the script returns {1, due time in unix ms}.
 --
 -- Redis does not roll back a script that fails half way, so before its first write the script
 -- checks that every write will succeed (`delayed` is a sorted set or absent, the rate state a
@@ -34,6 +46,31 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
 local due = now + tonumber(ARGV[3])
 local rate, tat, interval = KEYS[3], 0, tonumber(ARGV[7])
+local slots = ARGV[8]
+if slots == '' then
+  slots = nil
+end
+if slots then
+  local kind = redis.call('TYPE', slots)['ok']
+  if kind ~= 'none' and kind ~= 'zset' then
+    return redis.error_reply('WRONGTYPE ' .. slots .. ' holds a ' .. kind ..
+      ', not a zset: nothing changed')
+  end
+  if not redis.acl_check_cmd('ZADD', slots, '0', 'x') then
+    return redis.error_reply('NOPERM this user may not run ZADD on ' .. slots ..
+      ': nothing changed')
+  end
+end
+if slots and ARGV[9] then
+  redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
+  if redis.call('ZSCORE', slots, ARGV[2])
+      or redis.call('ZCARD', slots) < tonumber(ARGV[9]) then
+    redis.call('ZADD', slots, now + tonumber(ARGV[10]), ARGV[2])
+    return {2, 0}
+  end
+  local first = redis.call('ZRANGE', slots, 0, 0, 'WITHSCORES')
+  due = math.max(now + 1, math.min(tonumber(first[2]), now + 200))
+end
 if rate then
   local kind = redis.call('TYPE', rate)['ok']
   if kind ~= 'none' and kind ~= 'string' then
@@ -68,6 +105,9 @@ local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], due, ARGV[4])
+if slots then
+  redis.call('ZREM', slots, ARGV[2])
+end
 if rate then
   local next_tat = tat + interval
   redis.call('SET', rate, string.format('%.0f', next_tat), 'PX',
@@ -77,7 +117,7 @@ if ARGV[6] and (not first[2] or due < tonumber(first[2]))
     and redis.acl_check_cmd('PUBLISH', ARGV[6], 'x') then
   redis.call('PUBLISH', ARGV[6], due)
 end
-if rate then
+if rate or (slots and ARGV[9]) then
   return {1, due}
 end
 return {1, 0}
