@@ -208,8 +208,8 @@ impl Job {
             ..env.clone()
         }
         .to_delayed_member();
-        let queue = &self.queue.queue;
-        for failure in 0..SETTLE_ATTEMPTS {
+        let waited = &self.queue.metrics.task(&env.name).rate_limited;
+        self.admit(entry_id, env, "rate", waited, || {
             let mut inv = scripts::RETRY.prepare_invoke();
             inv.key(&keys.stream)
                 .key(&keys.delayed)
@@ -222,34 +222,9 @@ impl Job {
                 .arg(&keys.wake)
                 .arg(interval)
                 .arg(self.slot.as_deref().unwrap_or(""));
-            let r: redis::RedisResult<(u8, u64)> =
-                inv.invoke_async(&mut self.shared.data.clone()).await;
-            match r {
-                Ok((2, _)) => return true,
-                Ok((1, due)) => {
-                    self.queue.metrics.task(&env.name).rate_limited.inc();
-                    tracing::debug!(%queue, task = %env.name, id = %env.id, due, "rate limit: rescheduled for its slot");
-                    break;
-                }
-                Ok(_) => {
-                    tracing::warn!(%queue, entry = %entry_id, id = %env.id, "rate check skipped: the entry is no longer pending for this worker (taken over after its lease lapsed)");
-                    break;
-                }
-                Err(e) => {
-                    self.shared.metrics.redis_error("retry");
-                    crate::redis::conn::reconnect_if_readonly(&self.shared.data, &e).await;
-                    let delay = error_backoff(failure);
-                    tracing::warn!(%queue, entry = %entry_id, id = %env.id, error = %e, retry_in = ?delay, "rate check failed");
-                    if failure + 1 == SETTLE_ATTEMPTS {
-                        tracing::error!(%queue, entry = %entry_id, id = %env.id, "rate check failed {SETTLE_ATTEMPTS} times; the entry stays pending and will run again");
-                    } else {
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-            }
-        }
-        self.queue.untrack([&entry_id.to_owned()]);
-        false
+            inv
+        })
+        .await
     }
 
     /// Takes a slot of the task's concurrency key (`slots`, at most `limit` running). Without a
@@ -259,8 +234,8 @@ impl Job {
         let keys = &self.queue.keys;
         let member = env.to_delayed_member();
         let lease_ms = self.shared.config.reclaim_timeout.as_millis() as u64;
-        let queue = &self.queue.queue;
-        for failure in 0..SETTLE_ATTEMPTS {
+        let waited = &self.queue.metrics.task(&env.name).key_slot_waits;
+        self.admit(entry_id, env, "slot", waited, || {
             let mut inv = scripts::RETRY.prepare_invoke();
             inv.key(&keys.stream)
                 .key(&keys.delayed)
@@ -274,26 +249,45 @@ impl Job {
                 .arg(slots)
                 .arg(limit)
                 .arg(lease_ms);
+            inv
+        })
+        .await
+    }
+
+    /// Runs a start check (the retry script in rate or slot mode, as `check` builds it) until
+    /// Redis answers, retrying errors with backoff: `true` if the task may start. Otherwise
+    /// the script rescheduled the entry (counted in `waited`), or it is no longer this
+    /// worker's; either way it is untracked here.
+    async fn admit<'a>(
+        &self,
+        entry_id: &str,
+        env: &Envelope,
+        what: &str,
+        waited: &prometheus::IntCounter,
+        check: impl Fn() -> redis::ScriptInvocation<'a>,
+    ) -> bool {
+        let queue = &self.queue.queue;
+        for failure in 0..SETTLE_ATTEMPTS {
             let r: redis::RedisResult<(u8, u64)> =
-                inv.invoke_async(&mut self.shared.data.clone()).await;
+                check().invoke_async(&mut self.shared.data.clone()).await;
             match r {
                 Ok((2, _)) => return true,
                 Ok((1, due)) => {
-                    self.queue.metrics.task(&env.name).key_slot_waits.inc();
-                    tracing::debug!(%queue, task = %env.name, id = %env.id, due, "key concurrency: no free slot, rescheduled");
+                    waited.inc();
+                    tracing::debug!(%queue, task = %env.name, id = %env.id, due, check = what, "no free {what}: rescheduled");
                     break;
                 }
                 Ok(_) => {
-                    tracing::warn!(%queue, entry = %entry_id, id = %env.id, "slot check skipped: the entry is no longer pending for this worker (taken over after its lease lapsed)");
+                    tracing::warn!(%queue, entry = %entry_id, id = %env.id, "{what} check skipped: the entry is no longer pending for this worker (taken over after its lease lapsed)");
                     break;
                 }
                 Err(e) => {
                     self.shared.metrics.redis_error("retry");
                     crate::redis::conn::reconnect_if_readonly(&self.shared.data, &e).await;
                     let delay = error_backoff(failure);
-                    tracing::warn!(%queue, entry = %entry_id, id = %env.id, error = %e, retry_in = ?delay, "slot check failed");
+                    tracing::warn!(%queue, entry = %entry_id, id = %env.id, error = %e, retry_in = ?delay, "{what} check failed");
                     if failure + 1 == SETTLE_ATTEMPTS {
-                        tracing::error!(%queue, entry = %entry_id, id = %env.id, "slot check failed {SETTLE_ATTEMPTS} times; the entry stays pending and will run again");
+                        tracing::error!(%queue, entry = %entry_id, id = %env.id, "{what} check failed {SETTLE_ATTEMPTS} times; the entry stays pending and will run again");
                     } else {
                         tokio::time::sleep(delay).await;
                     }
