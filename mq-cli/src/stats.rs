@@ -7,7 +7,7 @@ use std::{
 };
 
 use mq_core::{
-    admin::{QueueStats, StreamInfo, UniqueStats},
+    admin::{KeySlots, QueueStats, StreamInfo, UniqueStats},
     Admin,
 };
 use serde_json::json;
@@ -27,6 +27,8 @@ struct Sample {
     queues: Vec<(QueueStats, Option<StreamInfo>)>,
     /// Unique keys held and duplicates refused, per queue (totals of partitioned ones).
     unique: Vec<(String, UniqueStats)>,
+    /// Per-key concurrency slots in use, per queue (totals of partitioned ones).
+    slots: Vec<(String, Vec<KeySlots>)>,
 }
 
 /// Per-second rates of one queue between two samples.
@@ -79,8 +81,10 @@ async fn sample(admin: &Admin, only: &[String]) -> Result<Sample, CliError> {
     };
     let mut queues = Vec::with_capacity(names.len());
     let mut unique = Vec::with_capacity(names.len());
+    let mut slots = Vec::with_capacity(names.len());
     for q in &names {
         unique.push((q.clone(), admin.unique_stats(q).await?));
+        slots.push((q.clone(), admin.key_slots(q).await?));
         queues.push((admin.stats(q).await?, admin.stream_info(q).await?));
         // A partitioned queue: its total, then a row per partition.
         let parts = admin.partitions(q).await?;
@@ -95,6 +99,7 @@ async fn sample(admin: &Admin, only: &[String]) -> Result<Sample, CliError> {
         at_ms: output::now_ms(),
         queues,
         unique,
+        slots,
     })
 }
 
@@ -144,6 +149,15 @@ fn show(
                     .iter()
                     .find(|(q, _)| *q == s.queue)
                     .map(|(_, u)| *u);
+                let slots: Option<Vec<serde_json::Value>> = now
+                    .slots
+                    .iter()
+                    .find(|(q, _)| *q == s.queue)
+                    .map(|(_, rows)| {
+                        rows.iter()
+                            .map(|r| json!({"key": r.name, "running": r.running}))
+                            .collect()
+                    });
                 json!({
                     "queue": s.queue,
                     "length": s.length,
@@ -159,6 +173,7 @@ fn show(
                     "done_per_sec": r.done,
                     "unique_keys": u.map(|u| u.held),
                     "duplicates_refused": u.map(|u| u.duplicates),
+                    "key_slots": slots,
                 })
             })
             .collect();
@@ -230,6 +245,23 @@ fn show(
             if u.held == 1 { "" } else { "s" },
             u.duplicates,
             if u.duplicates == 1 { "" } else { "s" },
+        ));
+    }
+    // Per-key concurrency: the keys with slots in use, most first.
+    const SHOWN: usize = 10;
+    for (q, rows) in now.slots.iter().filter(|(_, rows)| !rows.is_empty()) {
+        let listed: Vec<String> = rows
+            .iter()
+            .take(SHOWN)
+            .map(|r| format!("{} {}", r.name, r.running))
+            .collect();
+        let more = match rows.len().saturating_sub(SHOWN) {
+            0 => String::new(),
+            n => format!(" (+{n} more)"),
+        };
+        text.push_str(&format!(
+            "{q}: key slots in use: {}{more}\n",
+            listed.join(", ")
         ));
     }
     if let Some(w) = window {

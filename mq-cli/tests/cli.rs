@@ -848,3 +848,51 @@ async fn pause_and_resume_a_queue_and_stats_show_it() {
     mq(&url, &["pause", "imagez"]).await.assert_error("imagez");
     assert!(!admin.is_paused("imagez").await.unwrap());
 }
+
+/// `mq stats` lists the per-key concurrency slots in use (unexpired leases only), most first.
+#[tokio::test]
+async fn stats_show_key_slots_in_use() {
+    let server = redis();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.unwrap();
+    producer.enqueue(image(1)).await.unwrap();
+    let mut c = conn(&server).await;
+    let far = u64::MAX / 2048; // far in the future, in unix ms
+    let _: () = redis::pipe()
+        .cmd("ZADD")
+        .arg("mq:{images}:slots:Call:acct-1")
+        .arg(far)
+        .arg("1-0")
+        .arg(far)
+        .arg("2-0")
+        .cmd("ZADD")
+        .arg("mq:{images}:slots:Call:acct-2")
+        .arg(far)
+        .arg("3-0")
+        // An expired lease (a dead worker's slot) does not count.
+        .cmd("ZADD")
+        .arg("mq:{images}:slots:Call:acct-3")
+        .arg(1)
+        .arg("4-0")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let out = mq_ok(&url, &["stats", "images", "--sample", "0"]).await;
+    assert!(
+        out.stdout
+            .contains("images: key slots in use: Call:acct-1 2, Call:acct-2 1\n"),
+        "{}",
+        out.stdout
+    );
+    let stats = mq_ok(&url, &["--json", "stats", "images", "--sample", "0"])
+        .await
+        .json();
+    assert_eq!(
+        queue_row(&stats, "images")["key_slots"],
+        serde_json::json!([
+            { "key": "Call:acct-1", "running": 2 },
+            { "key": "Call:acct-2", "running": 1 }
+        ]),
+        "{stats}"
+    );
+}

@@ -503,6 +503,18 @@ pub struct UniqueStats {
     pub duplicates: u64,
 }
 
+/// The per-key concurrency slots in use for one task type and key, from
+/// [`Admin::key_slots`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySlots {
+    /// `<task>:<key>`: the task type's name and the [concurrency
+    /// key](crate::Task::concurrency_key) (the suffix of its slots key).
+    pub name: String,
+    /// Slots held: tasks of this key running now (or whose worker died less than a lease
+    /// ago).
+    pub running: u64,
+}
+
 /// What [`Admin::dead_replay`] or [`Admin::dead_replay_all`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReplayReport {
@@ -802,6 +814,54 @@ impl Admin {
             total.duplicates += duplicates.unwrap_or(0);
         }
         Ok(total)
+    }
+
+    /// The per-key concurrency slots in use in `queue` (task types with
+    /// [`key_concurrency`](crate::TaskOptions::key_concurrency)): one row per task type and
+    /// key with at least one unexpired slot, most slots first. A slot is a running task's lease
+    /// in `{prefix}:{queue}:slots:<task>:<key>`; a dead worker's slots stop counting when their
+    /// lease expires (by the server clock). Like [`unique_stats`](Self::unique_stats) this
+    /// scans the keyspace (`SCAN ... MATCH`), so it is meant for operators, not hot loops.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`].
+    pub async fn key_slots(&self, queue: &str) -> Result<Vec<KeySlots>> {
+        let mut rows: Vec<KeySlots> = Vec::new();
+        for p in self.streams(queue).await? {
+            let k = self.keys(&p);
+            let mut conn = self.conn.clone();
+            let prefix = format!("{}:", k.slots);
+            let found = conn
+                .scan_keys(&format!("{prefix}*"), "zset")
+                .await
+                .map_err(Error::redis("SCAN"))?;
+            for key in found {
+                // The slot's lease expiry is the member's score (unix ms, server clock).
+                let (secs, micros): (u64, u64) = conn
+                    .query_at(&key, &redis::cmd("TIME"))
+                    .await
+                    .map_err(Error::redis("TIME"))?;
+                let now_ms = secs * 1000 + micros / 1000;
+                let running: u64 = redis::cmd("ZCOUNT")
+                    .arg(&key)
+                    .arg(format!("({now_ms}"))
+                    .arg("+inf")
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(Error::redis("ZCOUNT"))?;
+                if running == 0 {
+                    continue;
+                }
+                let name = key.strip_prefix(&prefix).unwrap_or(&key).to_owned();
+                match rows.iter_mut().find(|r| r.name == name) {
+                    Some(r) => r.running += running,
+                    None => rows.push(KeySlots { name, running }),
+                }
+            }
+        }
+        rows.sort_by(|a, b| b.running.cmp(&a.running).then_with(|| a.name.cmp(&b.name)));
+        Ok(rows)
     }
 
     /// Waits until `queue` is idle ([`QueueStats::is_idle`]): its stream is empty (nothing

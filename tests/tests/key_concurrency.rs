@@ -183,6 +183,23 @@ async fn a_sigkilled_workers_slots_come_back_within_the_reclaim_timeout() {
         }
     })
     .await;
+    // Operators see the slots in use (what `mq stats` prints).
+    let admin = mq_core::Admin::connect(&url).await.unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "Admin::key_slots shows both slots",
+        || {
+            let admin = admin.clone();
+            async move {
+                admin.key_slots("flow-conc").await.unwrap()
+                    == vec![mq_core::admin::KeySlots {
+                        name: "PerKey:x".into(),
+                        running: 2,
+                    }]
+            }
+        },
+    )
+    .await;
     // Longer than the reclaim timeout: the slots live only because their leases are renewed.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     first.0.kill().unwrap();

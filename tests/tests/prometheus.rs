@@ -35,12 +35,21 @@ struct Deduped {
     key: u32,
 }
 
+/// One task of a key at a time, each running 50 ms while the test enqueues 3 per 100 ms of
+/// one key: the others wait for the key's slot all along.
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "promtest", key_concurrency = 1, concurrency_key = "key")]
+struct KeyLimited {
+    key: u32,
+}
+
 /// Panels whose query must show more than zeros: the workload rate-limits, snoozes and
 /// refuses duplicates all along, so these must not just exist but move.
 const MOVING: &[&str] = &[
     "mq_tasks_rate_limited_total",
     "outcome=\"snoozed\"",
     "mq_unique_duplicates_refused",
+    "mq_tasks_key_slot_waits_total",
 ];
 
 fn repo() -> PathBuf {
@@ -139,6 +148,10 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         })
         .handle::<Limited, _>(|_: Limited, _: TaskContext| async { Ok(()) })
         .handle::<Deduped, _>(|_: Deduped, _: TaskContext| async { Ok(()) })
+        .handle::<KeyLimited, _>(|_: KeyLimited, _: TaskContext| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(())
+        })
         .build()
         .await
         .unwrap();
@@ -180,6 +193,10 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             .unwrap();
         producer.enqueue(Limited { n }).await.unwrap();
         producer.submit(Deduped { key: n % 3 }).await.unwrap();
+        producer
+            .enqueue_many((0..3).map(|_| KeyLimited { key: 1 }))
+            .await
+            .unwrap();
         n += 50;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
