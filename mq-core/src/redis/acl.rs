@@ -379,6 +379,7 @@ mod tests {
     fn lists_cover_every_command_of_each_roles_scripts() {
         let unique = include_str!("lua/unique.lua");
         let producer = [
+            include_str!("lua/delay.lua"),
             include_str!("lua/schedule.lua"),
             include_str!("lua/enqueue_unique.lua"),
         ];

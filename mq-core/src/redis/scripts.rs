@@ -1,7 +1,8 @@
 //! Every Lua script mq runs. Each touches the keys of one queue only (one hash slot).
 //!
 //! The scripts that end a task's life (ack of a unique task, dead letter, reclaim, replay) start
-//! with `lua/unique.lua`, the helpers that release or take a unique task's key.
+//! with `lua/unique.lua`, the helpers that release or take a unique task's key; the scripts that
+//! schedule a task start with `lua/delay.lua`.
 
 use std::sync::LazyLock;
 
@@ -11,8 +12,12 @@ use redis::Script;
 pub static PROMOTE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
 /// Schedules a task relative to the server clock (`lua/schedule.lua`).
-pub static SCHEDULE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/schedule.lua")));
+pub static SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/delay.lua"),
+        include_str!("lua/schedule.lua")
+    ))
+});
 /// Acks a failed attempt and schedules the next one (`lua/retry.lua`).
 pub static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
 /// Acks a task and moves it to the dead-letter stream (`lua/dead.lua`).
@@ -54,8 +59,12 @@ pub static RELEASE: LazyLock<Script> =
 /// Reads a queue's sizes as one consistent snapshot (`lua/stats.lua`).
 pub static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/stats.lua")));
 /// Enqueues a unique task unless its key is held (`lua/enqueue_unique.lua`).
-pub static ENQUEUE_UNIQUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/enqueue_unique.lua")));
+pub static ENQUEUE_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/delay.lua"),
+        include_str!("lua/enqueue_unique.lua")
+    ))
+});
 /// Acks unique tasks and tasks with per-key concurrency, releasing their keys and slots
 /// (`lua/unique.lua` + `lua/ack_unique.lua`).
 pub static ACK_UNIQUE: LazyLock<Script> = LazyLock::new(|| {

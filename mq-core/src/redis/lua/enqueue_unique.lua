@@ -21,18 +21,7 @@ if ARGV[2] == 'now' then
   end
   redis.call('XADD', KEYS[2], '*', unpack(fields))
 else
-  local due
-  if ARGV[2] == '-' then
-    due = tonumber(ARGV[3])
-  else
-    local t = redis.call('TIME')
-    due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[2])
-  end
-  local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  redis.call('ZADD', KEYS[3], due, ARGV[5])
-  if (not first[2] or due < tonumber(first[2])) and redis.acl_check_cmd('PUBLISH', ARGV[4], 'x') then
-    redis.call('PUBLISH', ARGV[4], due)
-  end
+  mq_schedule(KEYS[3], ARGV[2], ARGV[3], ARGV[5], ARGV[4])
 end
 redis.call('SET', KEYS[1], ARGV[1])
 return {1, ARGV[1]}

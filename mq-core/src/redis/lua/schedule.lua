@@ -5,16 +5,4 @@
 -- ARGV[3] member; ARGV[4] wake channel (its due time is published there when it becomes the
 -- earliest; skipped if the user may not PUBLISH)
 -- Returns the due time.
-local due
-if ARGV[1] == '-' then
-  due = tonumber(ARGV[2])
-else
-  local t = redis.call('TIME')
-  due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-end
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-redis.call('ZADD', KEYS[1], due, ARGV[3])
-if (not first[2] or due < tonumber(first[2])) and redis.acl_check_cmd('PUBLISH', ARGV[4], 'x') then
-  redis.call('PUBLISH', ARGV[4], due)
-end
-return due
+return mq_schedule(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])
