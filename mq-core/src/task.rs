@@ -142,7 +142,17 @@ pub struct TaskOptions {
 /// [`Normal`](Priority::Normal) uses the queue's plain keys, so a queue without priorities
 /// is exactly a queue of Normal tasks.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {

@@ -103,10 +103,23 @@ async fn strict_levels_start_every_high_task_first_then_normal_then_low() {
     // Every level before the next: the starts are sorted by level, up to the few tasks of
     // one dispatch whose handlers the runtime happened to poll in another order (the
     // concurrency, 4, at most, at each boundary).
-    let (high, normal, low) = (&starts[..N - 4], &starts[N + 4..2 * N - 4], &starts[2 * N + 4..]);
-    assert!(high.iter().all(|l| *l == Priority::High), "High mixed with others: {starts:?}");
-    assert!(normal.iter().all(|l| *l == Priority::Normal), "Normal mixed with others: {starts:?}");
-    assert!(low.iter().all(|l| *l == Priority::Low), "Low mixed with others: {starts:?}");
+    let (high, normal, low) = (
+        &starts[..N - 4],
+        &starts[N + 4..2 * N - 4],
+        &starts[2 * N + 4..],
+    );
+    assert!(
+        high.iter().all(|l| *l == Priority::High),
+        "High mixed with others: {starts:?}"
+    );
+    assert!(
+        normal.iter().all(|l| *l == Priority::Normal),
+        "Normal mixed with others: {starts:?}"
+    );
+    assert!(
+        low.iter().all(|l| *l == Priority::Low),
+        "Low mixed with others: {starts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,8 +205,16 @@ async fn a_retried_task_stays_in_its_level() {
         let mut c = c.clone();
         let (high, normal) = (k.delayed.clone(), plain.delayed.clone());
         async move {
-            let h: usize = redis::cmd("ZCARD").arg(&high).query_async(&mut c).await.unwrap();
-            let n: usize = redis::cmd("ZCARD").arg(&normal).query_async(&mut c).await.unwrap();
+            let h: usize = redis::cmd("ZCARD")
+                .arg(&high)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            let n: usize = redis::cmd("ZCARD")
+                .arg(&normal)
+                .query_async(&mut c)
+                .await
+                .unwrap();
             assert_eq!(n, 0, "a High task's retry went to the plain delayed set");
             h == 1
         }
@@ -225,7 +246,12 @@ async fn a_plain_queue_has_no_level_keys_and_refuses_other_levels() {
     let url = server.url();
     let mut c = conn(&server).await;
     let producer = Producer::connect(&url).await.unwrap();
-    match producer.clone().with_priority(Priority::High).enqueue(Plain).await {
+    match producer
+        .clone()
+        .with_priority(Priority::High)
+        .enqueue(Plain)
+        .await
+    {
         Err(Error::NotPrioritized { priority, .. }) => assert_eq!(priority, Priority::High),
         other => panic!("enqueued a plain task at High: {other:?}"),
     }
@@ -301,5 +327,9 @@ async fn queue_order_starts_the_first_queue_before_the_second() {
     running.stop().await;
     let starts = starts.lock().unwrap().clone();
     let firsts = starts[..N - 4].iter().filter(|q| **q == "first").count();
-    assert_eq!(firsts, N - 4, "the second queue started before the first drained: {starts:?}");
+    assert_eq!(
+        firsts,
+        N - 4,
+        "the second queue started before the first drained: {starts:?}"
+    );
 }

@@ -155,9 +155,7 @@ impl Seat {
     }
 
     fn higher_exhausted(&self, s: &State) -> bool {
-        s.seats
-            .iter()
-            .all(|x| x.rank >= self.rank || x.exhausted)
+        s.seats.iter().all(|x| x.rank >= self.rank || x.exhausted)
     }
 }
 

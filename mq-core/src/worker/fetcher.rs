@@ -35,7 +35,8 @@ use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    arbiter::Seat, dispatcher, error_backoff, permits::Permits, reclaimer, sleep_or_cancel, QueueState, Shared,
+    arbiter::Seat, dispatcher, error_backoff, permits::Permits, reclaimer, sleep_or_cancel,
+    QueueState, Shared,
 };
 use crate::{
     config::MAX_FETCH_BATCH,
