@@ -141,20 +141,7 @@ pub struct TaskOptions {
 /// delayed set and dead letters (see [`QueueKeys::level`](crate::redis::keys::QueueKeys::level));
 /// [`Normal`](Priority::Normal) uses the queue's plain keys, so a queue without priorities
 /// is exactly a queue of Normal tasks.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum Priority {
     /// Started before Normal and Low tasks of the queue.
     High,

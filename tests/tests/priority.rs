@@ -18,13 +18,15 @@ const WAIT: Duration = Duration::from_secs(60);
 #[derive(Debug, Serialize, Deserialize, Task)]
 #[task(queue = "prio-strict", priority = "normal", max_retries = 0)]
 struct Strict {
-    level: Priority,
+    /// The level's index in `Priority::ALL`.
+    level: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize, Task)]
 #[task(queue = "prio-weighted", priority = "normal", max_retries = 0)]
 struct Weighted {
-    level: Priority,
+    /// The level's index in `Priority::ALL`.
+    level: usize,
 }
 
 #[derive(Debug, Serialize, Deserialize, Task)]
@@ -68,7 +70,10 @@ async fn strict_levels_start_every_high_task_first_then_normal_then_low() {
     let server = server();
     let url = server.url();
     const N: usize = 300;
-    backlog(&url, N, |level| Strict { level }).await;
+    backlog(&url, N, |level| Strict {
+        level: level.index(),
+    })
+    .await;
     let starts: Starts = Arc::default();
     let s = starts.clone();
     let worker = Worker::builder(&url)
@@ -76,7 +81,7 @@ async fn strict_levels_start_every_high_task_first_then_normal_then_low() {
         .handle::<Strict, _>(move |t: Strict, _ctx: TaskContext| {
             let s = s.clone();
             async move {
-                s.lock().unwrap().push(t.level);
+                s.lock().unwrap().push(Priority::ALL[t.level]);
                 Ok::<_, TaskError>(())
             }
         })
@@ -127,7 +132,10 @@ async fn weighted_levels_start_tasks_in_proportion_to_their_weights() {
     let server = server();
     let url = server.url();
     const N: usize = 1000;
-    backlog(&url, N, |level| Weighted { level }).await;
+    backlog(&url, N, |level| Weighted {
+        level: level.index(),
+    })
+    .await;
     let starts: Starts = Arc::default();
     let s = starts.clone();
     let worker = Worker::builder(&url)
@@ -136,7 +144,7 @@ async fn weighted_levels_start_tasks_in_proportion_to_their_weights() {
         .handle::<Weighted, _>(move |t: Weighted, _ctx: TaskContext| {
             let s = s.clone();
             async move {
-                s.lock().unwrap().push(t.level);
+                s.lock().unwrap().push(Priority::ALL[t.level]);
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 Ok::<_, TaskError>(())
             }

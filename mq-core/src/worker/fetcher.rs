@@ -236,7 +236,7 @@ impl Fetcher {
                 _ = pause_changed.as_mut() => {
                     pause_changed.set(self.queue.pause_changed.notified());
                 }
-                _ = order_changed.as_mut() => {
+                _ = order_changed.as_mut(), if self.seat.is_some() => {
                     order_changed.set(order.notified());
                 }
                 r = async { request.as_mut().map(|(_, f)| f) .expect("guarded").await }, if request.is_some() => {
