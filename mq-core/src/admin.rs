@@ -842,8 +842,13 @@ impl Admin {
     /// [`Error::Redis`].
     pub async fn unique_stats(&self, queue: &str) -> Result<UniqueStats> {
         let mut total = UniqueStats::default();
+        let mut seen = std::collections::HashSet::new();
         for p in self.streams(queue).await? {
             let k = self.keys(&p);
+            // The levels of a queue share its unique keys and counter.
+            if !seen.insert(k.unique.clone()) {
+                continue;
+            }
             let mut conn = self.conn.clone();
             let held = conn
                 .scan_keys(&format!("{}*", k.unique), "string")

@@ -74,6 +74,16 @@ async fn strict_levels_start_every_high_task_first_then_normal_then_low() {
         level: level.index(),
     })
     .await;
+    // Admin counts every level of the queue, and each alone by its level's name.
+    let admin = Admin::connect(&url).await.unwrap();
+    assert_eq!(
+        admin.stats(Strict::QUEUE).await.unwrap().backlog,
+        3 * N as u64
+    );
+    for level in admin.levels(Strict::QUEUE).await.unwrap() {
+        let s = admin.stats(&level).await.unwrap();
+        assert_eq!((s.queue.as_str(), s.backlog), (level.as_str(), N as u64));
+    }
     let starts: Starts = Arc::default();
     let s = starts.clone();
     let worker = Worker::builder(&url)
