@@ -93,6 +93,10 @@ async fn sample(admin: &Admin, only: &[String]) -> Result<Sample, CliError> {
                 queues.push((admin.stats(p).await?, admin.stream_info(p).await?));
             }
         }
+        // A queue with priority levels: a row per level (`q@high`, `q@normal`, `q@low`).
+        for l in admin.levels(q).await? {
+            queues.push((admin.stats(&l).await?, admin.stream_info(&l).await?));
+        }
     }
     Ok(Sample {
         at: Instant::now(),

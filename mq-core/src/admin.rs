@@ -20,6 +20,9 @@ use crate::{
 /// Dead entries replayed per script call by [`Admin::dead_replay_all`]: 500.
 const REPLAY_BATCH: usize = 500;
 
+/// Separates a stream's name from its priority level in [`Admin`]'s internal stream names.
+const LEVEL_MARK: char = '@';
+
 /// How often [`Admin::wait_idle`] reads the queue's sizes: every 50 ms.
 pub const WAIT_IDLE_POLL: Duration = Duration::from_millis(50);
 
@@ -598,7 +601,14 @@ impl Admin {
         })
     }
 
+    /// The keys of a stream named by [`streams`](Self::streams): a queue, a partition, or
+    /// either at a priority level (`q@high`, `q#2@low`).
     fn keys(&self, queue: &str) -> QueueKeys {
+        if let Some((q, level)) = queue.rsplit_once(LEVEL_MARK) {
+            if let Ok(level) = level.parse::<crate::Priority>() {
+                return QueueKeys::new(&self.prefix, q).level(level);
+            }
+        }
         QueueKeys::new(&self.prefix, queue)
     }
 
@@ -627,12 +637,56 @@ impl Admin {
 
     /// Every stream of `queue`: its partitions and, for a partitioned queue, the queue's own
     /// stream too (the workers read it: see README "Partitioned queues").
+    /// For a queue with [priority levels](crate::Priority) (its High or Low stream exists:
+    /// its workers create them), each of those at each level, highest first, named
+    /// `q@high`, `q@normal`, `q@low` (`@` is not allowed in queue names); for a level's name
+    /// (`q@high`), that level of each.
     async fn streams(&self, queue: &str) -> Result<Vec<String>> {
-        let mut streams = self.partitions(queue).await?;
-        if streams.len() > 1 || streams[0] != queue {
-            streams.push(queue.to_owned());
+        let (name, level) = match queue.rsplit_once(LEVEL_MARK) {
+            Some((name, level)) => (name, Some(level)),
+            None => (queue, None),
+        };
+        let mut streams = self.partitions(name).await?;
+        if streams.len() > 1 || streams[0] != name {
+            streams.push(name.to_owned());
         }
-        Ok(streams)
+        let levels: Vec<String> = match level {
+            Some(level) => vec![level.to_owned()],
+            None if self.levels(name).await?.is_empty() => return Ok(streams),
+            None => crate::Priority::ALL.iter().map(|l| l.to_string()).collect(),
+        };
+        Ok(streams
+            .iter()
+            .flat_map(|s| levels.iter().map(move |l| format!("{s}{LEVEL_MARK}{l}")))
+            .collect())
+    }
+
+    /// The names of `queue`'s [priority levels](crate::Priority), highest first: `q@high`,
+    /// `q@normal` and `q@low`, each usable as a queue name in [`stats`](Self::stats),
+    /// [`pending`](Self::pending) and the `dead_*` calls to see one level alone (every call
+    /// given `q` itself covers all its levels). Empty for a queue without levels: one whose
+    /// High and Low streams do not exist (its workers create them, as do producers
+    /// enqueuing at those levels). One `EXISTS`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`].
+    pub async fn levels(&self, queue: &str) -> Result<Vec<String>> {
+        let own = self.keys(keys::base_queue(queue));
+        let found: u32 = redis::cmd("EXISTS")
+            .arg(own.level(crate::Priority::High).stream)
+            .arg(own.level(crate::Priority::Low).stream)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(Error::redis("EXISTS"))?;
+        Ok(if found == 0 {
+            Vec::new()
+        } else {
+            crate::Priority::ALL
+                .iter()
+                .map(|l| format!("{queue}{LEVEL_MARK}{l}"))
+                .collect()
+        })
     }
 
     /// Names of the queues that have a stream, sorted.
@@ -681,6 +735,8 @@ impl Admin {
             let snap = snapshot(&mut conn, &keys, &self.group);
             let (mut s, paused) = futures::future::try_join(snap, paused).await?;
             s.paused = paused;
+            // A level's name (`q@high`), not its queue's.
+            s.queue = queue.to_owned();
             return Ok(s);
         }
         let snaps = futures::future::try_join_all(parts.iter().map(|p| {
@@ -798,8 +854,13 @@ impl Admin {
     /// [`Error::Redis`].
     pub async fn unique_stats(&self, queue: &str) -> Result<UniqueStats> {
         let mut total = UniqueStats::default();
+        let mut seen = std::collections::HashSet::new();
         for p in self.streams(queue).await? {
             let k = self.keys(&p);
+            // The levels of a queue share its unique keys and counter.
+            if !seen.insert(k.unique.clone()) {
+                continue;
+            }
             let mut conn = self.conn.clone();
             let held = conn
                 .scan_keys(&format!("{}*", k.unique), "string")
@@ -828,8 +889,13 @@ impl Admin {
     /// [`Error::Redis`].
     pub async fn key_slots(&self, queue: &str) -> Result<Vec<KeySlots>> {
         let mut rows: Vec<KeySlots> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for p in self.streams(queue).await? {
             let k = self.keys(&p);
+            // The levels of a queue share its slots.
+            if !seen.insert(k.slots.clone()) {
+                continue;
+            }
             let mut conn = self.conn.clone();
             let prefix = format!("{}:", k.slots);
             let found = conn

@@ -71,6 +71,14 @@ pub struct WorkerConfig {
     pub queue_concurrency: HashMap<String, usize>,
     /// Per-queue partition counts set on the builder; they override the task options.
     pub queue_partitions: HashMap<String, u16>,
+    /// Queues whose workers read the priority levels although no task type of theirs has a
+    /// `priority` (set on the builder).
+    pub queue_priorities: std::collections::HashSet<String>,
+    /// Weights (High, Normal, Low) of queues whose levels are weighted, not strict.
+    pub priority_weights: HashMap<String, [u32; 3]>,
+    /// Queues in strict order: a queue's tasks start only while the queues before it have
+    /// none ready. Empty: every queue independent.
+    pub queue_order: Vec<String>,
     /// Grace period at shutdown. Default: [`DEFAULT_GRACE_PERIOD`].
     pub grace_period: Duration,
     /// Blocking read time. Default: [`DEFAULT_BLOCK_TIMEOUT`].
@@ -111,6 +119,9 @@ impl std::fmt::Debug for WorkerConfig {
             .field("concurrency", &self.concurrency)
             .field("queue_concurrency", &self.queue_concurrency)
             .field("queue_partitions", &self.queue_partitions)
+            .field("queue_priorities", &self.queue_priorities)
+            .field("priority_weights", &self.priority_weights)
+            .field("queue_order", &self.queue_order)
             .field("grace_period", &self.grace_period)
             .field("block_timeout", &self.block_timeout)
             .field("promote_interval", &self.promote_interval)
@@ -135,6 +146,9 @@ impl WorkerConfig {
             concurrency: DEFAULT_CONCURRENCY,
             queue_concurrency: HashMap::new(),
             queue_partitions: HashMap::new(),
+            queue_priorities: Default::default(),
+            priority_weights: HashMap::new(),
+            queue_order: Vec::new(),
             grace_period: DEFAULT_GRACE_PERIOD,
             block_timeout: DEFAULT_BLOCK_TIMEOUT,
             promote_interval: DEFAULT_PROMOTE_INTERVAL,

@@ -69,6 +69,22 @@ pub enum Error {
         /// The producer's cap in bytes.
         limit: usize,
     },
+    /// A task was to be enqueued at a priority level other than Normal
+    /// ([`Producer::with_priority`](crate::Producer::with_priority)) but its type has no
+    /// `priority`: its workers would not read that level's stream. Nothing was enqueued. Give
+    /// the type `#[task(priority = "normal")]` (and its workers read the levels).
+    #[error(
+        "task {task} of queue {queue} has no priority levels (no #[task(priority = ..)]): \
+         cannot enqueue it at {priority}"
+    )]
+    NotPrioritized {
+        /// The task type name.
+        task: &'static str,
+        /// Its queue.
+        queue: &'static str,
+        /// The level asked for.
+        priority: crate::Priority,
+    },
     /// A durable producer ([`Producer::durable`](crate::Producer::durable)) wrote the tasks on
     /// the primary, but fewer replicas than asked confirmed them within the timeout (or, with
     /// [`durable_aof`](crate::Producer::durable_aof), the primary did not fsync its AOF in

@@ -28,7 +28,7 @@ pub use metrics::Metrics;
 pub use mq_macros::Task;
 pub use producer::{Enqueued, Producer, ProducerBuilder};
 pub use retry::Backoff;
-pub use task::{Rate, Task, TaskOptions};
+pub use task::{Priority, Rate, Task, TaskOptions};
 pub use tokio_util::sync::CancellationToken;
 pub use worker::{Worker, WorkerBuilder};
 

@@ -17,7 +17,7 @@ use crate::{
     envelope::{new_task_id, now_ms, Envelope},
     error::{Error, Result},
     redis::{acl, conn, keys, keys::QueueKeys, scripts},
-    task::Task,
+    task::{Priority, Task},
     trace::current_traceparent,
 };
 
@@ -70,6 +70,9 @@ pub struct Producer {
     partitions: Arc<HashMap<String, u16>>,
     /// Enqueues of unique tasks this producer (and its clones) saw refused as duplicates.
     duplicates: Arc<AtomicU64>,
+    /// The priority level of every task this producer enqueues (see
+    /// [`with_priority`](Producer::with_priority)); `None`: each type's default.
+    priority: Option<Priority>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -176,6 +179,7 @@ impl ProducerBuilder {
             next_partition: Arc::default(),
             partitions: Arc::new(self.partitions),
             duplicates: Arc::default(),
+            priority: None,
         })
     }
 }
@@ -243,6 +247,52 @@ impl Producer {
     pub fn with_max_payload(mut self, bytes: usize) -> Self {
         self.max_payload = bytes;
         self
+    }
+
+    /// Enqueues every task at priority level `priority` instead of its type's default (the
+    /// derive's `priority`). Only a prioritized task type (one with `#[task(priority = ..)]`,
+    /// whose workers read the levels) takes a level other than Normal: enqueuing another
+    /// fails with [`Error::NotPrioritized`] and writes nothing. Each level has its own stream
+    /// (see [`QueueKeys::level`]), so this costs nothing per task; clone the producer for a
+    /// one-off (a clone shares the connection).
+    ///
+    /// [`enqueue_raw`](Self::enqueue_raw) writes to the level's stream of the queue named,
+    /// unchecked: its workers must read the levels
+    /// ([`WorkerBuilder::queue_priorities`](crate::WorkerBuilder::queue_priorities)).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// #[derive(Serialize, Deserialize, mq_core::Task)]
+    /// #[task(priority = "normal")]
+    /// struct Embed { product_id: u64 }
+    /// # async fn demo() -> mq_core::Result<()> {
+    /// use mq_core::Priority;
+    /// let producer = mq_core::Producer::connect("redis://127.0.0.1/").await?;
+    /// producer.enqueue(Embed { product_id: 1 }).await?; // Normal, the type's default
+    /// let urgent = producer.clone().with_priority(Priority::High);
+    /// urgent.enqueue(Embed { product_id: 2 }).await?; // starts before Normal tasks
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_priority(mut self, priority: Priority) -> Self {
+        self.priority = Some(priority);
+        self
+    }
+
+    /// The level of `T`'s tasks from this producer: its own, or the type's default.
+    fn level<T: Task>(&self) -> Result<Priority> {
+        match (self.priority, T::OPTIONS.priority) {
+            (Some(p), Some(_)) => Ok(p),
+            (None, default) => Ok(default.unwrap_or_default()),
+            (Some(Priority::Normal), None) => Ok(Priority::Normal),
+            (Some(priority), None) => Err(Error::NotPrioritized {
+                task: T::NAME,
+                queue: T::QUEUE,
+                priority,
+            }),
+        }
     }
 
     /// The largest payload this producer enqueues, in bytes.
@@ -370,8 +420,13 @@ impl Producer {
     }
 
     /// The keys of each partition of `T`'s queue (one for an unpartitioned queue).
+    /// At the level of `T`'s tasks (checked by [`envelope`](Self::envelope) first).
     fn partition_keys<T: Task>(&self) -> Vec<QueueKeys> {
-        QueueKeys::partitions(&self.prefix, T::QUEUE, self.partition_count::<T>())
+        let parts = QueueKeys::partitions(&self.prefix, T::QUEUE, self.partition_count::<T>());
+        match self.level::<T>().unwrap_or_default() {
+            Priority::Normal => parts,
+            level => parts.iter().map(|k| k.level(level)).collect(),
+        }
     }
 
     /// The partition `task` goes to: by its [partition key](Task::partition_key), or
@@ -389,11 +444,16 @@ impl Producer {
 
     /// The stream `task` goes to.
     fn stream_of<T: Task>(&self, task: &T) -> String {
-        if self.partition_count::<T>() <= 1 {
-            return stream_key(&self.prefix, T::QUEUE);
+        let stream = if self.partition_count::<T>() <= 1 {
+            stream_key(&self.prefix, T::QUEUE)
+        } else {
+            let i = self.partition_of(task) as u16;
+            stream_key(&self.prefix, &keys::partition_name(T::QUEUE, i))
+        };
+        match self.level::<T>().unwrap_or_default() {
+            Priority::Normal => stream,
+            level => format!("{stream}:{level}"),
         }
-        let i = self.partition_of(task) as u16;
-        stream_key(&self.prefix, &keys::partition_name(T::QUEUE, i))
     }
 
     /// Enqueues one task and returns its id. One `XADD` (and, for a [durable](Self::durable)
@@ -656,9 +716,12 @@ impl Producer {
             rate_slot: false,
             concurrency_key: None,
         };
+        let stream = match self.priority {
+            None | Some(Priority::Normal) => stream_key(&self.prefix, queue),
+            Some(level) => QueueKeys::new(&self.prefix, queue).level(level).stream,
+        };
         let mut pipe = redis::pipe();
-        pipe.add_command(xadd(&stream_key(&self.prefix, queue), &env))
-            .ignore();
+        pipe.add_command(xadd(&stream, &env)).ignore();
         self.send_one(pipe, "XADD", env.id).await
     }
 
@@ -943,6 +1006,7 @@ impl Producer {
 
     /// The envelope of a new task, its payload checked against the cap.
     fn envelope<T: Task>(&self, task: &T, now: u64, traceparent: Option<&str>) -> Result<Envelope> {
+        self.level::<T>()?;
         let payload = rmp_serde::to_vec_named(task).map_err(|source| Error::Encode {
             task: T::NAME,
             source,

@@ -129,6 +129,70 @@ pub struct TaskOptions {
     /// hash tag and so its own slot of a Redis Cluster (1 to [`MAX_PARTITIONS`]). Every task
     /// type of one queue must agree. Default: 1 (one stream, `{queue}`).
     pub partitions: u16,
+    /// `Some(level)` makes the task type *prioritized*: its tasks go to the stream of their
+    /// [`Priority`] level (`level` unless the producer asks for another, see
+    /// [`Producer::with_priority`](crate::Producer::with_priority)) and its workers read the
+    /// queue's three level streams, higher levels first. `None` (the default): every task goes
+    /// to the queue's one stream, as [`Priority::Normal`].
+    pub priority: Option<Priority>,
+}
+
+/// The priority level of a task within its queue. Each level of a queue has its own stream,
+/// delayed set and dead letters (see [`QueueKeys::level`](crate::redis::keys::QueueKeys::level));
+/// [`Normal`](Priority::Normal) uses the queue's plain keys, so a queue without priorities
+/// is exactly a queue of Normal tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Priority {
+    /// Started before Normal and Low tasks of the queue.
+    High,
+    /// The default level.
+    #[default]
+    Normal,
+    /// Started after High and Normal tasks of the queue.
+    Low,
+}
+
+impl Priority {
+    /// Every level, highest first.
+    pub const ALL: [Priority; 3] = [Priority::High, Priority::Normal, Priority::Low];
+
+    /// `high`, `normal` or `low`: the suffix of the level's keys and its name in metrics and
+    /// the CLI.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Normal => "normal",
+            Priority::Low => "low",
+        }
+    }
+
+    /// The level's index in [`Priority::ALL`]: 0 for High.
+    pub const fn index(self) -> usize {
+        match self {
+            Priority::High => 0,
+            Priority::Normal => 1,
+            Priority::Low => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for Priority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Priority {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "high" => Ok(Priority::High),
+            "normal" => Ok(Priority::Normal),
+            "low" => Ok(Priority::Low),
+            _ => Err(format!("priority {s:?} must be high, normal or low")),
+        }
+    }
 }
 
 /// The most partitions a queue may have: 1024.
@@ -145,6 +209,7 @@ impl TaskOptions {
         rate: None,
         key_concurrency: None,
         partitions: 1,
+        priority: None,
     };
 }
 

@@ -33,6 +33,7 @@ pub(crate) const KEYS: &[&str] = &[
     "rate_key",
     "key_concurrency",
     "concurrency_key",
+    "priority",
     "crate",
 ];
 
@@ -100,6 +101,8 @@ pub(crate) struct TaskAttrs {
     /// A `u32` literal; zero is rejected in `check.rs`.
     pub(crate) key_concurrency: Option<Spanned<u32>>,
     pub(crate) concurrency_key: Option<Spanned<Vec<KeyPart>>>,
+    /// `"high"`, `"normal"` or `"low"`, checked here.
+    pub(crate) priority: Option<Spanned<String>>,
     pub(crate) krate: Option<Spanned<syn::Path>>,
     /// Keys seen so far, valid value or not, to report repetitions.
     seen: Vec<String>,
@@ -175,6 +178,23 @@ impl TaskAttrs {
             }
             "partition_by" => {
                 self.partition_by = lit_str(cx, &key, &value).map(|s| spanned_string(&s));
+            }
+            "priority" => {
+                self.priority = lit_str(cx, &key, &value).and_then(|lit| {
+                    let v = lit.value();
+                    let ok = matches!(v.as_str(), "high" | "normal" | "low");
+                    let parsed = if ok {
+                        Ok(Spanned::new(v, lit.span()))
+                    } else {
+                        Err(syn::Error::new(
+                            lit.span(),
+                            format!(
+                                "unknown priority {v:?}; expected \"high\", \"normal\" or \"low\""
+                            ),
+                        ))
+                    };
+                    record(cx, parsed)
+                });
             }
             "unique" => self.unique = key_spec(cx, &key, &value),
             "rate_key" => self.rate_key = key_spec(cx, &key, &value),
@@ -305,6 +325,7 @@ fn lit_str(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<LitStr> {
                 "concurrency_key" => "`concurrency_key = \"account\"`",
                 "unique_for" => "`unique_for = \"24h\"`",
                 "rate" => "`rate = \"100/s\"`",
+                "priority" => "`priority = \"high\"`, `\"normal\"` or `\"low\"`",
                 "crate" => "`crate = \"::mq_core\"`",
                 _ => "a string literal",
             };
@@ -652,7 +673,7 @@ mod tests {
             vec![
                 "unknown task attribute `retries`; expected one of: queue, name, max_retries, \
                  timeout, backoff, concurrency, partitions, partition_by, unique, unique_for, rate, \
-                 rate_key, key_concurrency, concurrency_key, crate",
+                 rate_key, key_concurrency, concurrency_key, priority, crate",
                 "duplicate task attribute `queue`",
                 "expected an unsigned integer literal (u32) for `max_retries`, e.g. \
                  `max_retries = 5`",
@@ -663,7 +684,7 @@ mod tests {
                 "duplicate task attribute `max_retries`",
                 "unknown task attribute `x::y`; expected one of: queue, name, max_retries, \
                  timeout, backoff, concurrency, partitions, partition_by, unique, unique_for, rate, \
-                 rate_key, key_concurrency, concurrency_key, crate",
+                 rate_key, key_concurrency, concurrency_key, priority, crate",
                 "duplicate task attribute `max_retries`",
             ]
         );

@@ -45,6 +45,8 @@ pub(crate) struct TaskModel {
     pub(crate) rate_key: Option<Spanned<Vec<KeySource>>>,
     pub(crate) key_concurrency: Option<Spanned<u32>>,
     pub(crate) concurrency_key: Option<Spanned<Vec<KeySource>>>,
+    /// `high`, `normal` or `low` (checked when parsed).
+    pub(crate) priority: Option<Spanned<String>>,
 }
 
 /// One resolved entry of a key attribute.
@@ -265,6 +267,7 @@ pub(crate) fn check(cx: &mut Ctxt, input: &DeriveInput, attrs: TaskAttrs) -> Tas
         rate_key,
         key_concurrency,
         concurrency_key,
+        priority: attrs.priority,
     }
 }
 

@@ -77,6 +77,17 @@ pub(crate) fn expand(model: &TaskModel) -> TokenStream {
         fields.push(quote_spanned!(k.span=> key_concurrency: ::core::option::Option::Some(#lit),));
     }
 
+    if let Some(p) = &model.priority {
+        let level = match p.value.as_str() {
+            "high" => quote_spanned!(p.span=> High),
+            "low" => quote_spanned!(p.span=> Low),
+            _ => quote_spanned!(p.span=> Normal),
+        };
+        fields.push(quote_spanned!(p.span=>
+            priority: ::core::option::Option::Some(#krate::Priority::#level),
+        ));
+    }
+
     // Spanned at the `partition_by` string, so a field type without `Display` gets rustc's
     // trait-bound error there.
     let partition_key = model.partition_by.as_ref().map(|by| {

@@ -59,6 +59,7 @@ mod expand;
 /// | `rate_key` | string: fields and/or `method()`s, needs `rate` | none (one limit for the queue) |
 /// | `key_concurrency` | integer literal ≥ 1 (`u32`), needs `concurrency_key` | none (no per-key limit) |
 /// | `concurrency_key` | string: fields and/or `method()`s, needs `key_concurrency` | none |
+/// | `priority` | `"high"`, `"normal"` or `"low"` | none (not prioritized: one stream) |
 /// | `crate` | string: path of the runtime crate | `"::mq_core"` |
 ///
 /// - **`queue = "images"`**: the Redis queue the task goes to. The default is the type name
@@ -127,6 +128,10 @@ mod expand;
 /// - **`key_concurrency = 2, concurrency_key = "account"`**: at most 2 tasks with one value of
 ///   the key (a key spec, see `unique`) run at once across all workers; implements
 ///   `Task::concurrency_key` and sets `TaskOptions::key_concurrency`. Each needs the other.
+/// - **`priority = "normal"`**: makes the task type prioritized: its tasks go to the stream of
+///   their level (this one unless the producer's `with_priority` asks for another) and its
+///   workers read the queue's High, Normal and Low streams, higher levels first. Sets
+///   `TaskOptions::priority` to `Some(Priority::Normal)`. Any other value is a compile error.
 /// - **`crate = "::mq_core"`**: where to find `Task`, `TaskOptions`, `Backoff` and `Rate`, for crates
 ///   that re-export mq under another path:
 ///

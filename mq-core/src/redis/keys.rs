@@ -1,6 +1,8 @@
 //! Every Redis key mq uses. All keys of one queue share the hash tag `{queue}`, so each Lua
 //! script touches one slot and works unchanged on Redis Cluster.
 
+use crate::task::Priority;
+
 /// Default key prefix: `mq`.
 pub const DEFAULT_PREFIX: &str = "mq";
 /// Default consumer group name: `mq`.
@@ -11,6 +13,9 @@ pub const DEFAULT_GROUP: &str = "mq";
 pub struct QueueKeys {
     /// The queue name.
     pub queue: String,
+    /// The priority level these keys hold: [`Priority::Normal`] for the queue's plain keys
+    /// (see [`level`](Self::level)).
+    pub level: Priority,
     /// `{prefix}:{queue}:stream`: ready and in-flight tasks.
     pub stream: String,
     /// `{prefix}:{queue}:delayed`: scheduled and retrying tasks, score = due time (unix ms).
@@ -57,6 +62,7 @@ impl QueueKeys {
     pub fn new(prefix: &str, queue: &str) -> Self {
         Self {
             queue: queue.to_owned(),
+            level: Priority::Normal,
             stream: format!("{prefix}:{{{queue}}}:stream"),
             delayed: format!("{prefix}:{{{queue}}}:delayed"),
             dead: format!("{prefix}:{{{queue}}}:dead"),
@@ -114,6 +120,48 @@ impl QueueKeys {
 }
 
 impl QueueKeys {
+    /// The keys of priority level `level` of this queue (or partition): its own stream,
+    /// delayed set, dead letters and wake channel, with the level's name appended
+    /// (`mq:{q}:stream:high`), under the same hash tag. The queue-wide keys (pause flag,
+    /// unique keys, duplicates, rate states, key slots) stay shared. [`Priority::Normal`] is
+    /// the queue's plain keys, unchanged: a queue without priorities is a Normal-only queue.
+    ///
+    /// ```
+    /// use mq_core::{redis::keys::QueueKeys, Priority};
+    /// let k = QueueKeys::new("mq", "q#2").level(Priority::High);
+    /// assert_eq!(k.stream, "mq:{q#2}:stream:high");
+    /// assert_eq!(k.delayed, "mq:{q#2}:delayed:high");
+    /// assert_eq!(k.dead, "mq:{q#2}:dead:high");
+    /// assert_eq!(k.wake, "mq:{q#2}:wake:high");
+    /// assert_eq!(k.unique, "mq:{q#2}:unique:");
+    /// assert_eq!(QueueKeys::new("mq", "q").level(Priority::Normal), QueueKeys::new("mq", "q"));
+    /// ```
+    pub fn level(&self, level: Priority) -> Self {
+        if level == self.level {
+            return self.clone();
+        }
+        // Back to the plain keys first, then the level's suffix.
+        let base = |key: &str| match self.level {
+            Priority::Normal => key.to_owned(),
+            l => key
+                .strip_suffix(&format!(":{}", l.as_str()))
+                .unwrap_or(key)
+                .to_owned(),
+        };
+        let with = |key: &str| match level {
+            Priority::Normal => base(key),
+            l => format!("{}:{}", base(key), l.as_str()),
+        };
+        Self {
+            level,
+            stream: with(&self.stream),
+            delayed: with(&self.delayed),
+            dead: with(&self.dead),
+            wake: with(&self.wake),
+            ..self.clone()
+        }
+    }
+
     /// The keys of each partition of `queue` (see [`partition_name`]); for `partitions <= 1`
     /// just the queue's own keys.
     ///

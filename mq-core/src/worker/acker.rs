@@ -72,7 +72,7 @@ async fn flush(shared: &Shared, queue: &QueueState, ids: &[String], stop: &Cance
     if ids.is_empty() {
         return;
     }
-    let part = format!("ack {}", queue.keys.queue);
+    let part = format!("ack {}", queue.label());
     let mut failures = 0u32;
     loop {
         let r = ack(shared, queue, ids).await;

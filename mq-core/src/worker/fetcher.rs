@@ -14,6 +14,10 @@
 //! While its queue is paused (see `pause.rs`) it sends no read and dispatches nothing; a read
 //! already in flight lands in the buffer, which waits (leased) for the resume.
 //!
+//! The fetchers of a prioritized queue (one per level) and of queues put in order have a
+//! [`Seat`] in an [arbiter](super::arbiter): they report their state and ask it before each
+//! read and before taking permits. A plain queue's fetcher has none and never asks.
+//!
 //! At shutdown it stops at once, a blocking read included (`CLIENT UNBLOCK`), and hands back
 //! what it fetched but did not start ([`release`](super::release)).
 
@@ -31,7 +35,8 @@ use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 use super::{
-    dispatcher, error_backoff, permits::Permits, reclaimer, sleep_or_cancel, QueueState, Shared,
+    arbiter::Seat, dispatcher, error_backoff, permits::Permits, reclaimer, sleep_or_cancel,
+    QueueState, Shared,
 };
 use crate::{
     config::MAX_FETCH_BATCH,
@@ -50,6 +55,8 @@ pub(super) struct Fetcher {
     pub(super) abort: CancellationToken,
     /// Most entries buffered plus being read: the queue's in-flight limit.
     pub(super) prefetch: usize,
+    /// This fetcher's place in its queue's (or queue group's) order; `None` for a plain queue.
+    pub(super) seat: Option<Seat>,
 }
 
 /// What the fetcher's one Redis request in flight is doing.
@@ -126,7 +133,7 @@ impl Window {
 
 impl Fetcher {
     pub(super) async fn run(self) {
-        let health_part = format!("fetch {}", self.queue.keys.queue);
+        let health_part = format!("fetch {}", self.queue.label());
         // The fetch connection's `CLIENT ID`, for unblocking its read at shutdown; asked for
         // before each blocking read.
         let mut client_id: Option<i64> = None;
@@ -141,10 +148,24 @@ impl Fetcher {
         // Completes when the pause watcher flips `paused`; kept across iterations (registered
         // once, not per loop).
         let mut pause_changed = std::pin::pin!(self.queue.pause_changed.notified());
+        // Completes when the arbiter's seats change (never without a seat).
+        let never = tokio::sync::Notify::new();
+        let order = self.seat.as_ref().map_or(&never, Seat::changed);
+        let mut order_changed = std::pin::pin!(order.notified());
+        // The last read failed: counts as exhausted for the arbiter.
+        let mut failing = false;
         loop {
             // A paused queue reads nothing new and dispatches nothing: what is buffered stays
             // leased here and starts first on resume (or is handed back at shutdown).
             let paused = self.queue.paused.load(Ordering::Relaxed);
+            // Ordered fetchers read and start only when the arbiter lets them.
+            let (may_read, may_start) = match &self.seat {
+                None => (true, true),
+                Some(seat) => {
+                    seat.report(paused || failing || (idle && buffer.is_empty()));
+                    (seat.may_read(), seat.may_start())
+                }
+            };
             // Refill once the buffer is down to half, so that reads stay large (a read per freed
             // permit would cost a round trip per task). After an empty read, read again only
             // once the buffer is empty (then blocking): a non-blocking read of an empty queue
@@ -162,6 +183,7 @@ impl Fetcher {
                 can_start.max(1)
             };
             if !paused
+                && may_read
                 && request.is_none()
                 && buffer.len() <= cap / 2
                 && (!idle || buffer.is_empty())
@@ -214,6 +236,9 @@ impl Fetcher {
                 _ = pause_changed.as_mut() => {
                     pause_changed.set(self.queue.pause_changed.notified());
                 }
+                _ = order_changed.as_mut(), if self.seat.is_some() => {
+                    order_changed.set(order.notified());
+                }
                 r = async { request.as_mut().map(|(_, f)| f) .expect("guarded").await }, if request.is_some() => {
                     let Some((what, _)) = request.take() else { continue };
                     match (what, r) {
@@ -222,6 +247,7 @@ impl Fetcher {
                                 window.round_trip(sent.elapsed());
                             }
                             failures = 0;
+                            failing = false;
                             self.shared.health.ok(&health_part);
                             idle = entries.is_empty();
                             if idle {
@@ -246,6 +272,11 @@ impl Fetcher {
                         }
                         (Pending::Read { .. }, Err(e)) => {
                             client_id = None;
+                            failing = true;
+                            if let Some(seat) = &self.seat {
+                                // Others need not wait out the backoff.
+                                seat.report(true);
+                            }
                             if !self.read_failed(e, &health_part, &mut failures).await {
                                 let rest: Vec<RawEntry> = buffer.drain(..).collect();
                                 self.queue.untrack(rest.iter().map(|(id, _)| id));
@@ -260,14 +291,20 @@ impl Fetcher {
                         }
                     }
                 }
-                p = self.acquire(buffer.len()), if !paused && !buffer.is_empty() => {
+                p = self.acquire(buffer.len()), if !paused && may_start && !buffer.is_empty() => {
                     let Some(permits) = p else { break };
-                    if self.queue.paused.load(Ordering::Relaxed) {
-                        // Paused while waiting for permits: give them back.
+                    if self.queue.paused.load(Ordering::Relaxed)
+                        || self.seat.as_ref().is_some_and(|s| !s.may_start())
+                    {
+                        // Paused, or a higher level became ready, while waiting for permits:
+                        // give them back.
                         continue;
                     }
                     let n = permits.len().min(buffer.len());
                     window.dispatched(n);
+                    if let Some(seat) = &self.seat {
+                        seat.started(n);
+                    }
                     // An entry whose lease renewal found it owned by another worker meanwhile
                     // (this one stalled past the reclaim timeout) runs there, not here.
                     let entries: Vec<RawEntry> = buffer

@@ -71,7 +71,7 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
             }
         });
         for (q, r) in futures::future::join_all(renewals).await {
-            let part = format!("renew {}", q.keys.queue);
+            let part = format!("renew {}", q.label());
             let e = match r {
                 Ok(Ok(())) => {
                     shared.health.ok(&part);

@@ -9,6 +9,7 @@
 //! ```
 
 mod acker;
+mod arbiter;
 mod dispatcher;
 mod fetcher;
 mod heartbeat;
@@ -130,6 +131,36 @@ impl WorkerBuilder {
         self.config
             .queue_partitions
             .insert(queue.to_owned(), partitions);
+        self
+    }
+
+    /// Reads the priority levels of `queue` (its `high`, normal and `low` streams, see
+    /// [`Priority`](crate::Priority)) although none of its task types has a `priority`: for
+    /// tasks that other producers (other languages, raw enqueues) write at other levels.
+    pub fn queue_priorities(mut self, queue: &str) -> Self {
+        self.config.queue_priorities.insert(queue.to_owned());
+        self
+    }
+
+    /// Makes the priority levels of `queue` weighted instead of strict: among the levels with
+    /// tasks ready, each starts tasks in proportion to its weight (`[high, normal, low]`, each
+    /// at least 1), so lower levels never starve. Default: strict (a lower level's task starts
+    /// only while no higher level's task of the queue is ready). Enables the levels like
+    /// [`queue_priorities`](Self::queue_priorities).
+    pub fn priority_weights(mut self, queue: &str, weights: [u32; 3]) -> Self {
+        self.config.queue_priorities.insert(queue.to_owned());
+        self.config
+            .priority_weights
+            .insert(queue.to_owned(), weights);
+        self
+    }
+
+    /// Orders queues of this worker strictly: a task of a queue starts only while every queue
+    /// before it in `queues` has no task ready (as strict priority levels do within a queue,
+    /// and within each queue its levels still go first). Queues not named are independent.
+    /// Default: none, every queue independent.
+    pub fn queue_order(mut self, queues: &[&str]) -> Self {
+        self.config.queue_order = queues.iter().map(|q| (*q).to_owned()).collect();
         self
     }
 
@@ -313,6 +344,24 @@ impl WorkerBuilder {
                 ));
             }
         }
+        for (q, w) in &config.priority_weights {
+            if w.contains(&0) {
+                problems.push(format!("priority_weights for {q} must be at least 1 each"));
+            }
+            if config.queue_order.contains(q) {
+                problems.push(format!(
+                    "queue {q:?} is in queue_order, which orders its levels strictly: drop its \
+                     priority_weights or take it out of queue_order"
+                ));
+            }
+        }
+        for q in config.queue_priorities.iter().chain(&config.queue_order) {
+            if !handlers.contains_key(q) {
+                problems.push(format!(
+                    "queue_priorities, priority_weights or queue_order name {q:?}, which has no handler"
+                ));
+            }
+        }
         for (q, n) in &config.queue_partitions {
             if !(1..=crate::task::MAX_PARTITIONS).contains(n) {
                 problems.push(format!(
@@ -374,6 +423,9 @@ impl WorkerBuilder {
         })
         .await?;
         let mut queues = Vec::new();
+        // Queues in strict order share one arbiter; the levels of each other prioritized queue
+        // have one of their own.
+        let ordered = (!config.queue_order.is_empty()).then(|| arbiter::Arbiter::new(None));
         for (name, handlers) in handlers {
             let partitions = config
                 .queue_partitions
@@ -408,7 +460,30 @@ impl WorkerBuilder {
                 streams.push(QueueKeys::new(&config.prefix, &name));
             }
             let shares = streams.len();
+            // A prioritized queue: each stream at each level, ordered by an arbiter. A plain
+            // queue: its streams alone, no arbiter.
+            let prioritized = config.queue_priorities.contains(&name)
+                || handlers.values().any(|h| h.options().priority.is_some());
+            let position = config.queue_order.iter().position(|q| *q == name);
+            let (levels, arbiter): (&[crate::Priority], _) = match (prioritized, position) {
+                (true, Some(_)) => (&crate::Priority::ALL, ordered.clone()),
+                (true, None) => (
+                    &crate::Priority::ALL,
+                    Some(arbiter::Arbiter::new(
+                        config.priority_weights.get(&name).map(|w| &w[..]),
+                    )),
+                ),
+                (false, Some(_)) => (&[crate::Priority::Normal], ordered.clone()),
+                (false, None) => (&[crate::Priority::Normal], None),
+            };
+            let streams: Vec<QueueKeys> = levels
+                .iter()
+                .flat_map(|&l| streams.iter().map(move |k| k.level(l)))
+                .collect();
             for keys in streams {
+                // Rank: the queue's place in the order, then the level.
+                let rank = position.unwrap_or(0) * crate::Priority::ALL.len() + keys.level.index();
+                let seat = arbiter.as_ref().map(|a| a.seat(rank));
                 conn::retry_transient("create consumer group", started, wait, || {
                     let (mut c, stream, group) = (data.clone(), &keys.stream, &config.group);
                     async move {
@@ -442,11 +517,14 @@ impl WorkerBuilder {
                     // The partitions share the queue's limit: each buffers its share, so a
                     // worker holds about what it can run, not N times that.
                     prefetch: in_flight_limit.div_ceil(shares).max(1),
+                    seat,
                 });
             }
         }
         queues.sort_by(|a, b| a.state.keys.queue.cmp(&b.state.keys.queue));
-        let queue_names: Vec<String> = queues.iter().map(|q| q.state.keys.queue.clone()).collect();
+        let mut queue_names: Vec<String> =
+            queues.iter().map(|q| q.state.keys.queue.clone()).collect();
+        queue_names.dedup();
         tracing::info!(
             consumer = %config.consumer,
             queues = ?queues.iter().map(|q| &q.state.keys.queue).collect::<Vec<_>>(),
@@ -541,6 +619,14 @@ impl QueueState {
     pub(crate) fn in_flight_ids(&self) -> Vec<String> {
         lock(&self.in_flight).iter().cloned().collect()
     }
+
+    /// The stream's name in logs and health reports: `q`, `q#2`, or with its level `q:high`.
+    pub(crate) fn label(&self) -> String {
+        match self.keys.level {
+            crate::Priority::Normal => self.keys.queue.clone(),
+            l => format!("{}:{l}", self.keys.queue),
+        }
+    }
 }
 
 /// Records `queue`'s number of partitions in `{prefix}:partitions` (where admin tools find
@@ -583,6 +669,8 @@ struct QueueRuntime {
     fetch: Conn,
     /// The queue's in-flight limit in this process: the fetcher buffers at most that many.
     prefetch: usize,
+    /// The fetcher's place in its arbiter, if its queue is prioritized or ordered.
+    seat: Option<arbiter::Seat>,
 }
 
 /// A built worker, ready to [`run`](Self::run).
@@ -897,6 +985,7 @@ impl Worker {
                 token: token.clone(),
                 abort: hard_stop.clone(),
                 prefetch: q.prefetch,
+                seat: q.seat,
             };
             fetchers.spawn(watch_fetcher(fetcher, shared.clone(), token.clone()));
         }

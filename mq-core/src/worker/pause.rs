@@ -62,7 +62,9 @@ pub(super) async fn refresh(shared: &Shared, queues: &[Arc<QueueState>]) -> Resu
         let now = paused.get(q.keys.paused.as_str()).copied().unwrap_or(false);
         if q.paused.swap(now, Ordering::SeqCst) != now {
             q.pause_changed.notify_one();
-            if q.keys.queue == *q.queue || q.keys.queue.ends_with("#0") {
+            if q.keys.level == crate::Priority::Normal
+                && (q.keys.queue == *q.queue || q.keys.queue.ends_with("#0"))
+            {
                 tracing::info!(queue = %q.queue, paused = now, "{}", if now { "queue paused" } else { "queue resumed" });
             }
         }

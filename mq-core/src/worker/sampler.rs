@@ -65,6 +65,11 @@ async fn duplicates_refused<'q>(
     shared: &Shared,
     queues: &'q [Arc<QueueState>],
 ) -> Result<Vec<(&'q str, i64)>> {
+    // The levels of a prioritized queue share its counter: one `GET` per partition.
+    let queues: Vec<&Arc<QueueState>> = queues
+        .iter()
+        .filter(|q| q.keys.level == crate::Priority::Normal)
+        .collect();
     let cmds = queues
         .iter()
         .map(|q| redis::cmd("GET").arg(&q.keys.duplicates).clone())

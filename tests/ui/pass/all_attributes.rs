@@ -45,6 +45,7 @@ fn main() {
             rate: None,
             key_concurrency: None,
             partitions: 4,
+            priority: None,
         }
     );
     assert_eq!(

@@ -1,0 +1,208 @@
+//! The arbiter: orders the fetchers of a prioritized queue (one per level and partition), and
+//! of the queues put in order with [`WorkerBuilder::queue_order`](super::WorkerBuilder::queue_order).
+//! Plain queues have none: their fetcher never asks.
+//!
+//! Each fetcher has a [`Seat`] with a rank (0 first). Fetchers report their state after each
+//! change (a read came back, entries dispatched, paused, failing) and ask before reading and
+//! before taking permits:
+//!
+//! - **Strict**: a seat may read and start tasks only while every seat of a lower rank is
+//!   *exhausted*: its last read came back empty and its buffer is empty (paused or failing
+//!   counts as exhausted; a seat that has not read yet is not). So the first tasks a worker
+//!   starts are of the highest level, and it never starts a lower level's task while it knows
+//!   of a ready higher-level one (its buffered entries, or a read that returned entries).
+//! - **Weighted**: seats read freely; among the ranks not exhausted (entries buffered, or a
+//!   read that may bring some) the one that served least, in tasks started divided by its
+//!   weight (its virtual time), starts next: the others wait the round trip of its read
+//!   rather than run ahead of it. A rank that comes back after being exhausted starts at the
+//!   least virtual time of the others, so idling earns it no burst.
+//!
+//! A state change wakes waiting fetchers through a [`Notify`]; nothing polls.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// Orders the seats of one group of fetchers.
+pub(crate) struct Arbiter {
+    state: Mutex<State>,
+    changed: Notify,
+    /// `None`: strict; otherwise the weight of each rank.
+    weights: Option<Vec<f64>>,
+}
+
+struct State {
+    seats: Vec<SeatState>,
+    /// Weighted: tasks started by each rank divided by its weight.
+    vtime: Vec<f64>,
+}
+
+#[derive(Clone, Copy)]
+struct SeatState {
+    rank: usize,
+    exhausted: bool,
+}
+
+/// One fetcher's place in an [`Arbiter`].
+pub(crate) struct Seat {
+    arbiter: Arc<Arbiter>,
+    id: usize,
+    rank: usize,
+}
+
+impl Arbiter {
+    /// A strict arbiter (`weights` is `None`) or a weighted one with one weight (at least 1)
+    /// per rank.
+    pub(crate) fn new(weights: Option<&[u32]>) -> Arc<Self> {
+        let weights: Option<Vec<f64>> =
+            weights.map(|w| w.iter().map(|&w| f64::from(w.max(1))).collect());
+        let ranks = weights.as_ref().map_or(0, Vec::len);
+        Arc::new(Arbiter {
+            state: Mutex::new(State {
+                seats: Vec::new(),
+                vtime: vec![0.0; ranks],
+            }),
+            changed: Notify::new(),
+            weights,
+        })
+    }
+
+    /// A new seat of rank `rank` (0 goes first): not exhausted.
+    pub(crate) fn seat(self: &Arc<Self>, rank: usize) -> Seat {
+        let mut s = lock(&self.state);
+        s.seats.push(SeatState {
+            rank,
+            exhausted: false,
+        });
+        if s.vtime.len() <= rank {
+            s.vtime.resize(rank + 1, 0.0);
+        }
+        Seat {
+            arbiter: self.clone(),
+            id: s.seats.len() - 1,
+            rank,
+        }
+    }
+}
+
+impl Seat {
+    /// The notification of a state change of the arbiter's seats.
+    pub(crate) fn changed(&self) -> &Notify {
+        &self.arbiter.changed
+    }
+
+    /// Records whether this seat is exhausted: its last read was empty and nothing is
+    /// buffered, or it is paused or failing. Wakes the other seats if that changed.
+    pub(crate) fn report(&self, exhausted: bool) {
+        let a = &self.arbiter;
+        let mut s = lock(&a.state);
+        if s.seats[self.id].exhausted == exhausted {
+            return;
+        }
+        if !exhausted && a.weights.is_some() {
+            // Back after being exhausted: no credit for the idle time.
+            let rank_busy = s.seats.iter().any(|x| x.rank == self.rank && !x.exhausted);
+            let least = s
+                .seats
+                .iter()
+                .filter(|x| !x.exhausted && x.rank != self.rank)
+                .map(|x| s.vtime[x.rank])
+                .fold(f64::INFINITY, f64::min);
+            if !rank_busy && least.is_finite() && s.vtime[self.rank] < least {
+                s.vtime[self.rank] = least;
+            }
+        }
+        s.seats[self.id].exhausted = exhausted;
+        drop(s);
+        a.changed.notify_waiters();
+    }
+
+    /// Whether this seat may send a read: strict, every lower rank is exhausted; weighted,
+    /// always.
+    pub(crate) fn may_read(&self) -> bool {
+        match self.arbiter.weights {
+            Some(_) => true,
+            None => self.higher_exhausted(&lock(&self.arbiter.state)),
+        }
+    }
+
+    /// Whether this seat may start tasks now: strict, every lower rank is exhausted;
+    /// weighted, no rank that is not exhausted has served less (by its weight).
+    pub(crate) fn may_start(&self) -> bool {
+        let s = lock(&self.arbiter.state);
+        match self.arbiter.weights {
+            None => self.higher_exhausted(&s),
+            Some(_) => {
+                let mine = s.vtime[self.rank];
+                s.seats
+                    .iter()
+                    .filter(|x| !x.exhausted && x.rank != self.rank)
+                    .all(|x| s.vtime[x.rank] >= mine)
+            }
+        }
+    }
+
+    /// Records `n` tasks started by this seat (weighted: its rank's virtual time advances).
+    pub(crate) fn started(&self, n: usize) {
+        let a = &self.arbiter;
+        if let Some(w) = &a.weights {
+            let mut s = lock(&a.state);
+            let weight = w.get(self.rank).copied().unwrap_or(1.0);
+            s.vtime[self.rank] += n as f64 / weight;
+            drop(s);
+            a.changed.notify_waiters();
+        }
+    }
+
+    fn higher_exhausted(&self, s: &State) -> bool {
+        s.seats.iter().all(|x| x.rank >= self.rank || x.exhausted)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_waits_for_every_higher_rank() {
+        let a = Arbiter::new(None);
+        let (high, high2, low) = (a.seat(0), a.seat(0), a.seat(1));
+        assert!(high.may_read() && high.may_start() && high2.may_start());
+        assert!(!low.may_read(), "unknown at start: not exhausted");
+        high.report(true);
+        assert!(!low.may_start(), "the second high seat has not read yet");
+        high2.report(true);
+        assert!(low.may_read() && low.may_start());
+        high.report(false);
+        assert!(!low.may_start());
+    }
+
+    #[test]
+    fn weighted_serves_the_least_served_rank_without_idle_credit() {
+        let a = Arbiter::new(Some(&[2, 1]));
+        let (high, low) = (a.seat(0), a.seat(1));
+        let mut starts = [0, 0];
+        for _ in 0..300 {
+            if high.may_start() {
+                high.started(1);
+                starts[0] += 1;
+            } else {
+                assert!(low.may_start());
+                low.started(1);
+                starts[1] += 1;
+            }
+        }
+        assert_eq!(starts, [200, 100]);
+        // Low idles while high runs 100 more; back, it gets no burst.
+        low.report(true);
+        high.started(100);
+        low.report(false);
+        assert!(low.may_start());
+        low.started(1);
+        assert!(high.may_start());
+    }
+}
