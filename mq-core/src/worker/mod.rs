@@ -9,6 +9,7 @@
 //! ```
 
 mod acker;
+pub mod cron;
 mod dispatcher;
 mod fetcher;
 mod heartbeat;
@@ -20,6 +21,8 @@ mod reclaimer;
 mod release;
 mod sampler;
 mod waker;
+
+pub(crate) use dispatcher::{after_failure, guarded};
 
 use std::{
     collections::{HashMap, HashSet},
@@ -76,6 +79,7 @@ type Handlers = HashMap<String, Arc<dyn ErasedHandler>>;
 pub struct WorkerBuilder {
     config: WorkerConfig,
     handlers: HashMap<String, Handlers>,
+    schedules: Vec<cron::Schedule>,
     problems: Vec<String>,
 }
 
@@ -104,6 +108,28 @@ impl WorkerBuilder {
                 T::QUEUE
             ));
         }
+        self
+    }
+
+    /// Enqueues a task made by `make` at every tick of the cron expression `expr` (5 fields,
+    /// or 6 with seconds first), in UTC, skipping ticks missed while no worker ran: a
+    /// [`Schedule`](cron::Schedule) named after the task type (see
+    /// [`schedule_with`](Self::schedule_with) for a name, a time zone or a catch-up policy).
+    /// `make` gets the time of the tick. Every worker may run the same schedule: each tick is
+    /// enqueued exactly once (README "Cron schedules"). The task goes to its queue's stream
+    /// (of a partitioned queue, the queue's own stream, which its workers read too); a
+    /// [unique](Task::unique_key) task's key is not taken.
+    pub fn schedule<T: Task>(
+        self,
+        expr: &str,
+        make: impl Fn(std::time::SystemTime) -> T + Send + Sync + 'static,
+    ) -> Self {
+        self.schedule_with(cron::Schedule::new(expr, make))
+    }
+
+    /// Runs a [`Schedule`](cron::Schedule) (see [`schedule`](Self::schedule)).
+    pub fn schedule_with(mut self, schedule: cron::Schedule) -> Self {
+        self.schedules.push(schedule);
         self
     }
 
@@ -261,8 +287,10 @@ impl WorkerBuilder {
         let WorkerBuilder {
             config,
             handlers,
+            schedules,
             mut problems,
         } = self;
+        let schedules = cron::plan(schedules, &config.prefix, &mut problems);
         if handlers.is_empty() {
             problems.push("no handlers registered".into());
         }
@@ -466,6 +494,7 @@ impl WorkerBuilder {
                 pool,
             }),
             queues,
+            schedules,
             token: CancellationToken::new(),
             abort: CancellationToken::new(),
         })
@@ -589,6 +618,8 @@ struct QueueRuntime {
 pub struct Worker {
     shared: Arc<Shared>,
     queues: Vec<QueueRuntime>,
+    /// The cron schedules this worker runs.
+    schedules: Vec<Arc<cron::Planned>>,
     token: CancellationToken,
     abort: CancellationToken,
 }
@@ -607,6 +638,7 @@ impl Worker {
         WorkerBuilder {
             config: WorkerConfig::new(url),
             handlers: HashMap::new(),
+            schedules: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -804,6 +836,7 @@ impl Worker {
         let Worker {
             shared,
             queues,
+            schedules,
             token,
             abort,
         } = self;
@@ -870,6 +903,9 @@ impl Worker {
         let mut fetchers = JoinSet::new();
         let mut ackers = JoinSet::new();
         let mut promoters = JoinSet::new();
+        for plan in schedules {
+            promoters.spawn(cron::run(shared.clone(), plan, token.clone()));
+        }
         for q in queues {
             let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(crate::config::MAX_ACK_BATCH * 2);
             ackers.spawn(acker::run(
