@@ -362,3 +362,95 @@ impl Enqueue for TestProducer {
         self.record(&task, When::At(at))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Job {
+        n: u64,
+    }
+
+    impl Task for Job {
+        const NAME: &'static str = "Job";
+        const QUEUE: &'static str = "t";
+        const OPTIONS: crate::TaskOptions = crate::TaskOptions {
+            max_retries: 1,
+            backoff: crate::Backoff::Exponential {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(60),
+            },
+            ..crate::TaskOptions::DEFAULT
+        };
+    }
+
+    async fn job(task: Job, ctx: TaskContext) -> std::result::Result<(), TaskError> {
+        match task.n {
+            0 => Ok(()),
+            1 => Err(TaskError::snooze(Duration::from_secs(2))),
+            2 => panic!("boom"),
+            3 => Err(TaskError::retry_after(Duration::from_secs(9), "later")),
+            _ => Err(TaskError::retry(format!("attempt {}", ctx.attempt()))),
+        }
+    }
+
+    #[tokio::test]
+    async fn outcomes_are_what_the_worker_would_do() {
+        assert_eq!(run(&job, Job { n: 0 }).await, Outcome::Succeeded);
+        assert_eq!(
+            run(&job, Job { n: 1 }).await,
+            Outcome::Snoozed {
+                delay: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(
+            run(&job, Job { n: 2 }).await,
+            Outcome::Retry {
+                delay: Duration::from_secs(1),
+                error: "handler panicked: boom".into()
+            }
+        );
+        assert_eq!(
+            run(&job, Job { n: 3 }).await,
+            Outcome::Retry {
+                delay: Duration::from_secs(9),
+                error: "later".into()
+            }
+        );
+        // The exponential backoff's full delay for attempt 0; attempt 1 is the last.
+        assert_eq!(
+            run(&job, Job { n: 4 }).await,
+            Outcome::Retry {
+                delay: Duration::from_secs(1),
+                error: "attempt 0".into()
+            }
+        );
+        assert_eq!(
+            run_with(&job, Job { n: 4 }, TestContext::new().attempt(1)).await,
+            Outcome::Dead {
+                reason: "retries exhausted: attempt 1".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_test_producer_records_when_tasks_run() {
+        let p = TestProducer::new();
+        let id = Enqueue::enqueue_in(&p, Duration::from_secs(5), Job { n: 7 })
+            .await
+            .unwrap();
+        let all = p.enqueued();
+        assert_eq!(
+            (all[0].id.as_str(), all[0].queue.as_str()),
+            (id.as_str(), "t")
+        );
+        assert_eq!(all[0].when, When::In(Duration::from_secs(5)));
+        p.assert_enqueued::<Job>(|j| j.n == 7);
+        let missing = std::panic::catch_unwind(|| p.assert_enqueued::<Job>(|j| j.n == 8));
+        assert!(missing.is_err());
+        p.clear();
+        p.assert_not_enqueued::<Job>();
+    }
+}
