@@ -279,8 +279,9 @@ impl WorkerBuilder {
     ///
     /// [`Error::Config`] for no handlers, a zero limit, a limit for a queue without handlers, a
     /// bad queue name, two handlers for one task, a bad URL, an evicting Redis (see
-    /// [`allow_eviction`](Self::allow_eviction)) or a queue whose stream has a consumer group
-    /// of another name; [`Error::Redis`] if Redis is not reachable within the
+    /// [`allow_eviction`](Self::allow_eviction)), a queue whose stream has a consumer group
+    /// of another name, a bad cron expression or two [schedules](Self::schedule) of one name
+    /// on one queue; [`Error::Redis`] if Redis is not reachable within the
     /// [`startup_timeout`](Self::startup_timeout) or refuses a command; [`Error::Tls`] at once
     /// for a TLS certificate the server or the worker refuses (see [`tls`](Self::tls)).
     pub async fn build(self) -> Result<Worker> {
