@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 /// Operate mq task queues on Redis: queue sizes and rates, dead letters, workers, pending
-/// entries, enqueueing by hand, pausing and resuming queues.
+/// entries, enqueueing by hand, pausing and resuming queues, cron schedules.
 #[derive(Debug, Parser)]
 #[command(name = "mq", version, propagate_version = true)]
 pub(crate) struct Cli {
@@ -91,6 +91,9 @@ pub(crate) enum Command {
         /// The queue.
         queue: String,
     },
+    /// Cron schedules the workers run: name, queue, expression, time zone, last and next tick
+    /// (as recorded in `{prefix}:{queue}:cron`).
+    Schedules,
 }
 
 /// `mq stats`.

@@ -11,6 +11,7 @@
 //! mq pending <queue> [--count N]
 //! mq pause <queue>
 //! mq resume <queue>
+//! mq schedules
 //! ```
 //!
 //! `mq stats` computes its rates from two samples of each stream's counters (`XINFO STREAM`
@@ -31,6 +32,7 @@ mod error;
 mod output;
 mod pause;
 mod pending;
+mod schedules;
 mod stats;
 mod workers;
 
@@ -138,5 +140,6 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Pending(args) => pending::run(ctx, args).await,
         Command::Pause { queue } => pause::run(ctx, &queue, true).await,
         Command::Resume { queue } => pause::run(ctx, &queue, false).await,
+        Command::Schedules => schedules::run(ctx).await,
     }
 }

@@ -896,3 +896,55 @@ async fn stats_show_key_slots_in_use() {
         "{stats}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_lists_the_cron_schedules_with_last_and_next_tick() {
+    let server = redis();
+    let url = server.url();
+    let out = mq_ok(&url, &["schedules"]).await;
+    assert_eq!(out.stdout, "no schedules\n");
+
+    let worker = Worker::builder(&url)
+        .handle::<EmbedImage, _>(|_t: EmbedImage, _ctx: TaskContext| async move {
+            Ok::<_, TaskError>(())
+        })
+        .schedule("* * * * * *", |_tick| EmbedImage {
+            product_id: 1,
+            url: "https://example.com/1.jpg".into(),
+        })
+        .block_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let running = spawn(worker);
+    wait_until(WAIT, "a tick recorded", || {
+        let url = url.clone();
+        async move {
+            let s = mq_ok(&url, &["--json", "schedules"]).await.json();
+            s[0]["last_ms"].as_u64().is_some()
+        }
+    })
+    .await;
+    stop(running).await.unwrap();
+
+    let s = mq_ok(&url, &["--json", "schedules"]).await.json();
+    let s = s.as_array().unwrap();
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0]["name"], "EmbedImage");
+    assert_eq!(s[0]["queue"], "images");
+    assert_eq!(s[0]["expression"], "* * * * * *");
+    assert_eq!(s[0]["timezone"], "UTC");
+    let (last, next) = (
+        s[0]["last_ms"].as_u64().unwrap(),
+        s[0]["next_ms"].as_u64().unwrap(),
+    );
+    assert_eq!((last % 1000, next - last), (0, 1000));
+
+    let out = mq_ok(&url, &["schedules"]).await;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{lines:?}");
+    assert!(
+        lines[1].starts_with("EmbedImage  images  * * * * * *  UTC "),
+        "{lines:?}"
+    );
+}

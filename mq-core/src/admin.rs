@@ -155,6 +155,25 @@ pub struct PendingEntry {
     pub task_name: Option<String>,
 }
 
+/// A cron schedule as its workers recorded it in `{prefix}:{queue}:cron` (see
+/// [`WorkerBuilder::schedule`](crate::WorkerBuilder::schedule)); [`Admin::schedules`] lists
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleInfo {
+    /// The schedule's name.
+    pub name: String,
+    /// The queue its task goes to.
+    pub queue: String,
+    /// Its cron expression.
+    pub expression: String,
+    /// The time zone its ticks are computed in (`UTC` by default).
+    pub timezone: String,
+    /// The last tick enqueued, unix ms (`None` before the first).
+    pub last: Option<u64>,
+    /// The next tick, unix ms.
+    pub next: Option<u64>,
+}
+
 /// A worker registered in `{prefix}:workers`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkerInfo {
@@ -713,6 +732,37 @@ impl Admin {
         names.sort();
         names.dedup();
         Ok(names)
+    }
+
+    /// Every cron schedule recorded under the prefix, by queue then name: one `SCAN` for the
+    /// `{prefix}:{*}:cron` hashes, then one `HGETALL` each.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`].
+    pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        let pattern = format!("{}:{{*}}:cron", self.prefix);
+        let mut out = Vec::new();
+        for key in self
+            .conn
+            .clone()
+            .scan_keys(&pattern, "hash")
+            .await
+            .map_err(Error::redis("SCAN"))?
+        {
+            let start = self.prefix.len() + 2;
+            let Some(queue) = key.get(start..key.len().saturating_sub(6)) else {
+                continue;
+            };
+            let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async(&mut self.conn.clone())
+                .await
+                .map_err(Error::redis("HGETALL"))?;
+            out.extend(schedule_infos(queue, fields));
+        }
+        out.sort_by(|a, b| (&a.queue, &a.name).cmp(&(&b.queue, &b.name)));
+        Ok(out)
     }
 
     /// Sizes of `queue` as one consistent snapshot: every count is read by one script, so a
@@ -1494,6 +1544,34 @@ fn flat_map(v: Value) -> Vec<(String, Value)> {
             .collect(),
         _ => Vec::new(),
     }
+}
+
+/// The schedules of `queue` from its schedules hash's `<name>:<what>` fields.
+fn schedule_infos(queue: &str, fields: Vec<(String, String)>) -> Vec<ScheduleInfo> {
+    let mut by_name: std::collections::BTreeMap<String, ScheduleInfo> = Default::default();
+    for (field, value) in fields {
+        let Some((name, what)) = field.rsplit_once(':') else {
+            continue;
+        };
+        let info = by_name
+            .entry(name.to_owned())
+            .or_insert_with(|| ScheduleInfo {
+                name: name.to_owned(),
+                queue: queue.to_owned(),
+                expression: String::new(),
+                timezone: String::new(),
+                last: None,
+                next: None,
+            });
+        match what {
+            "expr" => info.expression = value,
+            "tz" => info.timezone = value,
+            "last" => info.last = value.parse().ok(),
+            "next" => info.next = value.parse().ok(),
+            _ => {}
+        }
+    }
+    by_name.into_values().collect()
 }
 
 #[cfg(test)]

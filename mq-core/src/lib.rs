@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod batch;
 pub mod config;
+pub mod enqueue;
 // The wire format's encoder and decoder: public for mq's own tests, hidden from the docs
 // (docs/wire-format.md describes the format).
 #[doc(hidden)]
@@ -15,6 +16,7 @@ pub mod producer;
 pub mod redis;
 pub mod retry;
 pub mod task;
+pub mod testing;
 pub mod trace;
 pub mod worker;
 
@@ -22,6 +24,7 @@ pub use admin::Admin;
 pub use async_trait::async_trait;
 pub use batch::{batch, BatchHandler, Batched};
 pub use config::{TlsOptions, WorkerConfig};
+pub use enqueue::Enqueue;
 pub use error::{Error, Result};
 pub use handler::{blocking, Handler, TaskContext, TaskError};
 pub use metrics::Metrics;
@@ -30,7 +33,10 @@ pub use producer::{Enqueued, Producer, ProducerBuilder};
 pub use retry::Backoff;
 pub use task::{Priority, Rate, Task, TaskOptions};
 pub use tokio_util::sync::CancellationToken;
-pub use worker::{Worker, WorkerBuilder};
+pub use worker::{
+    cron::{MissedTicks, Schedule},
+    Worker, WorkerBuilder,
+};
 
 /// The names most programs need: `use mq_core::prelude::*;`.
 ///

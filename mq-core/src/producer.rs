@@ -530,39 +530,46 @@ impl Producer {
 
     /// Enqueues one unique task (`env.unique` is set), now (`due` is `None`) or delayed: one
     /// `enqueue_unique.lua` call, loaded and sent again if Redis does not have it.
-    async fn submit_unique<T: Task>(
+    ///
+    /// The future does not hold `task` (only its partition's keys), so it is `Send` for any
+    /// task type, `Sync` or not.
+    fn submit_unique<T: Task>(
         &self,
         task: &T,
         env: Envelope,
         due: Option<Due>,
-    ) -> Result<Enqueued> {
+    ) -> impl std::future::Future<Output = Result<Enqueued>> + Send + '_ {
         let keys = self
             .partition_keys::<T>()
             .swap_remove(self.partition_of(task));
-        let inv = unique_invocation(&keys, &env, due);
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&inv);
-        let sent = send(pipe.clone(), self.conn.clone(), self.durability, 1).await;
-        let sent = match sent {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.load_script(&scripts::ENQUEUE_UNIQUE, "enqueue")
-                    .await?;
-                send(pipe, self.conn.clone(), self.durability, 1).await
+        async move {
+            let inv = unique_invocation(&keys, &env, due);
+            let mut pipe = redis::pipe();
+            pipe.invoke_script(&inv);
+            let sent = send(pipe.clone(), self.conn.clone(), self.durability, 1).await;
+            let sent = match sent {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    self.load_script(&scripts::ENQUEUE_UNIQUE, "enqueue")
+                        .await?;
+                    send(pipe, self.conn.clone(), self.durability, 1).await
+                }
+                sent => sent,
+            };
+            let (replies, short) = sent
+                .map_err(Error::redis("enqueue"))
+                .or_else_readonly(&self.conn)
+                .await?;
+            let outcome = replies
+                .first()
+                .map(|r| self.unique_outcome(r, &env.id))
+                .transpose()?
+                .unwrap_or(Enqueued::Added(env.id));
+            match short {
+                None => Ok(outcome),
+                Some(short) => Err(short.into_error(vec![outcome.into_id()])),
             }
-            sent => sent,
-        };
-        let (replies, short) = sent
-            .map_err(Error::redis("enqueue"))
-            .or_else_readonly(&self.conn)
-            .await?;
-        let outcome = replies
-            .first()
-            .map(|r| self.unique_outcome(r, &env.id))
-            .transpose()?
-            .unwrap_or(Enqueued::Added(env.id));
-        match short {
-            None => Ok(outcome),
-            Some(short) => Err(short.into_error(vec![outcome.into_id()])),
         }
     }
 
@@ -1007,36 +1014,64 @@ impl Producer {
     /// The envelope of a new task, its payload checked against the cap.
     fn envelope<T: Task>(&self, task: &T, now: u64, traceparent: Option<&str>) -> Result<Envelope> {
         self.level::<T>()?;
-        let payload = rmp_serde::to_vec_named(task).map_err(|source| Error::Encode {
-            task: T::NAME,
-            source,
-        })?;
-        self.check_payload(T::NAME, &payload)?;
-        Ok(Envelope {
-            id: new_task_id(),
-            name: T::NAME.to_owned(),
-            payload,
-            attempt: 0,
-            enqueued_at: now,
-            traceparent: traceparent.map(str::to_owned),
-            error: None,
-            unique: task.unique_key(),
-            rate_key: task.rate_key(),
-            rate_slot: false,
-            concurrency_key: task.concurrency_key(),
-        })
+        new_envelope(task, now, traceparent, self.max_payload)
     }
 
     /// [`Error::PayloadTooLarge`] if `payload` is over the cap.
     fn check_payload(&self, task: &str, payload: &[u8]) -> Result<()> {
-        if payload.len() > self.max_payload {
-            return Err(Error::PayloadTooLarge {
-                task: task.to_owned(),
-                size: payload.len(),
-                limit: self.max_payload,
-            });
+        check_payload(task, payload, self.max_payload)
+    }
+}
+
+/// The envelope of a new task (attempt 0, a new id), its payload checked against `max_payload`:
+/// what every enqueue writes, also the cron schedules' and the test producer's.
+pub(crate) fn new_envelope<T: Task>(
+    task: &T,
+    now: u64,
+    traceparent: Option<&str>,
+    max_payload: usize,
+) -> Result<Envelope> {
+    let payload = rmp_serde::to_vec_named(task).map_err(|source| Error::Encode {
+        task: T::NAME,
+        source,
+    })?;
+    check_payload(T::NAME, &payload, max_payload)?;
+    Ok(Envelope {
+        id: new_task_id(),
+        name: T::NAME.to_owned(),
+        payload,
+        attempt: 0,
+        enqueued_at: now,
+        traceparent: traceparent.map(str::to_owned),
+        error: None,
+        unique: task.unique_key(),
+        rate_key: task.rate_key(),
+        rate_slot: false,
+        concurrency_key: task.concurrency_key(),
+    })
+}
+
+/// [`Error::PayloadTooLarge`] if `payload` is over `max_payload`.
+fn check_payload(task: &str, payload: &[u8], max_payload: usize) -> Result<()> {
+    if payload.len() > max_payload {
+        return Err(Error::PayloadTooLarge {
+            task: task.to_owned(),
+            size: payload.len(),
+            limit: max_payload,
+        });
+    }
+    Ok(())
+}
+
+/// Appends `env`'s stream entry field/value pairs (as an `XADD` writes them) to a script
+/// call's arguments, for scripts that `XADD` the entry themselves.
+pub(crate) fn push_entry_fields(inv: &mut redis::ScriptInvocation<'_>, env: &Envelope) {
+    let mut cmd = redis::cmd("XADD");
+    env.write_fields(&mut cmd);
+    for arg in cmd.args_iter().skip(1) {
+        if let redis::Arg::Simple(b) = arg {
+            inv.arg(b);
         }
-        Ok(())
     }
 }
 
@@ -1144,13 +1179,7 @@ fn unique_invocation<'a>(
     match due {
         None => {
             inv.arg("");
-            let mut cmd = redis::cmd("XADD");
-            env.write_fields(&mut cmd);
-            for arg in cmd.args_iter().skip(1) {
-                if let redis::Arg::Simple(b) = arg {
-                    inv.arg(b);
-                }
-            }
+            push_entry_fields(&mut inv, env);
         }
         Some(_) => {
             inv.arg(env.to_delayed_member());

@@ -45,6 +45,11 @@ pub struct QueueKeys {
     /// `{prefix}:{queue}:slots`: the prefix of the per-key concurrency slots of the queue's
     /// task types (see [`slots_key`](Self::slots_key)).
     pub slots: String,
+    /// `{prefix}:{queue}:cron`: a hash of the queue's cron schedules (see
+    /// [`WorkerBuilder::schedule`](crate::WorkerBuilder::schedule)): fields `<name>:expr`,
+    /// `<name>:tz`, `<name>:last` and `<name>:next` (ticks in unix ms). The tick keys
+    /// (see [`cron_tick`](Self::cron_tick)) share its prefix.
+    pub cron: String,
 }
 
 impl QueueKeys {
@@ -72,6 +77,7 @@ impl QueueKeys {
             duplicates: format!("{prefix}:{{{queue}}}:duplicates"),
             rate: format!("{prefix}:{{{queue}}}:rate"),
             slots: format!("{prefix}:{{{queue}}}:slots"),
+            cron: format!("{prefix}:{{{queue}}}:cron"),
         }
     }
 
@@ -116,6 +122,19 @@ impl QueueKeys {
     /// ```
     pub fn unique_key(&self, key: &str) -> String {
         format!("{}{key}", self.unique)
+    }
+
+    /// The key that marks tick `tick_ms` (unix ms) of cron schedule `name` as enqueued:
+    /// `{prefix}:{queue}:cron:<name>:<tick_ms>`, set with `NX` and an expiry by the one worker
+    /// that enqueues that tick.
+    ///
+    /// ```
+    /// let k = mq_core::redis::keys::QueueKeys::new("mq", "reports");
+    /// assert_eq!(k.cron, "mq:{reports}:cron");
+    /// assert_eq!(k.cron_tick("daily", 1764000000000), "mq:{reports}:cron:daily:1764000000000");
+    /// ```
+    pub fn cron_tick(&self, name: &str, tick_ms: u64) -> String {
+        format!("{}:{name}:{tick_ms}", self.cron)
     }
 }
 

@@ -65,6 +65,9 @@ pub static ENQUEUE_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/enqueue_unique.lua")
     ))
 });
+/// Enqueues one tick of a cron schedule, exactly once (`lua/cron_tick.lua`).
+pub static CRON_TICK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/cron_tick.lua")));
 /// Acks unique tasks and tasks with per-key concurrency, releasing their keys and slots
 /// (`lua/unique.lua` + `lua/ack_unique.lua`).
 pub static ACK_UNIQUE: LazyLock<Script> = LazyLock::new(|| {

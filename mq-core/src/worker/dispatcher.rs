@@ -348,20 +348,12 @@ impl Job {
         if let TaskError::Snooze(delay) = err {
             return self.snooze(entry_id, env, delay).await;
         }
-        let exhausted = env.attempt >= options.max_retries;
-        let delay = match &err {
-            TaskError::Permanent(_) => None,
-            _ if exhausted => None,
-            TaskError::RetryAfter(d, _) | TaskError::Snooze(d) => Some(*d),
-            TaskError::Retry(_) => Some(options.backoff.jittered(env.attempt, rand::random())),
-        };
-        let Some(delay) = delay else {
-            let reason = match &err {
-                TaskError::Permanent(r) => format!("permanent failure: {r}"),
-                _ => format!("retries exhausted: {}", err.reason()),
-            };
-            self.dead(entry_id, &Ident::of(&env), &reason).await;
-            return;
+        let delay = match after_failure(&err, env.attempt, options, rand::random()) {
+            Ok(delay) => delay,
+            Err(reason) => {
+                self.dead(entry_id, &Ident::of(&env), &reason).await;
+                return;
+            }
         };
         tracing::info!(queue = %self.queue.queue, task = %env.name, id = %env.id, attempt = env.attempt, error = %err, retry_in = ?delay, "task failed: retrying");
         let (task, task_id) = (env.name.clone(), env.id.clone());
@@ -538,23 +530,50 @@ fn rate_interval_us(rate: Rate, keyed: bool, partitions: u16) -> u64 {
     u64::try_from(us).unwrap_or(u64::MAX).max(1)
 }
 
+/// What follows a failed attempt number `attempt` (not a snooze): `Ok(delay)` before the retry
+/// (`unit`, a random number in `[0, 1)`, jitters an exponential backoff), or `Err(reason)` to
+/// dead-letter the task with.
+pub(crate) fn after_failure(
+    err: &TaskError,
+    attempt: u32,
+    options: &TaskOptions,
+    unit: f64,
+) -> Result<Duration, String> {
+    match err {
+        TaskError::Permanent(r) => Err(format!("permanent failure: {r}")),
+        _ if attempt >= options.max_retries => Err(format!("retries exhausted: {}", err.reason())),
+        TaskError::RetryAfter(d, _) | TaskError::Snooze(d) => Ok(*d),
+        TaskError::Retry(_) => Ok(options.backoff.jittered(attempt, unit)),
+    }
+}
+
 /// Awaits a handler future with the timeout, turning panics and timeouts into retryable errors.
 async fn run_guarded(
     fut: futures::future::BoxFuture<'_, Result<(), TaskError>>,
     timeout: Option<Duration>,
 ) -> Outcome {
+    match guarded(fut, timeout).await {
+        Ok(()) => Outcome::Done,
+        Err(e) => Outcome::Failed(e),
+    }
+}
+
+/// Awaits a handler future with the timeout, a panic or a timeout becoming a retryable error.
+pub(crate) async fn guarded(
+    fut: futures::future::BoxFuture<'_, Result<(), TaskError>>,
+    timeout: Option<Duration>,
+) -> Result<(), TaskError> {
     let guarded = AssertUnwindSafe(fut).catch_unwind();
     let result = match timeout {
         Some(t) => match tokio::time::timeout(t, guarded).await {
             Ok(r) => r,
-            Err(_) => return Outcome::Failed(TaskError::retry(format!("timed out after {t:?}"))),
+            Err(_) => return Err(TaskError::retry(format!("timed out after {t:?}"))),
         },
         None => guarded.await,
     };
     match result {
-        Ok(Ok(())) => Outcome::Done,
-        Ok(Err(e)) => Outcome::Failed(e),
-        Err(panic) => Outcome::Failed(TaskError::retry(format!(
+        Ok(r) => r,
+        Err(panic) => Err(TaskError::retry(format!(
             "handler panicked: {}",
             panic_message(&*panic)
         ))),

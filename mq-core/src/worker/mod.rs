@@ -10,6 +10,7 @@
 
 mod acker;
 mod arbiter;
+pub mod cron;
 mod dispatcher;
 mod fetcher;
 mod heartbeat;
@@ -21,6 +22,8 @@ mod reclaimer;
 mod release;
 mod sampler;
 mod waker;
+
+pub(crate) use dispatcher::{after_failure, guarded};
 
 use std::{
     collections::{HashMap, HashSet},
@@ -77,6 +80,7 @@ type Handlers = HashMap<String, Arc<dyn ErasedHandler>>;
 pub struct WorkerBuilder {
     config: WorkerConfig,
     handlers: HashMap<String, Handlers>,
+    schedules: Vec<cron::Schedule>,
     problems: Vec<String>,
 }
 
@@ -105,6 +109,28 @@ impl WorkerBuilder {
                 T::QUEUE
             ));
         }
+        self
+    }
+
+    /// Enqueues a task made by `make` at every tick of the cron expression `expr` (5 fields,
+    /// or 6 with seconds first), in UTC, skipping ticks missed while no worker ran: a
+    /// [`Schedule`](cron::Schedule) named after the task type (see
+    /// [`schedule_with`](Self::schedule_with) for a name, a time zone or a catch-up policy).
+    /// `make` gets the time of the tick. Every worker may run the same schedule: each tick is
+    /// enqueued exactly once (README "Cron schedules"). The task goes to its queue's stream
+    /// (of a partitioned queue, the queue's own stream, which its workers read too); a
+    /// [unique](Task::unique_key) task's key is not taken.
+    pub fn schedule<T: Task>(
+        self,
+        expr: &str,
+        make: impl Fn(std::time::SystemTime) -> T + Send + Sync + 'static,
+    ) -> Self {
+        self.schedule_with(cron::Schedule::new(expr, make))
+    }
+
+    /// Runs a [`Schedule`](cron::Schedule) (see [`schedule`](Self::schedule)).
+    pub fn schedule_with(mut self, schedule: cron::Schedule) -> Self {
+        self.schedules.push(schedule);
         self
     }
 
@@ -284,16 +310,19 @@ impl WorkerBuilder {
     ///
     /// [`Error::Config`] for no handlers, a zero limit, a limit for a queue without handlers, a
     /// bad queue name, two handlers for one task, a bad URL, an evicting Redis (see
-    /// [`allow_eviction`](Self::allow_eviction)) or a queue whose stream has a consumer group
-    /// of another name; [`Error::Redis`] if Redis is not reachable within the
+    /// [`allow_eviction`](Self::allow_eviction)), a queue whose stream has a consumer group
+    /// of another name, a bad cron expression or two [schedules](Self::schedule) of one name
+    /// on one queue; [`Error::Redis`] if Redis is not reachable within the
     /// [`startup_timeout`](Self::startup_timeout) or refuses a command; [`Error::Tls`] at once
     /// for a TLS certificate the server or the worker refuses (see [`tls`](Self::tls)).
     pub async fn build(self) -> Result<Worker> {
         let WorkerBuilder {
             config,
             handlers,
+            schedules,
             mut problems,
         } = self;
+        let schedules = cron::plan(schedules, &config.prefix, &mut problems);
         if handlers.is_empty() {
             problems.push("no handlers registered".into());
         }
@@ -544,6 +573,7 @@ impl WorkerBuilder {
                 pool,
             }),
             queues,
+            schedules,
             token: CancellationToken::new(),
             abort: CancellationToken::new(),
         })
@@ -677,6 +707,8 @@ struct QueueRuntime {
 pub struct Worker {
     shared: Arc<Shared>,
     queues: Vec<QueueRuntime>,
+    /// The cron schedules this worker runs.
+    schedules: Vec<Arc<cron::Planned>>,
     token: CancellationToken,
     abort: CancellationToken,
 }
@@ -695,6 +727,7 @@ impl Worker {
         WorkerBuilder {
             config: WorkerConfig::new(url),
             handlers: HashMap::new(),
+            schedules: Vec::new(),
             problems: Vec::new(),
         }
     }
@@ -892,6 +925,7 @@ impl Worker {
         let Worker {
             shared,
             queues,
+            schedules,
             token,
             abort,
         } = self;
@@ -958,6 +992,9 @@ impl Worker {
         let mut fetchers = JoinSet::new();
         let mut ackers = JoinSet::new();
         let mut promoters = JoinSet::new();
+        for plan in schedules {
+            promoters.spawn(cron::run(shared.clone(), plan, token.clone()));
+        }
         for q in queues {
             let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(crate::config::MAX_ACK_BATCH * 2);
             ackers.spawn(acker::run(

@@ -1,0 +1,33 @@
+-- Enqueue one tick of a cron schedule, exactly once however many workers run the schedule:
+-- only the caller whose `SET tick-key NX PX ttl` succeeds adds the task, and only if the tick
+-- is later than the schedule's last recorded tick (so a tick is never enqueued after a later
+-- one, and a worker that was stalled past a tick does not add it late). Nothing is held
+-- across calls: a worker killed at any point leaves either the whole tick done or nothing.
+-- KEYS[1] tick key (`{prefix}:{queue}:cron:<name>:<tick>`), KEYS[2] schedules hash
+-- (`{prefix}:{queue}:cron`), KEYS[3] the queue's stream
+-- ARGV[1] tick key expiry (ms), ARGV[2] schedule name, ARGV[3] tick (unix ms), ARGV[4] the
+-- schedule's next tick after this one (unix ms, '' if none), ARGV[5] '1' for a catch-up of a
+-- missed tick (added only if the schedule has a recorded last tick), else '0';
+-- ARGV[6..] the stream entry's field/value pairs
+-- Returns 1 if the task was added, 0 if not.
+local tick = tonumber(ARGV[3])
+local last = redis.call('HGET', KEYS[2], ARGV[2] .. ':last')
+if last and tonumber(last) >= tick then
+  return 0
+end
+if not last and ARGV[5] == '1' then
+  return 0
+end
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  return 0
+end
+local fields = {}
+for i = 6, #ARGV do
+  fields[#fields + 1] = ARGV[i]
+end
+redis.call('XADD', KEYS[3], '*', unpack(fields))
+redis.call('HSET', KEYS[2], ARGV[2] .. ':last', ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[2] .. ':next', ARGV[4])
+end
+return 1

@@ -1,0 +1,233 @@
+//! Cron schedules against a real Redis, with worker processes (`cron-worker`, which records
+//! each run's task id and tick in the hash `cron-test:runs`): three workers running the same
+//! every-second schedule, one SIGKILLed midway, enqueue each tick exactly once; ticks that pass
+//! while every worker is down are skipped ([`MissedTicks::Skip`]) or caught up exactly once
+//! ([`MissedTicks::RunOnce`]), however many workers start.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use mq_core::Admin;
+use mq_tests::{conn, example_bin, server, wait_until, ChildGuard, Conn};
+
+/// Longest wait for anything in these tests: 60 s.
+const WAIT: Duration = Duration::from_secs(60);
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Task ids recorded by the handlers, by tick (unix ms).
+async fn runs(conn: &mut Conn) -> BTreeMap<u64, Vec<String>> {
+    let all: Vec<(String, u64)> = redis::cmd("HGETALL")
+        .arg("cron-test:runs")
+        .query_async(conn)
+        .await
+        .unwrap();
+    let mut by_tick: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for (id, tick) in all {
+        by_tick.entry(tick).or_default().push(id);
+    }
+    by_tick
+}
+
+fn spawn(url: &str, missed: &str, expr: &str) -> ChildGuard {
+    let bin = example_bin("cron-worker");
+    ChildGuard::spawn(
+        &bin,
+        url,
+        &[
+            "--expr",
+            expr,
+            "--missed",
+            missed,
+            "--reclaim-timeout-ms",
+            "1000",
+        ],
+    )
+}
+
+async fn stop(workers: &mut [ChildGuard]) {
+    for w in workers.iter() {
+        w.signal("TERM");
+    }
+    for w in workers.iter_mut() {
+        w.wait_exit(WAIT).await;
+    }
+}
+
+/// Runs every task still in the `cron` queue (left by stopped or killed workers) with a worker
+/// whose own schedule never ticks during the test, so every enqueued task gets recorded.
+async fn drain(url: &str) {
+    let bin = example_bin("cron-worker");
+    let mut w = ChildGuard::spawn(
+        &bin,
+        url,
+        &[
+            "--expr",
+            "0 0 1 1 *",
+            "--name",
+            "drain",
+            "--reclaim-timeout-ms",
+            "1000",
+        ],
+    );
+    let admin = Admin::connect(url).await.unwrap();
+    assert!(
+        admin.wait_idle("cron", WAIT).await.unwrap(),
+        "the cron queue did not drain"
+    );
+    w.signal("TERM");
+    w.wait_exit(WAIT).await;
+}
+
+/// Sleeps until `offset_ms` past the next multiple of `period_ms` of the wall clock.
+async fn align(period_ms: u64, offset_ms: u64) {
+    let now = now_ms();
+    let target = (now / period_ms + 1) * period_ms + offset_ms;
+    tokio::time::sleep(Duration::from_millis(target - now)).await;
+}
+
+/// Every tick has exactly one task, and none is missing between the first and the last.
+fn assert_each_tick_once(by_tick: &BTreeMap<u64, Vec<String>>, period_ms: u64) {
+    for (tick, ids) in by_tick {
+        assert_eq!(
+            ids.len(),
+            1,
+            "tick {tick} was enqueued {} times: {ids:?}",
+            ids.len()
+        );
+    }
+    let ticks: Vec<u64> = by_tick.keys().copied().collect();
+    for pair in ticks.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            period_ms,
+            "ticks missing between {} and {}: {ticks:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_workers_enqueue_each_tick_once_even_when_one_is_killed() {
+    let server = server();
+    let url = server.url();
+    let mut c = conn(&server).await;
+    let mut workers: Vec<ChildGuard> = (0..3).map(|_| spawn(&url, "skip", "* * * * * *")).collect();
+    wait_until(WAIT, "a first tick", || {
+        let mut c = c.clone();
+        async move { !runs(&mut c).await.is_empty() }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    workers[0].signal("KILL");
+    workers[0].wait_exit(WAIT).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop(&mut workers[1..]).await;
+    drain(&url).await;
+
+    let by_tick = runs(&mut c).await;
+    assert!(
+        by_tick.len() >= 9,
+        "only {} ticks in ~10 s: {by_tick:?}",
+        by_tick.len()
+    );
+    assert_each_tick_once(&by_tick, 1000);
+
+    // `mq schedules` reads what the workers recorded.
+    let admin = Admin::connect(&url).await.unwrap();
+    let schedules = admin.schedules().await.unwrap();
+    let tick = schedules
+        .iter()
+        .find(|s| s.name == "tick")
+        .expect("the tick schedule is listed");
+    assert_eq!(tick.queue, "cron");
+    assert_eq!(tick.expression, "* * * * * *");
+    assert_eq!(tick.timezone, "UTC");
+    let last = *by_tick.keys().last().unwrap();
+    assert_eq!(tick.last, Some(last));
+    assert_eq!(tick.next, Some(last + 1000));
+}
+
+/// Runs the schedule every 2 s with one worker, stops it, leaves it down for a few ticks, then
+/// starts `restarted` workers at once. Returns the ticks recorded, the time the first worker
+/// was started, the time it had exited and the time the others were started.
+async fn outage(missed: &str, restarted: usize) -> (BTreeMap<u64, Vec<String>>, u64, u64, u64) {
+    let server = server();
+    let url = server.url();
+    let mut c = conn(&server).await;
+    let expr = "*/2 * * * * *";
+    // Start 100 ms after a tick: a worker is up well before the next one.
+    align(2000, 100).await;
+    let first_start = now_ms();
+    let mut first = vec![spawn(&url, missed, expr)];
+    wait_until(WAIT, "two ticks", || {
+        let mut c = c.clone();
+        async move { runs(&mut c).await.len() >= 2 }
+    })
+    .await;
+    stop(&mut first).await;
+    let exited = now_ms();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    align(2000, 100).await;
+    let restart = now_ms();
+    let mut again: Vec<ChildGuard> = (0..restarted).map(|_| spawn(&url, missed, expr)).collect();
+    wait_until(WAIT, "a tick after the restart", || {
+        let mut c = c.clone();
+        async move { runs(&mut c).await.keys().any(|&t| t > restart) }
+    })
+    .await;
+    stop(&mut again).await;
+    drain(&url).await;
+    (runs(&mut c).await, first_start, exited, restart)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_ticks_are_skipped_by_default() {
+    let (by_tick, first_start, exited, restart) = outage("skip", 1).await;
+    for (tick, ids) in &by_tick {
+        assert_eq!(ids.len(), 1, "tick {tick} enqueued {} times", ids.len());
+    }
+    assert!(
+        by_tick.keys().all(|&t| t > first_start),
+        "a first start caught up a tick: {by_tick:?}"
+    );
+    let missed: Vec<u64> = by_tick
+        .keys()
+        .copied()
+        .filter(|&t| t > exited && t <= restart)
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "ticks missed between {exited} and {restart} were enqueued: {missed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_once_catches_up_one_missed_tick_once_with_two_workers() {
+    let (by_tick, first_start, exited, restart) = outage("run-once", 2).await;
+    for (tick, ids) in &by_tick {
+        assert_eq!(ids.len(), 1, "tick {tick} enqueued {} times", ids.len());
+    }
+    assert!(
+        by_tick.keys().all(|&t| t > first_start),
+        "a first start caught up a tick: {by_tick:?}"
+    );
+    let missed: Vec<u64> = by_tick
+        .keys()
+        .copied()
+        .filter(|&t| t > exited && t <= restart)
+        .collect();
+    // The latest tick due when the workers started: the one 100 ms before the restart.
+    assert_eq!(
+        missed,
+        [restart / 2000 * 2000],
+        "ticks missed between {exited} and {restart}: exactly the latest must be caught up"
+    );
+}
