@@ -91,6 +91,15 @@ pub(crate) enum Command {
         /// The queue.
         queue: String,
     },
+    /// Cancels a task by id: a queued or delayed task is removed (never runs); a running one
+    /// is signalled (its handler sees it within one lease-renewal interval) and settled as
+    /// cancelled, never retried. An unknown or finished id is reported, not an error.
+    Cancel {
+        /// The queue.
+        queue: String,
+        /// The task id (as `enqueue` returned it).
+        id: String,
+    },
 }
 
 /// `mq stats`.

@@ -11,6 +11,7 @@
 //! mq pending <queue> [--count N]
 //! mq pause <queue>
 //! mq resume <queue>
+//! mq cancel <queue> <id>
 //! ```
 //!
 //! `mq stats` computes its rates from two samples of each stream's counters (`XINFO STREAM`
@@ -24,6 +25,7 @@
 //! `MQ_TLS_KEY`). Errors are
 //! one `error: ...` line on stderr and exit status 1 (2 for a bad command line).
 
+mod cancel;
 mod cli;
 mod dead;
 mod enqueue;
@@ -138,5 +140,6 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Pending(args) => pending::run(ctx, args).await,
         Command::Pause { queue } => pause::run(ctx, &queue, true).await,
         Command::Resume { queue } => pause::run(ctx, &queue, false).await,
+        Command::Cancel { queue, id } => cancel::run(ctx, &queue, &id).await,
     }
 }

@@ -40,6 +40,10 @@ pub struct QueueKeys {
     /// `{prefix}:{queue}:slots`: the prefix of the per-key concurrency slots of the queue's
     /// task types (see [`slots_key`](Self::slots_key)).
     pub slots: String,
+    /// `{prefix}:{queue}:cancel`: a hash, task id -> stream entry id, of the running tasks
+    /// whose cancellation was asked for (see [`Admin::cancel`](crate::Admin::cancel)), with an
+    /// expiry refreshed at each cancellation; a field is removed when its task is settled.
+    pub cancel: String,
 }
 
 impl QueueKeys {
@@ -51,6 +55,7 @@ impl QueueKeys {
     /// assert_eq!(k.delayed, "mq:{images}:delayed");
     /// assert_eq!(k.dead, "mq:{images}:dead");
     /// assert_eq!(k.paused, "mq:{images}:paused");
+    /// assert_eq!(k.cancel, "mq:{images}:cancel");
     /// // One pause flag for every partition of a partitioned queue:
     /// assert_eq!(mq_core::redis::keys::QueueKeys::new("mq", "hot#2").paused, "mq:{hot}:paused");
     /// ```
@@ -66,6 +71,7 @@ impl QueueKeys {
             duplicates: format!("{prefix}:{{{queue}}}:duplicates"),
             rate: format!("{prefix}:{{{queue}}}:rate"),
             slots: format!("{prefix}:{{{queue}}}:slots"),
+            cancel: format!("{prefix}:{{{queue}}}:cancel"),
         }
     }
 
