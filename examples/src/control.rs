@@ -19,8 +19,8 @@ pub struct LongJob {
     pub steps: u64,
 }
 
-/// Handles a [`LongJob`]: records its start, works step by step until done or cancelled, and
-/// records which. Returns an error when cancelled (the task still ends as cancelled, not
+/// Handles a [`LongJob`]: records its start, works step by step until done or cancelled
+/// (reporting `{"step": n, "of": steps}` as its progress after each step), and records which. Returns an error when cancelled (the task still ends as cancelled, not
 /// retried).
 pub async fn handle_long_job(
     job: LongJob,
@@ -34,7 +34,7 @@ pub async fn handle_long_job(
         .arg(record("S"))
         .query_async(&mut conn)
         .await?;
-    for _ in 0..job.steps {
+    for step in 0..job.steps {
         tokio::select! {
             _ = ctx.cancelled() => {
                 let _: () = redis::cmd("RPUSH")
@@ -46,6 +46,8 @@ pub async fn handle_long_job(
             }
             _ = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
+        ctx.progress(&serde_json::json!({ "step": step + 1, "of": job.steps }))
+            .await;
     }
     let _: () = redis::cmd("RPUSH")
         .arg(RUNS_KEY)

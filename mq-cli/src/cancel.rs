@@ -1,4 +1,5 @@
-//! `mq cancel`: cancels a task by id (`Admin::cancel`).
+//! `mq cancel`: cancels a task by id (`Admin::cancel`); `mq status`: what is known of a task by
+//! id (`Admin::progress`).
 
 use mq_core::CancelOutcome;
 use serde_json::json;
@@ -26,5 +27,21 @@ pub(crate) async fn run(ctx: &Ctx, queue: &str, id: &str) -> Result<(), CliError
         }))
     } else {
         output::print(&format!("{id}: {outcome}\n"))
+    }
+}
+
+/// Prints the progress task `id` of `queue` last reported, or that none is recorded.
+pub(crate) async fn status(ctx: &Ctx, queue: &str, id: &str) -> Result<(), CliError> {
+    let admin = ctx.admin().await?;
+    let progress = admin.progress(queue, id).await?;
+    if ctx.json {
+        output::print_json(&json!({ "queue": queue, "id": id, "progress": progress }))
+    } else {
+        match progress {
+            Some(p) => output::print(&format!("{id}: progress {p}\n")),
+            None => output::print(&format!(
+                "{id}: no progress recorded (none reported yet, or expired)\n"
+            )),
+        }
     }
 }

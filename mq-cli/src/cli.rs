@@ -100,6 +100,14 @@ pub(crate) enum Command {
         /// The task id (as `enqueue` returned it).
         id: String,
     },
+    /// What is known of a task by id: the progress its handler last reported
+    /// (`ctx.progress`), kept for an hour after its last report.
+    Status {
+        /// The queue.
+        queue: String,
+        /// The task id (as `enqueue` returned it).
+        id: String,
+    },
 }
 
 /// `mq stats`.

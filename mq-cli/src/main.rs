@@ -12,6 +12,7 @@
 //! mq pause <queue>
 //! mq resume <queue>
 //! mq cancel <queue> <id>
+//! mq status <queue> <id>
 //! ```
 //!
 //! `mq stats` computes its rates from two samples of each stream's counters (`XINFO STREAM`
@@ -141,5 +142,6 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Pause { queue } => pause::run(ctx, &queue, true).await,
         Command::Resume { queue } => pause::run(ctx, &queue, false).await,
         Command::Cancel { queue, id } => cancel::run(ctx, &queue, &id).await,
+        Command::Status { queue, id } => cancel::status(ctx, &queue, &id).await,
     }
 }

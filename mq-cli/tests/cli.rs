@@ -848,3 +848,46 @@ async fn pause_and_resume_a_queue_and_stats_show_it() {
     mq(&url, &["pause", "imagez"]).await.assert_error("imagez");
     assert!(!admin.is_paused("imagez").await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_a_queued_and_a_delayed_task_and_report_unknown_ids() {
+    let server = redis();
+    let url = server.url();
+    let mut c = conn(&server).await;
+    let producer = Producer::connect(&url).await.unwrap();
+    let queued = producer.enqueue(image(1)).await.unwrap();
+    let delayed = producer
+        .enqueue_in(Duration::from_secs(3600), image(2))
+        .await
+        .unwrap();
+
+    let out = mq_ok(&url, &["cancel", "images", &queued]).await;
+    assert_eq!(
+        out.stdout,
+        format!("{queued}: cancelled: removed from the queue before it ran\n")
+    );
+    let out = mq_ok(&url, &["--json", "cancel", "images", &delayed])
+        .await
+        .json();
+    assert_eq!(
+        out,
+        serde_json::json!({ "queue": "images", "id": delayed, "outcome": "delayed", "consumer": null })
+    );
+    let keys = QueueKeys::new("mq", "images");
+    assert_eq!(xlen(&mut c, &keys.stream).await, 0);
+    let left: u64 = redis::cmd("ZCARD")
+        .arg(&keys.delayed)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    // Unknown (or finished) ids are an answer, exit status 0.
+    let out = mq_ok(&url, &["cancel", "images", &queued]).await;
+    assert_eq!(
+        out.stdout,
+        format!("{queued}: not found: unknown id or already finished\n")
+    );
+    mq(&url, &["cancel", "bad queue!", "x"])
+        .await
+        .assert_error("queue");
+}

@@ -719,6 +719,18 @@ impl Admin {
         crate::control::cancel(&self.conn, &self.prefix, &self.group, queue, id).await
     }
 
+    /// The last progress task `id` of `queue` reported with
+    /// [`TaskContext::progress`](crate::TaskContext::progress), as JSON; `None` if it reported
+    /// none (yet) or its record expired (an hour after the last report).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name, [`Error::Decode`] if the stored value is not
+    /// JSON, [`Error::Redis`].
+    pub async fn progress(&self, queue: &str, id: &str) -> Result<Option<serde_json::Value>> {
+        crate::control::progress(&self.conn, &self.prefix, queue, id).await
+    }
+
     /// Pauses `queue`: every worker stops starting its tasks within [`PAUSE_POLL`] (250 ms)
     /// plus a round trip, until [`resume`](Self::resume). Tasks already running finish; entries
     /// a worker had fetched but not started stay with it (leased) and start first on resume,

@@ -44,6 +44,8 @@ pub struct TaskContext {
     pub(crate) permit: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// Fired when the task's cancellation was asked for (see [`TaskContext::cancelled`]).
     pub(crate) cancel: tokio_util::sync::CancellationToken,
+    /// Where [`TaskContext::progress`] writes, throttled.
+    pub(crate) progress: Option<Arc<crate::control::Progress>>,
 }
 
 impl TaskContext {
@@ -110,6 +112,41 @@ impl TaskContext {
     /// for handlers that check between steps, or in blocking work.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// Reports the task's progress (any value that serializes to JSON: a percentage, a
+    /// struct of counters), readable by id from any host while and after the task runs
+    /// ([`Producer::progress`](crate::Producer::progress), `mq status QUEUE ID`) for an hour
+    /// after the last write. Throttled: at most one write per second per task, the last value
+    /// wins, and a value reported less than a second after the previous write is written at
+    /// the end of that second or when the task ends, so a chatty handler cannot flood Redis. A
+    /// value that cannot be serialized is logged and dropped; so is a failed write: progress
+    /// never fails the task. Tasks that never report progress write nothing.
+    ///
+    /// ```
+    /// use mq_core::{Task, TaskContext, TaskError};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, Task)]
+    /// # struct Import { rows: u64 }
+    ///
+    /// async fn import(task: Import, ctx: TaskContext) -> Result<(), TaskError> {
+    ///     for row in 0..task.rows {
+    ///         // ... import the row ...
+    ///         ctx.progress(&serde_json::json!({ "done": row + 1, "of": task.rows })).await;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn progress<V: serde::Serialize + ?Sized>(&self, value: &V) {
+        let Some(progress) = &self.progress else {
+            return;
+        };
+        match serde_json::to_string(value) {
+            Ok(json) => progress.report(json).await,
+            Err(e) => {
+                tracing::warn!(id = %self.id, error = %e, "progress value does not serialize to JSON; dropped")
+            }
+        }
     }
 
     /// The task's cancellation token (see [`cancelled`](Self::cancelled)), to pass to code

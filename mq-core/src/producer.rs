@@ -640,6 +640,27 @@ impl Producer {
         crate::control::cancel(&self.conn, &self.prefix, keys::DEFAULT_GROUP, queue, id).await
     }
 
+    /// The last progress task `id` of `queue` reported with
+    /// [`TaskContext::progress`](crate::TaskContext::progress), decoded as `V`; `None` if it
+    /// reported none (yet) or its record expired (an hour after the last report).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name, [`Error::Decode`] if the stored value does not
+    /// decode as `V`, [`Error::Redis`].
+    pub async fn progress<V: serde::de::DeserializeOwned>(
+        &self,
+        queue: &str,
+        id: &str,
+    ) -> Result<Option<V>> {
+        match crate::control::progress(&self.conn, &self.prefix, queue, id).await? {
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| Error::Decode(format!("the progress of task {id}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
     /// Enqueues a task given by queue, task name and an already encoded MessagePack payload
     /// (for tools and other languages' bridges; the CLI's `mq enqueue` uses it) and returns its
     /// id. One `XADD`, like [`enqueue`](Self::enqueue).

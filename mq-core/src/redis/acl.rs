@@ -17,7 +17,7 @@ use crate::{
 
 /// One command a role runs: its ACL rule (`xadd`, `client|id`) and an invocation with the
 /// placeholders [`STREAM`], [`DELAYED`], [`DEAD`], [`WAKE`], [`WORKERS`], [`WORKER`],
-/// [`PARTITIONS`], [`PAUSED`], [`UNIQUE`], [`DUPLICATES`], [`RATE`], [`CANCEL`] for its keys
+/// [`PARTITIONS`], [`PAUSED`], [`UNIQUE`], [`DUPLICATES`], [`RATE`], [`CANCEL`], [`TASK`] for its keys
 /// and channel.
 #[derive(Debug, Clone, Copy)]
 pub struct Needed {
@@ -51,6 +51,8 @@ pub const DUPLICATES: &str = "<duplicates>";
 pub const RATE: &str = "<rate>";
 /// Placeholder for a queue's cancel hash `<prefix>:{<queue>}:cancel`.
 pub const CANCEL: &str = "<cancel>";
+/// Placeholder for one of a queue's task hashes `<prefix>:{<queue>}:task:<id>`.
+pub const TASK: &str = "<task>";
 
 const fn n(rule: &'static str, args: &'static [&'static str]) -> Needed {
     Needed { rule, args }
@@ -160,6 +162,9 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     n("exists", &["EXISTS", CANCEL]),
     n("hexists", &["HEXISTS", CANCEL, "x"]),
     n("hdel", &["HDEL", CANCEL, "x"]),
+    // A task's progress (`TaskContext::progress`).
+    n("hset", &["HSET", TASK, "progress", "x"]),
+    n("pexpire", &["PEXPIRE", TASK, "1"]),
 ];
 
 /// What a worker needs on top of [`WORKER_COMMANDS`] on the keys of a queue with a
@@ -198,6 +203,8 @@ pub const CLI: &[Needed] = &[
     n("get", &["GET", WORKER]),
     n("pttl", &["PTTL", WORKER]),
     n("get", &["GET", DUPLICATES]),
+    // `mq status`: a task's progress.
+    n("hget", &["HGET", TASK, "progress"]),
 ];
 
 /// What `mq dead replay`, `mq dead purge`, `mq pause`, `mq resume` and `mq cancel` need on
@@ -294,6 +301,7 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                     DUPLICATES => k.duplicates.clone(),
                     RATE => k.rate_state("acl-check", None),
                     CANCEL => k.cancel.clone(),
+                    TASK => format!("{}acl-check", k.task),
                     a => a.to_owned(),
                 })
                 .collect();

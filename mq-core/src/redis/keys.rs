@@ -44,6 +44,11 @@ pub struct QueueKeys {
     /// whose cancellation was asked for (see [`Admin::cancel`](crate::Admin::cancel)), with an
     /// expiry refreshed at each cancellation; a field is removed when its task is settled.
     pub cancel: String,
+    /// `{prefix}:{queue}:task:`: the prefix of the per-task hashes `{prefix}:{queue}:task:<id>`
+    /// (field `progress`: what the handler last reported with
+    /// [`TaskContext::progress`](crate::TaskContext::progress)), written only for tasks that
+    /// report progress, with an expiry.
+    pub task: String,
 }
 
 impl QueueKeys {
@@ -72,6 +77,7 @@ impl QueueKeys {
             rate: format!("{prefix}:{{{queue}}}:rate"),
             slots: format!("{prefix}:{{{queue}}}:slots"),
             cancel: format!("{prefix}:{{{queue}}}:cancel"),
+            task: format!("{prefix}:{{{queue}}}:task:"),
         }
     }
 

@@ -120,8 +120,13 @@ impl Job {
         }
         let cancel = tokio_util::sync::CancellationToken::new();
         let _running = RunningGuard::new(&self.queue, &entry_id, &cancel);
+        let progress = crate::control::Progress::new(
+            self.shared.data.clone(),
+            format!("{}{}", self.queue.keys.task, env.id),
+        );
         let ctx = TaskContext {
             cancel: cancel.clone(),
+            progress: Some(progress.clone()),
             id: env.id.clone(),
             entry_id: entry_id.clone(),
             queue: self.queue.queue.clone(),
@@ -158,6 +163,8 @@ impl Job {
                 ))),
             };
         tm.duration.observe(started.elapsed().as_secs_f64());
+        // The last progress reported within the last second (nothing for tasks that report none).
+        progress.flush().await;
         if cancel.is_cancelled() && !matches!(outcome, Outcome::Invalid(_)) {
             return self.cancelled(&entry_id, &env).await;
         }

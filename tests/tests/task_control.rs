@@ -282,3 +282,74 @@ async fn cancelling_an_unknown_or_finished_task_answers_not_found() {
     );
     assert!(admin.cancel("bad queue!", &id).await.is_err());
 }
+
+/// Calls of `HSET` the server ran so far (`INFO commandstats`).
+async fn hset_calls(conn: &mut Conn) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_hset:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Progress is readable from another process while the task runs and after it ended (the
+/// last value, flushed at the end), and a handler reporting after every 50 ms step (60
+/// reports in 3 s) writes at most about one per second.
+#[tokio::test]
+async fn progress_is_readable_from_another_process_and_throttled() {
+    let server = server();
+    let url = server.url();
+    let mut c = conn(&server).await;
+    let bin = example_bin("control-worker");
+    let _proc = ChildGuard::spawn(&bin, &url, &[]);
+    let producer = Producer::connect(&url).await.unwrap();
+    // Let the worker register before counting writes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let id = producer.enqueue(LongJob { steps: 60 }).await.unwrap();
+    assert_eq!(
+        producer
+            .progress::<serde_json::Value>("control", &id)
+            .await
+            .unwrap(),
+        None
+    );
+    wait_until(WAIT, "progress while running", || {
+        let (mut c, id, producer) = (c.clone(), id.clone(), producer.clone());
+        async move {
+            let p: Option<serde_json::Value> = producer.progress("control", &id).await.unwrap();
+            p.is_some() && runs(&mut c, &id).await == ["S"]
+        }
+    })
+    .await;
+    wait_until(WAIT, "the task ended", || {
+        let (mut c, id) = (c.clone(), id.clone());
+        async move { runs(&mut c, &id).await == ["S", "E"] }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let admin = Admin::connect(&url).await.unwrap();
+    assert_eq!(
+        admin.progress("control", &id).await.unwrap(),
+        Some(serde_json::json!({ "step": 60, "of": 60 }))
+    );
+    // 3 s of reports: about 4 progress writes (plus a heartbeat's registry write or two),
+    // not 60.
+    let writes = hset_calls(&mut c).await;
+    assert!(writes <= 8, "{writes} HSETs for 60 progress reports in 3 s");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{}{id}", QueueKeys::new("mq", "control").task))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!(ttl > 3_500_000 && ttl <= 3_600_000, "{ttl}");
+}
