@@ -890,4 +890,26 @@ async fn cancel_a_queued_and_a_delayed_task_and_report_unknown_ids() {
     mq(&url, &["cancel", "bad queue!", "x"])
         .await
         .assert_error("queue");
+
+    // `mq status`: the progress a task reported, or that there is none.
+    let out = mq_ok(&url, &["status", "images", &queued]).await;
+    assert_eq!(
+        out.stdout,
+        format!("{queued}: no progress recorded (none reported yet, or expired)\n")
+    );
+    let key = format!("{}{queued}", keys.task);
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("progress")
+        .arg(r#"{"done":3}"#)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let out = mq_ok(&url, &["--json", "status", "images", &queued])
+        .await
+        .json();
+    assert_eq!(
+        out,
+        serde_json::json!({ "queue": "images", "id": queued, "progress": { "done": 3 } })
+    );
 }
