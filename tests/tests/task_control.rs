@@ -283,18 +283,30 @@ async fn cancelling_an_unknown_or_finished_task_answers_not_found() {
     assert!(admin.cancel("bad queue!", &id).await.is_err());
 }
 
-/// Calls of `HSET` the server ran so far (`INFO commandstats`).
+/// Calls of `HSET` the server ran so far (`INFO commandstats`; on a cluster, the sum over its
+/// nodes, each of which answers with its own text).
 async fn hset_calls(conn: &mut Conn) -> u64 {
-    let info: String = redis::cmd("INFO")
+    fn texts(v: &redis::Value, out: &mut Vec<String>) {
+        match v {
+            redis::Value::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+            redis::Value::VerbatimString { text, .. } => out.push(text.clone()),
+            redis::Value::Map(kv) => kv.iter().for_each(|(_, v)| texts(v, out)),
+            redis::Value::Array(a) => a.iter().for_each(|v| texts(v, out)),
+            _ => {}
+        }
+    }
+    let info: redis::Value = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(conn)
         .await
         .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_hset:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    let mut all = Vec::new();
+    texts(&info, &mut all);
+    all.iter()
+        .flat_map(|t| t.lines())
+        .filter_map(|l| l.strip_prefix("cmdstat_hset:calls="))
+        .filter_map(|rest| rest.split(',').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 /// Progress is readable from another process while the task runs and after it ended (the
