@@ -1,6 +1,7 @@
 //! Shared pieces of the mq examples: task types, a local `redis-server` launcher, a local
 //! Redis Cluster launcher.
 
+pub mod control;
 pub mod flow;
 pub mod jobs;
 pub mod local_cluster;

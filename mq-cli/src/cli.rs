@@ -94,6 +94,23 @@ pub(crate) enum Command {
     /// Cron schedules the workers run: name, queue, expression, time zone, last and next tick
     /// (as recorded in `{prefix}:{queue}:cron`).
     Schedules,
+    /// Cancels a task by id: a queued or delayed task is removed (never runs); a running one
+    /// is signalled (its handler sees it within one lease-renewal interval) and settled as
+    /// cancelled, never retried. An unknown or finished id is reported, not an error.
+    Cancel {
+        /// The queue.
+        queue: String,
+        /// The task id (as `enqueue` returned it).
+        id: String,
+    },
+    /// What is known of a task by id: the progress its handler last reported
+    /// (`ctx.progress`), kept for an hour after its last report.
+    Status {
+        /// The queue.
+        queue: String,
+        /// The task id (as `enqueue` returned it).
+        id: String,
+    },
 }
 
 /// `mq stats`.

@@ -12,6 +12,8 @@
 //! mq pause <queue>
 //! mq resume <queue>
 //! mq schedules
+//! mq cancel <queue> <id>
+//! mq status <queue> <id>
 //! ```
 //!
 //! `mq stats` computes its rates from two samples of each stream's counters (`XINFO STREAM`
@@ -25,6 +27,7 @@
 //! `MQ_TLS_KEY`). Errors are
 //! one `error: ...` line on stderr and exit status 1 (2 for a bad command line).
 
+mod cancel;
 mod cli;
 mod dead;
 mod enqueue;
@@ -141,5 +144,7 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Pause { queue } => pause::run(ctx, &queue, true).await,
         Command::Resume { queue } => pause::run(ctx, &queue, false).await,
         Command::Schedules => schedules::run(ctx).await,
+        Command::Cancel { queue, id } => cancel::run(ctx, &queue, &id).await,
+        Command::Status { queue, id } => cancel::status(ctx, &queue, &id).await,
     }
 }

@@ -948,3 +948,68 @@ async fn schedules_lists_the_cron_schedules_with_last_and_next_tick() {
         "{lines:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_a_queued_and_a_delayed_task_and_report_unknown_ids() {
+    let server = redis();
+    let url = server.url();
+    let mut c = conn(&server).await;
+    let producer = Producer::connect(&url).await.unwrap();
+    let queued = producer.enqueue(image(1)).await.unwrap();
+    let delayed = producer
+        .enqueue_in(Duration::from_secs(3600), image(2))
+        .await
+        .unwrap();
+
+    let out = mq_ok(&url, &["cancel", "images", &queued]).await;
+    assert_eq!(
+        out.stdout,
+        format!("{queued}: cancelled: removed from the queue before it ran\n")
+    );
+    let out = mq_ok(&url, &["--json", "cancel", "images", &delayed])
+        .await
+        .json();
+    assert_eq!(
+        out,
+        serde_json::json!({ "queue": "images", "id": delayed, "outcome": "delayed", "consumer": null })
+    );
+    let keys = QueueKeys::new("mq", "images");
+    assert_eq!(xlen(&mut c, &keys.stream).await, 0);
+    let left: u64 = redis::cmd("ZCARD")
+        .arg(&keys.delayed)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    // Unknown (or finished) ids are an answer, exit status 0.
+    let out = mq_ok(&url, &["cancel", "images", &queued]).await;
+    assert_eq!(
+        out.stdout,
+        format!("{queued}: not found: unknown id or already finished\n")
+    );
+    mq(&url, &["cancel", "bad queue!", "x"])
+        .await
+        .assert_error("queue");
+
+    // `mq status`: the progress a task reported, or that there is none.
+    let out = mq_ok(&url, &["status", "images", &queued]).await;
+    assert_eq!(
+        out.stdout,
+        format!("{queued}: no progress recorded (none reported yet, or expired)\n")
+    );
+    let key = format!("{}{queued}", keys.task);
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg("progress")
+        .arg(r#"{"done":3}"#)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let out = mq_ok(&url, &["--json", "status", "images", &queued])
+        .await
+        .json();
+    assert_eq!(
+        out,
+        serde_json::json!({ "queue": "images", "id": queued, "progress": { "done": 3 } })
+    );
+}

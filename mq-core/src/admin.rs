@@ -811,6 +811,44 @@ impl Admin {
         Ok(total)
     }
 
+    /// Cancels task `id` of `queue` (a queue's name, or a partition's): a queued or delayed
+    /// task is removed and never runs; a running one is signalled through its
+    /// [`TaskContext::cancelled`](crate::TaskContext::cancelled) within one lease-renewal
+    /// interval and settled as cancelled, never retried. An unknown or finished id is
+    /// [`CancelOutcome::NotFound`](crate::CancelOutcome::NotFound), not an error. Looks through
+    /// the queue's stream and delayed set in chunks of
+    /// [`CANCEL_SCAN_CHUNK`](crate::control::CANCEL_SCAN_CHUNK) (one script call each): its cost
+    /// grows with the queue's backlog, and nothing is spent while nothing is cancelled.
+    ///
+    /// ```no_run
+    /// # async fn demo(id: &str) -> mq_core::Result<()> {
+    /// let admin = mq_core::Admin::connect("redis://127.0.0.1/").await?;
+    /// match admin.cancel("embeddings", id).await? {
+    ///     mq_core::CancelOutcome::Running { consumer } => println!("signalled on {consumer}"),
+    ///     other => println!("{other}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name, [`Error::Redis`].
+    pub async fn cancel(&self, queue: &str, id: &str) -> Result<crate::CancelOutcome> {
+        crate::control::cancel(&self.conn, &self.prefix, &self.group, queue, id).await
+    }
+
+    /// The last progress task `id` of `queue` reported with
+    /// [`TaskContext::progress`](crate::TaskContext::progress), as JSON; `None` if it reported
+    /// none (yet) or its record expired (an hour after the last report).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name, [`Error::Decode`] if the stored value is not
+    /// JSON, [`Error::Redis`].
+    pub async fn progress(&self, queue: &str, id: &str) -> Result<Option<serde_json::Value>> {
+        crate::control::progress(&self.conn, &self.prefix, queue, id).await
+    }
+
     /// Pauses `queue`: every worker stops starting its tasks within [`PAUSE_POLL`] (250 ms)
     /// plus a round trip, until [`resume`](Self::resume). Tasks already running finish; entries
     /// a worker had fetched but not started stay with it (leased) and start first on resume,

@@ -113,6 +113,10 @@ pub enum Error {
     /// The URL or a setting is invalid; the message says which.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// Data read from Redis does not decode as expected (e.g. a task's progress that is not
+    /// JSON, or not of the type asked for); the message says which.
+    #[error("cannot decode {0}")]
+    Decode(String),
     /// A graceful shutdown did not finish within the grace period (or was cut short by a
     /// second signal): the tasks still running were aborted and handed back to the group.
     #[error("{in_flight} tasks still running at the end of the {grace:?} grace period (or at a second signal) were aborted and handed back for another worker to run")]

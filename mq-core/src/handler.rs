@@ -42,6 +42,10 @@ pub struct TaskContext {
     /// The task's in-flight permit, shared so that work started with
     /// [`TaskContext::blocking`] keeps it until that work really ends.
     pub(crate) permit: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// Fired when the task's cancellation was asked for (see [`TaskContext::cancelled`]).
+    pub(crate) cancel: tokio_util::sync::CancellationToken,
+    /// Where [`TaskContext::progress`] writes, throttled.
+    pub(crate) progress: Option<Arc<crate::control::Progress>>,
 }
 
 impl TaskContext {
@@ -73,6 +77,82 @@ impl TaskContext {
     /// The error of the previous attempt, if this is a retry.
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
+    }
+
+    /// Completes once the task's cancellation was asked for
+    /// ([`Producer::cancel`](crate::Producer::cancel), [`Admin::cancel`](crate::Admin::cancel),
+    /// `mq cancel`), from any host: the worker learns it from its next lease renewal, within
+    /// one renewal interval (a third of the reclaim timeout). The handler decides how to stop:
+    /// one that never looks runs to its end. However the handler then returns, the task is
+    /// settled as cancelled: acked, never retried nor dead-lettered, counted with outcome
+    /// `cancelled`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mq_core::{Task, TaskContext, TaskError};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, Task)]
+    /// # struct Crawl { pages: u32 }
+    ///
+    /// async fn crawl(task: Crawl, ctx: TaskContext) -> Result<(), TaskError> {
+    ///     for _page in 0..task.pages {
+    ///         tokio::select! {
+    ///             _ = ctx.cancelled() => return Err(TaskError::permanent("cancelled")),
+    ///             _ = tokio::time::sleep(Duration::from_millis(10)) => {} // fetch a page
+    ///         }
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// Whether the task's cancellation was asked for (see [`cancelled`](Self::cancelled)):
+    /// for handlers that check between steps, or in blocking work.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Reports the task's progress (any value that serializes to JSON: a percentage, a
+    /// struct of counters), readable by id from any host while and after the task runs
+    /// ([`Producer::progress`](crate::Producer::progress), `mq status QUEUE ID`) for an hour
+    /// after the last write. Throttled: at most one write per second per task, the last value
+    /// wins, and a value reported less than a second after the previous write is written at
+    /// the end of that second or when the task ends, so a chatty handler cannot flood Redis. A
+    /// value that cannot be serialized is logged and dropped; so is a failed write: progress
+    /// never fails the task. Tasks that never report progress write nothing.
+    ///
+    /// ```
+    /// use mq_core::{Task, TaskContext, TaskError};
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, Task)]
+    /// # struct Import { rows: u64 }
+    ///
+    /// async fn import(task: Import, ctx: TaskContext) -> Result<(), TaskError> {
+    ///     for row in 0..task.rows {
+    ///         // ... import the row ...
+    ///         ctx.progress(&serde_json::json!({ "done": row + 1, "of": task.rows })).await;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn progress<V: serde::Serialize + ?Sized>(&self, value: &V) {
+        let Some(progress) = &self.progress else {
+            return;
+        };
+        match serde_json::to_string(value) {
+            Ok(json) => progress.report(json).await,
+            Err(e) => {
+                tracing::warn!(id = %self.id, error = %e, "progress value does not serialize to JSON; dropped")
+            }
+        }
+    }
+
+    /// The task's cancellation token (see [`cancelled`](Self::cancelled)), to pass to code
+    /// that takes one, or to check from blocking work.
+    pub fn cancellation_token(&self) -> tokio_util::sync::CancellationToken {
+        self.cancel.clone()
     }
 
     /// Like [`blocking`], and the task's slot of the worker's in-flight limit stays taken

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod batch;
 pub mod config;
+pub mod control;
 pub mod enqueue;
 // The wire format's encoder and decoder: public for mq's own tests, hidden from the docs
 // (docs/wire-format.md describes the format).
@@ -24,6 +25,7 @@ pub use admin::Admin;
 pub use async_trait::async_trait;
 pub use batch::{batch, BatchHandler, Batched};
 pub use config::{TlsOptions, WorkerConfig};
+pub use control::CancelOutcome;
 pub use enqueue::Enqueue;
 pub use error::{Error, Result};
 pub use handler::{blocking, Handler, TaskContext, TaskError};

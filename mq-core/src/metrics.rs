@@ -125,7 +125,7 @@ impl Metrics {
             ),
             finished: counter(
                 "mq_tasks_finished_total",
-                "Task attempts finished, by outcome: success, retry, dead or snoozed",
+                "Task attempts finished, by outcome: success, retry, dead, snoozed or cancelled",
                 &["queue", "task", "outcome"],
             ),
             rate_limited: counter(
@@ -214,6 +214,7 @@ impl Metrics {
             retry: self.finished.with_label_values(&[queue, name, "retry"]),
             dead: self.finished.with_label_values(&[queue, name, "dead"]),
             snoozed: self.finished.with_label_values(&[queue, name, "snoozed"]),
+            cancelled: self.finished.with_label_values(&[queue, name, "cancelled"]),
             rate_limited: self.rate_limited.with_label_values(&[queue, name]),
             key_slot_waits: self.key_slot_waits.with_label_values(&[queue, name]),
             duration: self.duration.with_label_values(&[queue, name]),
@@ -268,6 +269,8 @@ pub(crate) struct TaskMetrics {
     pub(crate) dead: IntCounter,
     /// Attempts that ended with [`TaskError::Snooze`](crate::TaskError::Snooze).
     pub(crate) snoozed: IntCounter,
+    /// Attempts settled as cancelled (their cancellation reached the worker while they ran).
+    pub(crate) cancelled: IntCounter,
     /// Deliveries rescheduled by the task's rate limit (never started).
     pub(crate) rate_limited: IntCounter,
     /// Deliveries rescheduled because every concurrency slot of the task's key was taken.

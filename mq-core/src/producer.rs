@@ -683,6 +683,51 @@ impl Producer {
         .await
     }
 
+    /// Cancels task `id` of `queue`, as [`Admin::cancel`](crate::Admin::cancel) does (with the
+    /// default consumer group `mq`): a queued or delayed task never runs, a running one is
+    /// signalled and settled as cancelled, an unknown or finished id is
+    /// [`CancelOutcome::NotFound`](crate::CancelOutcome::NotFound).
+    ///
+    /// ```no_run
+    /// # use serde::{Deserialize, Serialize};
+    /// # #[derive(Serialize, Deserialize, mq_core::Task)]
+    /// # #[task(queue = "texts")]
+    /// # struct EmbedText { product_id: u64 }
+    /// # async fn run() -> mq_core::Result<()> {
+    /// let producer = mq_core::Producer::connect("redis://127.0.0.1/").await?;
+    /// let id = producer.enqueue(EmbedText { product_id: 7 }).await?;
+    /// println!("{}", producer.cancel("texts", &id).await?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name, [`Error::Redis`].
+    pub async fn cancel(&self, queue: &str, id: &str) -> Result<crate::CancelOutcome> {
+        crate::control::cancel(&self.conn, &self.prefix, keys::DEFAULT_GROUP, queue, id).await
+    }
+
+    /// The last progress task `id` of `queue` reported with
+    /// [`TaskContext::progress`](crate::TaskContext::progress), decoded as `V`; `None` if it
+    /// reported none (yet) or its record expired (an hour after the last report).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name, [`Error::Decode`] if the stored value does not
+    /// decode as `V`, [`Error::Redis`].
+    pub async fn progress<V: serde::de::DeserializeOwned>(
+        &self,
+        queue: &str,
+        id: &str,
+    ) -> Result<Option<V>> {
+        match crate::control::progress(&self.conn, &self.prefix, queue, id).await? {
+            Some(v) => serde_json::from_value(v)
+                .map(Some)
+                .map_err(|e| Error::Decode(format!("the progress of task {id}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
     /// Enqueues a task given by queue, task name and an already encoded MessagePack payload
     /// (for tools and other languages' bridges; the CLI's `mq enqueue` uses it) and returns its
     /// id. One `XADD`, like [`enqueue`](Self::enqueue).

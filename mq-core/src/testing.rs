@@ -158,6 +158,7 @@ pub struct TestContext {
     queue: Option<String>,
     enqueued_at: u64,
     last_error: Option<String>,
+    cancel: tokio_util::sync::CancellationToken,
 }
 
 impl Default for TestContext {
@@ -176,6 +177,7 @@ impl TestContext {
             queue: None,
             enqueued_at: now_ms(),
             last_error: None,
+            cancel: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -222,6 +224,14 @@ impl TestContext {
         self
     }
 
+    /// The token behind [`TaskContext::cancelled`]: cancel it (before or while the handler
+    /// runs) to test how the handler stops when its task is cancelled.
+    #[must_use]
+    pub fn cancellation(mut self, token: tokio_util::sync::CancellationToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
     /// The context for a task of type `T`. The one place outside the worker that makes a
     /// [`TaskContext`].
     pub fn build<T: Task>(self) -> TaskContext {
@@ -234,6 +244,9 @@ impl TestContext {
             enqueued_at: self.enqueued_at,
             last_error: self.last_error,
             permit: None,
+            cancel: self.cancel,
+            // Progress reports go nowhere without Redis.
+            progress: None,
         }
     }
 }

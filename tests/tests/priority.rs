@@ -351,3 +351,39 @@ async fn queue_order_starts_the_first_queue_before_the_second() {
         "the second queue started before the first drained: {starts:?}"
     );
 }
+
+/// Cancelling finds a task in any level: a queued High task and a delayed Low one are removed
+/// and never run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_finds_tasks_in_every_level() {
+    let server = server();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.unwrap();
+    let high = producer
+        .clone()
+        .with_priority(Priority::High)
+        .enqueue(Strict { level: 0 })
+        .await
+        .unwrap();
+    let low = producer
+        .clone()
+        .with_priority(Priority::Low)
+        .enqueue_in(Duration::from_secs(3600), Strict { level: 2 })
+        .await
+        .unwrap();
+    assert_eq!(
+        producer.cancel("prio-strict", &high).await.unwrap(),
+        mq_core::CancelOutcome::Queued
+    );
+    assert_eq!(
+        producer.cancel("prio-strict", &low).await.unwrap(),
+        mq_core::CancelOutcome::Delayed
+    );
+    let stats = Admin::connect(&url)
+        .await
+        .unwrap()
+        .stats("prio-strict")
+        .await
+        .unwrap();
+    assert_eq!((stats.length, stats.delayed), (0, 0), "{stats:?}");
+}

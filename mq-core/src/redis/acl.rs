@@ -17,7 +17,8 @@ use crate::{
 
 /// One command a role runs: its ACL rule (`xadd`, `client|id`) and an invocation with the
 /// placeholders [`STREAM`], [`DELAYED`], [`DEAD`], [`WAKE`], [`WORKERS`], [`WORKER`],
-/// [`PARTITIONS`], [`PAUSED`], [`UNIQUE`], [`DUPLICATES`], [`RATE`] for its keys and channel.
+/// [`PARTITIONS`], [`PAUSED`], [`UNIQUE`], [`DUPLICATES`], [`RATE`], [`CANCEL`], [`TASK`] for its keys
+/// and channel.
 #[derive(Debug, Clone, Copy)]
 pub struct Needed {
     /// The ACL rule, without the `+`.
@@ -48,6 +49,10 @@ pub const UNIQUE: &str = "<unique>";
 pub const DUPLICATES: &str = "<duplicates>";
 /// Placeholder for one of a queue's rate-limit states `<prefix>:{<queue>}:rate:<task>`.
 pub const RATE: &str = "<rate>";
+/// Placeholder for a queue's cancel hash `<prefix>:{<queue>}:cancel`.
+pub const CANCEL: &str = "<cancel>";
+/// Placeholder for one of a queue's task hashes `<prefix>:{<queue>}:task:<id>`.
+pub const TASK: &str = "<task>";
 
 const fn n(rule: &'static str, args: &'static [&'static str]) -> Needed {
     Needed { rule, args }
@@ -152,6 +157,14 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     n("pexpire", &["PEXPIRE", UNIQUE, "1"]),
     // The metrics sampler reads the counter of refused duplicates.
     n("get", &["GET", DUPLICATES]),
+    // Cancellation: the lease renewal and the promoter look at the cancel hash (`EXISTS`,
+    // and while it exists `HEXISTS` / `HDEL`), the settling of a cancelled task `HDEL`s.
+    n("exists", &["EXISTS", CANCEL]),
+    n("hexists", &["HEXISTS", CANCEL, "x"]),
+    n("hdel", &["HDEL", CANCEL, "x"]),
+    // A task's progress (`TaskContext::progress`).
+    n("hset", &["HSET", TASK, "progress", "x"]),
+    n("pexpire", &["PEXPIRE", TASK, "1"]),
 ];
 
 /// What a worker needs on top of [`WORKER_COMMANDS`] on the keys of a queue with a
@@ -190,9 +203,12 @@ pub const CLI: &[Needed] = &[
     n("get", &["GET", WORKER]),
     n("pttl", &["PTTL", WORKER]),
     n("get", &["GET", DUPLICATES]),
+    // `mq status`: a task's progress.
+    n("hget", &["HGET", TASK, "progress"]),
 ];
 
-/// What `mq dead replay`, `mq dead purge`, `mq pause` and `mq resume` need on top of [`CLI`]:
+/// What `mq dead replay`, `mq dead purge`, `mq pause`, `mq resume` and `mq cancel` need on
+/// top of [`CLI`]:
 /// moving dead letters back to the stream (`XADD`, `XDEL`), deleting the dead-letter stream
 /// (`UNLINK`), setting and deleting the pause flag (`SET`, `DEL`), and the replay of a dead
 /// unique task taking its key again (`GET`, `SET`).
@@ -204,6 +220,17 @@ pub const CLI_ADMIN: &[Needed] = &[
     n("del", &["DEL", PAUSED]),
     n("get", &["GET", UNIQUE]),
     n("set", &["SET", UNIQUE, "x"]),
+    // `mq cancel` (`Admin::cancel`): the cancel script looks through the stream and the
+    // delayed set, deletes a queued entry or a delayed member (releasing its unique key) or
+    // records a running task in the cancel hash.
+    n("type", &["TYPE", STREAM]),
+    n("xrange", &["XRANGE", STREAM, "-", "+"]),
+    n("xdel", &["XDEL", STREAM, "0-1"]),
+    n("zrange", &["ZRANGE", DELAYED, "0", "0"]),
+    n("zrem", &["ZREM", DELAYED, "m"]),
+    n("del", &["DEL", UNIQUE]),
+    n("hset", &["HSET", CANCEL, "x", "0-1"]),
+    n("pexpire", &["PEXPIRE", CANCEL, "1"]),
 ];
 
 /// The `ACL SETUSER` line of a user named `user` allowed exactly `lists` on the keys and
@@ -273,6 +300,8 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                     UNIQUE => k.unique_key("acl-check"),
                     DUPLICATES => k.duplicates.clone(),
                     RATE => k.rate_state("acl-check", None),
+                    CANCEL => k.cancel.clone(),
+                    TASK => format!("{}acl-check", k.task),
                     a => a.to_owned(),
                 })
                 .collect();
@@ -385,6 +414,7 @@ mod tests {
         ];
         let worker = [
             include_str!("lua/ack_unique.lua"),
+            include_str!("lua/cancelled.lua"),
             include_str!("lua/dead.lua"),
             include_str!("lua/ensure_group.lua"),
             include_str!("lua/promote.lua"),
@@ -396,10 +426,12 @@ mod tests {
             include_str!("lua/stats.lua"),
             unique,
         ];
-        // replay.lua uses unique.lua's readers only, not the release (`DEL`, `PEXPIRE`).
+        // replay.lua uses unique.lua's readers; cancel.lua its release too.
         let admin = [
             include_str!("lua/stats.lua"),
             include_str!("lua/replay.lua"),
+            include_str!("lua/cancel.lua"),
+            unique,
         ];
         for (role, scripts, lists) in [
             ("producer", &producer[..], &[PRODUCER][..]),

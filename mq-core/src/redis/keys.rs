@@ -50,6 +50,15 @@ pub struct QueueKeys {
     /// `<name>:tz`, `<name>:last` and `<name>:next` (ticks in unix ms). The tick keys
     /// (see [`cron_tick`](Self::cron_tick)) share its prefix.
     pub cron: String,
+    /// `{prefix}:{queue}:cancel`: a hash, task id -> stream entry id, of the running tasks
+    /// whose cancellation was asked for (see [`Admin::cancel`](crate::Admin::cancel)), with an
+    /// expiry refreshed at each cancellation; a field is removed when its task is settled.
+    pub cancel: String,
+    /// `{prefix}:{queue}:task:`: the prefix of the per-task hashes `{prefix}:{queue}:task:<id>`
+    /// (field `progress`: what the handler last reported with
+    /// [`TaskContext::progress`](crate::TaskContext::progress)), written only for tasks that
+    /// report progress, with an expiry.
+    pub task: String,
 }
 
 impl QueueKeys {
@@ -61,6 +70,7 @@ impl QueueKeys {
     /// assert_eq!(k.delayed, "mq:{images}:delayed");
     /// assert_eq!(k.dead, "mq:{images}:dead");
     /// assert_eq!(k.paused, "mq:{images}:paused");
+    /// assert_eq!(k.cancel, "mq:{images}:cancel");
     /// // One pause flag for every partition of a partitioned queue:
     /// assert_eq!(mq_core::redis::keys::QueueKeys::new("mq", "hot#2").paused, "mq:{hot}:paused");
     /// ```
@@ -78,6 +88,8 @@ impl QueueKeys {
             rate: format!("{prefix}:{{{queue}}}:rate"),
             slots: format!("{prefix}:{{{queue}}}:slots"),
             cron: format!("{prefix}:{{{queue}}}:cron"),
+            cancel: format!("{prefix}:{{{queue}}}:cancel"),
+            task: format!("{prefix}:{{{queue}}}:task:"),
         }
     }
 

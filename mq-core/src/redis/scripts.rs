@@ -9,8 +9,12 @@ use std::sync::LazyLock;
 use redis::Script;
 
 /// Moves due delayed tasks into the stream (`lua/promote.lua`).
-pub static PROMOTE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/promote.lua")));
+pub static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/unique.lua"),
+        include_str!("lua/promote.lua")
+    ))
+});
 /// Schedules a task relative to the server clock (`lua/schedule.lua`).
 pub static SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
@@ -28,7 +32,13 @@ pub static DEAD: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 /// Renews the leases of in-flight tasks this consumer still owns (`lua/renew.lua`).
-pub static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/renew.lua")));
+/// While the queue's cancel hash exists, it also reports the entries of cancelled tasks.
+pub static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/unique.lua"),
+        include_str!("lua/renew.lua")
+    ))
+});
 /// Renews the concurrency slots of running tasks with per-key concurrency
 /// (`lua/renew_slots.lua`).
 pub static RENEW_SLOTS: LazyLock<Script> =
@@ -74,5 +84,20 @@ pub static ACK_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
         include_str!("lua/ack_unique.lua")
+    ))
+});
+/// Finds a task by id in one chunk of a queue's stream or delayed set and cancels it
+/// (`lua/cancel.lua`).
+pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/unique.lua"),
+        include_str!("lua/cancel.lua")
+    ))
+});
+/// Settles a task whose cancellation reached its handler (`lua/cancelled.lua`).
+pub static CANCELLED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/unique.lua"),
+        include_str!("lua/cancelled.lua")
     ))
 });

@@ -5,6 +5,8 @@
 //! the entry is rescheduled for its reserved slot instead of starting, not as an attempt. A task
 //! type with per-key concurrency first takes a slot of its concurrency key the same way (the
 //! retry script in slot mode); its ack, retry and dead letter free the slot in their script.
+//! A task whose cancellation the lease thread signalled while it ran is settled as cancelled
+//! (the cancelled script: ack + delete, never retried nor dead-lettered).
 
 use std::{
     panic::AssertUnwindSafe,
@@ -116,7 +118,15 @@ impl Job {
                 return;
             }
         }
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let _running = RunningGuard::new(&self.queue, &entry_id, &cancel);
+        let progress = crate::control::Progress::new(
+            self.shared.data.clone(),
+            format!("{}{}", self.queue.keys.task, env.id),
+        );
         let ctx = TaskContext {
+            cancel: cancel.clone(),
+            progress: Some(progress.clone()),
             id: env.id.clone(),
             entry_id: entry_id.clone(),
             queue: self.queue.queue.clone(),
@@ -153,6 +163,11 @@ impl Job {
                 ))),
             };
         tm.duration.observe(started.elapsed().as_secs_f64());
+        // The last progress reported within the last second (nothing for tasks that report none).
+        progress.flush().await;
+        if cancel.is_cancelled() && !matches!(outcome, Outcome::Invalid(_)) {
+            return self.cancelled(&entry_id, &env).await;
+        }
         match outcome {
             Outcome::Done if env.unique.is_some() || self.slot.is_some() => {
                 tm.success.inc();
@@ -394,6 +409,31 @@ impl Job {
         .await;
     }
 
+    /// Settles a task whose cancellation reached it while it ran, whatever its handler
+    /// returned: acked and deleted, its unique key released, its slot freed and its id removed
+    /// from the cancel hash, in one script. Never retried nor dead-lettered.
+    async fn cancelled(&self, entry_id: &str, env: &Envelope) {
+        tracing::info!(queue = %self.queue.queue, task = %env.name, id = %env.id, attempt = env.attempt, "task cancelled");
+        let keys = &self.queue.keys;
+        let applied = self
+            .settle("cancel", entry_id, Some(&env.id), || {
+                let mut inv = scripts::CANCELLED.prepare_invoke();
+                inv.key(&keys.stream)
+                    .key(&keys.cancel)
+                    .arg(&self.shared.config.group)
+                    .arg(&self.shared.config.consumer)
+                    .arg(&keys.unique)
+                    .arg(entry_id)
+                    .arg(&env.id)
+                    .arg(self.slot.as_deref().unwrap_or(""));
+                inv
+            })
+            .await;
+        if applied {
+            self.queue.metrics.task(&env.name).cancelled.inc();
+        }
+    }
+
     async fn dead(&self, entry_id: &str, who: &Ident, reason: &str) {
         tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = who.id.as_deref(), task = who.name.as_deref(), %reason, "dead-lettered");
         // Entries that are not a valid task count as `unknown`, whatever name they carry.
@@ -611,6 +651,33 @@ impl SlotGuard {
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         super::lock(&self.queue.slots).remove(&self.entry_id);
+    }
+}
+
+/// Registers a running task's cancellation token, which the lease thread fires when a renewal
+/// reports the task cancelled, while the task runs.
+struct RunningGuard {
+    queue: Arc<QueueState>,
+    entry_id: String,
+}
+
+impl RunningGuard {
+    fn new(
+        queue: &Arc<QueueState>,
+        entry_id: &str,
+        token: &tokio_util::sync::CancellationToken,
+    ) -> Self {
+        super::lock(&queue.running).insert(entry_id.to_owned(), token.clone());
+        RunningGuard {
+            queue: queue.clone(),
+            entry_id: entry_id.to_owned(),
+        }
+    }
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        super::lock(&self.queue.running).remove(&self.entry_id);
     }
 }
 

@@ -1,6 +1,8 @@
 //! The lease thread: an OS thread with its own single-threaded runtime and Redis connection
 //! that renews the leases of in-flight tasks (renew script: `XCLAIM ... JUSTID` of the entries
-//! this consumer still owns) and refreshes the worker's heartbeat.
+//! this consumer still owns) and refreshes the worker's heartbeat. The same script reports the
+//! running tasks whose cancellation was asked for (only while some task of the queue is being
+//! cancelled), and this thread fires their `TaskContext`'s cancellation token.
 //!
 //! A lease is the idle time of the task's entry in the group's pending list; another worker's
 //! reclaimer takes an entry over only once it is idle past the reclaim timeout. Renewing every
@@ -121,8 +123,9 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
 async fn renew(shared: &Shared, queue: &QueueState, conn: &mut Conn) -> Result<()> {
     let ids = queue.in_flight_ids();
     for chunk in ids.chunks(RENEW_CHUNK) {
-        let lost: Vec<String> = scripts::RENEW
+        let (lost, cancelled): (Vec<String>, Vec<String>) = scripts::RENEW
             .key(&queue.keys.stream)
+            .key(&queue.keys.cancel)
             .arg(&shared.config.group)
             .arg(&shared.config.consumer)
             .arg(chunk)
@@ -134,6 +137,10 @@ async fn renew(shared: &Shared, queue: &QueueState, conn: &mut Conn) -> Result<(
             // worker after this one stalled longer than the reclaim timeout.
             tracing::debug!(queue = %queue.queue, lost = lost.len(), "leases not renewed: entries no longer owned");
             queue.untrack(&lost);
+        }
+        if !cancelled.is_empty() {
+            tracing::info!(queue = %queue.queue, cancelled = cancelled.len(), "cancellation of running tasks signalled");
+            queue.signal_cancelled(&cancelled);
         }
     }
     renew_slots(shared, queue, conn).await

@@ -538,6 +538,7 @@ impl WorkerBuilder {
                         partitions,
                         in_flight: Mutex::new(HashSet::new()),
                         slots: Mutex::new(HashMap::new()),
+                        running: Mutex::new(HashMap::new()),
                         wake: tokio::sync::Notify::new(),
                         paused: AtomicBool::new(false),
                         pause_changed: tokio::sync::Notify::new(),
@@ -615,6 +616,9 @@ pub(crate) struct QueueState {
     /// Running tasks with per-key concurrency: entry id -> its slots key. The lease thread
     /// renews these slots with the leases.
     pub(crate) slots: Mutex<HashMap<String, String>>,
+    /// Running tasks: entry id -> the cancellation token of its `TaskContext`, fired when a
+    /// lease renewal reports the task cancelled.
+    pub(crate) running: Mutex<HashMap<String, CancellationToken>>,
     /// Metric handles of this queue (shared by its partitions).
     pub(crate) metrics: Arc<QueueMetrics>,
     /// Wakes the queue's promoter: an earlier delayed task was scheduled.
@@ -655,6 +659,16 @@ impl QueueState {
         match self.keys.level {
             crate::Priority::Normal => self.keys.queue.clone(),
             l => format!("{}:{l}", self.keys.queue),
+        }
+    }
+
+    /// Fires the cancellation tokens of the running tasks of these entries.
+    pub(crate) fn signal_cancelled(&self, entry_ids: &[String]) {
+        let running = lock(&self.running);
+        for id in entry_ids {
+            if let Some(token) = running.get(id) {
+                token.cancel();
+            }
         }
     }
 }

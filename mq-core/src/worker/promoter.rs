@@ -69,9 +69,11 @@ pub(crate) async fn promote_due(
             .key(&keys.delayed)
             .key(&keys.stream)
             .key(&keys.dead)
+            .key(&keys.cancel)
             .arg(PROMOTE_BATCH)
             .arg(PROMOTE_MAX_BYTES)
             .arg(shared.config.dead_letter_max_len)
+            .arg(&keys.unique)
             .invoke_async(&mut conn)
             .await;
         let (moved, more, trimmed, due_in) = match r {

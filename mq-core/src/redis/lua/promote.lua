@@ -1,9 +1,12 @@
 -- Move due members of a queue's delayed set into its stream, atomically, oldest due first:
 -- at most ARGV[1] members and, after the first, no more once ARGV[2] bytes of members moved,
 -- so that one call never blocks Redis for long however large the members are.
--- KEYS[1] delayed zset, KEYS[2] stream, KEYS[3] dead stream
+-- KEYS[1] delayed zset, KEYS[2] stream, KEYS[3] dead stream, KEYS[4] (optional) cancel hash
 -- ARGV[1] max members to move, ARGV[2] max member bytes, ARGV[3] dead stream cap
--- (`XTRIM MAXLEN ~`)
+-- (`XTRIM MAXLEN ~`), ARGV[4] (with KEYS[4]) unique key prefix
+-- While the cancel hash exists, a due member whose task id is in it (a task cancelled while it
+-- ran, then rescheduled before its worker learned it) is dropped instead of promoted: removed
+-- from the hash, its unique key released. Nothing more is done while nothing is cancelled.
 -- A member is a MessagePack map of stream-entry fields (see envelope.rs): mq writes
 -- {"t": <v2 task blob>} or {"t": .., "r": ..}, each blob a MessagePack str, which cmsgpack
 -- hands over as a Lua string and XADD writes back byte for byte. The due time is
@@ -50,6 +53,23 @@ for _, c in ipairs({{'XADD', KEYS[2], '*', 'f', 'v'}, {'XADD', KEYS[3], '*', 'f'
 end
 
 local max_members, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
+local cancel = KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 and KEYS[4]
+-- Whether a member's task was cancelled (only called while the cancel hash exists).
+local function cancelled(f)
+  local fields = {}
+  for _, k in ipairs({'t', 'id', 'u'}) do
+    if type(f[k]) == 'string' then
+      fields[#fields + 1] = k
+      fields[#fields + 1] = f[k]
+    end
+  end
+  local id = mq_task_id(fields)
+  if id and redis.call('HDEL', cancel, id) == 1 then
+    mq_release_unique(ARGV[4], fields, 0)
+    return true
+  end
+  return false
+end
 local moved, bytes, dead, more = 0, 0, 0, 0
 while m do
   local ok, f = pcall(cmsgpack.unpack, m)
@@ -73,7 +93,9 @@ while m do
     end
   end
   if reason == nil then
-    redis.call('XADD', KEYS[2], '*', unpack(args))
+    if not (cancel and cancelled(f)) then
+      redis.call('XADD', KEYS[2], '*', unpack(args))
+    end
   else
     redis.call('XADD', KEYS[3], '*', 'raw', m, 'error', reason, 'failed_at', now)
     dead = dead + 1

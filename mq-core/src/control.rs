@@ -1,0 +1,281 @@
+//! Task control: cancelling a task by its id ([`Producer::cancel`](crate::Producer::cancel),
+//! [`Admin::cancel`](crate::Admin::cancel), `mq cancel QUEUE ID`), and the progress a running
+//! task reports ([`TaskContext::progress`](crate::TaskContext::progress), read with
+//! [`Producer::progress`](crate::Producer::progress), [`Admin::progress`](crate::Admin::progress),
+//! `mq status QUEUE ID`).
+//!
+//! A queued task (an entry not yet delivered) is deleted from its stream and a scheduled or
+//! retrying one removed from the delayed set, each in the script that finds it: it never runs.
+//! A running task's id goes into the hash `{prefix}:{queue}:cancel`; the lease renewal of the
+//! worker that runs it reports it there (only while that hash exists), and the worker fires
+//! the task's [`TaskContext::cancelled`](crate::TaskContext::cancelled) and settles it as
+//! cancelled. Nothing is written or read per task while nothing is being cancelled.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crate::{
+    error::{Error, Result},
+    redis::{conn::Conn, keys, keys::QueueKeys, scripts},
+};
+
+/// Entries or delayed members one cancel script call looks at: 1,000 (about a millisecond of
+/// Redis time), so that cancelling in a long queue never blocks Redis for long.
+pub const CANCEL_SCAN_CHUNK: usize = 1_000;
+
+/// Expiry of a queue's cancel hash, refreshed at each cancellation of a running task: 24 h. Its
+/// fields are removed as their tasks are settled; the expiry only clears the ids of tasks whose
+/// entries vanished otherwise (e.g. dead-lettered as abandoned).
+pub const CANCEL_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// What [`Producer::cancel`](crate::Producer::cancel) / [`Admin::cancel`](crate::Admin::cancel)
+/// did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The task was waiting in the queue: its entry was deleted; it never runs.
+    Queued,
+    /// The task was scheduled (`enqueue_in`) or waiting for a retry: removed from the delayed
+    /// set; it never runs (again).
+    Delayed,
+    /// The task is running on worker `consumer`: its handler's
+    /// [`TaskContext::cancelled`](crate::TaskContext::cancelled) fires within one lease-renewal
+    /// interval, and the task is then settled as cancelled (never retried nor dead-lettered).
+    Running {
+        /// The consumer (worker) that holds the task.
+        consumer: String,
+    },
+    /// No such task in the queue: an unknown id, or a task that already finished
+    /// (succeeded, dead-lettered, cancelled).
+    NotFound,
+}
+
+impl std::fmt::Display for CancelOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CancelOutcome::Queued => f.write_str("cancelled: removed from the queue before it ran"),
+            CancelOutcome::Delayed => f.write_str("cancelled: removed from the delayed set"),
+            CancelOutcome::Running { consumer } => write!(
+                f,
+                "running on {consumer}: cancellation signalled (seen at its next lease renewal)"
+            ),
+            CancelOutcome::NotFound => f.write_str("not found: unknown id or already finished"),
+        }
+    }
+}
+
+/// The streams a task of `queue` may be in: its partitions (from `{prefix}:partitions`) and,
+/// for a partitioned queue, the queue's own stream; for a partition's name, that partition.
+pub(crate) async fn streams(conn: &Conn, prefix: &str, queue: &str) -> Result<Vec<String>> {
+    keys::validate_queue_or_partition(queue).map_err(Error::Config)?;
+    if keys::base_queue(queue) != queue {
+        return Ok(vec![queue.to_owned()]);
+    }
+    let n: Option<u16> = redis::cmd("HGET")
+        .arg(keys::partitions_key(prefix))
+        .arg(queue)
+        .query_async(&mut conn.clone())
+        .await
+        .map_err(Error::redis("HGET partitions"))?;
+    let mut names: Vec<String> = match n {
+        Some(n) if n > 1 => (0..n).map(|i| keys::partition_name(queue, i)).collect(),
+        _ => Vec::new(),
+    };
+    names.push(queue.to_owned());
+    Ok(names)
+}
+
+/// Cancels task `id` of `queue` (see [`CancelOutcome`]): looks for it chunk by chunk in each
+/// stream of the queue (each partition and priority level), then in its delayed set, twice over (a task that moved between the
+/// stream and the delayed set while the first pass looked elsewhere is found by the second).
+pub(crate) async fn cancel(
+    conn: &Conn,
+    prefix: &str,
+    group: &str,
+    queue: &str,
+    id: &str,
+) -> Result<CancelOutcome> {
+    let streams = streams(conn, prefix, queue).await?;
+    for _pass in 0..2 {
+        // Every priority level of each stream (a queue without levels has no High or Low
+        // stream: the script finds nothing there).
+        let levels = streams
+            .iter()
+            .flat_map(|s| crate::Priority::ALL.map(|l| QueueKeys::new(prefix, s).level(l)));
+        for keys in levels {
+            for place in ["s", "d"] {
+                let mut cursor = if place == "s" { "-" } else { "0" }.to_owned();
+                loop {
+                    let (what, detail): (String, String) = scripts::CANCEL
+                        .key(&keys.stream)
+                        .key(&keys.delayed)
+                        .key(&keys.cancel)
+                        .arg(group)
+                        .arg(id)
+                        .arg(&keys.unique)
+                        .arg(place)
+                        .arg(&cursor)
+                        .arg(CANCEL_SCAN_CHUNK)
+                        .arg(CANCEL_TTL.as_millis() as u64)
+                        .invoke_async(&mut conn.clone())
+                        .await
+                        .map_err(Error::redis("cancel"))?;
+                    match what.as_str() {
+                        "queued" => return Ok(CancelOutcome::Queued),
+                        "delayed" => return Ok(CancelOutcome::Delayed),
+                        "running" => return Ok(CancelOutcome::Running { consumer: detail }),
+                        "next" => cursor = detail,
+                        _ => break,
+                    }
+                }
+            }
+        }
+    }
+    Ok(CancelOutcome::NotFound)
+}
+
+/// Least time between two progress writes of one task: 1 s. Reports in between are kept (the
+/// last one wins) and written when the second is over, and at the latest when the task ends.
+pub const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// Expiry of a task's hash `{prefix}:{queue}:task:<id>`, refreshed at each progress write: 1 h.
+pub const PROGRESS_TTL: Duration = Duration::from_secs(3600);
+
+/// The progress reports of one running task, throttled to one write per [`PROGRESS_EVERY`].
+pub(crate) struct Progress {
+    conn: Conn,
+    /// `{prefix}:{queue}:task:<id>`.
+    key: String,
+    state: Mutex<ProgressState>,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    /// When the last write was sent.
+    last_write: Option<Instant>,
+    /// A report not written yet (JSON).
+    pending: Option<String>,
+    /// Whether a delayed write of `pending` is scheduled.
+    scheduled: bool,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress").field("key", &self.key).finish()
+    }
+}
+
+impl Progress {
+    pub(crate) fn new(conn: Conn, key: String) -> Arc<Self> {
+        Arc::new(Progress {
+            conn,
+            key,
+            state: Mutex::new(ProgressState::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProgressState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `json` as the task's progress: written now if the last write is older than
+    /// [`PROGRESS_EVERY`], else kept and written when that second is over.
+    pub(crate) async fn report(self: &Arc<Self>, json: String) {
+        let now = Instant::now();
+        // `Ok(json)`: write now; `Err(Some(due))`: schedule a write at `due`; `Err(None)`: one is
+        // scheduled already.
+        let decision = {
+            let mut s = self.lock();
+            match s.last_write {
+                Some(t) if now.duration_since(t) < PROGRESS_EVERY => {
+                    s.pending = Some(json);
+                    if s.scheduled {
+                        Err(None)
+                    } else {
+                        s.scheduled = true;
+                        Err(Some(t + PROGRESS_EVERY))
+                    }
+                }
+                _ => {
+                    s.last_write = Some(now);
+                    s.pending = None;
+                    Ok(json)
+                }
+            }
+        };
+        let due = match decision {
+            Ok(json) => return self.write(json).await,
+            Err(None) => return,
+            Err(Some(due)) => due,
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(due.into()).await;
+            let json = {
+                let mut s = me.lock();
+                s.scheduled = false;
+                let json = s.pending.take();
+                if json.is_some() {
+                    s.last_write = Some(Instant::now());
+                }
+                json
+            };
+            if let Some(json) = json {
+                me.write(json).await;
+            }
+        });
+    }
+
+    /// Writes the report still kept, if any (the task ended).
+    pub(crate) async fn flush(&self) {
+        let json = self.lock().pending.take();
+        if let Some(json) = json {
+            self.write(json).await;
+        }
+    }
+
+    async fn write(&self, json: String) {
+        let r: redis::RedisResult<()> = redis::pipe()
+            .cmd("HSET")
+            .arg(&self.key)
+            .arg("progress")
+            .arg(json)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&self.key)
+            .arg(PROGRESS_TTL.as_millis() as u64)
+            .ignore()
+            .query_async(&mut self.conn.clone())
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(key = %self.key, error = %e, "cannot store a task's progress");
+        }
+    }
+}
+
+/// The last progress task `id` of `queue` reported (see
+/// [`TaskContext::progress`](crate::TaskContext::progress)), as JSON: `None` if it reported
+/// none (yet), or its hash expired.
+pub(crate) async fn progress(
+    conn: &Conn,
+    prefix: &str,
+    queue: &str,
+    id: &str,
+) -> Result<Option<serde_json::Value>> {
+    for stream in streams(conn, prefix, queue).await? {
+        let key = format!("{}{id}", QueueKeys::new(prefix, &stream).task);
+        let json: Option<String> = redis::cmd("HGET")
+            .arg(&key)
+            .arg("progress")
+            .query_async(&mut conn.clone())
+            .await
+            .map_err(Error::redis("HGET progress"))?;
+        if let Some(json) = json {
+            let value = serde_json::from_str(&json)
+                .map_err(|e| Error::Decode(format!("the progress in {key}: {e}")))?;
+            return Ok(Some(value));
+        }
+    }
+    Ok(None)
+}
