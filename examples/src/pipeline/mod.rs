@@ -55,6 +55,9 @@
 
 pub mod args;
 pub mod embed;
+#[cfg(feature = "minilm")]
+pub mod minilm;
+pub mod model;
 pub mod producer;
 pub mod records;
 pub mod store;
@@ -62,16 +65,20 @@ pub mod worker;
 
 pub use args::WorkerArgs;
 pub use embed::{
-    colour_histogram, embed_image, embed_images, embed_text, embed_texts, fnv1a64, render_image,
-    EmbedTask, Image, Invalid, SplitMix64, VectorKind, IMAGE_DIM, IMAGE_SIDE, TEXT_DIM,
+    colour_histogram, embed_image, embed_images, embed_text, embed_texts, embed_texts_with,
+    fnv1a64, render_image, EmbedTask, Image, Invalid, SplitMix64, VectorKind, IMAGE_DIM,
+    IMAGE_SIDE, TEXT_DIM,
 };
+#[cfg(feature = "minilm")]
+pub use minilm::{MiniLm, MINILM_DIM, MINILM_FILES, MINILM_MAX_TOKENS};
+pub use model::{ModelArgs, ModelChoice, ModelError, TextModel, MODEL_DIR_ENV};
 pub use producer::{enqueue_records, Enqueued, ProduceError};
 pub use records::{
     check_image_url, default_data_file, filter_file, filter_records, parse_line, product_text,
     validate, EmbedImage, EmbedText, Filtered, Product, Reason, Validated, MAX_URL_LEN,
 };
 pub use store::{
-    check_vectors, delete_vectors, store_vectors, vector_from_bytes, vector_key, vector_to_bytes,
-    VectorCheck, VECTOR_KEY_PREFIX,
+    check_vectors, check_vectors_with, cosine, delete_vectors, store_vectors, vector_from_bytes,
+    vector_key, vector_to_bytes, CheckError, VectorCheck, MIN_COSINE, VECTOR_KEY_PREFIX,
 };
 pub use worker::{embed_batch, run_embed_worker, EmbedStats, Embedder};
