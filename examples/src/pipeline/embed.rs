@@ -272,6 +272,9 @@ pub fn embed_texts(tasks: &[EmbedText]) -> Vec<Result<(u64, Vec<f32>), Invalid>>
         .collect()
 }
 
+/// Per task of a batch, in order: `(product_id, vector)`, or why the task is invalid.
+pub type Embedded = Vec<Result<(u64, Vec<f32>), Invalid>>;
+
 /// Embeds a batch of text tasks with `model` (one model call for the valid ones): per task,
 /// in order, its vector or why it is invalid (blank text). [`embed_texts`] is this with the
 /// hashed model.
@@ -279,10 +282,7 @@ pub fn embed_texts(tasks: &[EmbedText]) -> Vec<Result<(u64, Vec<f32>), Invalid>>
 /// # Errors
 ///
 /// The model failed on the batch ([`ModelError::Inference`]).
-pub fn embed_texts_with(
-    tasks: &[EmbedText],
-    model: &TextModel,
-) -> Result<Vec<Result<(u64, Vec<f32>), Invalid>>, ModelError> {
+pub fn embed_texts_with(tasks: &[EmbedText], model: &TextModel) -> Result<Embedded, ModelError> {
     let valid: Vec<&str> = tasks
         .iter()
         .filter(|t| !t.text.trim().is_empty())
@@ -324,10 +324,7 @@ pub trait EmbedTask: Task + Clone {
     /// # Errors
     ///
     /// The model failed on the batch.
-    fn embed_with(
-        tasks: &[Self],
-        model: &TextModel,
-    ) -> Result<Vec<Result<(u64, Vec<f32>), Invalid>>, ModelError>;
+    fn embed_with(tasks: &[Self], model: &TextModel) -> Result<Embedded, ModelError>;
 }
 
 impl EmbedTask for EmbedImage {
@@ -338,10 +335,7 @@ impl EmbedTask for EmbedImage {
     fn embed_all(tasks: &[Self]) -> Vec<Result<(u64, Vec<f32>), Invalid>> {
         embed_images(tasks)
     }
-    fn embed_with(
-        tasks: &[Self],
-        _model: &TextModel,
-    ) -> Result<Vec<Result<(u64, Vec<f32>), Invalid>>, ModelError> {
+    fn embed_with(tasks: &[Self], _model: &TextModel) -> Result<Embedded, ModelError> {
         Ok(embed_images(tasks))
     }
 }
@@ -354,10 +348,7 @@ impl EmbedTask for EmbedText {
     fn embed_all(tasks: &[Self]) -> Vec<Result<(u64, Vec<f32>), Invalid>> {
         embed_texts(tasks)
     }
-    fn embed_with(
-        tasks: &[Self],
-        model: &TextModel,
-    ) -> Result<Vec<Result<(u64, Vec<f32>), Invalid>>, ModelError> {
+    fn embed_with(tasks: &[Self], model: &TextModel) -> Result<Embedded, ModelError> {
         embed_texts_with(tasks, model)
     }
 }

@@ -7,7 +7,9 @@
 //! **Consumer side** ([`worker`], [`embed`], [`store`]): workers turn the tasks into vectors
 //! with a small deterministic CPU "model" standing in for a GPU one ([`embed_image`],
 //! [`embed_text`]) and store them in Redis with [`store_vectors`]. The workers' flags are
-//! [`WorkerArgs`] ([`args`]).
+//! [`WorkerArgs`] ([`args`]). The text worker can run a real model instead of the stand-in:
+//! all-MiniLM-L6-v2 sentence embeddings with candle (`--model minilm`, cargo feature `minilm`,
+//! the weights from `scripts/fetch-model.sh`; [`model`], `minilm`).
 //!
 //! | piece | command (from the workspace root) |
 //! |---|---|
@@ -66,7 +68,7 @@ pub mod worker;
 pub use args::WorkerArgs;
 pub use embed::{
     colour_histogram, embed_image, embed_images, embed_text, embed_texts, embed_texts_with,
-    fnv1a64, render_image, EmbedTask, Image, Invalid, SplitMix64, VectorKind, IMAGE_DIM,
+    fnv1a64, render_image, EmbedTask, Embedded, Image, Invalid, SplitMix64, VectorKind, IMAGE_DIM,
     IMAGE_SIDE, TEXT_DIM,
 };
 #[cfg(feature = "minilm")]
