@@ -1,5 +1,5 @@
 //! The text model of a text worker: the hashing stand-in ([`embed_text`], the default, 2 µs
-//! a text) or all-MiniLM-L6-v2 ([`MiniLm`](super::minilm::MiniLm), cargo feature `minilm`),
+//! a text) or all-MiniLM-L6-v2 (`MiniLm`, module `minilm`, cargo feature `minilm`),
 //! chosen with `--model` ([`ModelArgs`]) and held as a [`TextModel`].
 
 use std::path::PathBuf;
@@ -94,7 +94,7 @@ impl TextModel {
     /// # Errors
     ///
     /// [`ModelError::NotBuilt`] without the cargo feature `minilm`; otherwise see
-    /// [`MiniLm::load`](super::minilm::MiniLm::load).
+    /// `MiniLm::load`.
     pub fn minilm(dir: &std::path::Path) -> Result<Self, ModelError> {
         #[cfg(feature = "minilm")]
         {
