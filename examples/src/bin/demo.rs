@@ -13,13 +13,18 @@
 //! 4. Progress bars (only when stdout is a terminal) show enqueued and embedded tasks per
 //!    queue; when both queues are empty the workers shut down gracefully.
 //! 5. It reads every expected vector back and compares it with the embedding computed here,
-//!    byte for byte, counts the vector keys per kind, and prints the filter reasons and a
-//!    summary line (`vectors` = vectors found with the expected bytes, `retries` and `dead`
-//!    from the workers' metrics and the dead-letter streams):
+//!    byte for byte (with `--model minilm`, text vectors to cosine ≥ 0.999: MiniLM's rounding
+//!    depends on the batch), counts the vector keys per kind, and prints the filter reasons
+//!    and a summary line (`vectors` = vectors found with the expected bytes, `retries` and
+//!    `dead` from the workers' metrics and the dead-letter streams):
 //!
 //! ```text
-//! demo: records=3000 parsed=2989 unparseable=11 filtered=202 images=2848 texts=2928 vectors=5776 retries=12 dead=0 elapsed=0.79s tasks_per_s=7281
+//! demo: records=3000 parsed=2989 unparseable=11 filtered=202 images=2848 texts=2928 vectors=5776 retries=12 dead=0 elapsed=0.79s tasks_per_s=7281 text_model=hashed
 //! ```
+//!
+//! The text worker's model is `--model hashed` (default, the fast stand-in) or `--model
+//! minilm` (all-MiniLM-L6-v2 with candle: build with `--features minilm`, `--model-dir` or
+//! `MQ_MODEL_DIR` from `scripts/fetch-model.sh`; see the `text-worker` binary).
 //!
 //! It exits non-zero if a vector is missing or wrong, a task was dead-lettered, a record is
 //! not accounted for (`records == parsed + unparseable`, `images + texts + filtered == 2 *
@@ -42,8 +47,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mq_core::{batch, Producer, Worker};
 use mq_examples::{
     pipeline::{
-        check_vectors, default_data_file, delete_vectors, filter_file, EmbedImage, EmbedStats,
-        EmbedTask, EmbedText, Embedder, VectorKind, VECTOR_KEY_PREFIX,
+        check_vectors, check_vectors_with, default_data_file, delete_vectors, filter_file,
+        EmbedImage, EmbedStats, EmbedTask, EmbedText, Embedder, ModelArgs, TextModel, VectorKind,
+        VECTOR_KEY_PREFIX,
     },
     LocalRedis,
 };
@@ -77,6 +83,8 @@ struct Args {
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
+    #[command(flatten)]
+    model: ModelArgs,
 }
 
 /// The value of `mq_tasks_finished_total` summed over queues and tasks for one outcome, from a
@@ -164,8 +172,11 @@ async fn worker<T: EmbedTask>(
     url: &str,
     args: &Args,
     conn: redis::aio::ConnectionManager,
+    model: TextModel,
 ) -> Result<(Worker, Arc<EmbedStats>), BoxError> {
-    let embedder = Embedder::new(conn).fail_first_attempt_every(args.fail_every);
+    let embedder = Embedder::new(conn)
+        .text_model(model)
+        .fail_first_attempt_every(args.fail_every);
     let stats = embedder.stats();
     let worker = Worker::builder(url)
         .concurrency(usize::try_from(args.concurrency)?)
@@ -181,6 +192,8 @@ async fn worker<T: EmbedTask>(
 }
 
 async fn run(args: Args) -> Result<bool, BoxError> {
+    // Loaded before anything starts (MiniLM: 90 MB of weights).
+    let model = args.model.load()?;
     let _local;
     let own_server = args.url.is_none();
     let url = match args.url.clone() {
@@ -202,6 +215,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         data.images.len(),
         data.texts.len()
     );
+    println!("demo: text model {}", model.name());
 
     let client = redis::Client::open(url.as_str())?;
     let mut conn = client.get_connection_manager().await?;
@@ -223,8 +237,10 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     let dead_before = stream_len(&mut conn, &image_keys.dead).await?
         + stream_len(&mut conn, &text_keys.dead).await?;
 
-    let (image_worker, image_stats) = worker::<EmbedImage>(&url, &args, conn.clone()).await?;
-    let (text_worker, text_stats) = worker::<EmbedText>(&url, &args, conn.clone()).await?;
+    let (image_worker, image_stats) =
+        worker::<EmbedImage>(&url, &args, conn.clone(), TextModel::Hashed).await?;
+    let (text_worker, text_stats) =
+        worker::<EmbedText>(&url, &args, conn.clone(), model.clone()).await?;
     let metrics = [image_worker.metrics(), text_worker.metrics()];
     let tokens = [image_worker.shutdown_token(), text_worker.shutdown_token()];
     let started = Instant::now();
@@ -321,7 +337,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         + stream_len(&mut conn, &text_keys.dead).await?;
     let dead = dead_after.saturating_sub(dead_before);
     let image_check = check_vectors(&mut conn, &data.images).await?;
-    let text_check = check_vectors(&mut conn, &data.texts).await?;
+    let text_check = check_vectors_with(&mut conn, &data.texts, &model).await?;
     let tasks = (data.images.len() + data.texts.len()) as u64;
     let vectors = image_check.ok + text_check.ok;
     let image_keys_n = count_keys(&mut conn, VectorKind::Image).await?;
@@ -334,7 +350,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         text_stats.summary()
     );
     println!(
-        "demo: records={} parsed={} unparseable={} filtered={} images={} texts={} vectors={vectors} retries={retries} dead={dead} elapsed={:.2}s tasks_per_s={:.0}",
+        "demo: records={} parsed={} unparseable={} filtered={} images={} texts={} vectors={vectors} retries={retries} dead={dead} elapsed={:.2}s tasks_per_s={:.0} text_model={}",
         data.records(),
         data.parsed(),
         data.unparseable.len(),
@@ -343,6 +359,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         data.texts.len(),
         elapsed.as_secs_f64(),
         tasks as f64 / elapsed.as_secs_f64().max(1e-9),
+        model.name(),
     );
 
     let mut ok = !timed_out;

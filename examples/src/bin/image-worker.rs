@@ -20,7 +20,7 @@
 //! storing retries the whole batch with the task's backoff.
 
 use clap::Parser;
-use mq_examples::pipeline::{run_embed_worker, EmbedImage, WorkerArgs};
+use mq_examples::pipeline::{run_embed_worker, EmbedImage, TextModel, WorkerArgs};
 
 #[derive(Parser)]
 struct Args {
@@ -31,5 +31,5 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     mq_examples::init_tracing();
-    run_embed_worker::<EmbedImage>("image-worker", Args::parse().worker).await
+    run_embed_worker::<EmbedImage>("image-worker", Args::parse().worker, TextModel::Hashed).await
 }

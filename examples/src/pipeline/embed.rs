@@ -9,7 +9,10 @@
 
 use mq_core::Task;
 
-use super::records::{check_image_url, EmbedImage, EmbedText, Reason};
+use super::{
+    model::{ModelError, TextModel},
+    records::{check_image_url, EmbedImage, EmbedText, Reason},
+};
 
 /// Dimensions of a text vector: 256 hashed character 3-gram buckets.
 pub const TEXT_DIM: usize = 256;
@@ -269,6 +272,45 @@ pub fn embed_texts(tasks: &[EmbedText]) -> Vec<Result<(u64, Vec<f32>), Invalid>>
         .collect()
 }
 
+/// Per task of a batch, in order: `(product_id, vector)`, or why the task is invalid.
+pub type Embedded = Vec<Result<(u64, Vec<f32>), Invalid>>;
+
+/// Embeds a batch of text tasks with `model` (one model call for the valid ones): per task,
+/// in order, its vector or why it is invalid (blank text). [`embed_texts`] is this with the
+/// hashed model.
+///
+/// # Errors
+///
+/// The model failed on the batch ([`ModelError::Inference`]).
+pub fn embed_texts_with(tasks: &[EmbedText], model: &TextModel) -> Result<Embedded, ModelError> {
+    let valid: Vec<&str> = tasks
+        .iter()
+        .filter(|t| !t.text.trim().is_empty())
+        .map(|t| t.text.as_str())
+        .collect();
+    let vectors = model.embed(&valid)?;
+    if vectors.len() != valid.len() {
+        return Err(ModelError::Inference(format!(
+            "{} vectors for {} texts",
+            vectors.len(),
+            valid.len()
+        )));
+    }
+    let mut vectors = vectors.into_iter();
+    Ok(tasks
+        .iter()
+        .map(|t| {
+            if t.text.trim().is_empty() {
+                return Err(Invalid {
+                    product_id: t.product_id,
+                    reason: Reason::TextEmpty,
+                });
+            }
+            Ok((t.product_id, vectors.next().unwrap_or_default()))
+        })
+        .collect())
+}
+
 /// A task the workers turn into one vector: [`EmbedImage`] or [`EmbedText`].
 pub trait EmbedTask: Task + Clone {
     /// The kind of vector it gives.
@@ -277,6 +319,12 @@ pub trait EmbedTask: Task + Clone {
     fn product_id(&self) -> u64;
     /// Embeds a batch (CPU only): per task, in order, its vector or why it is invalid.
     fn embed_all(tasks: &[Self]) -> Vec<Result<(u64, Vec<f32>), Invalid>>;
+    /// [`embed_all`](Self::embed_all) with the text model `model` (only text tasks use it).
+    ///
+    /// # Errors
+    ///
+    /// The model failed on the batch.
+    fn embed_with(tasks: &[Self], model: &TextModel) -> Result<Embedded, ModelError>;
 }
 
 impl EmbedTask for EmbedImage {
@@ -287,6 +335,9 @@ impl EmbedTask for EmbedImage {
     fn embed_all(tasks: &[Self]) -> Vec<Result<(u64, Vec<f32>), Invalid>> {
         embed_images(tasks)
     }
+    fn embed_with(tasks: &[Self], _model: &TextModel) -> Result<Embedded, ModelError> {
+        Ok(embed_images(tasks))
+    }
 }
 
 impl EmbedTask for EmbedText {
@@ -296,6 +347,9 @@ impl EmbedTask for EmbedText {
     }
     fn embed_all(tasks: &[Self]) -> Vec<Result<(u64, Vec<f32>), Invalid>> {
         embed_texts(tasks)
+    }
+    fn embed_with(tasks: &[Self], model: &TextModel) -> Result<Embedded, ModelError> {
+        embed_texts_with(tasks, model)
     }
 }
 

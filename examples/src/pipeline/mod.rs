@@ -7,7 +7,9 @@
 //! **Consumer side** ([`worker`], [`embed`], [`store`]): workers turn the tasks into vectors
 //! with a small deterministic CPU "model" standing in for a GPU one ([`embed_image`],
 //! [`embed_text`]) and store them in Redis with [`store_vectors`]. The workers' flags are
-//! [`WorkerArgs`] ([`args`]).
+//! [`WorkerArgs`] ([`args`]). The text worker can run a real model instead of the stand-in:
+//! all-MiniLM-L6-v2 sentence embeddings with candle (`--model minilm`, cargo feature `minilm`,
+//! the weights from `scripts/fetch-model.sh`; [`model`], `minilm`).
 //!
 //! | piece | command (from the workspace root) |
 //! |---|---|
@@ -55,6 +57,9 @@
 
 pub mod args;
 pub mod embed;
+#[cfg(feature = "minilm")]
+pub mod minilm;
+pub mod model;
 pub mod producer;
 pub mod records;
 pub mod store;
@@ -62,16 +67,20 @@ pub mod worker;
 
 pub use args::WorkerArgs;
 pub use embed::{
-    colour_histogram, embed_image, embed_images, embed_text, embed_texts, fnv1a64, render_image,
-    EmbedTask, Image, Invalid, SplitMix64, VectorKind, IMAGE_DIM, IMAGE_SIDE, TEXT_DIM,
+    colour_histogram, embed_image, embed_images, embed_text, embed_texts, embed_texts_with,
+    fnv1a64, render_image, EmbedTask, Embedded, Image, Invalid, SplitMix64, VectorKind, IMAGE_DIM,
+    IMAGE_SIDE, TEXT_DIM,
 };
+#[cfg(feature = "minilm")]
+pub use minilm::{MiniLm, MINILM_DIM, MINILM_FILES, MINILM_MAX_TOKENS};
+pub use model::{ModelArgs, ModelChoice, ModelError, TextModel, MODEL_DIR_ENV};
 pub use producer::{enqueue_records, Enqueued, ProduceError};
 pub use records::{
     check_image_url, default_data_file, filter_file, filter_records, parse_line, product_text,
     validate, EmbedImage, EmbedText, Filtered, Product, Reason, Validated, MAX_URL_LEN,
 };
 pub use store::{
-    check_vectors, delete_vectors, store_vectors, vector_from_bytes, vector_key, vector_to_bytes,
-    VectorCheck, VECTOR_KEY_PREFIX,
+    check_vectors, check_vectors_with, cosine, delete_vectors, store_vectors, vector_from_bytes,
+    vector_key, vector_to_bytes, CheckError, VectorCheck, MIN_COSINE, VECTOR_KEY_PREFIX,
 };
 pub use worker::{embed_batch, run_embed_worker, EmbedStats, Embedder};

@@ -2,7 +2,10 @@
 //! batch ([`store_vectors`]), read back and compared ([`check_vectors`]) and deleted
 //! ([`delete_vectors`]).
 
-use super::embed::{EmbedTask, VectorKind};
+use super::{
+    embed::{EmbedTask, VectorKind},
+    model::{ModelError, TextModel},
+};
 
 /// Key prefix of stored vectors: `mq-demo:vec`.
 pub const VECTOR_KEY_PREFIX: &str = "mq-demo:vec";
@@ -50,6 +53,26 @@ pub async fn store_vectors<C: redis::aio::ConnectionLike>(
     pipe.query_async(conn).await
 }
 
+/// Cosine similarity of two vectors (0 if either is all zeros), computed in `f64`.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot = |x: &[f32], y: &[f32]| {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| f64::from(*p) * f64::from(*q))
+            .sum::<f64>()
+    };
+    let norms = (dot(a, a) * dot(b, b)).sqrt();
+    if norms == 0.0 {
+        0.0
+    } else {
+        dot(a, b) / norms
+    }
+}
+
+/// Smallest cosine between a stored vector and the recomputed one that [`check_vectors_with`]
+/// accepts for a model whose vectors depend on the batch to rounding (MiniLM): 0.999.
+pub const MIN_COSINE: f64 = 0.999;
+
 /// How the stored vectors of some tasks compare with what the embedding gives.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VectorCheck {
@@ -57,7 +80,9 @@ pub struct VectorCheck {
     pub ok: u64,
     /// Product ids without a stored vector.
     pub missing: Vec<u64>,
-    /// Product ids whose stored bytes differ from the embedding.
+    /// Product ids whose stored bytes differ from the embedding (for a model that is not
+    /// bit-exact, [`TextModel::is_exact`]: whose cosine with it is below [`MIN_COSINE`], or
+    /// whose length differs).
     pub wrong: Vec<u64>,
     /// Tasks that are invalid (no vector expected).
     pub invalid: u64,
@@ -71,18 +96,46 @@ impl VectorCheck {
 }
 
 /// Reads the stored vectors of `tasks` (`MGET`, 1,000 keys per round trip) and compares each
-/// with the embedding computed here, byte for byte.
+/// with the embedding computed here, byte for byte: [`check_vectors_with`] and the hashed
+/// text model.
 ///
 /// # Errors
 ///
-/// A Redis error.
+/// A Redis error (the hashed model does not fail).
 pub async fn check_vectors<T: EmbedTask, C: redis::aio::ConnectionLike + Send>(
     conn: &mut C,
     tasks: &[T],
-) -> redis::RedisResult<VectorCheck> {
+) -> Result<VectorCheck, CheckError> {
+    check_vectors_with(conn, tasks, &TextModel::Hashed).await
+}
+
+/// Why [`check_vectors`] or [`check_vectors_with`] could not check.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// Reading the vectors failed.
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+    /// The model failed recomputing them.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// Reads the stored vectors of `tasks` (`MGET`, 1,000 keys per round trip) and compares each
+/// with the embedding computed here with text model `model` (1,000 texts a call, on the
+/// calling thread): byte for byte when the model is bit-exact ([`TextModel::is_exact`]),
+/// else same length and cosine ≥ [`MIN_COSINE`].
+///
+/// # Errors
+///
+/// A Redis error, or the model failed.
+pub async fn check_vectors_with<T: EmbedTask, C: redis::aio::ConnectionLike + Send>(
+    conn: &mut C,
+    tasks: &[T],
+    model: &TextModel,
+) -> Result<VectorCheck, CheckError> {
     let mut check = VectorCheck::default();
     for chunk in tasks.chunks(1_000) {
-        let expected = T::embed_all(chunk);
+        let expected = T::embed_with(chunk, model)?;
         let keys: Vec<String> = chunk
             .iter()
             .map(|t| vector_key(T::KIND, t.product_id()))
@@ -93,7 +146,13 @@ pub async fn check_vectors<T: EmbedTask, C: redis::aio::ConnectionLike + Send>(
                 (Err(_), _) => check.invalid += 1,
                 (Ok((id, _)), None) => check.missing.push(id),
                 (Ok((id, v)), Some(bytes)) => {
-                    if vector_to_bytes(&v) == bytes {
+                    let same = if model.is_exact() {
+                        vector_to_bytes(&v) == bytes
+                    } else {
+                        let got = vector_from_bytes(&bytes);
+                        got.len() == v.len() && cosine(&got, &v) >= MIN_COSINE
+                    };
+                    if same {
                         check.ok += 1;
                     } else {
                         check.wrong.push(id);

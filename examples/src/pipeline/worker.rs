@@ -12,7 +12,7 @@ use std::{
 
 use mq_core::{BatchHandler, TaskContext, TaskError};
 
-use super::{args::WorkerArgs, embed::EmbedTask, store::store_vectors};
+use super::{args::WorkerArgs, embed::EmbedTask, model::TextModel, store::store_vectors};
 
 /// Counters of a batch handler, shared with whoever watches it (progress bars, summaries).
 /// All are cumulative; a task handled twice (at-least-once delivery) counts twice.
@@ -61,17 +61,18 @@ impl EmbedStats {
 ///
 /// 1. With `fail_every > 0`, the first attempt of every task whose product id is a multiple
 ///    of `fail_every` fails with a retryable error (chaos to show retries; 0 = off).
-/// 2. The others are embedded together with [`EmbedTask::embed_all`] inside
-///    [`mq_core::blocking`], off the async threads.
+/// 2. The others are embedded together, with one call of `model` for text tasks
+///    ([`EmbedTask::embed_with`]), inside [`mq_core::blocking`], off the async threads.
 /// 3. The valid tasks' vectors are stored with one pipeline ([`store_vectors`]).
 ///
 /// Outcomes, one per task in order: `Ok` once its vector is stored; an invalid task (from a
 /// producer that does not filter) is [`TaskError::permanent`], dead-lettered at once; if the
-/// embedding panics or the store fails, every valid task of the batch is retried (storing is
-/// idempotent: the same bytes under the same key).
+/// embedding fails or panics or the store fails, every valid task of the batch is retried
+/// (storing is idempotent: the same bytes under the same key).
 pub async fn embed_batch<T, C>(
     conn: &mut C,
     stats: &EmbedStats,
+    model: &TextModel,
     fail_every: u64,
     tasks: Vec<(T, TaskContext)>,
 ) -> Vec<Result<(), TaskError>>
@@ -99,7 +100,11 @@ where
     }
     if !to_embed.is_empty() {
         let started = Instant::now();
-        match mq_core::blocking(move || T::embed_all(&to_embed)).await {
+        let model = model.clone();
+        let embedded = mq_core::blocking(move || T::embed_with(&to_embed, &model))
+            .await
+            .and_then(|r| r.map_err(|e| TaskError::retry(e.to_string())));
+        match embedded {
             Err(e) => {
                 for &i in &todo {
                     outcomes[i] = Some(Err(e.clone()));
@@ -177,6 +182,7 @@ where
 pub struct Embedder {
     conn: redis::aio::ConnectionManager,
     stats: Arc<EmbedStats>,
+    model: TextModel,
     fail_every: u64,
 }
 
@@ -184,19 +190,27 @@ impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Embedder")
             .field("stats", &self.stats)
+            .field("model", &self.model.name())
             .field("fail_every", &self.fail_every)
             .finish_non_exhaustive()
     }
 }
 
 impl Embedder {
-    /// An embedder storing vectors through `conn`.
+    /// An embedder storing vectors through `conn`, with the hashed text model.
     pub fn new(conn: redis::aio::ConnectionManager) -> Self {
         Self {
             conn,
             stats: Arc::default(),
+            model: TextModel::Hashed,
             fail_every: 0,
         }
+    }
+
+    /// Embeds text tasks with `model` (image tasks do not use it).
+    pub fn text_model(mut self, model: TextModel) -> Self {
+        self.model = model;
+        self
     }
 
     /// Connects to `url` (a reconnecting connection) for storing vectors.
@@ -226,13 +240,13 @@ impl Embedder {
 impl<T: EmbedTask> BatchHandler<T> for Embedder {
     async fn handle_batch(&self, tasks: Vec<(T, TaskContext)>) -> Vec<Result<(), TaskError>> {
         let mut conn = self.conn.clone();
-        embed_batch(&mut conn, &self.stats, self.fail_every, tasks).await
+        embed_batch(&mut conn, &self.stats, &self.model, self.fail_every, tasks).await
     }
 }
 
 /// Runs an image or text worker until SIGINT/SIGTERM: a [`Worker`](mq_core::Worker) with
-/// [`Embedder`] as the batch handler of `T`, then prints `{name}: stored=.. invalid=..` with
-/// the batch statistics.
+/// [`Embedder`] (text model `model`) as the batch handler of `T`, then prints `{name}:
+/// stored=.. invalid=..` with the batch statistics.
 ///
 /// # Errors
 ///
@@ -240,8 +254,10 @@ impl<T: EmbedTask> BatchHandler<T> for Embedder {
 pub async fn run_embed_worker<T: EmbedTask>(
     name: &str,
     args: WorkerArgs,
+    model: TextModel,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let embedder = Embedder::connect(&args.url).await?;
+    let model_name = model.name();
+    let embedder = Embedder::connect(&args.url).await?.text_model(model);
     let stats = embedder.stats();
     let batch_size = usize::try_from(args.batch_size)?;
     let mut builder = mq_core::Worker::builder(&args.url)
@@ -262,6 +278,7 @@ pub async fn run_embed_worker<T: EmbedTask>(
         concurrency = args.concurrency,
         batch_size,
         batch_wait_ms = args.batch_wait_ms,
+        model = model_name,
         metrics_addr = ?args.metrics_addr,
         "{name} started"
     );
