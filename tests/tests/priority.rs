@@ -351,3 +351,73 @@ async fn queue_order_starts_the_first_queue_before_the_second() {
         "the second queue started before the first drained: {starts:?}"
     );
 }
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "prio-limited", max_retries = 0)]
+struct Limited;
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "prio-after", max_retries = 0)]
+struct After;
+
+/// A first queue held at its own `queue_concurrency` cannot use the worker's other permits:
+/// while it waits for its own limit, the queues after it use them (and it goes first again as
+/// soon as one of its permits frees).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_order_lets_later_queues_use_what_a_limited_first_queue_cannot() {
+    let server = server();
+    let url = server.url();
+    const SLOW: usize = 10;
+    const FAST: usize = 50;
+    let producer = Producer::connect(&url).await.unwrap();
+    producer
+        .enqueue_many((0..SLOW).map(|_| Limited))
+        .await
+        .unwrap();
+    producer
+        .enqueue_many((0..FAST).map(|_| After))
+        .await
+        .unwrap();
+    let starts: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let (s1, s2) = (starts.clone(), starts.clone());
+    let worker = Worker::builder(&url)
+        .concurrency(16)
+        .queue_concurrency(Limited::QUEUE, 2)
+        .queue_order(&[Limited::QUEUE, After::QUEUE])
+        .handle::<Limited, _>(move |_t: Limited, _ctx: TaskContext| {
+            let s = s1.clone();
+            async move {
+                s.lock().unwrap().push("limited");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok::<_, TaskError>(())
+            }
+        })
+        .handle::<After, _>(move |_t: After, _ctx: TaskContext| {
+            let s = s2.clone();
+            async move {
+                s.lock().unwrap().push("after");
+                Ok::<_, TaskError>(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    wait_until(WAIT, "every task started", || {
+        let done = starts.lock().unwrap().len() >= SLOW + FAST;
+        async move { done }
+    })
+    .await;
+    running.stop().await;
+    let starts = starts.lock().unwrap().clone();
+    // The limited queue takes 5 rounds of 200 ms; the other queue's tasks start in the first.
+    let last_after = starts.iter().rposition(|q| *q == "after").unwrap();
+    let limited_before = starts[..last_after]
+        .iter()
+        .filter(|q| **q == "limited")
+        .count();
+    assert!(
+        limited_before <= 4,
+        "the second queue waited for the limited first queue's backlog: {starts:?}"
+    );
+}
