@@ -353,7 +353,7 @@ async fn queue_order_starts_the_first_queue_before_the_second() {
 }
 
 #[derive(Debug, Serialize, Deserialize, Task)]
-#[task(queue = "prio-limited", max_retries = 0)]
+#[task(queue = "prio-limited", priority = "normal", max_retries = 0)]
 struct Limited;
 
 #[derive(Debug, Serialize, Deserialize, Task)]
@@ -362,7 +362,8 @@ struct After;
 
 /// A first queue held at its own `queue_concurrency` cannot use the worker's other permits:
 /// while it waits for its own limit, the queues after it use them (and it goes first again as
-/// soon as one of its permits frees).
+/// soon as one of its permits frees). Its lower level, held back by its higher one and by the
+/// same limit, holds back no other queue either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_order_lets_later_queues_use_what_a_limited_first_queue_cannot() {
     let server = server();
@@ -370,10 +371,14 @@ async fn queue_order_lets_later_queues_use_what_a_limited_first_queue_cannot() {
     const SLOW: usize = 10;
     const FAST: usize = 50;
     let producer = Producer::connect(&url).await.unwrap();
-    producer
-        .enqueue_many((0..SLOW).map(|_| Limited))
-        .await
-        .unwrap();
+    for level in [Priority::High, Priority::Normal] {
+        producer
+            .clone()
+            .with_priority(level)
+            .enqueue_many((0..SLOW / 2).map(|_| Limited))
+            .await
+            .unwrap();
+    }
     producer
         .enqueue_many((0..FAST).map(|_| After))
         .await

@@ -11,9 +11,9 @@
 //!   counts as exhausted; a seat that has not read yet is not). So the first tasks a worker
 //!   starts are of the highest level, and it never starts a lower level's task while it knows
 //!   of a ready higher-level one (its buffered entries, or a read that returned entries).
-//!   A seat waiting for a permit of its own queue's limit (`queue_concurrency`) blocks only
-//!   the seats of its queue (its lower levels share that limit): the queues after it use the
-//!   capacity it cannot, until it gets a permit and goes first again.
+//!   While a seat waits for a permit of its own queue's limit (`queue_concurrency`), the seats
+//!   of that queue hold back only each other (its levels share that limit): the queues after
+//!   it use the capacity it cannot, until it gets a permit and goes first again.
 //! - **Weighted**: seats read freely; among the ranks not exhausted (entries buffered, or a
 //!   read that may bring some) the one that served least, in tasks started divided by its
 //!   weight (its virtual time), starts next: the others wait the round trip of its read
@@ -36,6 +36,8 @@ pub(crate) struct Arbiter {
 
 struct State {
     seats: Vec<SeatState>,
+    /// Per queue: its seats waiting for a permit of its own limit.
+    at_limit: Vec<usize>,
     /// Weighted: tasks started by each rank divided by its weight.
     vtime: Vec<f64>,
 }
@@ -50,10 +52,11 @@ struct SeatState {
     at_limit: bool,
 }
 
-impl SeatState {
-    /// Whether this seat, not exhausted, holds back the seats of `queue` that rank after it.
-    fn holds_back(&self, queue: usize) -> bool {
-        !(self.exhausted || (self.at_limit && self.queue != queue))
+impl State {
+    /// Whether seat `x`, not exhausted, holds back the seats of `queue` that rank after it:
+    /// not while its own queue waits at its limit, unless that is `queue` too.
+    fn holds_back(&self, x: &SeatState, queue: usize) -> bool {
+        !(x.exhausted || (x.queue != queue && self.at_limit[x.queue] > 0))
     }
 }
 
@@ -91,6 +94,7 @@ impl Arbiter {
         Arc::new(Arbiter {
             state: Mutex::new(State {
                 seats: Vec::new(),
+                at_limit: Vec::new(),
                 vtime: vec![0.0; ranks],
             }),
             changed: Notify::new(),
@@ -108,6 +112,9 @@ impl Arbiter {
             exhausted: false,
             at_limit: false,
         });
+        if s.at_limit.len() <= queue {
+            s.at_limit.resize(queue + 1, 0);
+        }
         if s.vtime.len() <= rank {
             s.vtime.resize(rank + 1, 0.0);
         }
@@ -153,7 +160,7 @@ impl Seat {
     }
 
     /// Marks this seat as waiting for a permit of its queue's own limit until the guard is
-    /// dropped: meanwhile it holds back only the seats of its own queue.
+    /// dropped: meanwhile its queue's seats hold back only each other.
     pub(crate) fn at_limit(&self) -> AtLimit<'_> {
         self.set_at_limit(true);
         AtLimit(self)
@@ -166,6 +173,11 @@ impl Seat {
             return;
         }
         s.seats[self.id].at_limit = at_limit;
+        if at_limit {
+            s.at_limit[self.queue] += 1;
+        } else {
+            s.at_limit[self.queue] -= 1;
+        }
         drop(s);
         a.changed.notify_waiters();
     }
@@ -189,7 +201,7 @@ impl Seat {
                 let mine = s.vtime[self.rank];
                 s.seats
                     .iter()
-                    .filter(|x| x.holds_back(self.queue) && x.rank != self.rank)
+                    .filter(|x| s.holds_back(x, self.queue) && x.rank != self.rank)
                     .all(|x| s.vtime[x.rank] >= mine)
             }
         }
@@ -210,7 +222,7 @@ impl Seat {
     fn higher_exhausted(&self, s: &State) -> bool {
         s.seats
             .iter()
-            .all(|x| x.rank >= self.rank || !x.holds_back(self.queue))
+            .all(|x| x.rank >= self.rank || !s.holds_back(x, self.queue))
     }
 }
 
@@ -266,7 +278,6 @@ mod tests {
         let a = Arbiter::new(None);
         // Queue 0 (levels high, low), then queue 1.
         let (high, low, next) = (a.seat(0, 0), a.seat(1, 0), a.seat(3, 1));
-        low.report(true);
         assert!(!next.may_start());
         let waiting = high.at_limit();
         assert!(
@@ -277,6 +288,12 @@ mod tests {
             !low.may_start(),
             "queue 0's low level shares the limit: still behind high"
         );
+        // Low, held back by high (not exhausted), does not hold back queue 1 either: it waits
+        // for the same limit.
+        assert!(next.may_start());
+        low.report(true);
+        low.report(false);
+        assert!(next.may_start());
         drop(waiting);
         assert!(!next.may_start(), "a permit came: queue 0 goes first again");
     }
