@@ -16,7 +16,10 @@
 //!
 //! The fetchers of a prioritized queue (one per level) and of queues put in order have a
 //! [`Seat`] in an [arbiter](super::arbiter): they report their state and ask it before each
-//! read and before taking permits. A plain queue's fetcher has none and never asks.
+//! read and before taking permits. A plain queue's fetcher has none and never asks. Each level
+//! buffers up to the queue's limit, so a prioritized queue may have up to three limits' worth
+//! buffered here (all levels read when weighted; a strict level held back by a higher one
+//! keeps what it fetched before).
 //!
 //! At shutdown it stops at once, a blocking read included (`CLIENT UNBLOCK`), and hands back
 //! what it fetched but did not start ([`release`](super::release)).
