@@ -426,3 +426,43 @@ async fn queue_order_lets_later_queues_use_what_a_limited_first_queue_cannot() {
         "the second queue waited for the limited first queue's backlog: {starts:?}"
     );
 }
+
+/// Levels share their queue's limit: a higher level waiting at that limit still holds back
+/// the lower ones (only other queues may use what the queue cannot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_levels_stay_in_order_at_the_queue_limit() {
+    let server = server();
+    let url = server.url();
+    const N: usize = 40;
+    backlog(&url, N, |level| Strict {
+        level: level.index(),
+    })
+    .await;
+    let starts: Starts = Arc::default();
+    let s = starts.clone();
+    let worker = Worker::builder(&url)
+        .concurrency(16)
+        .queue_concurrency(Strict::QUEUE, 2)
+        .handle::<Strict, _>(move |t: Strict, _ctx: TaskContext| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push(Priority::ALL[t.level]);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok::<_, TaskError>(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    wait_until(WAIT, "every task started", || {
+        let done = starts.lock().unwrap().len() >= 3 * N;
+        async move { done }
+    })
+    .await;
+    running.stop().await;
+    let starts = starts.lock().unwrap().clone();
+    let mut sorted = starts.clone();
+    sorted.sort_by_key(|l| l.index());
+    assert_eq!(starts, sorted, "levels mixed at the queue limit");
+}
