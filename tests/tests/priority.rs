@@ -387,3 +387,118 @@ async fn cancel_finds_tasks_in_every_level() {
         .unwrap();
     assert_eq!((stats.length, stats.delayed), (0, 0), "{stats:?}");
 }
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "prio-limited", priority = "normal", max_retries = 0)]
+struct Limited;
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "prio-after", max_retries = 0)]
+struct After;
+
+/// A first queue held at its own `queue_concurrency` cannot use the worker's other permits:
+/// while it waits for its own limit, the queues after it use them (and it goes first again as
+/// soon as one of its permits frees). Its lower level, held back by its higher one and by the
+/// same limit, holds back no other queue either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_order_lets_later_queues_use_what_a_limited_first_queue_cannot() {
+    let server = server();
+    let url = server.url();
+    const SLOW: usize = 10;
+    const FAST: usize = 50;
+    let producer = Producer::connect(&url).await.unwrap();
+    for level in [Priority::High, Priority::Normal] {
+        producer
+            .clone()
+            .with_priority(level)
+            .enqueue_many((0..SLOW / 2).map(|_| Limited))
+            .await
+            .unwrap();
+    }
+    producer
+        .enqueue_many((0..FAST).map(|_| After))
+        .await
+        .unwrap();
+    let starts: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let (s1, s2) = (starts.clone(), starts.clone());
+    let worker = Worker::builder(&url)
+        .concurrency(16)
+        .queue_concurrency(Limited::QUEUE, 2)
+        .queue_order(&[Limited::QUEUE, After::QUEUE])
+        .handle::<Limited, _>(move |_t: Limited, _ctx: TaskContext| {
+            let s = s1.clone();
+            async move {
+                s.lock().unwrap().push("limited");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok::<_, TaskError>(())
+            }
+        })
+        .handle::<After, _>(move |_t: After, _ctx: TaskContext| {
+            let s = s2.clone();
+            async move {
+                s.lock().unwrap().push("after");
+                Ok::<_, TaskError>(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    wait_until(WAIT, "every task started", || {
+        let done = starts.lock().unwrap().len() >= SLOW + FAST;
+        async move { done }
+    })
+    .await;
+    running.stop().await;
+    let starts = starts.lock().unwrap().clone();
+    // The limited queue takes 5 rounds of 200 ms; the other queue's tasks start in the first.
+    let last_after = starts.iter().rposition(|q| *q == "after").unwrap();
+    let limited_before = starts[..last_after]
+        .iter()
+        .filter(|q| **q == "limited")
+        .count();
+    assert!(
+        limited_before <= 4,
+        "the second queue waited for the limited first queue's backlog: {starts:?}"
+    );
+}
+
+/// Levels share their queue's limit: a higher level waiting at that limit still holds back
+/// the lower ones (only other queues may use what the queue cannot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_levels_stay_in_order_at_the_queue_limit() {
+    let server = server();
+    let url = server.url();
+    const N: usize = 40;
+    backlog(&url, N, |level| Strict {
+        level: level.index(),
+    })
+    .await;
+    let starts: Starts = Arc::default();
+    let s = starts.clone();
+    let worker = Worker::builder(&url)
+        .concurrency(16)
+        .queue_concurrency(Strict::QUEUE, 2)
+        .handle::<Strict, _>(move |t: Strict, _ctx: TaskContext| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push(Priority::ALL[t.level]);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                Ok::<_, TaskError>(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    wait_until(WAIT, "every task started", || {
+        let done = starts.lock().unwrap().len() >= 3 * N;
+        async move { done }
+    })
+    .await;
+    running.stop().await;
+    let starts = starts.lock().unwrap().clone();
+    let mut sorted = starts.clone();
+    sorted.sort_by_key(|l| l.index());
+    assert_eq!(starts, sorted, "levels mixed at the queue limit");
+}

@@ -11,6 +11,9 @@
 //!   counts as exhausted; a seat that has not read yet is not). So the first tasks a worker
 //!   starts are of the highest level, and it never starts a lower level's task while it knows
 //!   of a ready higher-level one (its buffered entries, or a read that returned entries).
+//!   While a seat waits for a permit of its own queue's limit (`queue_concurrency`), the seats
+//!   of that queue hold back only each other (its levels share that limit): the queues after
+//!   it use the capacity it cannot, until it gets a permit and goes first again.
 //! - **Weighted**: seats read freely; among the ranks not exhausted (entries buffered, or a
 //!   read that may bring some) the one that served least, in tasks started divided by its
 //!   weight (its virtual time), starts next: the others wait the round trip of its read
@@ -33,6 +36,8 @@ pub(crate) struct Arbiter {
 
 struct State {
     seats: Vec<SeatState>,
+    /// Per queue: its seats waiting for a permit of its own limit.
+    at_limit: Vec<usize>,
     /// Weighted: tasks started by each rank divided by its weight.
     vtime: Vec<f64>,
 }
@@ -40,14 +45,43 @@ struct State {
 #[derive(Clone, Copy)]
 struct SeatState {
     rank: usize,
+    /// The seat's queue: seats of one queue share its limit.
+    queue: usize,
     exhausted: bool,
+    /// Waiting for a permit of its queue's own limit.
+    at_limit: bool,
 }
 
-/// One fetcher's place in an [`Arbiter`].
+impl State {
+    /// Whether seat `x`, not exhausted, holds back the seats of `queue` that rank after it:
+    /// not while its own queue waits at its limit, unless that is `queue` too.
+    fn holds_back(&self, x: &SeatState, queue: usize) -> bool {
+        !(x.exhausted || (x.queue != queue && self.at_limit[x.queue] > 0))
+    }
+}
+
+/// One fetcher's place in an [`Arbiter`]. Dropped (its fetcher ended), it counts as
+/// exhausted: a fetcher that is gone holds back no other.
 pub(crate) struct Seat {
     arbiter: Arc<Arbiter>,
     id: usize,
     rank: usize,
+    queue: usize,
+}
+
+/// While alive, its seat waits for a permit of its queue's limit (see [`Seat::at_limit`]).
+pub(crate) struct AtLimit<'a>(&'a Seat);
+
+impl Drop for AtLimit<'_> {
+    fn drop(&mut self) {
+        self.0.set_at_limit(false);
+    }
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.report(true);
+    }
 }
 
 impl Arbiter {
@@ -60,6 +94,7 @@ impl Arbiter {
         Arc::new(Arbiter {
             state: Mutex::new(State {
                 seats: Vec::new(),
+                at_limit: Vec::new(),
                 vtime: vec![0.0; ranks],
             }),
             changed: Notify::new(),
@@ -67,13 +102,19 @@ impl Arbiter {
         })
     }
 
-    /// A new seat of rank `rank` (0 goes first): not exhausted.
-    pub(crate) fn seat(self: &Arc<Self>, rank: usize) -> Seat {
+    /// A new seat of rank `rank` (0 goes first) of queue `queue` (an index: the seats of one
+    /// queue share its limit): not exhausted.
+    pub(crate) fn seat(self: &Arc<Self>, rank: usize, queue: usize) -> Seat {
         let mut s = lock(&self.state);
         s.seats.push(SeatState {
             rank,
+            queue,
             exhausted: false,
+            at_limit: false,
         });
+        if s.at_limit.len() <= queue {
+            s.at_limit.resize(queue + 1, 0);
+        }
         if s.vtime.len() <= rank {
             s.vtime.resize(rank + 1, 0.0);
         }
@@ -81,6 +122,7 @@ impl Arbiter {
             arbiter: self.clone(),
             id: s.seats.len() - 1,
             rank,
+            queue,
         }
     }
 }
@@ -117,6 +159,29 @@ impl Seat {
         a.changed.notify_waiters();
     }
 
+    /// Marks this seat as waiting for a permit of its queue's own limit until the guard is
+    /// dropped: meanwhile its queue's seats hold back only each other.
+    pub(crate) fn at_limit(&self) -> AtLimit<'_> {
+        self.set_at_limit(true);
+        AtLimit(self)
+    }
+
+    fn set_at_limit(&self, at_limit: bool) {
+        let a = &self.arbiter;
+        let mut s = lock(&a.state);
+        if s.seats[self.id].at_limit == at_limit {
+            return;
+        }
+        s.seats[self.id].at_limit = at_limit;
+        if at_limit {
+            s.at_limit[self.queue] += 1;
+        } else {
+            s.at_limit[self.queue] -= 1;
+        }
+        drop(s);
+        a.changed.notify_waiters();
+    }
+
     /// Whether this seat may send a read: strict, every lower rank is exhausted; weighted,
     /// always.
     pub(crate) fn may_read(&self) -> bool {
@@ -136,7 +201,7 @@ impl Seat {
                 let mine = s.vtime[self.rank];
                 s.seats
                     .iter()
-                    .filter(|x| !x.exhausted && x.rank != self.rank)
+                    .filter(|x| s.holds_back(x, self.queue) && x.rank != self.rank)
                     .all(|x| s.vtime[x.rank] >= mine)
             }
         }
@@ -155,7 +220,9 @@ impl Seat {
     }
 
     fn higher_exhausted(&self, s: &State) -> bool {
-        s.seats.iter().all(|x| x.rank >= self.rank || x.exhausted)
+        s.seats
+            .iter()
+            .all(|x| x.rank >= self.rank || !s.holds_back(x, self.queue))
     }
 }
 
@@ -170,7 +237,7 @@ mod tests {
     #[test]
     fn strict_waits_for_every_higher_rank() {
         let a = Arbiter::new(None);
-        let (high, high2, low) = (a.seat(0), a.seat(0), a.seat(1));
+        let (high, high2, low) = (a.seat(0, 0), a.seat(0, 0), a.seat(1, 0));
         assert!(high.may_read() && high.may_start() && high2.may_start());
         assert!(!low.may_read(), "unknown at start: not exhausted");
         high.report(true);
@@ -184,7 +251,7 @@ mod tests {
     #[test]
     fn weighted_serves_the_least_served_rank_without_idle_credit() {
         let a = Arbiter::new(Some(&[2, 1]));
-        let (high, low) = (a.seat(0), a.seat(1));
+        let (high, low) = (a.seat(0, 0), a.seat(1, 0));
         let mut starts = [0, 0];
         for _ in 0..300 {
             if high.may_start() {
@@ -204,5 +271,39 @@ mod tests {
         assert!(low.may_start());
         low.started(1);
         assert!(high.may_start());
+    }
+
+    #[test]
+    fn a_seat_at_its_queue_limit_holds_back_only_its_own_queue() {
+        let a = Arbiter::new(None);
+        // Queue 0 (levels high, low), then queue 1.
+        let (high, low, next) = (a.seat(0, 0), a.seat(1, 0), a.seat(3, 1));
+        assert!(!next.may_start());
+        let waiting = high.at_limit();
+        assert!(
+            next.may_read() && next.may_start(),
+            "queue 1 uses what queue 0 cannot"
+        );
+        assert!(
+            !low.may_start(),
+            "queue 0's low level shares the limit: still behind high"
+        );
+        // Low, held back by high (not exhausted), does not hold back queue 1 either: it waits
+        // for the same limit.
+        assert!(next.may_start());
+        low.report(true);
+        low.report(false);
+        assert!(next.may_start());
+        drop(waiting);
+        assert!(!next.may_start(), "a permit came: queue 0 goes first again");
+    }
+
+    #[test]
+    fn a_dropped_seat_holds_back_nothing() {
+        let a = Arbiter::new(None);
+        let (high, low) = (a.seat(0, 0), a.seat(1, 0));
+        assert!(!low.may_start());
+        drop(high);
+        assert!(low.may_start());
     }
 }

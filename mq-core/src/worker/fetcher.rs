@@ -16,7 +16,10 @@
 //!
 //! The fetchers of a prioritized queue (one per level) and of queues put in order have a
 //! [`Seat`] in an [arbiter](super::arbiter): they report their state and ask it before each
-//! read and before taking permits. A plain queue's fetcher has none and never asks.
+//! read and before taking permits. A plain queue's fetcher has none and never asks. Each level
+//! buffers up to the queue's limit, so a prioritized queue may have up to three limits' worth
+//! buffered here (all levels read when weighted; a strict level held back by a higher one
+//! keeps what it fetched before).
 //!
 //! At shutdown it stops at once, a blocking read included (`CLIENT UNBLOCK`), and hands back
 //! what it fetched but did not start ([`release`](super::release)).
@@ -236,7 +239,10 @@ impl Fetcher {
                 _ = pause_changed.as_mut() => {
                     pause_changed.set(self.queue.pause_changed.notified());
                 }
-                _ = order_changed.as_mut(), if self.seat.is_some() => {
+                // Watched only while the arbiter holds this seat back: a seat that may start
+                // re-checks after taking its permits, and does not drop a wait for permits
+                // (and its place in the semaphores' queues) at every change of the others.
+                _ = order_changed.as_mut(), if self.seat.is_some() && !may_start => {
                     order_changed.set(order.notified());
                 }
                 r = async { request.as_mut().map(|(_, f)| f) .expect("guarded").await }, if request.is_some() => {
@@ -410,7 +416,16 @@ impl Fetcher {
     /// tick free their permits and one wake-up dispatches several tasks.
     async fn acquire(&self, want: usize) -> Option<Permits> {
         let mut queue = match &self.queue.limit {
-            Some(s) => Some(s.clone().acquire_owned().await.ok()?),
+            Some(s) => Some(match s.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(tokio::sync::TryAcquireError::Closed) => return None,
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    // Held at the queue's own limit: the queues ordered after it may use the
+                    // permits it cannot, until it gets one.
+                    let _at_limit = self.seat.as_ref().map(Seat::at_limit);
+                    s.clone().acquire_owned().await.ok()?
+                }
+            }),
             None => None,
         };
         let global_sem = &self.shared.global;

@@ -183,7 +183,9 @@ impl WorkerBuilder {
 
     /// Orders queues of this worker strictly: a task of a queue starts only while every queue
     /// before it in `queues` has no task ready (as strict priority levels do within a queue,
-    /// and within each queue its levels still go first). Queues not named are independent.
+    /// and within each queue its levels still go first). A queue waiting at its own
+    /// [`queue_concurrency`](Self::queue_concurrency) does not hold back the queues after it:
+    /// they use the capacity it cannot. Queues not named are independent.
     /// Default: none, every queue independent.
     pub fn queue_order(mut self, queues: &[&str]) -> Self {
         self.config.queue_order = queues.iter().map(|q| (*q).to_owned()).collect();
@@ -512,7 +514,9 @@ impl WorkerBuilder {
             for keys in streams {
                 // Rank: the queue's place in the order, then the level.
                 let rank = position.unwrap_or(0) * crate::Priority::ALL.len() + keys.level.index();
-                let seat = arbiter.as_ref().map(|a| a.seat(rank));
+                let seat = arbiter
+                    .as_ref()
+                    .map(|a| a.seat(rank, position.unwrap_or(0)));
                 conn::retry_transient("create consumer group", started, wait, || {
                     let (mut c, stream, group) = (data.clone(), &keys.stream, &config.group);
                     async move {
