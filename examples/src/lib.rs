@@ -19,6 +19,33 @@ pub fn env_url() -> Option<String> {
 
 pub use mq_core::redis::conn::redact_url;
 
+/// The flags every example worker takes: the Redis URL and the reclaim timeout
+/// (`#[command(flatten)]` it into a binary's own `clap` arguments).
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Redis URL (`redis+cluster://h1:p1,h2:p2/` for a Redis Cluster).
+    #[arg(
+        long,
+        env = "MQ_REDIS_URL",
+        hide_env_values = true,
+        default_value = "redis://127.0.0.1:6379/"
+    )]
+    pub url: String,
+    /// Reclaim timeout in milliseconds: how long a dead worker's tasks (and per-key
+    /// concurrency slots) wait to be taken over; leases are renewed every third of it, and a
+    /// running task's cancellation is seen at the next renewal.
+    #[arg(long, default_value_t = 30_000)]
+    pub reclaim_timeout_ms: u64,
+}
+
+impl WorkerArgs {
+    /// A worker builder for [`url`](Self::url) with the reclaim timeout set.
+    pub fn builder(&self) -> mq_core::WorkerBuilder {
+        mq_core::Worker::builder(&self.url)
+            .reclaim_timeout(std::time::Duration::from_millis(self.reclaim_timeout_ms))
+    }
+}
+
 /// Installs a `tracing` subscriber writing to stderr: `RUST_LOG` filter (default `info`), JSON
 /// lines when `MQ_LOG_FORMAT=json`.
 pub fn init_tracing() {

@@ -5,10 +5,10 @@
 //! Run: `MQ_REDIS_URL=redis://127.0.0.1:6379/ cargo run -p mq-examples --bin cron-worker -- --expr '* * * * * *'`
 //! Stops gracefully on SIGINT/SIGTERM.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use mq_core::{MissedTicks, Schedule, Task, TaskContext, TaskError, Worker};
+use mq_core::{MissedTicks, Schedule, Task, TaskContext, TaskError};
 use serde::{Deserialize, Serialize};
 
 /// The scheduled task: the tick it is for.
@@ -20,14 +20,8 @@ struct CronTick {
 
 #[derive(Parser)]
 struct Args {
-    /// Redis URL.
-    #[arg(
-        long,
-        env = "MQ_REDIS_URL",
-        hide_env_values = true,
-        default_value = "redis://127.0.0.1:6379/"
-    )]
-    url: String,
+    #[command(flatten)]
+    worker: mq_examples::WorkerArgs,
     /// Cron expression (5 fields, or 6 with seconds).
     #[arg(long, default_value = "* * * * * *")]
     expr: String,
@@ -37,9 +31,6 @@ struct Args {
     /// Missed ticks: `skip` or `run-once`.
     #[arg(long, default_value = "skip")]
     missed: String,
-    /// Reclaim timeout in milliseconds (how long a dead worker's tasks wait to be taken over).
-    #[arg(long, default_value_t = 30_000)]
-    reclaim_timeout_ms: u64,
 }
 
 #[tokio::main]
@@ -51,7 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "run-once" => MissedTicks::RunOnce,
         other => return Err(format!("--missed must be skip or run-once, not {other:?}").into()),
     };
-    let conn = mq_core::redis::conn::Conn::connect(&args.url).await?;
+    let conn = mq_core::redis::conn::Conn::connect(&args.worker.url).await?;
     let schedule = Schedule::new(&args.expr, |tick: SystemTime| CronTick {
         tick_ms: tick
             .duration_since(UNIX_EPOCH)
@@ -59,8 +50,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })
     .name(&args.name)
     .missed_ticks(missed);
-    let worker = Worker::builder(&args.url)
-        .reclaim_timeout(Duration::from_millis(args.reclaim_timeout_ms))
+    let worker = args
+        .worker
+        .builder()
         .handle(move |t: CronTick, ctx: TaskContext| {
             let mut conn = conn.clone();
             async move {

@@ -6,39 +6,31 @@
 //! Stops gracefully on SIGINT/SIGTERM.
 
 use clap::Parser;
-use mq_core::{TaskContext, Worker};
+use mq_core::TaskContext;
 use mq_examples::flow::{
     handle_limited, handle_per_account, handle_per_key, Limited, PerAccount, PerKey,
 };
 
 #[derive(Parser)]
 struct Args {
-    /// Redis URL.
-    #[arg(
-        long,
-        env = "MQ_REDIS_URL",
-        hide_env_values = true,
-        default_value = "redis://127.0.0.1:6379/"
-    )]
-    url: String,
+    #[command(flatten)]
+    worker: mq_examples::WorkerArgs,
     /// Global in-flight limit.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Reclaim timeout in ms (also the lease of a concurrency slot).
-    #[arg(long, default_value_t = 30_000)]
-    reclaim_timeout_ms: u64,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     mq_examples::init_tracing();
     let args = Args::parse();
-    let conn = mq_core::redis::conn::Conn::connect(&args.url).await?;
+    let conn = mq_core::redis::conn::Conn::connect(&args.worker.url).await?;
     let keyed = conn.clone();
     let per_key = conn.clone();
-    let worker = Worker::builder(&args.url)
+    let worker = args
+        .worker
+        .builder()
         .concurrency(args.concurrency)
-        .reclaim_timeout(std::time::Duration::from_millis(args.reclaim_timeout_ms))
         .handle(move |task: Limited, _ctx: TaskContext| {
             let conn = conn.clone();
             async move { handle_limited(task, conn).await }
