@@ -1,6 +1,6 @@
 //! [`Enqueue`]: what code that enqueues tasks needs of a producer, so that tests can pass a
 //! [`TestProducer`](crate::testing::TestProducer) where production passes a
-//! [`Producer`](crate::Producer).
+//! [`Producer`].
 
 use std::{
     future::Future,
