@@ -467,7 +467,9 @@ pub(crate) async fn wait<V: serde::de::DeserializeOwned>(
                         .map_err(|e| Error::Decode(format!("the result of task {id}: {e}"))),
                 };
             }
-            TaskStatus::Failed { .. } | TaskStatus::Cancelled | TaskStatus::Unknown => {
+            // `Unknown` is polled on: the status of a unique task starts at `running`, and that
+            // of a task queued longer than its ttl is gone until it starts.
+            TaskStatus::Failed { .. } | TaskStatus::Cancelled => {
                 return Err(Error::TaskFailed {
                     id: id.to_owned(),
                     status,

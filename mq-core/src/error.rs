@@ -129,7 +129,7 @@ pub enum Error {
         status: crate::TaskStatus,
     },
     /// [`Producer::wait`](crate::Producer::wait): the task ended without a result (dead,
-    /// cancelled) or its status is unknown (untracked, expired).
+    /// cancelled).
     #[error("task {id} has no result: {status}")]
     TaskFailed {
         /// The task id.

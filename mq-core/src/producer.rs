@@ -776,9 +776,10 @@ impl Producer {
     ///
     /// # Errors
     ///
-    /// [`Error::WaitTimeout`] when `timeout` passed first; [`Error::TaskFailed`] when the task
-    /// was dead-lettered, cancelled or its status expired; [`Error::Decode`], [`Error::Redis`]
-    /// as [`result`](Self::result).
+    /// [`Error::WaitTimeout`] when `timeout` passed first (also for an id with no status:
+    /// unknown, untracked or expired, which is polled on, since a unique task's status starts
+    /// when it runs); [`Error::TaskFailed`] when the task was dead-lettered or cancelled;
+    /// [`Error::Decode`], [`Error::Redis`] as [`result`](Self::result).
     pub async fn wait<V: serde::de::DeserializeOwned>(
         &self,
         queue: &str,

@@ -173,11 +173,11 @@ async fn results_expire_after_their_ttl_and_wait_times_out() {
     let server = server();
     let url = server.url();
     let producer = Producer::connect(&url).await.unwrap();
-    // No worker yet: `wait` times out, naming the last status.
-    let id = producer.enqueue(Short { n: 5 }).await.unwrap();
+    // No worker for this one: `wait` times out, naming the last status.
+    let idle = producer.enqueue(Doomed { n: 0 }).await.unwrap();
     let started = std::time::Instant::now();
     match producer
-        .wait::<Sum>("st_short", &id, Duration::from_millis(300))
+        .wait::<()>("st_dead", &idle, Duration::from_millis(300))
         .await
     {
         Err(Error::WaitTimeout { status, .. }) => assert_eq!(status, TaskStatus::Queued),
@@ -196,6 +196,7 @@ async fn results_expire_after_their_ttl_and_wait_times_out() {
         .await
         .unwrap();
     let worker = run_worker(worker);
+    let id = producer.enqueue(Short { n: 5 }).await.unwrap();
     let sum: Sum = producer.wait("st_short", &id, WAIT).await.unwrap();
     let want = Sum {
         total: 500,
@@ -214,8 +215,11 @@ async fn results_expire_after_their_ttl_and_wait_times_out() {
         producer.status("st_short", &id).await.unwrap(),
         TaskStatus::Unknown
     );
-    match producer.wait::<Sum>("st_short", &id, WAIT).await {
-        Err(Error::TaskFailed { status, .. }) => assert_eq!(status, TaskStatus::Unknown),
+    match producer
+        .wait::<Sum>("st_short", &id, Duration::from_millis(100))
+        .await
+    {
+        Err(Error::WaitTimeout { status, .. }) => assert_eq!(status, TaskStatus::Unknown),
         other => panic!("expected no result, got {other:?}"),
     }
 }
