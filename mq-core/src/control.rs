@@ -514,6 +514,9 @@ pub struct EventCursor {
     positions: Vec<(String, String)>,
 }
 
+/// One stream of an `XREAD` reply: its key and its entries `(id, [(field, value)])`.
+type XreadStream = (String, Vec<(String, Vec<(String, String)>)>);
+
 /// The events after `cursor` in every event stream of `queue`, at most `count` per stream,
 /// oldest first per stream; `block`: with one stream, wait up to that long for one (`XREAD
 /// BLOCK`), with several, read each without blocking and sleep that long when none came.
@@ -541,7 +544,7 @@ pub(crate) async fn events(
             cmd.arg("BLOCK").arg(b.as_millis().max(1) as u64);
         }
         cmd.arg("STREAMS").arg(&*key).arg(&*last);
-        let reply: Option<Vec<(String, Vec<(String, Vec<(String, String)>)>)>> = cmd
+        let reply: Option<Vec<XreadStream>> = cmd
             .query_async(&mut conn.clone())
             .await
             .map_err(Error::redis("XREAD events"))?;
