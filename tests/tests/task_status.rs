@@ -305,10 +305,10 @@ async fn plain_tasks_write_no_task_hash_and_no_events() {
             let d = d.clone();
             async move {
                 // Some fail once, some for good: retries and dead letters too.
-                if task.n % 3 == 0 && ctx.attempt() == 0 {
+                if task.n.is_multiple_of(3) && ctx.attempt() == 0 {
                     return Err(TaskError::retry("once"));
                 }
-                if task.n % 5 == 0 {
+                if task.n.is_multiple_of(5) {
                     d.fetch_add(1, Ordering::SeqCst);
                     return Err(TaskError::permanent("never"));
                 }
@@ -343,7 +343,7 @@ struct Eventful {
 /// The transitions task `n` of [`events_hold_exactly_the_transitions_of_each_task_in_order`]
 /// goes through.
 fn expected(n: u32) -> Vec<&'static str> {
-    if n % 4 == 0 {
+    if n.is_multiple_of(4) {
         vec!["enqueued", "started", "retrying", "started", "succeeded"]
     } else if n % 10 == 3 {
         vec!["enqueued", "started", "dead"]
@@ -365,7 +365,7 @@ async fn events_hold_exactly_the_transitions_of_each_task_in_order() {
     let worker = Worker::builder(&url)
         .concurrency(32)
         .handle(|task: Eventful, ctx: TaskContext| async move {
-            if task.n % 4 == 0 && ctx.attempt() == 0 {
+            if task.n.is_multiple_of(4) && ctx.attempt() == 0 {
                 return Err(TaskError::retry(format!("first try of {}", task.n)));
             }
             if task.n % 10 == 3 {
