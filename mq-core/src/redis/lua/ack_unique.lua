@@ -27,8 +27,8 @@ for i = 4, #ARGV, 4 do
       local fields = entry[1][2]
       mq_release_unique(ARGV[3], fields, tonumber(ARGV[i + 1]))
       local ttl, ev = mq_tracking(fields)
-      local task = mq_task_id(fields)
-      if task and (ttl or ev) then
+      local task = (ttl or ev) and mq_task_id(fields)
+      if task then
         local result = ARGV[i + 3]
         if result == '' then
           result = nil

@@ -62,8 +62,8 @@ if entry[1] then
   if KEYS[3] then
     mq_release_unique(KEYS[3], fields, 0)
     local ttl, ev = mq_tracking(fields)
-    local task = mq_task_id(fields)
-    if task and (ttl or ev) then
+    local task = (ttl or ev) and mq_task_id(fields)
+    if task then
       local reason = ''
       for i = 5, #ARGV, 2 do
         if ARGV[i] == 'error' then

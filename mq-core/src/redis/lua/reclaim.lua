@@ -121,8 +121,8 @@ if #others > 0 then
       if KEYS[3] then
         mq_release_unique(KEYS[3], fields, 0)
         local ttl, ev = mq_tracking(fields)
-        local task = mq_task_id(fields)
-        if task and (ttl or ev) then
+        local task = (ttl or ev) and mq_task_id(fields)
+        if task then
           mq_record(mq_base(KEYS[3]), task, ttl, ev, 'failed', 'dead',
             {'reason', out[2], 'finished', now})
         end
@@ -132,8 +132,8 @@ if #others > 0 then
       run[#run + 1] = e
       if KEYS[3] then
         local _, ev = mq_tracking(fields)
-        local task = mq_task_id(fields)
-        if task and ev then
+        local task = ev and mq_task_id(fields)
+        if task then
           mq_record(mq_base(KEYS[3]), task, nil, ev, nil, 'reclaimed', {'consumer', me})
         end
       end
