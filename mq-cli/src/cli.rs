@@ -103,7 +103,18 @@ pub(crate) enum Command {
         /// The task id (as `enqueue` returned it).
         id: String,
     },
-    /// What is known of a task by id: the progress its handler last reported
+    /// The event stream of a queue (task types with `#[task(events)]`): every state change
+    /// kept (the last ~10,000), oldest first, one line each; with --follow, then new ones as
+    /// they come until interrupted (Ctrl-C).
+    Events {
+        /// The queue.
+        queue: String,
+        /// Keep printing new events.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// What is known of a task by id: its status and result (task types with `result_ttl`,
+    /// kept for that ttl after each change) and the progress its handler last reported
     /// (`ctx.progress`), kept for an hour after its last report.
     Status {
         /// The queue.

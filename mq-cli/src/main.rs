@@ -14,6 +14,7 @@
 //! mq schedules
 //! mq cancel <queue> <id>
 //! mq status <queue> <id>
+//! mq events <queue> [--follow]
 //! ```
 //!
 //! `mq stats` computes its rates from two samples of each stream's counters (`XINFO STREAM`
@@ -32,6 +33,7 @@ mod cli;
 mod dead;
 mod enqueue;
 mod error;
+mod events;
 mod output;
 mod pause;
 mod pending;
@@ -146,5 +148,6 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Schedules => schedules::run(ctx).await,
         Command::Cancel { queue, id } => cancel::run(ctx, &queue, &id).await,
         Command::Status { queue, id } => cancel::status(ctx, &queue, &id).await,
+        Command::Events { queue, follow } => events::run(ctx, &queue, follow).await,
     }
 }

@@ -849,6 +849,45 @@ impl Admin {
         crate::control::progress(&self.conn, &self.prefix, queue, id).await
     }
 
+    /// The status of tracked task `id` of `queue`, as
+    /// [`Producer::status`](crate::Producer::status) reads it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name, [`Error::Redis`].
+    pub async fn status(&self, queue: &str, id: &str) -> Result<crate::TaskStatus> {
+        crate::control::status(&self.conn, &self.prefix, queue, id).await
+    }
+
+    /// The next events of `queue`'s event stream(s) after `cursor` (which this advances), at
+    /// most `count` per stream; with `block`, waits up to that long when there are none (see
+    /// `mq events --follow`). Only task types with [`TaskOptions::events`](crate::TaskOptions::events)
+    /// write events.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name, [`Error::Redis`].
+    pub async fn events(
+        &self,
+        queue: &str,
+        cursor: &mut crate::EventCursor,
+        count: usize,
+        block: Option<std::time::Duration>,
+    ) -> Result<Vec<crate::TaskEvent>> {
+        crate::control::events(&self.conn, &self.prefix, queue, cursor, count, block).await
+    }
+
+    /// The stored result (JSON) of tracked task `id` of `queue`, as
+    /// [`Producer::result`](crate::Producer::result) reads it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name, [`Error::Decode`] if the stored value is not
+    /// JSON, [`Error::Redis`].
+    pub async fn result(&self, queue: &str, id: &str) -> Result<Option<serde_json::Value>> {
+        crate::control::result(&self.conn, &self.prefix, queue, id).await
+    }
+
     /// Pauses `queue`: every worker stops starting its tasks within [`PAUSE_POLL`] (250 ms)
     /// plus a round trip, until [`resume`](Self::resume). Tasks already running finish; entries
     /// a worker had fetched but not started stay with it (leased) and start first on resume,
@@ -1716,6 +1755,8 @@ mod tests {
             rate_key: None,
             rate_slot: false,
             concurrency_key: None,
+            track: None,
+            events: false,
         };
         let (t, r) = (env.encode_task(), env.encode_retry().unwrap_or_default());
         let d = dead(&[

@@ -63,6 +63,14 @@ pub mod field {
     /// Both versions: the task's concurrency key
     /// ([`Task::concurrency_key`](crate::Task::concurrency_key)); absent when it has none.
     pub const CONCURRENCY_KEY: &str = "ck";
+    /// Both versions, only on tracked task types
+    /// ([`TaskOptions::result_ttl`](crate::TaskOptions::result_ttl)): the ttl of the task's
+    /// status hash `{prefix}:{queue}:task:<id>` in ms (decimal).
+    pub const TRACK: &str = "tr";
+    /// Both versions, only on task types with
+    /// [`TaskOptions::events`](crate::TaskOptions::events): `1`, the task's state changes are
+    /// appended to `{prefix}:{queue}:events`.
+    pub const EVENTS: &str = "ev";
 }
 
 /// The wire format version mq writes, the first element of the `t` array.
@@ -100,6 +108,12 @@ pub struct Envelope {
     /// The task's concurrency key (entry field `ck`), written by the producer from
     /// [`Task::concurrency_key`](crate::Task::concurrency_key).
     pub concurrency_key: Option<String>,
+    /// The ttl in ms of a tracked task's status hash (entry field `tr`), written by the
+    /// producer from [`TaskOptions::result_ttl`](crate::TaskOptions::result_ttl).
+    pub track: Option<u64>,
+    /// The task's state changes go to the queue's event stream (entry field `ev`), written by
+    /// the producer from [`TaskOptions::events`](crate::TaskOptions::events).
+    pub events: bool,
 }
 
 /// Why a stream entry is not a valid task.
@@ -277,29 +291,43 @@ impl Envelope {
         self.write_flow_fields(cmd);
     }
 
-    /// Appends the flow-control fields that are set (`u`, `rk`, `rs`, `ck`).
+    /// Appends the flow-control fields that are set (`u`, `rk`, `rs`, `ck`, `tr`, `ev`).
     fn write_flow_fields(&self, cmd: &mut redis::Cmd) {
         for (k, v) in self.flow_fields() {
-            cmd.arg(k).arg(v);
+            cmd.arg(k).arg(&v[..]);
         }
     }
 
     /// The flow-control fields that are set, as `(field, value)`.
-    fn flow_fields(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
+    fn flow_fields(&self) -> impl Iterator<Item = (&'static str, std::borrow::Cow<'_, [u8]>)> {
+        use std::borrow::Cow;
         let rk = self
             .rate_key
             .as_deref()
-            .map(|k| (field::RATE_KEY, k.as_bytes()));
-        let rs = self.rate_slot.then_some((field::RATE_SLOT, &b"1"[..]));
+            .map(|k| (field::RATE_KEY, Cow::Borrowed(k.as_bytes())));
+        let rs = self
+            .rate_slot
+            .then_some((field::RATE_SLOT, Cow::Borrowed(&b"1"[..])));
         let u = self
             .unique
             .as_deref()
-            .map(|k| (field::UNIQUE, k.as_bytes()));
+            .map(|k| (field::UNIQUE, Cow::Borrowed(k.as_bytes())));
         let ck = self
             .concurrency_key
             .as_deref()
-            .map(|k| (field::CONCURRENCY_KEY, k.as_bytes()));
-        u.into_iter().chain(rk).chain(rs).chain(ck)
+            .map(|k| (field::CONCURRENCY_KEY, Cow::Borrowed(k.as_bytes())));
+        let tr = self
+            .track
+            .map(|ms| (field::TRACK, Cow::Owned(ms.to_string().into_bytes())));
+        let ev = self
+            .events
+            .then_some((field::EVENTS, Cow::Borrowed(&b"1"[..])));
+        u.into_iter()
+            .chain(rk)
+            .chain(rs)
+            .chain(ck)
+            .chain(tr)
+            .chain(ev)
     }
 
     /// Appends the v1 (hand-writable, five to seven fields) `field value ...` pairs for `XADD`
@@ -381,7 +409,7 @@ impl Envelope {
             kv(field::RETRY, r);
         }
         for (k, v) in flow {
-            kv(k, v);
+            kv(k, &v);
         }
         out
     }
@@ -405,6 +433,8 @@ impl Envelope {
         let mut rate_key = None;
         let mut rate_slot = None;
         let mut concurrency_key = None;
+        let mut track = None;
+        let mut events = None;
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else {
@@ -424,6 +454,8 @@ impl Envelope {
                 b"rk" => &mut rate_key,
                 b"rs" => &mut rate_slot,
                 b"ck" => &mut concurrency_key,
+                b"tr" => &mut track,
+                b"ev" => &mut events,
                 _ => continue, // unknown fields are kept by Redis and ignored here
             };
             *slot = Some(v);
@@ -434,6 +466,8 @@ impl Envelope {
         let concurrency_key = concurrency_key
             .map(|v| utf8(v, field::CONCURRENCY_KEY))
             .transpose()?;
+        let track = track.map(|v| number(&v, field::TRACK)).transpose()?;
+        let events = events.is_some_and(|v| v == b"1");
         if let Some(task) = task {
             let t = PackedTask::decode(&task)?;
             let (attempt, error) = match retry {
@@ -452,6 +486,8 @@ impl Envelope {
                 rate_key,
                 rate_slot,
                 concurrency_key,
+                track,
+                events,
             });
         }
         let required =
@@ -480,6 +516,8 @@ impl Envelope {
             rate_key,
             rate_slot,
             concurrency_key,
+            track,
+            events,
         })
     }
 }
@@ -574,6 +612,8 @@ mod tests {
             rate_key: None,
             rate_slot: false,
             concurrency_key: None,
+            track: None,
+            events: false,
         }
     }
 
@@ -609,6 +649,8 @@ mod tests {
             rate_key: Some("account-7".into()),
             rate_slot: true,
             concurrency_key: Some("account-7".into()),
+            track: None,
+            events: false,
             ..first_attempt()
         }
     }
@@ -672,6 +714,8 @@ mod tests {
             rate_key: None,
             rate_slot: false,
             concurrency_key: None,
+            track: None,
+            events: false,
         };
         let mut want = b"\x96\x02\xba01JD3ZK1Q7W9V3T1B0N2C4X5YZ\xa9EmbedText".to_vec();
         want.extend_from_slice(b"\xcf\x00\x00\x01\x9a\xb6\x97\xe8\x7b"); // uint64 1764000000123

@@ -117,6 +117,26 @@ pub enum Error {
     /// JSON, or not of the type asked for); the message says which.
     #[error("cannot decode {0}")]
     Decode(String),
+    /// [`Producer::wait`](crate::Producer::wait) gave up: the task had not finished when the
+    /// timeout passed (its last status is given).
+    #[error("task {id} did not finish within {timeout:?} (last status: {status})")]
+    WaitTimeout {
+        /// The task id.
+        id: String,
+        /// The time waited.
+        timeout: Duration,
+        /// Its last status.
+        status: crate::TaskStatus,
+    },
+    /// [`Producer::wait`](crate::Producer::wait): the task ended without a result (dead,
+    /// cancelled).
+    #[error("task {id} has no result: {status}")]
+    TaskFailed {
+        /// The task id.
+        id: String,
+        /// Its status.
+        status: crate::TaskStatus,
+    },
     /// A graceful shutdown did not finish within the grace period (or was cut short by a
     /// second signal): the tasks still running were aborted and handed back to the group.
     #[error("{in_flight} tasks still running at the end of the {grace:?} grace period (or at a second signal) were aborted and handed back for another worker to run")]

@@ -46,6 +46,9 @@ pub struct TaskContext {
     pub(crate) cancel: tokio_util::sync::CancellationToken,
     /// Where [`TaskContext::progress`] writes, throttled.
     pub(crate) progress: Option<Arc<crate::control::Progress>>,
+    /// Where a tracked task's result goes; `None` for task types without
+    /// [`result_ttl`](crate::TaskOptions::result_ttl).
+    pub(crate) result: Option<Arc<ResultSlot>>,
 }
 
 impl TaskContext {
@@ -146,6 +149,21 @@ impl TaskContext {
             Err(e) => {
                 tracing::warn!(id = %self.id, error = %e, "progress value does not serialize to JSON; dropped")
             }
+        }
+    }
+
+    /// Stores `value` as the task's result, for a handler struct (an async fn or closure
+    /// handler returns its result instead: see [`Handler`]'s Results). Kept (as JSON) only
+    /// for a task type with [`result_ttl`](crate::TaskOptions::result_ttl), once the handler
+    /// returns `Ok`; the last value set wins. Does nothing for other task types.
+    ///
+    /// # Errors
+    ///
+    /// A retryable [`TaskError`] if `value` does not serialize to JSON.
+    pub fn set_result<V: serde::Serialize + ?Sized>(&self, value: &V) -> Result<(), TaskError> {
+        match &self.result {
+            Some(slot) => slot.set(value),
+            None => Ok(()),
         }
     }
 
@@ -374,6 +392,29 @@ where
 ///     .await
 /// # }
 /// ```
+///
+/// # Results
+///
+/// An async fn or closure handler may return a value: `Result<R, TaskError>` with any
+/// `R: Serialize` (`()` as before). For a task type with
+/// [`result_ttl`](crate::TaskOptions::result_ttl) the value is stored as JSON with the task's
+/// status and read with [`Producer::result`](crate::Producer::result) /
+/// [`Producer::wait`](crate::Producer::wait); for other task types it is dropped, never
+/// serialized. A handler struct returns `()` and stores a result with
+/// [`TaskContext::set_result`].
+///
+/// ```
+/// use mq_core::{Task, TaskContext, TaskError};
+/// # use serde::{Deserialize, Serialize};
+/// #[derive(Serialize, Deserialize, Task)]
+/// #[task(result_ttl = "1h")]
+/// struct Add { a: i64, b: i64 }
+///
+/// async fn add(task: Add, _ctx: TaskContext) -> Result<i64, TaskError> {
+///     Ok(task.a + task.b)
+/// }
+/// let _builder = mq_core::Worker::builder("redis://127.0.0.1/").handle(add);
+/// ```
 #[async_trait]
 pub trait Handler<T: Task>: Send + Sync + 'static {
     /// Handles one task. `Err` is retried or dead-lettered as the [`TaskError`] says.
@@ -381,14 +422,41 @@ pub trait Handler<T: Task>: Send + Sync + 'static {
 }
 
 #[async_trait]
-impl<T, F, Fut> Handler<T> for F
+impl<T, R, F, Fut> Handler<T> for F
 where
     T: Task,
+    R: serde::Serialize + Send + 'static,
     F: Fn(T, TaskContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<(), TaskError>> + Send + 'static,
+    Fut: Future<Output = Result<R, TaskError>> + Send + 'static,
 {
     async fn handle(&self, task: T, ctx: TaskContext) -> Result<(), TaskError> {
-        (self)(task, ctx).await
+        // `None` unless the task type is tracked: then the value is not even serialized.
+        let slot = ctx.result.clone();
+        let value = (self)(task, ctx).await?;
+        if let Some(slot) = slot {
+            slot.set(&value)?;
+        }
+        Ok(())
+    }
+}
+
+/// Where the result of a tracked task's handler goes (JSON), for the settling script.
+#[derive(Debug, Default)]
+pub(crate) struct ResultSlot(std::sync::Mutex<Option<String>>);
+
+impl ResultSlot {
+    /// Stores `value` as JSON; a value that does not serialize fails the attempt.
+    pub(crate) fn set<R: serde::Serialize + ?Sized>(&self, value: &R) -> Result<(), TaskError> {
+        let json = serde_json::to_string(value).map_err(|e| {
+            TaskError::retry(format!("the task's result does not serialize to JSON: {e}"))
+        })?;
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(json);
+        Ok(())
+    }
+
+    /// The stored result, if any.
+    pub(crate) fn take(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 

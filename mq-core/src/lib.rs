@@ -25,7 +25,7 @@ pub use admin::Admin;
 pub use async_trait::async_trait;
 pub use batch::{batch, BatchHandler, Batched};
 pub use config::{TlsOptions, WorkerConfig};
-pub use control::CancelOutcome;
+pub use control::{CancelOutcome, EventCursor, TaskEvent, TaskStatus};
 pub use enqueue::Enqueue;
 pub use error::{Error, Result};
 pub use handler::{blocking, Handler, TaskContext, TaskError};

@@ -482,6 +482,12 @@ impl Producer {
         let mut pipe = redis::pipe();
         pipe.add_command(xadd(&self.stream_of(&task), &env))
             .ignore();
+        if env.track.is_some() || env.events {
+            let keys = self
+                .partition_keys::<T>()
+                .swap_remove(self.partition_of(&task));
+            record_enqueue(&mut pipe, &keys, &env, None);
+        }
         self.send_one(pipe, "XADD", env.id).await
     }
 
@@ -517,6 +523,12 @@ impl Producer {
         let mut pipe = redis::pipe();
         pipe.add_command(xadd(&self.stream_of(&task), &env))
             .ignore();
+        if env.track.is_some() || env.events {
+            let keys = self
+                .partition_keys::<T>()
+                .swap_remove(self.partition_of(&task));
+            record_enqueue(&mut pipe, &keys, &env, None);
+        }
         self.send_one(pipe, "XADD", env.id)
             .await
             .map(Enqueued::Added)
@@ -678,6 +690,9 @@ impl Producer {
                     pipe.invoke_script(&inv).ignore();
                 }
             }
+            if env.track.is_some() || env.events {
+                record_enqueue(pipe, keys, env, due.map(Due::unix_ms));
+            }
             false
         })
         .await
@@ -728,6 +743,52 @@ impl Producer {
         }
     }
 
+    /// The status of task `id` of `queue` (see [`TaskStatus`](crate::TaskStatus)), kept only
+    /// for tracked task types ([`TaskOptions::result_ttl`](crate::TaskOptions::result_ttl)):
+    /// [`TaskStatus::Unknown`](crate::TaskStatus::Unknown) for an untracked task, an unknown
+    /// id, or a status older than its ttl.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name, [`Error::Redis`].
+    pub async fn status(&self, queue: &str, id: &str) -> Result<crate::TaskStatus> {
+        crate::control::status(&self.conn, &self.prefix, queue, id).await
+    }
+
+    /// The result a tracked task's handler returned, decoded from its JSON as `V`; `None`
+    /// while it has not succeeded, for an untracked task, or once its status expired.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad queue name, [`Error::Decode`] if the stored value does not
+    /// decode as `V`, [`Error::Redis`].
+    pub async fn result<V: serde::de::DeserializeOwned>(
+        &self,
+        queue: &str,
+        id: &str,
+    ) -> Result<Option<V>> {
+        crate::control::result(&self.conn, &self.prefix, queue, id).await
+    }
+
+    /// Waits for tracked task `id` to finish and returns its result: polls its status (one
+    /// `HGETALL` per poll, every 10 ms at first, backing off to every 500 ms), for at most
+    /// `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WaitTimeout`] when `timeout` passed first (also for an id with no status:
+    /// unknown, untracked or expired, which is polled on, since a unique task's status starts
+    /// when it runs); [`Error::TaskFailed`] when the task was dead-lettered or cancelled;
+    /// [`Error::Decode`], [`Error::Redis`] as [`result`](Self::result).
+    pub async fn wait<V: serde::de::DeserializeOwned>(
+        &self,
+        queue: &str,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<V> {
+        crate::control::wait(&self.conn, &self.prefix, queue, id, timeout).await
+    }
+
     /// Enqueues a task given by queue, task name and an already encoded MessagePack payload
     /// (for tools and other languages' bridges; the CLI's `mq enqueue` uses it) and returns its
     /// id. One `XADD`, like [`enqueue`](Self::enqueue).
@@ -767,6 +828,8 @@ impl Producer {
             rate_key: None,
             rate_slot: false,
             concurrency_key: None,
+            track: None,
+            events: false,
         };
         let stream = match self.priority {
             None | Some(Priority::Normal) => stream_key(&self.prefix, queue),
@@ -871,6 +934,9 @@ impl Producer {
         due.schedule_args(&mut inv, &keys, &member);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv).ignore();
+        if env.track.is_some() || env.events {
+            record_enqueue(&mut pipe, &keys, &env, Some(due.unix_ms()));
+        }
         let sent = send(pipe.clone(), self.conn.clone(), self.durability, 0).await;
         let sent = match sent {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
@@ -1093,7 +1159,47 @@ pub(crate) fn new_envelope<T: Task>(
         rate_key: task.rate_key(),
         rate_slot: false,
         concurrency_key: task.concurrency_key(),
+        track: T::OPTIONS.result_ttl.map(|d| d.as_millis().max(1) as u64),
+        events: T::OPTIONS.events,
     })
+}
+
+/// For a tracked task (entry field `tr` or `ev`): appends to `pipe` the writes of its first
+/// state, `queued` (or `scheduled` with its due time, unix ms) in its status hash with the
+/// hash's ttl, and the event `enqueued` (or `scheduled`), in the enqueue's own pipeline. A plain
+/// task adds nothing.
+fn record_enqueue(pipe: &mut redis::Pipeline, keys: &QueueKeys, env: &Envelope, due: Option<u64>) {
+    let (status, event) = match due {
+        None => ("queued", "enqueued"),
+        Some(_) => ("scheduled", "scheduled"),
+    };
+    let due = due.map(|d| d.to_string());
+    if let Some(ttl) = env.track {
+        let key = format!("{}{}", keys.task, env.id);
+        let cmd = pipe.cmd("HSET").arg(&key).arg("status").arg(status);
+        if let Some(due) = &due {
+            cmd.arg("due").arg(due);
+        }
+        cmd.ignore();
+        pipe.cmd("PEXPIRE").arg(&key).arg(ttl).ignore();
+    }
+    if env.events {
+        let cmd = pipe
+            .cmd("XADD")
+            .arg(&keys.events)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(crate::control::EVENTS_MAXLEN)
+            .arg("*")
+            .arg("id")
+            .arg(&env.id)
+            .arg("event")
+            .arg(event);
+        if let Some(due) = &due {
+            cmd.arg("due").arg(due);
+        }
+        cmd.ignore();
+    }
 }
 
 /// [`Error::PayloadTooLarge`] if `payload` is over `max_payload`.
@@ -1385,6 +1491,17 @@ enum Due {
 }
 
 impl Due {
+    /// The due time in unix ms (by this host's clock for a delay).
+    fn unix_ms(self) -> u64 {
+        match self {
+            Due::In(d) => now_ms() + d.as_millis() as u64,
+            Due::At(at) => at
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        }
+    }
+
     /// The keys and arguments of `lua/schedule.lua` for `member`.
     fn schedule_args(self, inv: &mut redis::ScriptInvocation<'_>, keys: &QueueKeys, member: &[u8]) {
         inv.key(&keys.delayed);

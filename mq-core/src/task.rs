@@ -135,6 +135,15 @@ pub struct TaskOptions {
     /// queue's three level streams, higher levels first. `None` (the default): every task goes
     /// to the queue's one stream, as [`Priority::Normal`].
     pub priority: Option<Priority>,
+    /// `Some(ttl)` makes the task type *tracked*: its status (queued, scheduled, running,
+    /// retrying, succeeded, failed, cancelled) and its handler's result are kept in the hash
+    /// `{prefix}:{queue}:task:<id>` for `ttl` after each change, readable with
+    /// [`Producer::status`](crate::Producer::status), [`Producer::result`](crate::Producer::result)
+    /// and [`Producer::wait`](crate::Producer::wait). `None` (the default): nothing is kept.
+    pub result_ttl: Option<Duration>,
+    /// `true`: each state change of a task of this type is appended to the queue's event
+    /// stream `{prefix}:{queue}:events` (see `mq events`). Default: `false`.
+    pub events: bool,
 }
 
 /// The priority level of a task within its queue. Each level of a queue has its own stream,
@@ -210,6 +219,8 @@ impl TaskOptions {
         key_concurrency: None,
         partitions: 1,
         priority: None,
+        result_ttl: None,
+        events: false,
     };
 }
 

@@ -247,6 +247,7 @@ impl TestContext {
             cancel: self.cancel,
             // Progress reports go nowhere without Redis.
             progress: None,
+            result: None,
         }
     }
 }

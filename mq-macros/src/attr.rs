@@ -34,6 +34,8 @@ pub(crate) const KEYS: &[&str] = &[
     "key_concurrency",
     "concurrency_key",
     "priority",
+    "result_ttl",
+    "events",
     "crate",
 ];
 
@@ -96,6 +98,9 @@ pub(crate) struct TaskAttrs {
     pub(crate) partition_by: Option<Spanned<String>>,
     pub(crate) unique: Option<Spanned<Vec<KeyPart>>>,
     pub(crate) unique_for: Option<Spanned<Duration>>,
+    pub(crate) result_ttl: Option<Spanned<Duration>>,
+    /// `events` (a bare flag).
+    pub(crate) events: Option<Span>,
     pub(crate) rate: Option<Spanned<RateSpec>>,
     pub(crate) rate_key: Option<Spanned<Vec<KeyPart>>>,
     /// A `u32` literal; zero is rejected in `check.rs`.
@@ -160,6 +165,17 @@ impl TaskAttrs {
         }
         self.seen.push(key.clone());
 
+        if key == "events" {
+            if !meta.input.is_empty() && !meta.input.peek(syn::Token![,]) {
+                cx.push(syn::Error::new(
+                    key_span,
+                    "`events` is a flag: write `#[task(events)]`",
+                ));
+                return skip_value(meta);
+            }
+            self.events = Some(key_span);
+            return Ok(());
+        }
         let value: Expr = meta.value()?.parse()?;
         match key.as_str() {
             "queue" => self.queue = lit_str(cx, &key, &value).map(|s| spanned_string(&s)),
@@ -202,6 +218,16 @@ impl TaskAttrs {
             "key_concurrency" => {
                 self.key_concurrency = lit_int(cx, &key, &value, "u32")
                     .and_then(|lit| record(cx, parse_int::<u32>(&lit, "u32")));
+            }
+            "result_ttl" => {
+                self.result_ttl = lit_str(cx, &key, &value).and_then(|lit| {
+                    let parsed = parse_duration(&lit.value())
+                        .map_err(|e| {
+                            format!("{e}; expected a duration such as \"10m\", \"1h\" or \"7days\"")
+                        })
+                        .map_err(|msg| syn::Error::new(lit.span(), msg));
+                    record(cx, parsed.map(|d| Spanned::new(d, lit.span())))
+                });
             }
             "unique_for" => {
                 self.unique_for = lit_str(cx, &key, &value).and_then(|lit| {
@@ -324,6 +350,7 @@ fn lit_str(cx: &mut Ctxt, key: &str, value: &Expr) -> Option<LitStr> {
                 "rate_key" => "`rate_key = \"account\"`",
                 "concurrency_key" => "`concurrency_key = \"account\"`",
                 "unique_for" => "`unique_for = \"24h\"`",
+                "result_ttl" => "`result_ttl = \"1h\"`",
                 "rate" => "`rate = \"100/s\"`",
                 "priority" => "`priority = \"high\"`, `\"normal\"` or `\"low\"`",
                 "crate" => "`crate = \"::mq_core\"`",
@@ -673,7 +700,7 @@ mod tests {
             vec![
                 "unknown task attribute `retries`; expected one of: queue, name, max_retries, \
                  timeout, backoff, concurrency, partitions, partition_by, unique, unique_for, rate, \
-                 rate_key, key_concurrency, concurrency_key, priority, crate",
+                 rate_key, key_concurrency, concurrency_key, priority, result_ttl, events, crate",
                 "duplicate task attribute `queue`",
                 "expected an unsigned integer literal (u32) for `max_retries`, e.g. \
                  `max_retries = 5`",
@@ -684,7 +711,7 @@ mod tests {
                 "duplicate task attribute `max_retries`",
                 "unknown task attribute `x::y`; expected one of: queue, name, max_retries, \
                  timeout, backoff, concurrency, partitions, partition_by, unique, unique_for, rate, \
-                 rate_key, key_concurrency, concurrency_key, priority, crate",
+                 rate_key, key_concurrency, concurrency_key, priority, result_ttl, events, crate",
                 "duplicate task attribute `max_retries`",
             ]
         );

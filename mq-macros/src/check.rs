@@ -41,6 +41,8 @@ pub(crate) struct TaskModel {
     /// `to_string()`s, joined by `:`, make the key; spanned (each ident too) at the string.
     pub(crate) unique: Option<Spanned<Vec<KeySource>>>,
     pub(crate) unique_for: Option<Spanned<Duration>>,
+    pub(crate) result_ttl: Option<Spanned<Duration>>,
+    pub(crate) events: Option<proc_macro2::Span>,
     pub(crate) rate: Option<Spanned<RateSpec>>,
     pub(crate) rate_key: Option<Spanned<Vec<KeySource>>>,
     pub(crate) key_concurrency: Option<Spanned<u32>>,
@@ -268,6 +270,8 @@ pub(crate) fn check(cx: &mut Ctxt, input: &DeriveInput, attrs: TaskAttrs) -> Tas
         key_concurrency,
         concurrency_key,
         priority: attrs.priority,
+        result_ttl: attrs.result_ttl,
+        events: attrs.events,
     }
 }
 

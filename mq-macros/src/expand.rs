@@ -65,6 +65,13 @@ pub(crate) fn expand(model: &TaskModel) -> TokenStream {
         let d = duration(u.value, u.span);
         fields.push(quote_spanned!(u.span=> unique_for: ::core::option::Option::Some(#d),));
     }
+    if let Some(t) = &model.result_ttl {
+        let d = duration(t.value, t.span);
+        fields.push(quote_spanned!(t.span=> result_ttl: ::core::option::Option::Some(#d),));
+    }
+    if let Some(span) = model.events {
+        fields.push(quote_spanned!(span=> events: true,));
+    }
     if let Some(r) = &model.rate {
         let count = spanned_lit(Literal::u32_suffixed(r.value.count), r.span);
         let per = duration(r.value.per, r.span);

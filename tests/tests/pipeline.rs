@@ -241,6 +241,8 @@ async fn stream_tasks(conn: &mut Conn, stream: &str) -> Vec<(EmbedText, Vec<u8>)
                 rate_key: None,
                 rate_slot: false,
                 concurrency_key: None,
+                track: None,
+                events: false,
             };
             assert_eq!(
                 &env.encode_task(),

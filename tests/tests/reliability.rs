@@ -452,6 +452,8 @@ mod random_entries {
             rate_key: None,
             rate_slot: false,
             concurrency_key: None,
+            track: None,
+            events: false,
         }
         .encode_task()
     }

@@ -473,6 +473,8 @@ async fn promote_moves_large_members_in_calls_bounded_by_bytes_until_none_is_due
             rate_key: None,
             rate_slot: false,
             concurrency_key: None,
+            track: None,
+            events: false,
         }
         .to_delayed_member();
         let _: i64 = redis::cmd("ZADD")

@@ -17,7 +17,7 @@ use crate::{
 
 /// One command a role runs: its ACL rule (`xadd`, `client|id`) and an invocation with the
 /// placeholders [`STREAM`], [`DELAYED`], [`DEAD`], [`WAKE`], [`WORKERS`], [`WORKER`],
-/// [`PARTITIONS`], [`PAUSED`], [`UNIQUE`], [`DUPLICATES`], [`RATE`], [`CANCEL`], [`TASK`] for its keys
+/// [`PARTITIONS`], [`PAUSED`], [`UNIQUE`], [`DUPLICATES`], [`RATE`], [`CANCEL`], [`TASK`], [`EVENTS`] for its keys
 /// and channel.
 #[derive(Debug, Clone, Copy)]
 pub struct Needed {
@@ -53,6 +53,8 @@ pub const RATE: &str = "<rate>";
 pub const CANCEL: &str = "<cancel>";
 /// Placeholder for one of a queue's task hashes `<prefix>:{<queue>}:task:<id>`.
 pub const TASK: &str = "<task>";
+/// Placeholder for a queue's event stream `<prefix>:{<queue>}:events`.
+pub const EVENTS: &str = "<events>";
 
 const fn n(rule: &'static str, args: &'static [&'static str]) -> Needed {
     Needed { rule, args }
@@ -88,6 +90,11 @@ pub const PRODUCER: &[Needed] = &[
     n("get", &["GET", UNIQUE]),
     n("set", &["SET", UNIQUE, "x"]),
     n("incr", &["INCR", DUPLICATES]),
+    // Tracked task types (`result_ttl`, `events`): `queued` / `scheduled` and the event
+    // `enqueued`, in the enqueue's pipeline.
+    n("hset", &["HSET", TASK, "status", "queued"]),
+    n("pexpire", &["PEXPIRE", TASK, "1"]),
+    n("xadd", &["XADD", EVENTS, "MAXLEN", "~", "1", "*", "f", "v"]),
 ];
 
 /// The commands of a worker: reading and settling tasks, its scripts (group creation, lease
@@ -165,6 +172,8 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     // A task's progress (`TaskContext::progress`).
     n("hset", &["HSET", TASK, "progress", "x"]),
     n("pexpire", &["PEXPIRE", TASK, "1"]),
+    // Tracked task types: their state changes (status.lua) append to the event stream.
+    n("xadd", &["XADD", EVENTS, "MAXLEN", "~", "1", "*", "f", "v"]),
 ];
 
 /// What a worker needs on top of [`WORKER_COMMANDS`] on the keys of a queue with a
@@ -205,6 +214,10 @@ pub const CLI: &[Needed] = &[
     n("get", &["GET", DUPLICATES]),
     // `mq status`: a task's progress.
     n("hget", &["HGET", TASK, "progress"]),
+    // `mq status` of a tracked task, and `mq events`.
+    n("hgetall", &["HGETALL", TASK]),
+    n("xread", &["XREAD", "COUNT", "1", "STREAMS", EVENTS, "0"]),
+    n("xrevrange", &["XREVRANGE", EVENTS, "+", "-"]),
 ];
 
 /// What `mq dead replay`, `mq dead purge`, `mq pause`, `mq resume` and `mq cancel` need on
@@ -231,6 +244,11 @@ pub const CLI_ADMIN: &[Needed] = &[
     n("del", &["DEL", UNIQUE]),
     n("hset", &["HSET", CANCEL, "x", "0-1"]),
     n("pexpire", &["PEXPIRE", CANCEL, "1"]),
+    // ... and records a tracked task it removed as cancelled (lua/status.lua).
+    n("time", &["TIME"]),
+    n("hset", &["HSET", TASK, "status", "cancelled"]),
+    n("pexpire", &["PEXPIRE", TASK, "1"]),
+    n("xadd", &["XADD", EVENTS, "MAXLEN", "~", "1", "*", "f", "v"]),
 ];
 
 /// The `ACL SETUSER` line of a user named `user` allowed exactly `lists` on the keys and
@@ -302,6 +320,7 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                     RATE => k.rate_state("acl-check", None),
                     CANCEL => k.cancel.clone(),
                     TASK => format!("{}acl-check", k.task),
+                    EVENTS => k.events.clone(),
                     a => a.to_owned(),
                 })
                 .collect();
@@ -424,6 +443,8 @@ mod tests {
             include_str!("lua/renew.lua"),
             include_str!("lua/retry.lua"),
             include_str!("lua/stats.lua"),
+            include_str!("lua/status.lua"),
+            include_str!("lua/started.lua"),
             unique,
         ];
         // replay.lua uses unique.lua's readers; cancel.lua its release too.
@@ -431,6 +452,7 @@ mod tests {
             include_str!("lua/stats.lua"),
             include_str!("lua/replay.lua"),
             include_str!("lua/cancel.lua"),
+            include_str!("lua/status.lua"),
             unique,
         ];
         for (role, scripts, lists) in [

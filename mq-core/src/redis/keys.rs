@@ -59,6 +59,10 @@ pub struct QueueKeys {
     /// [`TaskContext::progress`](crate::TaskContext::progress)), written only for tasks that
     /// report progress, with an expiry.
     pub task: String,
+    /// `{prefix}:{queue}:events`: the stream of state changes of the queue's task types with
+    /// [`TaskOptions::events`](crate::TaskOptions::events) (fields `id`, `event` and the
+    /// event's details), capped with `MAXLEN ~ 10000`.
+    pub events: String,
 }
 
 impl QueueKeys {
@@ -90,6 +94,7 @@ impl QueueKeys {
             cron: format!("{prefix}:{{{queue}}}:cron"),
             cancel: format!("{prefix}:{{{queue}}}:cancel"),
             task: format!("{prefix}:{{{queue}}}:task:"),
+            events: format!("{prefix}:{{{queue}}}:events"),
         }
     }
 

@@ -1,8 +1,11 @@
 //! Every Lua script mq runs. Each touches the keys of one queue only (one hash slot).
 //!
 //! The scripts that end a task's life (ack of a unique task, dead letter, reclaim, replay) start
-//! with `lua/unique.lua`, the helpers that release or take a unique task's key; the scripts that
-//! schedule a task start with `lua/delay.lua`.
+//! with `lua/unique.lua`, the helpers that release or take a unique task's key, and those that
+//! change a task's state (ack of a unique or tracked task, retry, dead letter, reclaim,
+//! cancelled, started) then with `lua/status.lua`, the one helper that records a state change
+//! of a tracked task (status hash, event); the scripts that schedule a task start with
+//! `lua/delay.lua`.
 
 use std::sync::LazyLock;
 
@@ -12,6 +15,7 @@ use redis::Script;
 pub static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/status.lua"),
         include_str!("lua/promote.lua")
     ))
 });
@@ -23,11 +27,18 @@ pub static SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
     ))
 });
 /// Acks a failed attempt and schedules the next one (`lua/retry.lua`).
-pub static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retry.lua")));
+pub static RETRY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/unique.lua"),
+        include_str!("lua/status.lua"),
+        include_str!("lua/retry.lua")
+    ))
+});
 /// Acks a task and moves it to the dead-letter stream (`lua/dead.lua`).
 pub static DEAD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/status.lua"),
         include_str!("lua/dead.lua")
     ))
 });
@@ -47,6 +58,7 @@ pub static RENEW_SLOTS: LazyLock<Script> =
 pub static RECLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/status.lua"),
         include_str!("lua/reclaim.lua")
     ))
 });
@@ -83,6 +95,7 @@ pub static CRON_TICK: LazyLock<Script> =
 pub static ACK_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/status.lua"),
         include_str!("lua/ack_unique.lua")
     ))
 });
@@ -91,6 +104,7 @@ pub static ACK_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
 pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/status.lua"),
         include_str!("lua/cancel.lua")
     ))
 });
@@ -98,6 +112,15 @@ pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {
 pub static CANCELLED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/status.lua"),
         include_str!("lua/cancelled.lua")
+    ))
+});
+/// Records the start of a tracked task's attempt (`lua/started.lua`).
+pub static STARTED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/unique.lua"),
+        include_str!("lua/status.lua"),
+        include_str!("lua/started.lua")
     ))
 });

@@ -47,7 +47,8 @@ pub(super) struct Job {
 
 /// How an attempt ended.
 enum Outcome {
-    Done,
+    /// Succeeded, with the result (JSON) of a tracked task.
+    Done(Option<String>),
     Failed(TaskError),
     /// Not a task this worker can run: dead-letter at once, no retries.
     Invalid(String),
@@ -124,7 +125,11 @@ impl Job {
             self.shared.data.clone(),
             format!("{}{}", self.queue.keys.task, env.id),
         );
+        let result = env
+            .track
+            .map(|_| Arc::new(crate::handler::ResultSlot::default()));
         let ctx = TaskContext {
+            result: result.clone(),
             cancel: cancel.clone(),
             progress: Some(progress.clone()),
             id: env.id.clone(),
@@ -147,6 +152,10 @@ impl Job {
         crate::trace::link_parent(&span, env.traceparent.as_deref());
         m.wait.observe(wait_seconds(&entry_id));
         tm.started.inc();
+        // Only tracked task types pay this round trip.
+        if env.track.is_some() || env.events {
+            self.record_start(&env).await;
+        }
         let started = Instant::now();
         // Decoding runs user code (Deserialize impls) too: guard it like the handler.
         let outcome =
@@ -154,7 +163,7 @@ impl Job {
                 Ok(Err(e)) => Outcome::Invalid(e.0),
                 Ok(Ok(fut)) => tokio::select! {
                     biased;
-                    o = run_guarded(fut, options.timeout).instrument(span) => o,
+                    o = run_guarded(fut, options.timeout, result.as_deref()).instrument(span) => o,
                     _ = self.abort.cancelled() => Outcome::Aborted,
                 },
                 Err(panic) => Outcome::Failed(TaskError::retry(format!(
@@ -169,11 +178,17 @@ impl Job {
             return self.cancelled(&entry_id, &env).await;
         }
         match outcome {
-            Outcome::Done if env.unique.is_some() || self.slot.is_some() => {
+            Outcome::Done(result)
+                if env.unique.is_some()
+                    || self.slot.is_some()
+                    || env.track.is_some()
+                    || env.events =>
+            {
                 tm.success.inc();
-                self.ack_unique(&entry_id, &env, &options).await;
+                self.ack_unique(&entry_id, &env, &options, result.as_deref())
+                    .await;
             }
-            Outcome::Done => {
+            Outcome::Done(_) => {
                 tm.success.inc();
                 // The acker untracks the id once the ack is flushed. It is gone only after the
                 // grace period; the entry then stays pending and runs again elsewhere.
@@ -319,13 +334,15 @@ impl Job {
         tracing::info!(queue = %self.queue.queue, task = %env.name, id = %env.id, attempt = env.attempt, snooze = ?delay, "task snoozed");
         let (task, task_id) = (env.name.clone(), env.id.clone());
         // The next run takes a rate token again.
-        let member = Envelope {
+        let next = Envelope {
             rate_slot: false,
             ..env
-        }
-        .to_delayed_member();
+        };
+        let member = next.to_delayed_member();
+        let tracked = next.track.is_some() || next.events;
+        let track = tracked.then_some((&next, "scheduled", "snoozed"));
         if self
-            .reschedule("snooze", entry_id, &task_id, delay, &member)
+            .reschedule("snooze", entry_id, &task_id, delay, &member, track)
             .await
         {
             self.queue.metrics.task(&task).snoozed.inc();
@@ -340,6 +357,7 @@ impl Job {
         task_id: &str,
         delay: Duration,
         member: &[u8],
+        track: Option<(&Envelope, &str, &str)>,
     ) -> bool {
         let keys = &self.queue.keys;
         self.settle(what, entry_id, Some(task_id), || {
@@ -354,6 +372,17 @@ impl Job {
                 .arg(&keys.wake)
                 .arg(0)
                 .arg(self.slot.as_deref().unwrap_or(""));
+            // A tracked task's new status, in the same script.
+            if let Some((env, status, error)) = track {
+                inv.arg("")
+                    .arg("")
+                    .arg(&keys.unique)
+                    .arg(&env.id)
+                    .arg(env.track.map(|t| t.to_string()).unwrap_or_default())
+                    .arg(if env.events { "1" } else { "" })
+                    .arg(status)
+                    .arg(error);
+            }
             inv
         })
         .await
@@ -380,19 +409,47 @@ impl Job {
             ..env
         };
         let member = next.to_delayed_member();
+        let tracked = next.track.is_some() || next.events;
+        let error = next.error.as_deref().unwrap_or("");
+        let track = tracked.then_some((&next, "retrying", error));
         if self
-            .reschedule("retry", entry_id, &task_id, delay, &member)
+            .reschedule("retry", entry_id, &task_id, delay, &member, track)
             .await
         {
             self.queue.metrics.task(&task).retry.inc();
         }
     }
 
-    /// Acks a unique task's entry and releases its key (or keeps it for the task's
+    /// Records the start of a tracked task's attempt (status `running`, event `started`): one
+    /// script call; a failure is logged, never fails the task.
+    async fn record_start(&self, env: &Envelope) {
+        let keys = &self.queue.keys;
+        let r: redis::RedisResult<i64> = scripts::STARTED
+            .key(&keys.stream)
+            .arg(&keys.unique)
+            .arg(&env.id)
+            .arg(env.track.map(|t| t.to_string()).unwrap_or_default())
+            .arg(if env.events { "1" } else { "" })
+            .arg(&self.shared.config.consumer)
+            .arg(env.attempt)
+            .invoke_async(&mut self.shared.data.clone())
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(queue = %self.queue.queue, id = %env.id, error = %e, "cannot record a tracked task's start");
+        }
+    }
+
+    /// Acks a unique or tracked task's entry and releases its key (or keeps it for the task's
     /// `unique_for`), and frees its concurrency slot if it holds one, in one script, instead of
     /// the acker's batched `XDEL` + `XACK`: only unique tasks and tasks with per-key
     /// concurrency pay for it.
-    async fn ack_unique(&self, entry_id: &str, env: &Envelope, options: &TaskOptions) {
+    async fn ack_unique(
+        &self,
+        entry_id: &str,
+        env: &Envelope,
+        options: &TaskOptions,
+        result: Option<&str>,
+    ) {
         let keys = &self.queue.keys;
         let keep_ms = options.unique_for.map_or(0, |d| d.as_millis() as u64);
         self.settle("ack", entry_id, Some(&env.id), || {
@@ -403,7 +460,8 @@ impl Job {
                 .arg(&keys.unique)
                 .arg(entry_id)
                 .arg(keep_ms)
-                .arg(self.slot.as_deref().unwrap_or(""));
+                .arg(self.slot.as_deref().unwrap_or(""))
+                .arg(result.unwrap_or(""));
             inv
         })
         .await;
@@ -591,18 +649,19 @@ pub(crate) fn after_failure(
 async fn run_guarded(
     fut: futures::future::BoxFuture<'_, Result<(), TaskError>>,
     timeout: Option<Duration>,
+    result: Option<&crate::handler::ResultSlot>,
 ) -> Outcome {
     match guarded(fut, timeout).await {
-        Ok(()) => Outcome::Done,
+        Ok(()) => Outcome::Done(result.and_then(|r| r.take())),
         Err(e) => Outcome::Failed(e),
     }
 }
 
 /// Awaits a handler future with the timeout, a panic or a timeout becoming a retryable error.
-pub(crate) async fn guarded(
-    fut: futures::future::BoxFuture<'_, Result<(), TaskError>>,
+pub(crate) async fn guarded<V>(
+    fut: futures::future::BoxFuture<'_, Result<V, TaskError>>,
     timeout: Option<Duration>,
-) -> Result<(), TaskError> {
+) -> Result<V, TaskError> {
     let guarded = AssertUnwindSafe(fut).catch_unwind();
     let result = match timeout {
         Some(t) => match tokio::time::timeout(t, guarded).await {

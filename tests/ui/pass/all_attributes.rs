@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 #[task(backoff = "exponential( 500ms , 10m )")]
 #[task(concurrency = 8, crate = "::mq_core")]
 #[task(partitions = 4, partition_by = "product_id")]
+#[task(result_ttl = "1h", events)]
 struct EmbedImage {
     product_id: u64,
 }
@@ -46,6 +47,8 @@ fn main() {
             key_concurrency: None,
             partitions: 4,
             priority: None,
+            result_ttl: Some(Duration::from_secs(3600)),
+            events: true,
         }
     );
     assert_eq!(

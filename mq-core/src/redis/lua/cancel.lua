@@ -13,8 +13,16 @@
 --     hash (task id -> entry id), whose lease renewals signal it to its handler
 --   {'next', cursor}: not in this chunk; call again with `cursor`
 --   {'end', ''}: not found in this key
--- A cancelled queued or delayed task's unique key is released.
+-- A cancelled queued or delayed task's unique key is released, and a tracked one is recorded
+-- `cancelled` (see status.lua).
 local id, chunk = ARGV[2], tonumber(ARGV[6])
+-- Records a tracked task removed before it ran as cancelled.
+local function mq_record_cancelled(fields)
+  local ttl, ev = mq_tracking(fields)
+  if ttl or ev then
+    mq_record(mq_base(ARGV[3]), id, ttl, ev, 'cancelled', 'cancelled', {'finished', mq_now()})
+  end
+end
 for _, k in ipairs({{KEYS[3], 'hash'}, {KEYS[2], 'zset'}, {KEYS[1], 'stream'}}) do
   local kind = redis.call('TYPE', k[1])['ok']
   if kind ~= 'none' and kind ~= k[2] then
@@ -43,6 +51,7 @@ if ARGV[4] == 's' then
       -- Not delivered yet: deleting the entry is all it takes (it is in no pending list).
       redis.call('XDEL', KEYS[1], e[1])
       mq_release_unique(ARGV[3], e[2], 0)
+      mq_record_cancelled(e[2])
       return {'queued', e[1]}
     end
   end
@@ -57,7 +66,7 @@ for _, m in ipairs(members) do
   local ok, f = pcall(cmsgpack.unpack, m)
   if ok and type(f) == 'table' then
     local fields = {}
-    for _, k in ipairs({'t', 'id', 'u'}) do
+    for _, k in ipairs({'t', 'id', 'u', 'tr', 'ev'}) do
       if type(f[k]) == 'string' then
         fields[#fields + 1] = k
         fields[#fields + 1] = f[k]
@@ -66,6 +75,7 @@ for _, m in ipairs(members) do
     if mq_task_id(fields) == id then
       redis.call('ZREM', KEYS[2], m)
       mq_release_unique(ARGV[3], fields, 0)
+      mq_record_cancelled(fields)
       return {'delayed', ''}
     end
   end

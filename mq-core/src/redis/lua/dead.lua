@@ -4,7 +4,8 @@
 -- given in ARGV, replacing same-named originals.
 -- KEYS[1] stream, KEYS[2] dead stream, KEYS[3] optional: unique key prefix
 -- (`{prefix}:{queue}:unique:`; the entry of a unique task, field `u`, releases its key here, in
--- the same script, if the task holds it; see unique.lua), KEYS[4] optional: the slots key of a
+-- the same script, if the task holds it; see unique.lua; a tracked task is recorded `failed`
+-- with the `error` given in ARGV as its reason, see status.lua), KEYS[4] optional: the slots key of a
 -- task with per-key concurrency (the entry id leaves it here, in the same script)
 -- ARGV[1] group, ARGV[2] stream entry id, ARGV[3] consumer, ARGV[4] dead stream cap
 -- (`XTRIM MAXLEN ~`: whole macro nodes, so it may hold up to one node more),
@@ -60,6 +61,18 @@ if entry[1] then
   end
   if KEYS[3] then
     mq_release_unique(KEYS[3], fields, 0)
+    local ttl, ev = mq_tracking(fields)
+    local task = (ttl or ev) and mq_task_id(fields)
+    if task then
+      local reason = ''
+      for i = 5, #ARGV, 2 do
+        if ARGV[i] == 'error' then
+          reason = ARGV[i + 1]
+        end
+      end
+      mq_record(mq_base(KEYS[3]), task, ttl, ev, 'failed', 'dead',
+        {'reason', reason, 'finished', mq_now()})
+    end
   end
 end
 redis.call('XADD', KEYS[2], '*', unpack(args))

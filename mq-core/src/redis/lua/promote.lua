@@ -6,7 +6,7 @@
 -- (`XTRIM MAXLEN ~`), ARGV[4] (with KEYS[4]) unique key prefix
 -- While the cancel hash exists, a due member whose task id is in it (a task cancelled while it
 -- ran, then rescheduled before its worker learned it) is dropped instead of promoted: removed
--- from the hash, its unique key released. Nothing more is done while nothing is cancelled.
+-- from the hash, its unique key released, recorded `cancelled` if tracked (see status.lua). Nothing more is done while nothing is cancelled.
 -- A member is a MessagePack map of stream-entry fields (see envelope.rs): mq writes
 -- {"t": <v2 task blob>} or {"t": .., "r": ..}, each blob a MessagePack str, which cmsgpack
 -- hands over as a Lua string and XADD writes back byte for byte. The due time is
@@ -57,7 +57,7 @@ local cancel = KEYS[4] and redis.call('EXISTS', KEYS[4]) == 1 and KEYS[4]
 -- Whether a member's task was cancelled (only called while the cancel hash exists).
 local function cancelled(f)
   local fields = {}
-  for _, k in ipairs({'t', 'id', 'u'}) do
+  for _, k in ipairs({'t', 'id', 'u', 'tr', 'ev'}) do
     if type(f[k]) == 'string' then
       fields[#fields + 1] = k
       fields[#fields + 1] = f[k]
@@ -66,6 +66,10 @@ local function cancelled(f)
   local id = mq_task_id(fields)
   if id and redis.call('HDEL', cancel, id) == 1 then
     mq_release_unique(ARGV[4], fields, 0)
+    local ttl, ev = mq_tracking(fields)
+    if ttl or ev then
+      mq_record(mq_base(ARGV[4]), id, ttl, ev, 'cancelled', 'cancelled', {'finished', now})
+    end
     return true
   end
   return false

@@ -12,7 +12,8 @@
 --
 -- KEYS[1] stream, KEYS[2] dead stream, KEYS[3] optional: unique key prefix
 -- (`{prefix}:{queue}:unique:`): an abandoned unique task releases its key (see unique.lua);
--- entries taken over to run keep theirs
+-- entries taken over to run keep theirs. With it, tracked tasks (see status.lua) are recorded:
+-- an abandoned one `failed` with its reason, one taken over as an event `reclaimed`.
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] count, ARGV[5] max deliveries,
 -- ARGV[6] dead stream cap (`XTRIM MAXLEN ~`), ARGV[7..] optional: ids of this consumer's own
 -- pending entries the caller does not run (then only these are looked at, whatever their idle)
@@ -119,10 +120,23 @@ if #others > 0 then
       redis.call('XDEL', KEYS[1], id)
       if KEYS[3] then
         mq_release_unique(KEYS[3], fields, 0)
+        local ttl, ev = mq_tracking(fields)
+        local task = (ttl or ev) and mq_task_id(fields)
+        if task then
+          mq_record(mq_base(KEYS[3]), task, ttl, ev, 'failed', 'dead',
+            {'reason', out[2], 'finished', now})
+        end
       end
       abandoned = abandoned + 1
     else
       run[#run + 1] = e
+      if KEYS[3] then
+        local _, ev = mq_tracking(fields)
+        local task = ev and mq_task_id(fields)
+        if task then
+          mq_record(mq_base(KEYS[3]), task, nil, ev, nil, 'reclaimed', {'consumer', me})
+        end
+      end
     end
   end
   if abandoned > 0 then

@@ -9,6 +9,11 @@
 -- ARGV[8] (per-key concurrency only) the task's slots key (`{prefix}:{queue}:slots:<task>:<ck>`,
 -- under the queue's hash tag), or '' / absent: a rescheduled entry leaves it in the same script,
 -- ARGV[9], ARGV[10] (slot check only, see below) the key's limit and the slot lease in ms
+-- ('' for none when the arguments below follow),
+-- ARGV[11..16] (tracked tasks only, see status.lua) the unique-key prefix (the queue's key
+-- base), the task id, the status ttl in ms or '', '1' if the task emits events else '', the
+-- status (`retrying`, or `scheduled` for a snooze) and the error: recorded with the due time
+-- in the same script
 -- Returns {1, 0}, or {0, 0} if the entry is no longer pending for this consumer (acked
 -- meanwhile, or taken over by another worker after this one's lease lapsed): then nothing
 -- changes. (The second element, dead entries trimmed, keeps the reply shape of dead.lua.)
@@ -50,6 +55,10 @@ local slots = ARGV[8]
 if slots == '' then
   slots = nil
 end
+local limit = ARGV[9]
+if limit == '' then
+  limit = nil
+end
 if slots then
   local kind = redis.call('TYPE', slots)['ok']
   if kind ~= 'none' and kind ~= 'zset' then
@@ -61,10 +70,10 @@ if slots then
       ': nothing changed')
   end
 end
-if slots and ARGV[9] then
+if slots and limit then
   redis.call('ZREMRANGEBYSCORE', slots, '-inf', now)
   if redis.call('ZSCORE', slots, ARGV[2])
-      or redis.call('ZCARD', slots) < tonumber(ARGV[9]) then
+      or redis.call('ZCARD', slots) < tonumber(limit) then
     redis.call('ZADD', slots, now + tonumber(ARGV[10]), ARGV[2])
     return {2, 0}
   end
@@ -113,11 +122,19 @@ if rate then
   redis.call('SET', rate, string.format('%.0f', next_tat), 'PX',
     math.ceil((next_tat - now_us) / 1000))
 end
+if ARGV[11] and ARGV[11] ~= '' then
+  local event = 'retrying'
+  if ARGV[15] == 'scheduled' then
+    event = 'snoozed'
+  end
+  mq_record(mq_base(ARGV[11]), ARGV[12], tonumber(ARGV[13]), ARGV[14] == '1', ARGV[15], event,
+    {'due', due, 'error', ARGV[16]})
+end
 if ARGV[6] and (not first[2] or due < tonumber(first[2]))
     and redis.acl_check_cmd('PUBLISH', ARGV[6], 'x') then
   redis.call('PUBLISH', ARGV[6], due)
 end
-if rate or (slots and ARGV[9]) then
+if rate or (slots and limit) then
   return {1, due}
 end
 return {1, 0}
