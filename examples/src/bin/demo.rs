@@ -48,8 +48,8 @@ use mq_core::{batch, Producer, Worker};
 use mq_examples::{
     pipeline::{
         check_vectors, check_vectors_with, default_data_file, delete_vectors, filter_file,
-        EmbedImage, EmbedStats, EmbedTask, EmbedText, Embedder, ModelArgs, TextModel, VectorKind,
-        VECTOR_KEY_PREFIX,
+        EmbedImage, EmbedStats, EmbedTask, EmbedText, Embedder, ModelArgs, ModelChoice, TextModel,
+        VectorKind, VECTOR_KEY_PREFIX,
     },
     LocalRedis,
 };
@@ -80,9 +80,10 @@ struct Args {
     /// Tasks per `enqueue_many` call.
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
     enqueue_batch: u64,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 120)]
-    timeout_secs: u64,
+    /// Give up after this many seconds [default: 120; 1800 with --model minilm, which embeds
+    /// tens of texts per second on a small CPU].
+    #[arg(long)]
+    timeout_secs: Option<u64>,
     #[command(flatten)]
     model: ModelArgs,
 }
@@ -294,7 +295,11 @@ async fn run(args: Args) -> Result<bool, BoxError> {
 
     // Done when both streams and both delayed sets are empty: every task was acked, or
     // dead-lettered (retries move stream -> delayed -> stream atomically).
-    let deadline = started + Duration::from_secs(args.timeout_secs);
+    let timeout_secs = args.timeout_secs.unwrap_or(match args.model.model {
+        ModelChoice::Hashed => 120,
+        ModelChoice::Minilm => 1800,
+    });
+    let deadline = started + Duration::from_secs(timeout_secs);
     let mut timed_out = false;
     loop {
         let mut left = 0;
@@ -308,10 +313,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         if Instant::now() > deadline {
             timed_out = true;
             mp.suspend(|| {
-                println!(
-                    "demo: ERROR {left} tasks still queued after {}s, giving up",
-                    args.timeout_secs
-                )
+                println!("demo: ERROR {left} tasks still queued after {timeout_secs}s, giving up")
             });
             break;
         }
