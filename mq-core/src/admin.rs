@@ -815,7 +815,10 @@ impl Admin {
     /// task is removed and never runs; a running one is signalled through its
     /// [`TaskContext::cancelled`](crate::TaskContext::cancelled) within one lease-renewal
     /// interval and settled as cancelled, never retried. An unknown or finished id is
-    /// [`CancelOutcome::NotFound`](crate::CancelOutcome::NotFound), not an error. Looks through
+    /// [`CancelOutcome::NotFound`](crate::CancelOutcome::NotFound), not an error. The queue's
+    /// stream must have this admin's consumer group (the one its workers use): if it has
+    /// another, the call fails with `NOGROUP` and changes nothing (a running task is never taken
+    /// for a queued one). Looks through
     /// the queue's stream and delayed set in chunks of
     /// [`CANCEL_SCAN_CHUNK`](crate::control::CANCEL_SCAN_CHUNK) (one script call each): its cost
     /// grows with the queue's backlog, and nothing is spent while nothing is cancelled.
@@ -832,9 +835,11 @@ impl Admin {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a bad queue name, [`Error::Redis`].
+    /// [`Error::Config`] for a bad queue name, [`Error::Redis`] (`NOGROUP`: the workers use
+    /// another group; `BUSY`: [`CANCEL_MAX_MARKS`](crate::control::CANCEL_MAX_MARKS) running
+    /// tasks of the queue are being cancelled already).
     pub async fn cancel(&self, queue: &str, id: &str) -> Result<crate::CancelOutcome> {
-        crate::control::cancel(&self.conn, &self.prefix, &self.group, queue, id).await
+        crate::control::cancel(&self.conn, &self.prefix, Some(&self.group), queue, id).await
     }
 
     /// The last progress task `id` of `queue` reported with

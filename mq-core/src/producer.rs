@@ -698,9 +698,10 @@ impl Producer {
         .await
     }
 
-    /// Cancels task `id` of `queue`, as [`Admin::cancel`](crate::Admin::cancel) does (with the
-    /// default consumer group `mq`): a queued or delayed task never runs, a running one is
-    /// signalled and settled as cancelled, an unknown or finished id is
+    /// Cancels task `id` of `queue`, as [`Admin::cancel`](crate::Admin::cancel) does, with the
+    /// consumer group the queue's workers use (the stream's one group, read by the script):
+    /// a queued or delayed task never runs, a running one is signalled and settled as
+    /// cancelled, an unknown or finished id is
     /// [`CancelOutcome::NotFound`](crate::CancelOutcome::NotFound).
     ///
     /// ```no_run
@@ -719,7 +720,7 @@ impl Producer {
     ///
     /// [`Error::Config`] for a bad queue name, [`Error::Redis`].
     pub async fn cancel(&self, queue: &str, id: &str) -> Result<crate::CancelOutcome> {
-        crate::control::cancel(&self.conn, &self.prefix, keys::DEFAULT_GROUP, queue, id).await
+        crate::control::cancel(&self.conn, &self.prefix, None, queue, id).await
     }
 
     /// The last progress task `id` of `queue` reported with

@@ -141,6 +141,30 @@ impl QueueKeys {
         format!("{}{key}", self.unique)
     }
 
+    /// Every key that a script ending the life of task `id` (`None`: an entry without a
+    /// readable id) may touch besides the stream, in the order the scripts declare them (see
+    /// `lua/unique.lua`): its unique key if it has `unique` key, then with an id its status hash,
+    /// the event stream and the cancel hash. A script touches no key outside its KEYS, so that
+    /// Redis Cluster routes it and checks it against a resharding.
+    ///
+    /// ```
+    /// let k = mq_core::redis::keys::QueueKeys::new("mq", "q");
+    /// assert_eq!(
+    ///     k.task_keys(Some("01J"), Some("p:7")),
+    ///     ["mq:{q}:unique:p:7", "mq:{q}:task:01J", "mq:{q}:events", "mq:{q}:cancel"]
+    /// );
+    /// assert_eq!(k.task_keys(None, None), Vec::<String>::new());
+    /// ```
+    pub fn task_keys(&self, id: Option<&str>, unique: Option<&str>) -> Vec<String> {
+        let mut keys: Vec<String> = unique.map(|u| self.unique_key(u)).into_iter().collect();
+        if let Some(id) = id {
+            keys.push(format!("{}{id}", self.task));
+            keys.push(self.events.clone());
+            keys.push(self.cancel.clone());
+        }
+        keys
+    }
+
     /// The key that marks tick `tick_ms` (unix ms) of cron schedule `name` as enqueued:
     /// `{prefix}:{queue}:cron:<name>:<tick_ms>`, set with `NX` and an expiry by the one worker
     /// that enqueues that tick.

@@ -80,6 +80,7 @@ impl Job {
         let raw = Ident {
             id: raw_field(&fields, field::ID),
             name: raw_field(&fields, field::NAME),
+            unique: raw_field(&fields, "u"),
             attempts: 1,
             valid: false,
         };
@@ -455,13 +456,16 @@ impl Job {
         self.settle("ack", entry_id, Some(&env.id), || {
             let mut inv = scripts::ACK_UNIQUE.prepare_invoke();
             inv.key(&keys.stream)
+                .key(keys.task_keys(Some(&env.id), env.unique.as_deref()))
+                .key(self.slot.as_slice())
                 .arg(&self.shared.config.group)
                 .arg(&self.shared.config.consumer)
                 .arg(&keys.unique)
                 .arg(entry_id)
                 .arg(keep_ms)
                 .arg(self.slot.as_deref().unwrap_or(""))
-                .arg(result.unwrap_or(""));
+                .arg(result.unwrap_or(""))
+                .arg(&env.id);
             inv
         })
         .await;
@@ -478,6 +482,8 @@ impl Job {
                 let mut inv = scripts::CANCELLED.prepare_invoke();
                 inv.key(&keys.stream)
                     .key(&keys.cancel)
+                    .key(keys.task_keys(Some(&env.id), env.unique.as_deref()))
+                    .key(self.slot.as_slice())
                     .arg(&self.shared.config.group)
                     .arg(&self.shared.config.consumer)
                     .arg(&keys.unique)
@@ -504,14 +510,17 @@ impl Job {
         let applied = self
             .settle("dead-letter", entry_id, who.id.as_deref(), || {
                 let mut inv = scripts::DEAD.prepare_invoke();
-                inv.key(&keys.stream).key(&keys.dead).key(&keys.unique);
-                if let Some(slot) = &self.slot {
-                    inv.key(slot);
-                }
+                inv.key(&keys.stream)
+                    .key(&keys.dead)
+                    .key(keys.task_keys(who.id.as_deref(), who.unique.as_deref()))
+                    .key(self.slot.as_slice());
                 inv.arg(&self.shared.config.group)
                     .arg(entry_id)
                     .arg(&self.shared.config.consumer)
                     .arg(self.shared.config.dead_letter_max_len)
+                    .arg(&keys.unique)
+                    .arg(who.id.as_deref().unwrap_or(""))
+                    .arg(self.slot.as_deref().unwrap_or(""))
                     .arg("error")
                     .arg(reason)
                     .arg("failed_at")
@@ -587,6 +596,8 @@ struct Ident {
     id: Option<String>,
     /// Task name, when the entry has one.
     name: Option<String>,
+    /// The unique key (entry field `u`), when the entry has one.
+    unique: Option<String>,
     /// Runs so far, this one included.
     attempts: u32,
     /// Whether the entry parsed as a task.
@@ -598,6 +609,7 @@ impl Ident {
         Ident {
             id: Some(env.id.clone()),
             name: Some(env.name.clone()),
+            unique: env.unique.clone(),
             attempts: env.attempt.saturating_add(1),
             valid: true,
         }

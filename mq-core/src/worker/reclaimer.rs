@@ -87,13 +87,14 @@ async fn call(
     invocation
         .key(&queue.keys.stream)
         .key(&queue.keys.dead)
-        .key(&queue.keys.unique)
+        .key(&queue.keys.cancel)
         .arg(&shared.config.group)
         .arg(&shared.config.consumer)
         .arg(shared.config.reclaim_timeout.as_millis() as u64)
         .arg(count)
         .arg(shared.config.max_deliveries)
         .arg(shared.config.dead_letter_max_len)
+        .arg(&queue.keys.unique)
         .arg(own_ids);
     let (run, abandoned, deleted, own, trimmed): (Value, u64, u64, Vec<String>, u64) =
         invocation.invoke_async(conn).await?;

@@ -64,12 +64,11 @@ local function cancelled(f)
     end
   end
   local id = mq_task_id(fields)
-  if id and redis.call('HDEL', cancel, id) == 1 then
-    mq_release_unique(ARGV[4], fields, 0)
-    local ttl, ev = mq_tracking(fields)
-    if ttl or ev then
-      mq_record(mq_base(ARGV[4]), id, ttl, ev, 'cancelled', 'cancelled', {'finished', now})
-    end
+  if id and redis.call('HEXISTS', cancel, id) == 1 then
+    local plan = mq_plan(ARGV[4], fields, id)
+    mq_forget_cancel(plan)
+    mq_release(plan.unique, 0)
+    mq_record(plan, 'cancelled', 'cancelled', {'finished', now})
     return true
   end
   return false

@@ -10,21 +10,27 @@
 -- abandoned) and returns their ids. The caller then passes back, in a second call, the ids it
 -- does not run itself: those are claimed and counted like any other (ARGV[7..]).
 --
--- KEYS[1] stream, KEYS[2] dead stream, KEYS[3] optional: unique key prefix
--- (`{prefix}:{queue}:unique:`): an abandoned unique task releases its key (see unique.lua);
--- entries taken over to run keep theirs. With it, tracked tasks (see status.lua) are recorded:
--- an abandoned one `failed` with its reason, one taken over as an event `reclaimed`.
+-- KEYS[1] stream, KEYS[2] dead stream, KEYS[3] the queue's cancel hash (an abandoned task's
+-- cancellation mark is forgotten)
 -- ARGV[1] group, ARGV[2] consumer, ARGV[3] min idle ms, ARGV[4] count, ARGV[5] max deliveries,
--- ARGV[6] dead stream cap (`XTRIM MAXLEN ~`), ARGV[7..] optional: ids of this consumer's own
--- pending entries the caller does not run (then only these are looked at, whatever their idle)
+-- ARGV[6] dead stream cap (`XTRIM MAXLEN ~`), ARGV[7] the unique key prefix
+-- (`{prefix}:{queue}:unique:`): an abandoned unique task releases its key (see unique.lua);
+-- entries taken over to run keep theirs; tracked tasks (see status.lua) are recorded: an
+-- abandoned one `failed` with its reason, one taken over as an event `reclaimed`.
+-- ARGV[8..] optional: ids of this consumer's own pending entries the caller does not run (then
+-- only these are looked at, whatever their idle)
+-- The keys of each entry (unique key, status hash, event stream) are known only once it is
+-- found, so they are not among KEYS: each is read (mq_plan) before that entry's first write,
+-- so an entry is settled whole or not at all.
 -- Returns {entries to run [[id, fields]...], abandoned count, deleted count, own ids renewed,
 -- dead entries trimmed}.
 local group, me, max = ARGV[1], ARGV[2], tonumber(ARGV[5])
 local others, own, deliveries = {}, {}, {}
 local min_idle = ARGV[3]
-if #ARGV > 6 then
+local prefix = ARGV[7]
+if #ARGV > 7 then
   min_idle = 0
-  for i = 7, #ARGV do
+  for i = 8, #ARGV do
     local p = redis.call('XPENDING', KEYS[1], group, ARGV[i], ARGV[i], 1)
     if p[1] and p[1][2] == me then
       others[#others + 1] = ARGV[i]
@@ -115,27 +121,18 @@ if #others > 0 then
       -- The XCLAIM above already wrote, so this XADD runs under maxmemory too; adding before
       -- deleting means a failure here (none is expected after the checks) duplicates, never
       -- loses.
+      local plan = mq_plan(prefix, fields)
       redis.call('XADD', KEYS[2], '*', unpack(out))
       redis.call('XACK', KEYS[1], group, id)
       redis.call('XDEL', KEYS[1], id)
-      if KEYS[3] then
-        mq_release_unique(KEYS[3], fields, 0)
-        local ttl, ev = mq_tracking(fields)
-        local task = (ttl or ev) and mq_task_id(fields)
-        if task then
-          mq_record(mq_base(KEYS[3]), task, ttl, ev, 'failed', 'dead',
-            {'reason', out[2], 'finished', now})
-        end
-      end
+      mq_release(plan.unique, 0)
+      mq_record(plan, 'failed', 'dead', {'reason', out[2], 'finished', now})
+      mq_forget_cancel(plan)
       abandoned = abandoned + 1
     else
       run[#run + 1] = e
-      if KEYS[3] then
-        local _, ev = mq_tracking(fields)
-        local task = ev and mq_task_id(fields)
-        if task then
-          mq_record(mq_base(KEYS[3]), task, nil, ev, nil, 'reclaimed', {'consumer', me})
-        end
+      if mq_field(fields, 'ev') == '1' then
+        mq_record(mq_plan(prefix, fields), nil, 'reclaimed', {'consumer', me})
       end
     end
   end

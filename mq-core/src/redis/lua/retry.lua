@@ -111,6 +111,9 @@ for _, c in ipairs({{'XACK', KEYS[1], ARGV[1], ARGV[2]}, {'XDEL', KEYS[1], ARGV[
   end
 end
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+-- A tracked task's record, planned before the first write (see mq_plan).
+local plan = ARGV[11] and ARGV[11] ~= '' and
+  mq_plan(ARGV[11], {'tr', ARGV[13], 'ev', ARGV[14]}, ARGV[12])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], due, ARGV[4])
@@ -122,13 +125,12 @@ if rate then
   redis.call('SET', rate, string.format('%.0f', next_tat), 'PX',
     math.ceil((next_tat - now_us) / 1000))
 end
-if ARGV[11] and ARGV[11] ~= '' then
+if plan then
   local event = 'retrying'
   if ARGV[15] == 'scheduled' then
     event = 'snoozed'
   end
-  mq_record(mq_base(ARGV[11]), ARGV[12], tonumber(ARGV[13]), ARGV[14] == '1', ARGV[15], event,
-    {'due', due, 'error', ARGV[16]})
+  mq_record(plan, ARGV[15], event, {'due', due, 'error', ARGV[16]})
 end
 if ARGV[6] and (not first[2] or due < tonumber(first[2]))
     and redis.acl_check_cmd('PUBLISH', ARGV[6], 'x') then

@@ -4,6 +4,6 @@
 -- KEYS[1] the stream (the queue's hash tag)
 -- ARGV[1] unique-key prefix (the queue's key base), ARGV[2] task id, ARGV[3] status ttl in ms
 -- or '', ARGV[4] '1' if the task emits events, ARGV[5] consumer, ARGV[6] attempt
-mq_record(mq_base(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', 'running', 'started',
+mq_record(mq_plan(ARGV[1], {'tr', ARGV[3], 'ev', ARGV[4]}, ARGV[2]), 'running', 'started',
   {'consumer', ARGV[5], 'attempt', ARGV[6], 'since', mq_now()})
 return 1

@@ -70,18 +70,48 @@ local function mq_task_id(fields)
   return t:sub(pos, pos + len - 1)
 end
 
--- Releases the unique key of the task whose entry has `fields`, if that task holds it (the
--- key's value is its id): deletes it, or with `keep_ms` > 0 keeps it that long (the task's
--- `unique_for` window after a success). A key held by another task is left alone. Returns 1 if
--- released.
-local function mq_release_unique(prefix, fields, keep_ms)
+-- The keys this script was given (KEYS): a script that knows every key it touches declares
+-- them and sets MQ.strict, so mq_usable refuses any other key (on Redis Cluster a key outside
+-- KEYS is not routed, nor checked against a resharding; see mq_usable).
+local MQ = {declared = {}, strict = false}
+for _, k in ipairs(KEYS) do
+  MQ.declared[k] = true
+end
+
+-- Whether `key` can take a write of a value of type `kind`: it holds one, or nothing.
+-- Called before a script's first write, so a script never fails half way on a key of the
+-- wrong type. Reading the key's type also makes a key that a resharding already moved to
+-- another node fail the script here, before it changed anything (Redis Cluster refuses a
+-- script's access to a key of a migrating slot that is no longer local). In a strict script
+-- (MQ.strict), a key that is not among KEYS is an error: nothing changed.
+local function mq_usable(key, kind)
+  if MQ.strict and not MQ.declared[key] then
+    error('mq: script touches undeclared key ' .. key .. ': nothing changed')
+  end
+  local t = redis.call('TYPE', key)['ok']
+  return t == 'none' or t == kind
+end
+
+-- The unique key the task whose entry has `fields` holds (the key's value is its id), to be
+-- released by mq_release; nil if it has none, or another task holds it, or the key is not a
+-- string (then it is left alone). Decided before the script's first write.
+local function mq_unique_held(prefix, fields)
   local u = mq_field(fields, 'u')
-  if not u then
-    return 0
+  if not u or not prefix then
+    return nil
   end
   local key = prefix .. u
   local id = mq_task_id(fields)
-  if not id or redis.call('GET', key) ~= id then
+  if not id or not mq_usable(key, 'string') or redis.call('GET', key) ~= id then
+    return nil
+  end
+  return key
+end
+
+-- Releases unique key `key` (from mq_unique_held; nil: nothing to do): deletes it, or with
+-- `keep_ms` > 0 keeps it that long (the task's `unique_for` window after a success).
+local function mq_release(key, keep_ms)
+  if not key then
     return 0
   end
   if keep_ms and keep_ms > 0 then
