@@ -376,3 +376,74 @@ async fn one_cancel_pass_over_the_delayed_set_skips_nothing() {
         "the member that moved below the cursor was skipped"
     );
 }
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "cancel-buffered", priority = "normal", concurrency = 1)]
+struct Buffered {
+    n: u32,
+}
+
+/// A task fetched but not started yet (buffered by its level's fetcher while the queue is at
+/// its in-flight limit) whose cancellation the lease renewal reports never starts: it used to
+/// start first and learn it only at the next renewal.
+#[tokio::test]
+async fn a_cancelled_task_that_waits_in_a_fetchers_buffer_never_starts() {
+    let server = server();
+    let url = server.url();
+    let mut c = conn(&server).await;
+    let starts = Arc::new(std::sync::Mutex::new(Vec::<u32>::new()));
+    let s = starts.clone();
+    let worker = Worker::builder(&url)
+        .reclaim_timeout(Duration::from_millis(1_500))
+        .handle::<Buffered, _>(move |t: Buffered, _ctx: TaskContext| {
+            let s = s.clone();
+            async move {
+                s.lock().unwrap().push(t.n);
+                if t.n == 1 {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
+                Ok::<(), TaskError>(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let worker = run_worker(worker);
+    let producer = Producer::connect(&url).await.unwrap();
+    producer
+        .clone()
+        .with_priority(mq_core::Priority::High)
+        .enqueue(Buffered { n: 1 })
+        .await
+        .unwrap();
+    wait_until(WAIT, "the first task started", || {
+        let s = starts.clone();
+        async move { s.lock().unwrap().len() == 1 }
+    })
+    .await;
+    let id = producer.enqueue(Buffered { n: 2 }).await.unwrap();
+    // The Normal level's fetcher takes it (the queue is at its limit: it waits in the buffer).
+    let stream = QueueKeys::new("mq", Buffered::QUEUE).stream;
+    wait_until(WAIT, "the second task delivered", || {
+        let (mut c, stream) = (c.clone(), stream.clone());
+        async move { mq_tests::pending(&mut c, &stream, "mq").await == 1 }
+    })
+    .await;
+    let outcome = producer.cancel(Buffered::QUEUE, &id).await.unwrap();
+    assert!(
+        matches!(outcome, CancelOutcome::Running { .. }),
+        "{outcome:?}"
+    );
+    wait_until(WAIT, "the cancelled task settled", || {
+        let (mut c, stream) = (c.clone(), stream.clone());
+        async move { xlen(&mut c, &stream).await == 0 }
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(
+        *starts.lock().unwrap(),
+        vec![1],
+        "the cancelled task started"
+    );
+    assert_eq!(xlen(&mut c, &stream).await, 0);
+}

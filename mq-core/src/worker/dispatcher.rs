@@ -122,6 +122,11 @@ impl Job {
         }
         let cancel = tokio_util::sync::CancellationToken::new();
         let _running = RunningGuard::new(&self.queue, &entry_id, &cancel);
+        // Cancelled while it waited to start (buffered, or waiting for a slot or token): it
+        // never runs.
+        if cancel.is_cancelled() {
+            return self.cancelled(&entry_id, &env).await;
+        }
         let progress = crate::control::Progress::new(
             self.shared.data.clone(),
             format!("{}{}", self.queue.keys.task, env.id),
@@ -738,7 +743,13 @@ impl RunningGuard {
         entry_id: &str,
         token: &tokio_util::sync::CancellationToken,
     ) -> Self {
-        super::lock(&queue.running).insert(entry_id.to_owned(), token.clone());
+        let mut running = super::lock(&queue.running);
+        // Cancelled before it started (see `QueueState::running`).
+        if running.get(entry_id).is_some_and(|t| t.is_cancelled()) {
+            token.cancel();
+        }
+        running.insert(entry_id.to_owned(), token.clone());
+        drop(running);
         RunningGuard {
             queue: queue.clone(),
             entry_id: entry_id.to_owned(),

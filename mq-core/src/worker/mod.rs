@@ -621,7 +621,9 @@ pub(crate) struct QueueState {
     /// renews these slots with the leases.
     pub(crate) slots: Mutex<HashMap<String, String>>,
     /// Running tasks: entry id -> the cancellation token of its `TaskContext`, fired when a
-    /// lease renewal reports the task cancelled.
+    /// lease renewal reports the task cancelled. An entry reported cancelled while tracked but
+    /// not started yet (buffered by a priority level's fetcher, or waiting for its key slot or
+    /// rate token) gets a fired token here, so it is settled as cancelled without running.
     pub(crate) running: Mutex<HashMap<String, CancellationToken>>,
     /// Metric handles of this queue (shared by its partitions).
     pub(crate) metrics: Arc<QueueMetrics>,
@@ -639,9 +641,17 @@ impl QueueState {
     }
 
     pub(crate) fn untrack<'a>(&self, entry_ids: impl IntoIterator<Item = &'a String>) {
-        let mut set = lock(&self.in_flight);
-        for id in entry_ids {
-            set.remove(id);
+        let ids: Vec<&String> = entry_ids.into_iter().collect();
+        {
+            let mut set = lock(&self.in_flight);
+            for id in &ids {
+                set.remove(*id);
+            }
+        }
+        // A cancellation that reached an entry which never started (see `running`).
+        let mut running = lock(&self.running);
+        for id in ids {
+            running.remove(id);
         }
     }
 
@@ -666,12 +676,23 @@ impl QueueState {
         }
     }
 
-    /// Fires the cancellation tokens of the running tasks of these entries.
+    /// Fires the cancellation tokens of the running tasks of these entries; an entry tracked
+    /// but not started yet keeps a fired token for its start (see `running`).
     pub(crate) fn signal_cancelled(&self, entry_ids: &[String]) {
-        let running = lock(&self.running);
-        for id in entry_ids {
-            if let Some(token) = running.get(id) {
-                token.cancel();
+        let tracked: Vec<bool> = {
+            let set = lock(&self.in_flight);
+            entry_ids.iter().map(|id| set.contains(id)).collect()
+        };
+        let mut running = lock(&self.running);
+        for (id, tracked) in entry_ids.iter().zip(tracked) {
+            match running.get(id) {
+                Some(token) => token.cancel(),
+                None if tracked => {
+                    let token = CancellationToken::new();
+                    token.cancel();
+                    running.insert(id.clone(), token);
+                }
+                None => {}
             }
         }
     }
