@@ -62,6 +62,9 @@ fn check_id(id: &str) -> Result<(), CliError> {
 fn to_json(task: &DeadLetter) -> serde_json::Value {
     let mut obj = serde_json::Map::new();
     obj.insert("dead_id".into(), task.dead_id().into());
+    if let Some(q) = task.queue() {
+        obj.insert("queue".into(), q.into());
+    }
     for (k, v) in task.task_fields() {
         let value = if k == "payload" {
             mq_core::admin::payload_to_json(&v)
@@ -84,23 +87,33 @@ async fn list(ctx: &Ctx, queue: &str, count: usize) -> Result<(), CliError> {
     if tasks.is_empty() {
         return output::print(&format!("no dead tasks in queue {queue:?}\n"));
     }
-    let mut table = Table::new(&[
-        ("DEAD ID", Align::Left),
+    // A partitioned or prioritized queue's dead letters come from several streams: say which.
+    let several = tasks.iter().any(|t| t.queue() != Some(queue));
+    let mut columns = vec![("DEAD ID", Align::Left)];
+    if several {
+        columns.push(("QUEUE", Align::Left));
+    }
+    columns.extend([
         ("TASK ID", Align::Left),
         ("NAME", Align::Left),
         ("ATTEMPTS", Align::Right),
         ("FAILED", Align::Left),
         ("ERROR", Align::Left),
     ]);
+    let mut table = Table::new(&columns);
     for t in &tasks {
-        table.row(vec![
-            t.dead_id().to_owned(),
+        let mut row = vec![t.dead_id().to_owned()];
+        if several {
+            row.push(t.queue().unwrap_or_default().to_owned());
+        }
+        row.extend([
             t.task_id().unwrap_or_default().to_owned(),
             t.name().unwrap_or_default().to_owned(),
             t.attempts().map(|n| n.to_string()).unwrap_or_default(),
             t.failed_at().map(output::ago).unwrap_or_default(),
             output::truncate(t.error().unwrap_or_default(), LIST_ERROR_WIDTH),
         ]);
+        table.row(row);
     }
     let mut text = table.render();
     if (tasks.len() as u64) < total {

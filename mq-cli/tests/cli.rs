@@ -1017,3 +1017,81 @@ async fn cancel_a_queued_and_a_delayed_task_and_report_unknown_ids() {
     assert_eq!(out["progress"], serde_json::json!({ "done": 3 }), "{out}");
     assert!(out["status"]["state"].is_string(), "{out}");
 }
+
+/// `mq dead list` of a queue whose dead letters come from several streams (priority levels
+/// here; partitions alike) names each one's stream in a QUEUE column and a `queue` JSON field,
+/// which `mq dead show` / `replay` take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_list_names_the_level_or_partition_of_each_dead_letter() {
+    let server = redis();
+    let url = server.url();
+    let mut c = conn(&server).await;
+    let keys = QueueKeys::new("mq", "levels");
+    for (level, id) in [
+        (mq_core::Priority::High, "01JD3ZK1Q7W9V3T1B0N2C4X5H1"),
+        (mq_core::Priority::Normal, "01JD3ZK1Q7W9V3T1B0N2C4X5N1"),
+    ] {
+        let k = keys.level(level);
+        // The level's stream exists (its workers create it), its dead stream has one entry.
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&k.stream)
+            .arg("mq")
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let _: String = redis::cmd("XADD")
+            .arg(&k.dead)
+            .arg("*")
+            .arg("id")
+            .arg(id)
+            .arg("name")
+            .arg("Job")
+            .arg("payload")
+            .arg(&[0x80u8][..])
+            .arg("attempt")
+            .arg(0)
+            .arg("enqueued_at")
+            .arg(1)
+            .arg("error")
+            .arg("boom")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let out = mq_ok(&url, &["dead", "list", "levels"]).await;
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].contains("QUEUE"), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("levels@high") && l.contains("H1")),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("levels@normal") && l.contains("N1")),
+        "{lines:?}"
+    );
+    let list = mq_ok(&url, &["--json", "dead", "list", "levels"])
+        .await
+        .json();
+    let mut queues: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["queue"].as_str().unwrap())
+        .collect();
+    queues.sort();
+    assert_eq!(queues, ["levels@high", "levels@normal"]);
+    // A plain queue's list keeps its columns.
+    make_dead_letters(&server, 1).await;
+    let out = mq_ok(&url, &["dead", "list", "images"]).await;
+    assert!(
+        !out.stdout.lines().next().unwrap().contains("QUEUE"),
+        "{out:?}"
+    );
+}

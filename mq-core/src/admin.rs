@@ -247,6 +247,7 @@ impl WorkerInfo {
 pub struct DeadLetter {
     dead_id: String,
     fields: Vec<(String, Vec<u8>)>,
+    queue: Option<String>,
 }
 
 /// The former name of [`DeadLetter`].
@@ -294,7 +295,23 @@ impl DeadLetter {
         Self {
             dead_id: dead_id.into(),
             fields,
+            queue: None,
         }
+    }
+
+    /// The same dead letter, read from the dead stream of `queue`: a queue's, a partition's
+    /// (`hot#2`) or a priority level's (`q@high`, `hot#2@low`) name.
+    pub fn with_queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// The dead stream it was read from, as a name that [`Admin::dead_show`],
+    /// [`Admin::dead_replay`] and `mq dead` take: the queue's own name, or for a partitioned or
+    /// prioritized queue the partition and/or level (`hot#2`, `q@high`, `hot#2@low`). `None` for
+    /// one built with [`new`](Self::new) alone.
+    pub fn queue(&self) -> Option<&str> {
+        self.queue.as_deref()
     }
 
     /// Its id in the dead stream: give it to [`Admin::dead_show`] or [`Admin::dead_replay`].
@@ -1398,7 +1415,7 @@ impl Admin {
                         other => (k, format!("{other:?}").into_bytes()),
                     })
                     .collect();
-                DeadLetter::new(dead_id, fields)
+                DeadLetter::new(dead_id, fields).with_queue(queue)
             })
             .collect())
     }
