@@ -456,3 +456,65 @@ async fn events_hold_exactly_the_transitions_of_each_task_in_order() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), total);
 }
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "st_replay", result_ttl = "1h", max_retries = 0)]
+struct Second {
+    n: u32,
+}
+
+/// A replayed dead task is `queued` again, so waiting for it waits for the replay's outcome
+/// (it used to keep `failed`, and `wait` failed at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_task_is_queued_again_and_waited_for() {
+    let server = server();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.unwrap();
+    let id = producer.enqueue(Second { n: 1 }).await.unwrap();
+    let runs = Arc::new(AtomicU32::new(0));
+    let r = runs.clone();
+    let worker = Worker::builder(&url)
+        .handle(move |task: Second, _ctx: TaskContext| {
+            let r = r.clone();
+            async move {
+                if r.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Err(TaskError::permanent("first run fails"));
+                }
+                Ok(task.n + 41)
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let worker = run_worker(worker);
+    wait_until(WAIT, "the first run's failure", || {
+        let (producer, id) = (producer.clone(), id.clone());
+        async move {
+            producer
+                .status("st_replay", &id)
+                .await
+                .unwrap()
+                .is_finished()
+        }
+    })
+    .await;
+    worker.stop().await;
+    let admin = mq_core::Admin::connect(&url).await.unwrap();
+    let report = admin.dead_replay_all("st_replay").await.unwrap();
+    assert_eq!(report.replayed, 1, "{report:?}");
+    assert_eq!(
+        producer.status("st_replay", &id).await.unwrap(),
+        TaskStatus::Queued
+    );
+    let worker = Worker::builder(&url)
+        .handle(
+            move |task: Second, _ctx: TaskContext| async move { Ok::<_, TaskError>(task.n + 41) },
+        )
+        .build()
+        .await
+        .unwrap();
+    let worker = run_worker(worker);
+    let value: u32 = producer.wait("st_replay", &id, WAIT).await.unwrap();
+    assert_eq!(value, 42);
+    worker.stop().await;
+}

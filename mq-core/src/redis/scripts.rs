@@ -69,6 +69,7 @@ pub static REAP_CONSUMERS: LazyLock<Script> =
 pub static REPLAY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/status.lua"),
         include_str!("lua/replay.lua")
     ))
 });

@@ -8,8 +8,12 @@
 -- A unique task (field `u`) takes its unique key again in the same script (see unique.lua); if
 -- another live task holds the key by now, the dead entry stays where it is and is returned as
 -- a duplicate, so two tasks with one key never run at once.
+-- A tracked task (entry field `tr` or `ev`, see status.lua) is recorded `queued` again (event
+-- `replayed`), so that whoever waits for it waits for the replay instead of seeing the dead
+-- run's `failed`.
 -- KEYS[1] dead stream, KEYS[2] stream, KEYS[3] optional: unique key prefix
--- (`{prefix}:{queue}:unique:`); ARGV[1..] dead entry ids
+-- (`{prefix}:{queue}:unique:`, also the base of the status keys); ARGV[1..] dead entry ids
+-- Each entry's keys (unique key, status hash, event stream) are read before its first write.
 -- Returns {number of entries replayed, {ids skipped}, {ids of duplicates}}; ids not found are
 -- in none.
 local drop = {error = true, failed_at = true, worker = true, attempts = true,
@@ -40,6 +44,7 @@ for i = 1, #ARGV do
       args[#args + 1] = '0'
     end
     local u = present['u'] and KEYS[3] and mq_field(fields, 'u')
+    local plan = task and KEYS[3] and (present['tr'] or present['ev']) and mq_plan(KEYS[3], fields)
     local dup = false
     if task and u then
       local key, id = KEYS[3] .. u, mq_task_id(fields)
@@ -54,6 +59,9 @@ for i = 1, #ARGV do
     if task then
       redis.call('XADD', KEYS[2], '*', unpack(args))
       redis.call('XDEL', KEYS[1], ARGV[i])
+      if plan then
+        mq_record(plan, 'queued', 'replayed', {'replayed', mq_now()})
+      end
       n = n + 1
     elseif not dup then
       skipped[#skipped + 1] = ARGV[i]
