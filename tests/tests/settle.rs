@@ -40,9 +40,12 @@ async fn set_wrong_type(c: &mut Conn, key: &str) {
         .expect("RPUSH");
 }
 
+/// A stream entry as `XRANGE` gives it: id, then its fields.
+type Entry = (String, Vec<(String, Vec<u8>)>);
+
 /// The ids of the task entries in the dead stream, with their `error` field.
 async fn dead_ids(c: &mut Conn, dead: &str) -> Vec<(String, String)> {
-    let rows: Vec<(String, Vec<(String, Vec<u8>)>)> = redis::cmd("XRANGE")
+    let rows: Vec<Entry> = redis::cmd("XRANGE")
         .arg(dead)
         .arg("-")
         .arg("+")
