@@ -244,6 +244,16 @@ pub const CLI_ADMIN: &[Needed] = &[
     n("del", &["DEL", UNIQUE]),
     n("hset", &["HSET", CANCEL, "x", "0-1"]),
     n("pexpire", &["PEXPIRE", CANCEL, "1"]),
+    // It asks the stream's own group whether the entry is pending, pages the delayed set by
+    // member, and forgets a sample of stale marks (HLEN, HRANDFIELD, HDEL) before a new one.
+    n("xinfo|groups", &["XINFO", "GROUPS", STREAM]),
+    n("xpending", &["XPENDING", STREAM, "g", "-", "+", "1"]),
+    n("zrank", &["ZRANK", DELAYED, "m"]),
+    n("zcount", &["ZCOUNT", DELAYED, "-inf", "+inf"]),
+    n("hlen", &["HLEN", CANCEL]),
+    n("hrandfield", &["HRANDFIELD", CANCEL, "1"]),
+    n("hexists", &["HEXISTS", CANCEL, "x"]),
+    n("hdel", &["HDEL", CANCEL, "x"]),
     // ... and records a tracked task it removed as cancelled (lua/status.lua).
     n("time", &["TIME"]),
     n("hset", &["HSET", TASK, "status", "cancelled"]),
