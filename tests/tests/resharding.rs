@@ -162,11 +162,11 @@ async fn a_unique_tasks_ack_during_a_slot_migration_never_leaves_its_key_held() 
         }
     })
     .await;
+    worker.stop().await;
+    assert_eq!(started.load(Ordering::SeqCst), 1, "the task ran again");
     let again = producer.enqueue(Reshard { key: 1 }).await.unwrap();
     assert_ne!(
         again, id,
         "the unique key is still held by the finished task"
     );
-    worker.stop().await;
-    assert_eq!(started.load(Ordering::SeqCst), 1, "the task ran again");
 }
