@@ -1017,3 +1017,62 @@ async fn cancel_a_queued_and_a_delayed_task_and_report_unknown_ids() {
     assert_eq!(out["progress"], serde_json::json!({ "done": 3 }), "{out}");
     assert!(out["status"]["state"].is_string(), "{out}");
 }
+
+/// The calls of each command Redis ran since its last `CONFIG RESETSTAT`, from
+/// `INFO commandstats` (`cmdstat_scan:calls=3,...`), by command name.
+async fn command_calls(c: &mut mq_tests::Conn) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(c)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// `mq stats` (every queue, rates from two samples) on a Redis holding 200,000 unrelated keys
+/// and 5 queues runs a few dozen commands and no `SCAN`: it finds the queues in the queue
+/// registry, not by walking the keyspace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_on_a_big_keyspace_runs_a_few_dozen_commands_and_no_scan() {
+    const QUEUES: [&str; 5] = ["q1", "q2", "q3", "q4", "q5"];
+    let server = redis();
+    let url = server.url();
+    let mut c = conn(&server).await;
+    // 200,000 keys that are not mq's, in one script call.
+    let _: () = redis::cmd("EVAL")
+        .arg("for i = 1, 200000 do redis.call('SET', 'junk:' .. i, 'x') end")
+        .arg(0)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let producer = Producer::connect(&url).await.unwrap();
+    for q in QUEUES {
+        for _ in 0..3 {
+            producer.enqueue_raw(q, "Job", vec![0x80]).await.unwrap();
+        }
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let stats = mq_ok(&url, &["--json", "stats"]).await.json();
+    let calls = command_calls(&mut c).await;
+    for q in QUEUES {
+        assert_eq!(queue_row(&stats, q)["backlog"], 3, "{stats}");
+    }
+    // Not counted: the `INFO` that reads the counts, and `CONFIG RESETSTAT`.
+    let total: u64 = calls
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "info" | "config|resetstat"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(calls.get("scan"), None, "no SCAN: {calls:?}");
+    assert!(total <= 60, "{total} commands for 5 queues: {calls:?}");
+}

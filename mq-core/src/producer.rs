@@ -1,10 +1,10 @@
 //! [`Producer`]: enqueue tasks, one at a time, pipelined in batches, or delayed.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -73,6 +73,9 @@ pub struct Producer {
     /// The priority level of every task this producer enqueues (see
     /// [`with_priority`](Producer::with_priority)); `None`: each type's default.
     priority: Option<Priority>,
+    /// The queues this producer (or a clone) has added to the queue registry
+    /// `{prefix}:queues`: each is added with the first write to it, in the same round trip.
+    registered: Arc<Mutex<HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -180,6 +183,7 @@ impl ProducerBuilder {
             partitions: Arc::new(self.partitions),
             duplicates: Arc::default(),
             priority: None,
+            registered: Arc::default(),
         })
     }
 }
@@ -488,7 +492,7 @@ impl Producer {
                 .swap_remove(self.partition_of(&task));
             record_enqueue(&mut pipe, &keys, &env, None);
         }
-        self.send_one(pipe, "XADD", env.id).await
+        self.send_one(T::QUEUE, pipe, "XADD", env.id).await
     }
 
     /// Enqueues one task like [`enqueue`](Self::enqueue) and says whether it was added or, for
@@ -529,7 +533,7 @@ impl Producer {
                 .swap_remove(self.partition_of(&task));
             record_enqueue(&mut pipe, &keys, &env, None);
         }
-        self.send_one(pipe, "XADD", env.id)
+        self.send_one(T::QUEUE, pipe, "XADD", env.id)
             .await
             .map(Enqueued::Added)
     }
@@ -558,14 +562,14 @@ impl Producer {
             let inv = unique_invocation(&keys, &env, due);
             let mut pipe = redis::pipe();
             pipe.invoke_script(&inv);
-            let sent = send(pipe.clone(), self.conn.clone(), self.durability, 1).await;
+            let sent = self.send_registering(&keys.queue, pipe.clone(), 1).await;
             let sent = match sent {
                 Err(e)
                     if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
                     self.load_script(&scripts::ENQUEUE_UNIQUE, "enqueue")
                         .await?;
-                    send(pipe, self.conn.clone(), self.durability, 1).await
+                    self.send_registering(&keys.queue, pipe, 1).await
                 }
                 sent => sent,
             };
@@ -837,7 +841,7 @@ impl Producer {
         };
         let mut pipe = redis::pipe();
         pipe.add_command(xadd(&stream, &env)).ignore();
-        self.send_one(pipe, "XADD", env.id).await
+        self.send_one(queue, pipe, "XADD", env.id).await
     }
 
     /// Enqueues a task to run after `delay` (measured by the Redis server's clock) and returns
@@ -937,11 +941,11 @@ impl Producer {
         if env.track.is_some() || env.events {
             record_enqueue(&mut pipe, &keys, &env, Some(due.unix_ms()));
         }
-        let sent = send(pipe.clone(), self.conn.clone(), self.durability, 0).await;
+        let sent = self.send_registering(&keys.queue, pipe.clone(), 0).await;
         let sent = match sent {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 self.load_script(&scripts::SCHEDULE, "schedule").await?;
-                send(pipe, self.conn.clone(), self.durability, 0).await
+                self.send_registering(&keys.queue, pipe, 0).await
             }
             sent => sent,
         };
@@ -978,18 +982,70 @@ impl Producer {
         Ok(())
     }
 
-    /// Sends one task's pipeline `pipe` (see [`send`]) and returns its id.
+    /// Sends one task's pipeline `pipe` for `queue` (see [`send`]) and returns its id.
     async fn send_one(
         &self,
+        queue: &str,
         pipe: redis::Pipeline,
         op: &'static str,
         id: String,
     ) -> Result<String> {
-        let sent = send(pipe, self.conn.clone(), self.durability, 0).await;
+        let sent = self.send_registering(queue, pipe, 0).await;
         match self.checked(sent.map(|(_, s)| s), op).await? {
             None => Ok(id),
             Some(short) => Err(short.into_error(vec![id])),
         }
+    }
+
+    /// [`send`], adding `queue` (its base name, for a partition) to the queue registry
+    /// `{prefix}:queues` the first time this producer or a clone writes to it: one `SADD` at
+    /// the end of the same pipeline on one server, sent concurrently on a cluster (the
+    /// registry lies in another slot, and a cluster pipeline stays in one), so no extra round
+    /// trip either way, and nothing at all once the queue is registered.
+    async fn send_registering(
+        &self,
+        queue: &str,
+        mut pipe: redis::Pipeline,
+        kept: usize,
+    ) -> redis::RedisResult<(Vec<redis::Value>, Option<Shortfall>)> {
+        let queue = keys::base_queue(queue);
+        let known = self
+            .registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(queue);
+        if known {
+            return send(pipe, self.conn.clone(), self.durability, kept).await;
+        }
+        let mut sadd = redis::cmd("SADD");
+        sadd.arg(keys::queues_key(&self.prefix)).arg(queue);
+        let sent = match &self.conn {
+            Conn::Single(_) => {
+                pipe.add_command(sadd).ignore();
+                send(pipe, self.conn.clone(), self.durability, kept).await
+            }
+            Conn::Cluster(_) => {
+                let mut conn = self.conn.clone();
+                let (sent, added) = futures::future::join(
+                    send(pipe, self.conn.clone(), self.durability, kept),
+                    sadd.query_async::<()>(&mut conn),
+                )
+                .await;
+                if let Err(e) = added {
+                    // The tasks are written; the next write to the queue tries again.
+                    tracing::warn!(queue, error = %e, "cannot add the queue to the queue registry");
+                    return sent;
+                }
+                sent
+            }
+        };
+        if sent.is_ok() {
+            self.registered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(queue.to_owned());
+        }
+        sent
     }
 
     /// The outcome of [`send`] as an mq error ([`Error::Redis`], after a reconnect on
@@ -1073,9 +1129,9 @@ impl Producer {
             };
             for p in ready {
                 let (pipe, _, kept) = std::mem::take(&mut pipes[p]);
-                let (conn, durability) = (self.conn.clone(), self.durability);
+                let queue = &parts[p].queue;
                 in_flight.push_back(async move {
-                    let sent = send(pipe, conn, durability, kept.len()).await;
+                    let sent = self.send_registering(queue, pipe, kept.len()).await;
                     (kept, sent)
                 });
                 if in_flight.len() >= max_in_flight {
