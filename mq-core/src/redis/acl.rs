@@ -39,6 +39,8 @@ pub const WAKE: &str = "<wake>";
 pub const WORKERS: &str = "<workers>";
 /// Placeholder for a worker's heartbeat key `<prefix>:worker:<consumer>`.
 pub const WORKER: &str = "<worker>";
+/// Placeholder for the queue registry set `<prefix>:queues`.
+pub const QUEUES: &str = "<queues>";
 /// Placeholder for the hash of partition counts `<prefix>:partitions`.
 pub const PARTITIONS: &str = "<partitions>";
 /// Placeholder for a queue's pause flag `<prefix>:{<queue>}:paused`.
@@ -80,6 +82,8 @@ pub const PRODUCER: &[Needed] = &[
     SCRIPTS[1],
     n("info", &["INFO", "memory"]),
     n("xadd", &["XADD", STREAM, "*", "f", "v"]),
+    // The queue registry: a queue's first write adds it.
+    n("sadd", &["SADD", QUEUES, "q"]),
     n("time", &["TIME"]),
     n("zrange", &["ZRANGE", DELAYED, "0", "0"]),
     n("zadd", &["ZADD", DELAYED, "0", "m"]),
@@ -154,6 +158,8 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     n("publish", &["PUBLISH", WAKE, "x"]),
     n("subscribe", &["SUBSCRIBE", WAKE]),
     n("hset", &["HSET", WORKERS, "c", "x"]),
+    // The queue registry: a worker adds its queues when it starts.
+    n("sadd", &["SADD", QUEUES, "q"]),
     n("hget", &["HGET", PARTITIONS, "q"]),
     n("hdel", &["HDEL", WORKERS, "c"]),
     n("hkeys", &["HKEYS", WORKERS]),
@@ -164,6 +170,13 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     n("pexpire", &["PEXPIRE", UNIQUE, "1"]),
     // The metrics sampler reads the counter of refused duplicates.
     n("get", &["GET", DUPLICATES]),
+    // ... and every queue's sizes as `Admin::overview` does: the partition counts, then one
+    // transaction of plain reads.
+    n("hgetall", &["HGETALL", PARTITIONS]),
+    n("multi", &["MULTI"]),
+    n("exec", &["EXEC"]),
+    n("xinfo|stream", &["XINFO", "STREAM", STREAM]),
+    n("mget", &["MGET", PAUSED, DUPLICATES]),
     // Cancellation: the lease renewal and the promoter look at the cancel hash (`EXISTS`,
     // and while it exists `HEXISTS` / `HDEL`), the settling of a cancelled task `HDEL`s.
     n("exists", &["EXISTS", CANCEL]),
@@ -209,6 +222,14 @@ pub const CLI: &[Needed] = &[
     n("xrevrange", &["XREVRANGE", DEAD, "+", "-"]),
     n("hgetall", &["HGETALL", WORKERS]),
     n("hget", &["HGET", PARTITIONS, "q"]),
+    // `Admin::queues`, `Admin::overview` (`mq stats`): the queue registry, the partition
+    // counts, then one transaction of plain reads.
+    n("smembers", &["SMEMBERS", QUEUES]),
+    n("hgetall", &["HGETALL", PARTITIONS]),
+    n("multi", &["MULTI"]),
+    n("exec", &["EXEC"]),
+    n("mget", &["MGET", PAUSED, DUPLICATES]),
+    n("xlen", &["XLEN", DEAD]),
     n("get", &["GET", WORKER]),
     n("pttl", &["PTTL", WORKER]),
     n("get", &["GET", DUPLICATES]),
@@ -314,6 +335,7 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                     WORKERS => keys::workers_key(prefix),
                     WORKER => keys::worker_key(prefix, consumer),
                     PARTITIONS => keys::partitions_key(prefix),
+                    QUEUES => keys::queues_key(prefix),
                     PAUSED => k.paused.clone(),
                     UNIQUE => k.unique_key("acl-check"),
                     DUPLICATES => k.duplicates.clone(),
