@@ -76,6 +76,9 @@ pub struct Producer {
     /// The queues this producer (or a clone) has added to the queue registry
     /// `{prefix}:queues`: each is added with the first write to it, in the same round trip.
     registered: Arc<Mutex<HashSet<String>>>,
+    /// Whether the user's permissions for tracked task types ([`acl::PRODUCER_TRACKED`]) were
+    /// checked (once, before the first tracked task).
+    tracked_checked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -184,6 +187,7 @@ impl ProducerBuilder {
             duplicates: Arc::default(),
             priority: None,
             registered: Arc::default(),
+            tracked_checked: Arc::default(),
         })
     }
 }
@@ -476,6 +480,7 @@ impl Producer {
     /// not added: the id returned is the live task's. [`submit`](Self::submit) tells the two
     /// apart.
     pub async fn enqueue<T: Task>(&self, task: T) -> Result<String> {
+        self.check_tracked::<T>().await?;
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
         if env.unique.is_some() {
             return self
@@ -520,6 +525,7 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn submit<T: Task>(&self, task: T) -> Result<Enqueued> {
+        self.check_tracked::<T>().await?;
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
         if env.unique.is_some() {
             return self.submit_unique(&task, env, None).await;
@@ -678,6 +684,7 @@ impl Producer {
         due: Option<Due>,
     ) -> Result<(Vec<String>, Vec<usize>)> {
         let op = if due.is_some() { "schedule" } else { "XADD" };
+        self.check_tracked::<T>().await?;
         self.send_batches(tasks, op, |pipe, env, keys| {
             if env.unique.is_some() {
                 pipe.invoke_script(&unique_invocation(keys, env, due));
@@ -721,7 +728,9 @@ impl Producer {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a bad queue name, [`Error::Redis`].
+    /// [`Error::Config`] for a bad queue name, [`Error::Redis`]: `NOPERM` under an ACL user
+    /// with the `mq-producer` role, since cancelling needs the `mq-admin` role's rights
+    /// (README "ACL users").
     pub async fn cancel(&self, queue: &str, id: &str) -> Result<crate::CancelOutcome> {
         crate::control::cancel(&self.conn, &self.prefix, keys::DEFAULT_GROUP, queue, id).await
     }
@@ -925,6 +934,7 @@ impl Producer {
 
     /// Schedules one task: one script call, loaded and sent again if Redis does not have it.
     async fn schedule_one<T: Task>(&self, due: Due, task: T) -> Result<String> {
+        self.check_tracked::<T>().await?;
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
         if env.unique.is_some() {
             let outcome = self.submit_unique(&task, env, Some(due)).await?;
@@ -968,6 +978,29 @@ impl Producer {
             self.load_script(&scripts::SCHEDULE, "schedule").await?;
         }
         self.add_many(tasks, Some(due)).await.map(|(ids, _)| ids)
+    }
+
+    /// Before the first task of a tracked type (`result_ttl`, `events`), checks once that the
+    /// user may write task hashes and event streams ([`acl::PRODUCER_TRACKED`], not part of
+    /// the plain producer role): one round trip per producer, never for plain tasks, so that a
+    /// missing permission fails before the `XADD`, not after it.
+    async fn check_tracked<T: Task>(&self) -> Result<()> {
+        if (T::OPTIONS.result_ttl.is_none() && !T::OPTIONS.events)
+            || self.tracked_checked.load(Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        acl::check(
+            &mut self.conn.clone(),
+            "producer of tracked tasks",
+            acl::PRODUCER_TRACKED,
+            &self.prefix,
+            "",
+            &[acl::PRODUCER_CHECK_QUEUE],
+        )
+        .await?;
+        self.tracked_checked.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Loads a script (`op` names it in errors).
