@@ -533,6 +533,36 @@ async fn each_role_is_refused_what_its_flows_do_not_need() {
         "mq stats --keys as mq-cli: {out} {err}"
     );
 
+    // A worker runs the tracked task (its status, result and event writes) under its role,
+    // and the read-only CLI reads the outcome.
+    let worker = Worker::builder(&worker_url)
+        .handle::<TrackedJob, _>(|_: TrackedJob, _: TaskContext| async { Ok(()) })
+        .block_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .expect("worker builds");
+    let running = run_worker(worker);
+    wait_until(WAIT, "the tracked task succeeded", || {
+        let admin = admin.clone();
+        let tid = tid.clone();
+        async move {
+            matches!(
+                admin.status("aclt", &tid).await,
+                Ok(mq_core::TaskStatus::Succeeded { .. })
+            )
+        }
+    })
+    .await;
+    running.stop().await;
+    // The refusals so far are the ones asked for above, none of the worker's or the tracked
+    // producer's flows.
+    let log = refused(&server).await;
+    assert!(
+        !log.iter()
+            .any(|e| e.contains("\"mq-worker\"") || e.contains("\"mq-producer-tracked\"")),
+        "{log:?}"
+    );
+
     // A worker reads the pause flag, never writes it.
     let mut w = mq_tests::Conn::connect(&worker_url).await.expect("conn");
     assert_refused(&mut w, "the worker", &cmd(&["SET", "mq:{acl}:paused", "1"])).await;
