@@ -143,6 +143,12 @@ pub(crate) struct StatsArgs {
     /// no rates.
     #[arg(long, value_name = "SECS", default_value = "1", value_parser = parse_secs)]
     pub(crate) sample: Duration,
+    /// Also count the unique keys held and the per-key concurrency slots in use. These scan
+    /// the keyspace (`SCAN`, at most 100 calls of 1,000 keys per queue and node; beyond that
+    /// the counts say they are partial): leave it off on a large Redis, above all with
+    /// `--watch`.
+    #[arg(long)]
+    pub(crate) keys: bool,
 }
 
 /// `mq dead ...`.

@@ -1,5 +1,7 @@
-//! `mq stats`: queue sizes from `Admin::stats` and rates from two samples of
-//! `Admin::stream_info`.
+//! `mq stats`: queue sizes from `Admin::overview` (the queues of the registry, a few plain reads
+//! per queue, no keyspace scan) and rates from two samples of the streams' counters (the first
+//! from `Admin::counters`); with `--keys`, the unique keys held and key slots in use, which
+//! scan (bounded).
 
 use std::{
     io::IsTerminal,
@@ -7,7 +9,7 @@ use std::{
 };
 
 use mq_core::{
-    admin::{KeySlots, QueueStats, StreamInfo, UniqueStats},
+    admin::{KeySlotsReport, QueueOverview, QueueStats, StreamInfo, UniqueStats},
     Admin,
 };
 use serde_json::json;
@@ -25,10 +27,21 @@ struct Sample {
     at: Instant,
     at_ms: u64,
     queues: Vec<(QueueStats, Option<StreamInfo>)>,
-    /// Unique keys held and duplicates refused, per queue (totals of partitioned ones).
+    /// Duplicates refused, per queue (totals of partitioned ones).
+    duplicates: Vec<(String, u64)>,
+    /// With `--keys`: unique keys held, per queue (totals of partitioned ones).
     unique: Vec<(String, UniqueStats)>,
-    /// Per-key concurrency slots in use, per queue (totals of partitioned ones).
-    slots: Vec<(String, Vec<KeySlots>)>,
+    /// With `--keys`: per-key concurrency slots in use, per queue (totals of partitioned ones).
+    slots: Vec<(String, KeySlotsReport)>,
+}
+
+/// What one sample reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// The counters alone: the first sample of rates.
+    Counters,
+    /// Everything shown: sizes, counters, flags, and with `--keys` the scans.
+    Full,
 }
 
 /// Per-second rates of one queue between two samples.
@@ -43,25 +56,34 @@ pub(crate) async fn run(ctx: &Ctx, args: StatsArgs) -> Result<(), CliError> {
     for queue in &args.queues {
         ctx.require_queue(&admin, queue).await?;
     }
+    let keys = args.keys;
     let Some(every) = args.watch else {
+        // One set of queues for both samples.
+        let names = names(&admin, &args.queues).await?;
         let first = if args.sample.is_zero() {
             None
         } else {
-            let s = sample(&admin, &args.queues).await?;
+            let s = sample(&admin, &names, Depth::Counters, keys).await?;
             tokio::time::sleep(args.sample).await;
             Some(s)
         };
-        let now = sample(&admin, &args.queues).await?;
+        let now = sample(&admin, &names, Depth::Full, keys).await?;
         return show(ctx, &now, first.as_ref(), None);
     };
     let mut prev = None;
     if !args.sample.is_zero() {
-        prev = Some(sample(&admin, &args.queues).await?);
+        let names = names(&admin, &args.queues).await?;
+        prev = Some(sample(&admin, &names, Depth::Counters, keys).await?);
         tokio::time::sleep(args.sample.min(every)).await;
     }
     loop {
         let next_at = Instant::now() + every;
-        match sample(&admin, &args.queues).await {
+        // Queues created meanwhile show up at the next refresh.
+        let now = match names(&admin, &args.queues).await {
+            Ok(names) => sample(&admin, &names, Depth::Full, keys).await,
+            Err(e) => Err(e),
+        };
+        match now {
             Ok(now) => {
                 show(ctx, &now, prev.as_ref(), Some(every))?;
                 prev = Some(now);
@@ -73,35 +95,47 @@ pub(crate) async fn run(ctx: &Ctx, args: StatsArgs) -> Result<(), CliError> {
     }
 }
 
-async fn sample(admin: &Admin, only: &[String]) -> Result<Sample, CliError> {
-    let names = if only.is_empty() {
+/// The queues to show: those named, or every queue of the registry.
+async fn names(admin: &Admin, only: &[String]) -> Result<Vec<String>, CliError> {
+    Ok(if only.is_empty() {
         admin.queues().await?
     } else {
         only.to_vec()
+    })
+}
+
+async fn sample(
+    admin: &Admin,
+    names: &[String],
+    depth: Depth,
+    keys: bool,
+) -> Result<Sample, CliError> {
+    let overview: Vec<QueueOverview> = match depth {
+        Depth::Counters => admin.counters(names).await?,
+        Depth::Full => admin.overview(names).await?,
     };
     let mut queues = Vec::with_capacity(names.len());
-    let mut unique = Vec::with_capacity(names.len());
-    let mut slots = Vec::with_capacity(names.len());
-    for q in &names {
-        unique.push((q.clone(), admin.unique_stats(q).await?));
-        slots.push((q.clone(), admin.key_slots(q).await?));
-        queues.push((admin.stats(q).await?, admin.stream_info(q).await?));
-        // A partitioned queue: its total, then a row per partition.
-        let parts = admin.partitions(q).await?;
-        if parts.len() > 1 {
-            for p in &parts {
-                queues.push((admin.stats(p).await?, admin.stream_info(p).await?));
-            }
+    let mut duplicates = Vec::with_capacity(names.len());
+    let mut unique = Vec::new();
+    let mut slots = Vec::new();
+    for o in overview {
+        let q = o.total.stats.queue.clone();
+        if keys && depth == Depth::Full {
+            unique.push((q.clone(), admin.unique_stats(&q).await?));
+            slots.push((q.clone(), admin.key_slots(&q).await?));
         }
-        // A queue with priority levels: a row per level (`q@high`, `q@normal`, `q@low`).
-        for l in admin.levels(q).await? {
-            queues.push((admin.stats(&l).await?, admin.stream_info(&l).await?));
+        duplicates.push((q, o.duplicates));
+        // The queue's total, then a row per partition, then a row per priority level.
+        queues.push((o.total.stats, o.total.info));
+        for s in o.partitions.into_iter().chain(o.levels) {
+            queues.push((s.stats, s.info));
         }
     }
     Ok(Sample {
         at: Instant::now(),
         at_ms: output::now_ms(),
         queues,
+        duplicates,
         unique,
         slots,
     })
@@ -153,15 +187,22 @@ fn show(
                     .iter()
                     .find(|(q, _)| *q == s.queue)
                     .map(|(_, u)| *u);
-                let slots: Option<Vec<serde_json::Value>> = now
+                let d = now
+                    .duplicates
+                    .iter()
+                    .find(|(q, _)| *q == s.queue)
+                    .map(|(_, d)| *d);
+                let report = now
                     .slots
                     .iter()
                     .find(|(q, _)| *q == s.queue)
-                    .map(|(_, rows)| {
-                        rows.iter()
-                            .map(|r| json!({"key": r.name, "running": r.running}))
-                            .collect()
-                    });
+                    .map(|(_, r)| r);
+                let slots: Option<Vec<serde_json::Value>> = report.map(|r| {
+                    r.keys
+                        .iter()
+                        .map(|r| json!({"key": r.name, "running": r.running}))
+                        .collect()
+                });
                 json!({
                     "queue": s.queue,
                     "length": s.length,
@@ -176,8 +217,10 @@ fn show(
                     "enqueued_per_sec": r.enqueued,
                     "done_per_sec": r.done,
                     "unique_keys": u.map(|u| u.held),
-                    "duplicates_refused": u.map(|u| u.duplicates),
+                    "unique_keys_partial": u.map(|u| u.partial),
+                    "duplicates_refused": d,
                     "key_slots": slots,
+                    "key_slots_partial": report.map(|r| r.partial),
                 })
             })
             .collect();
@@ -237,34 +280,44 @@ fn show(
         ]);
     }
     text.push_str(&table.render());
-    // Unique tasks: only queues that have any.
-    for (q, u) in now
-        .unique
-        .iter()
-        .filter(|(_, u)| u.held > 0 || u.duplicates > 0)
-    {
-        text.push_str(&format!(
-            "{q}: {} unique key{} held, {} duplicate{} refused\n",
-            u.held,
-            if u.held == 1 { "" } else { "s" },
-            u.duplicates,
-            if u.duplicates == 1 { "" } else { "s" },
-        ));
+    // Unique tasks: only queues that have any. Keys held only with `--keys` (it scans).
+    for (q, d) in &now.duplicates {
+        let plural = |n: u64| if n == 1 { "" } else { "s" };
+        match now.unique.iter().find(|(u, _)| u == q).map(|(_, u)| u) {
+            Some(u) if u.held > 0 || *d > 0 => text.push_str(&format!(
+                "{q}: {}{} unique key{} held, {d} duplicate{} refused\n",
+                if u.partial { "at least " } else { "" },
+                u.held,
+                plural(u.held),
+                plural(*d),
+            )),
+            None if *d > 0 => text.push_str(&format!("{q}: {d} duplicate{} refused\n", plural(*d))),
+            _ => {}
+        }
     }
-    // Per-key concurrency: the keys with slots in use, most first.
+    // Per-key concurrency (`--keys`): the keys with slots in use, most first.
     const SHOWN: usize = 10;
-    for (q, rows) in now.slots.iter().filter(|(_, rows)| !rows.is_empty()) {
-        let listed: Vec<String> = rows
+    for (q, report) in &now.slots {
+        if report.keys.is_empty() && !report.partial {
+            continue;
+        }
+        let listed: Vec<String> = report
+            .keys
             .iter()
             .take(SHOWN)
             .map(|r| format!("{} {}", r.name, r.running))
             .collect();
-        let more = match rows.len().saturating_sub(SHOWN) {
+        let more = match report.keys.len().saturating_sub(SHOWN) {
             0 => String::new(),
             n => format!(" (+{n} more)"),
         };
+        let partial = if report.partial {
+            " (partial: the keyspace is larger than the scan cap)"
+        } else {
+            ""
+        };
         text.push_str(&format!(
-            "{q}: key slots in use: {}{more}\n",
+            "{q}: key slots in use: {}{more}{partial}\n",
             listed.join(", ")
         ));
     }

@@ -877,16 +877,23 @@ async fn stats_show_key_slots_in_use() {
         .query_async(&mut c)
         .await
         .unwrap();
+    // Counting slots scans the keyspace: only with `--keys`.
     let out = mq_ok(&url, &["stats", "images", "--sample", "0"]).await;
+    assert!(!out.stdout.contains("key slots"), "{}", out.stdout);
+    let out = mq_ok(&url, &["stats", "images", "--sample", "0", "--keys"]).await;
     assert!(
         out.stdout
             .contains("images: key slots in use: Call:acct-1 2, Call:acct-2 1\n"),
         "{}",
         out.stdout
     );
-    let stats = mq_ok(&url, &["--json", "stats", "images", "--sample", "0"])
-        .await
-        .json();
+    let stats = mq_ok(
+        &url,
+        &["--json", "stats", "images", "--sample", "0", "--keys"],
+    )
+    .await
+    .json();
+    assert_eq!(queue_row(&stats, "images")["key_slots_partial"], false);
     assert_eq!(
         queue_row(&stats, "images")["key_slots"],
         serde_json::json!([
@@ -1094,4 +1101,72 @@ async fn dead_list_names_the_level_or_partition_of_each_dead_letter() {
         !out.stdout.lines().next().unwrap().contains("QUEUE"),
         "{out:?}"
     );
+}
+
+/// The calls of each command Redis ran since its last `CONFIG RESETSTAT`, from
+/// `INFO commandstats` (`cmdstat_scan:calls=3,...`), by command name.
+async fn command_calls(c: &mut mq_tests::Conn) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(c)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+/// `mq stats` (every queue, rates from two samples) on a Redis holding 200,000 unrelated keys
+/// and 5 queues runs a few dozen commands and no `SCAN`: it finds the queues in the queue
+/// registry, not by walking the keyspace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_on_a_big_keyspace_runs_a_few_dozen_commands_and_no_scan() {
+    const QUEUES: [&str; 5] = ["q1", "q2", "q3", "q4", "q5"];
+    let server = redis();
+    let url = server.url();
+    let mut c = conn(&server).await;
+    // 200,000 keys that are not mq's, in one script call.
+    let _: () = redis::cmd("EVAL")
+        .arg("for i = 1, 200000 do redis.call('SET', 'junk:' .. i, 'x') end")
+        .arg(0)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let producer = Producer::connect(&url).await.unwrap();
+    for q in QUEUES {
+        for _ in 0..3 {
+            producer.enqueue_raw(q, "Job", vec![0x80]).await.unwrap();
+        }
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let stats = mq_ok(&url, &["--json", "stats"]).await.json();
+    let calls = command_calls(&mut c).await;
+    for q in QUEUES {
+        assert_eq!(queue_row(&stats, q)["backlog"], 3, "{stats}");
+    }
+    // Not counted: the `INFO` that reads the counts, and `CONFIG RESETSTAT`.
+    let total: u64 = calls
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "info" | "config|resetstat"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(calls.get("scan"), None, "no SCAN: {calls:?}");
+    // Measured: 47. The queue registry (`SMEMBERS`), and per sample the partition counts
+    // (`HGETALL`) and one `MULTI`/`EXEC`: for the rates' first sample `XINFO STREAM` and
+    // `EXISTS` (priority streams) per queue, for the second those and `XINFO GROUPS`, `ZCARD`,
+    // `XLEN`, `MGET` (pause flag, duplicates).
+    assert!(total <= 50, "{total} commands for 5 queues: {calls:?}");
 }

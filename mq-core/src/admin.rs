@@ -17,6 +17,14 @@ use crate::{
     task::Task,
 };
 
+use crate::overview::Depth;
+pub use crate::overview::{QueueOverview, QueueSample};
+
+/// `SCAN` calls per node at most in [`Admin::unique_stats`] and [`Admin::key_slots`]: 100 (of
+/// `COUNT 1000` each, so about 100,000 keys looked at per node). On a larger keyspace their
+/// counts are partial, and say so.
+pub const SCAN_MAX_CALLS: usize = 100;
+
 /// Dead entries replayed per script call by [`Admin::dead_replay_all`]: 500.
 const REPLAY_BATCH: usize = 500;
 
@@ -74,9 +82,9 @@ pub const PAUSE_POLL: Duration = Duration::from_millis(250);
 /// ```
 #[derive(Clone)]
 pub struct Admin {
-    conn: conn::Conn,
-    prefix: String,
-    group: String,
+    pub(crate) conn: conn::Conn,
+    pub(crate) prefix: String,
+    pub(crate) group: String,
 }
 
 impl std::fmt::Debug for Admin {
@@ -540,6 +548,9 @@ pub struct UniqueStats {
     pub held: u64,
     /// Enqueues refused as duplicates since the queue's counter was created (all producers).
     pub duplicates: u64,
+    /// Whether the count of held keys is partial: the keyspace was larger than
+    /// [`SCAN_MAX_CALLS`] `SCAN` calls cover, so `held` is a lower bound.
+    pub partial: bool,
 }
 
 /// The per-key concurrency slots in use for one task type and key, from
@@ -552,6 +563,16 @@ pub struct KeySlots {
     /// Slots held: tasks of this key running now (or whose worker died less than a lease
     /// ago).
     pub running: u64,
+}
+
+/// The per-key concurrency slots in use in one queue, from [`Admin::key_slots`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeySlotsReport {
+    /// One row per task type and key with a slot in use, most slots first.
+    pub keys: Vec<KeySlots>,
+    /// Whether the list is partial: the keyspace was larger than [`SCAN_MAX_CALLS`] `SCAN`
+    /// calls cover, so keys may be missing.
+    pub partial: bool,
 }
 
 /// What [`Admin::dead_replay`] or [`Admin::dead_replay_all`] did.
@@ -639,7 +660,7 @@ impl Admin {
 
     /// The keys of a stream named by [`streams`](Self::streams): a queue, a partition, or
     /// either at a priority level (`q@high`, `q#2@low`).
-    fn keys(&self, queue: &str) -> QueueKeys {
+    pub(crate) fn keys(&self, queue: &str) -> QueueKeys {
         if let Some((q, level)) = queue.rsplit_once(LEVEL_MARK) {
             if let Ok(level) = level.parse::<crate::Priority>() {
                 return QueueKeys::new(&self.prefix, q).level(level);
@@ -725,107 +746,96 @@ impl Admin {
         })
     }
 
-    /// Names of the queues that have a stream, sorted.
+    /// Names of the queues in the queue registry `{prefix}:queues`, sorted: every queue a
+    /// worker of this prefix served or scheduled tasks to, and every queue a [`Producer`]
+    /// wrote to (a partitioned queue once, by its own name). One `SMEMBERS`, whatever the
+    /// size of the keyspace. A queue written only by producers of another language that do not
+    /// add it to the registry (docs/wire-format.md) is listed once one of its workers ran.
+    ///
+    /// [`Producer`]: crate::Producer
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
     pub async fn queues(&self) -> Result<Vec<String>> {
-        let pattern = format!("{}:{{*}}:stream", self.prefix);
-        let mut names = Vec::new();
-        for k in self
-            .conn
-            .clone()
-            .scan_keys(&pattern, "stream")
+        let mut names: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(keys::queues_key(&self.prefix))
+            .query_async(&mut self.conn.clone())
             .await
-            .map_err(Error::redis("SCAN"))?
-        {
-            let start = self.prefix.len() + 2;
-            if let Some(q) = k.get(start..k.len().saturating_sub(8)) {
-                // A partition counts as its queue.
-                names.push(keys::base_queue(q).to_owned());
-            }
-        }
+            .map_err(Error::redis("SMEMBERS queues"))?;
         names.sort();
-        names.dedup();
         Ok(names)
     }
 
-    /// Every cron schedule recorded under the prefix, by queue then name: one `SCAN` for the
-    /// `{prefix}:{*}:cron` hashes, then one `HGETALL` each.
+    /// Every cron schedule recorded under the prefix, by queue then name: the schedules
+    /// hashes `{prefix}:{queue}:cron` of the queues in the registry ([`queues`](Self::queues);
+    /// a worker adds its schedules' queues when it starts). Two round trips: `SMEMBERS`, then
+    /// one `HGETALL` per queue, pipelined.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
     pub async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
-        let pattern = format!("{}:{{*}}:cron", self.prefix);
-        let mut out = Vec::new();
-        for key in self
+        let queues = self.queues().await?;
+        if queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cmds = queues
+            .iter()
+            .map(|q| redis::cmd("HGETALL").arg(self.keys(q).cron).clone())
+            .collect();
+        let replies = self
             .conn
-            .clone()
-            .scan_keys(&pattern, "hash")
+            .query_all(cmds)
             .await
-            .map_err(Error::redis("SCAN"))?
-        {
-            let start = self.prefix.len() + 2;
-            let Some(queue) = key.get(start..key.len().saturating_sub(6)) else {
-                continue;
-            };
-            let fields: Vec<(String, String)> = redis::cmd("HGETALL")
-                .arg(&key)
-                .query_async(&mut self.conn.clone())
-                .await
-                .map_err(Error::redis("HGETALL"))?;
+            .map_err(Error::redis("HGETALL"))?;
+        let mut out = Vec::new();
+        for (queue, reply) in queues.iter().zip(replies) {
+            let fields: Vec<(String, String)> = redis::FromRedisValue::from_redis_value(reply)
+                .map_err(|e| Error::redis("HGETALL")(e.into()))?;
             out.extend(schedule_infos(queue, fields));
         }
         out.sort_by(|a, b| (&a.queue, &a.name).cmp(&(&b.queue, &b.name)));
         Ok(out)
     }
 
-    /// Sizes of `queue` as one consistent snapshot: every count is read by one script, so a
-    /// task moving between the stream, the delayed set and the dead stream meanwhile is
-    /// counted exactly once (a task being promoted is never missing from both `length` and
-    /// `delayed`). Two round trips: the queue's partition count (`HGET`), then the snapshot.
-    /// For a partitioned queue: the sum of the snapshots of its partitions and of its own
-    /// stream (read concurrently, each consistent; `consumers` is the largest count of one
-    /// stream), and `stats("hot#2")` gives one partition's.
+    /// Sizes of `queue` as one consistent snapshot: every count is read in one transaction
+    /// (`MULTI` of plain reads: `XINFO STREAM`, `XINFO GROUPS`, `ZCARD`, `XLEN`, and `EXISTS`
+    /// of the pause flag), so a task moving between the stream, the delayed set and the dead
+    /// stream meanwhile is counted exactly once (a task being promoted is never missing from
+    /// both `length` and `delayed`). Two round trips: the queue's partition count and
+    /// priority streams (`HGET`, `EXISTS`), then the snapshot. For a partitioned queue: the
+    /// sum of its partitions and of its own stream (one transaction per slot on a cluster,
+    /// read concurrently, each consistent; `consumers` is the largest count of one stream),
+    /// and `stats("hot#2")` gives one partition's. No script: the read-only ACL role needs no
+    /// `EVAL`. [`overview`](Self::overview) reads many queues at once.
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
     pub async fn stats(&self, queue: &str) -> Result<QueueStats> {
         let parts = self.streams(queue).await?;
-        // The pause flag is read next to the snapshots, in the same round trip.
-        let paused = self.is_paused_unchecked(queue);
-        if parts.len() == 1 {
-            let (mut conn, keys) = (self.conn.clone(), self.keys(&parts[0]));
-            let snap = snapshot(&mut conn, &keys, &self.group);
-            let (mut s, paused) = futures::future::try_join(snap, paused).await?;
-            s.paused = paused;
-            // A level's name (`q@high`), not its queue's.
-            s.queue = queue.to_owned();
-            return Ok(s);
+        let mut units: Vec<Vec<redis::Cmd>> = parts
+            .iter()
+            .map(|p| crate::overview::stream_reads(&self.keys(p), Depth::Full))
+            .collect();
+        // The pause flag, in the same transaction on one server.
+        units.push(vec![redis::cmd("EXISTS")
+            .arg(self.keys(queue).paused)
+            .clone()]);
+        let mut replies = self.read_units(units).await?;
+        let paused = replies
+            .pop()
+            .and_then(|r| r.into_iter().next())
+            .is_some_and(|r| matches!(r, Ok(Value::Int(1))));
+        let mut total = QueueSample::default();
+        total.stats.queue = queue.to_owned();
+        for (p, r) in parts.iter().zip(replies) {
+            let s = crate::overview::parse_stream(p, &self.group, Depth::Full, &mut r.into_iter());
+            crate::overview::add(&mut total, &s);
         }
-        let snaps = futures::future::try_join_all(parts.iter().map(|p| {
-            let mut conn = self.conn.clone();
-            let keys = self.keys(p);
-            async move { snapshot(&mut conn, &keys, &self.group).await }
-        }));
-        let (snaps, paused) = futures::future::try_join(snaps, paused).await?;
-        let mut total = QueueStats {
-            queue: queue.to_owned(),
-            paused,
-            ..QueueStats::default()
-        };
-        for s in snaps {
-            total.length += s.length;
-            total.pending += s.pending;
-            total.backlog += s.backlog;
-            total.delayed += s.delayed;
-            total.dead += s.dead;
-            total.consumers = total.consumers.max(s.consumers);
-        }
-        Ok(total)
+        total.stats.paused = paused;
+        Ok(total.stats)
     }
 
     /// Cancels task `id` of `queue` (a queue's name, or a partition's): a queued or delayed
@@ -994,9 +1004,11 @@ impl Admin {
 
     /// The unique keys held in `queue` (all its partitions) and the enqueues refused as
     /// duplicates. Counting the keys walks the keyspace of the node(s) holding the queue with
-    /// `SCAN MATCH {prefix}:{queue}:unique:*` (1,000 keys per call): cheap for an operator's
-    /// `mq stats`, too costly to poll every second on a Redis with millions of keys, which is
-    /// why it is not part of [`stats`](Self::stats). The duplicates counter is one `GET`.
+    /// `SCAN MATCH {prefix}:{queue}:unique:*` (1,000 keys per call), at most
+    /// [`SCAN_MAX_CALLS`] calls per node and stream: on a larger keyspace the count is a lower
+    /// bound and [`UniqueStats::partial`] says so. Meant for an operator's `mq stats --keys`,
+    /// not for polling; [`overview`](Self::overview) reads the duplicates counter without
+    /// scanning. The duplicates counter is one `GET`.
     ///
     /// # Errors
     ///
@@ -1011,10 +1023,11 @@ impl Admin {
                 continue;
             }
             let mut conn = self.conn.clone();
-            let held = conn
-                .scan_keys(&format!("{}*", k.unique), "string")
+            let (held, complete) = conn
+                .scan_keys(&format!("{}*", k.unique), "string", SCAN_MAX_CALLS)
                 .await
                 .map_err(Error::redis("SCAN"))?;
+            total.partial |= !complete;
             let duplicates: Option<u64> = redis::cmd("GET")
                 .arg(&k.duplicates)
                 .query_async(&mut conn)
@@ -1031,13 +1044,16 @@ impl Admin {
     /// key with at least one unexpired slot, most slots first. A slot is a running task's lease
     /// in `{prefix}:{queue}:slots:<task>:<key>`; a dead worker's slots stop counting when their
     /// lease expires (by the server clock). Like [`unique_stats`](Self::unique_stats) this
-    /// scans the keyspace (`SCAN ... MATCH`), so it is meant for operators, not hot loops.
+    /// scans the keyspace (`SCAN ... MATCH`), at most [`SCAN_MAX_CALLS`] calls per node and
+    /// stream, so it is meant for operators, not hot loops; [`KeySlotsReport::partial`] says
+    /// whether a cap cut the walk short (then some keys may be missing).
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
-    pub async fn key_slots(&self, queue: &str) -> Result<Vec<KeySlots>> {
+    pub async fn key_slots(&self, queue: &str) -> Result<KeySlotsReport> {
         let mut rows: Vec<KeySlots> = Vec::new();
+        let mut partial = false;
         let mut seen = std::collections::HashSet::new();
         for p in self.streams(queue).await? {
             let k = self.keys(&p);
@@ -1047,10 +1063,11 @@ impl Admin {
             }
             let mut conn = self.conn.clone();
             let prefix = format!("{}:", k.slots);
-            let found = conn
-                .scan_keys(&format!("{prefix}*"), "zset")
+            let (found, complete) = conn
+                .scan_keys(&format!("{prefix}*"), "zset", SCAN_MAX_CALLS)
                 .await
                 .map_err(Error::redis("SCAN"))?;
+            partial |= !complete;
             for key in found {
                 // The slot's lease expiry is the member's score (unix ms, server clock).
                 let (secs, micros): (u64, u64) = conn
@@ -1076,7 +1093,10 @@ impl Admin {
             }
         }
         rows.sort_by(|a, b| b.running.cmp(&a.running).then_with(|| a.name.cmp(&b.name)));
-        Ok(rows)
+        Ok(KeySlotsReport {
+            keys: rows,
+            partial,
+        })
     }
 
     /// Waits until `queue` is idle ([`QueueStats::is_idle`]): its stream is empty (nothing
@@ -1127,90 +1147,22 @@ impl Admin {
         Ok(false)
     }
 
-    /// The counters of `queue`'s stream (`XINFO STREAM` and `XINFO GROUPS`, one round trip);
-    /// `None` if the stream does not exist.
+    /// The counters of `queue`'s stream (`XINFO STREAM` and `XINFO GROUPS` in one
+    /// transaction, after the partition count); `None` if the stream does not exist. For a
+    /// partitioned queue, the sums of its streams' counters (a counter is `None` if any
+    /// existing stream lacks it).
     ///
     /// # Errors
     ///
     /// [`Error::Redis`].
     pub async fn stream_info(&self, queue: &str) -> Result<Option<StreamInfo>> {
         let parts = self.streams(queue).await?;
-        if parts.len() == 1 {
-            return self.stream_info_of(&parts[0]).await;
+        let mut total = QueueSample::default();
+        total.stats.queue = queue.to_owned();
+        for s in self.read_streams(&parts, Depth::Full).await? {
+            crate::overview::add(&mut total, &s);
         }
-        // A partitioned queue: the sums of its partitions' counters (a counter is `None` if
-        // any partition lacks it).
-        let mut total: Option<StreamInfo> = None;
-        for p in parts {
-            let Some(i) = self.stream_info_of(&p).await? else {
-                continue;
-            };
-            let sum = |a: Option<u64>, b: Option<u64>| Some(a? + b?);
-            total = Some(match total {
-                None => StreamInfo {
-                    queue: queue.to_owned(),
-                    ..i
-                },
-                Some(t) => StreamInfo {
-                    queue: t.queue,
-                    length: t.length + i.length,
-                    entries_added: sum(t.entries_added, i.entries_added),
-                    entries_removed: sum(t.entries_removed, i.entries_removed),
-                    entries_read: sum(t.entries_read, i.entries_read),
-                },
-            });
-        }
-        Ok(total)
-    }
-
-    /// [`stream_info`](Self::stream_info) of one stream.
-    async fn stream_info_of(&self, queue: &str) -> Result<Option<StreamInfo>> {
-        let k = self.keys(queue);
-        let reply: Value = redis::cmd("EVAL")
-            .arg(
-                "if redis.call('EXISTS', KEYS[1]) == 0 then return false end \
-                 return {redis.call('XINFO', 'STREAM', KEYS[1]), \
-                 redis.call('XINFO', 'GROUPS', KEYS[1])}",
-            )
-            .arg(1)
-            .arg(&k.stream)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(Error::redis("XINFO"))?;
-        let Value::Array(mut parts) = reply else {
-            return Ok(None);
-        };
-        let groups = parts.pop().unwrap_or(Value::Nil);
-        let stream = parts.pop().unwrap_or(Value::Nil);
-        let mut info = StreamInfo {
-            queue: queue.to_owned(),
-            ..StreamInfo::default()
-        };
-        for (key, v) in flat_map(stream) {
-            match (key.as_str(), v) {
-                ("length", Value::Int(n)) => info.length = n.max(0) as u64,
-                ("entries-added", Value::Int(n)) => info.entries_added = Some(n.max(0) as u64),
-                _ => {}
-            }
-        }
-        info.entries_removed = info
-            .entries_added
-            .map(|added| added.saturating_sub(info.length));
-        if let Value::Array(groups) = groups {
-            for g in groups {
-                let fields = flat_map(g);
-                if fields.iter().any(|(k, v)| {
-                    k == "name" && matches!(v, Value::BulkString(b) if *b == self.group.as_bytes())
-                }) {
-                    for (key, v) in fields {
-                        if let ("entries-read", Value::Int(n)) = (key.as_str(), v) {
-                            info.entries_read = Some(n.max(0) as u64);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(Some(info))
+        Ok(total.info)
     }
 
     /// Up to `count` entries of `queue`'s pending entries list (delivered, not acked), oldest
@@ -1619,7 +1571,7 @@ fn text(v: Value) -> Option<String> {
 }
 
 /// `[k1, v1, k2, v2, ...]` (or a RESP3 map) as (key, value) pairs with string keys.
-fn flat_map(v: Value) -> Vec<(String, Value)> {
+pub(crate) fn flat_map(v: Value) -> Vec<(String, Value)> {
     match v {
         Value::Array(items) => {
             let mut out = Vec::with_capacity(items.len() / 2);

@@ -1,10 +1,10 @@
 //! [`Producer`]: enqueue tasks, one at a time, pipelined in batches, or delayed.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -73,6 +73,12 @@ pub struct Producer {
     /// The priority level of every task this producer enqueues (see
     /// [`with_priority`](Producer::with_priority)); `None`: each type's default.
     priority: Option<Priority>,
+    /// The queues this producer (or a clone) has added to the queue registry
+    /// `{prefix}:queues`: each is added with the first write to it, in the same round trip.
+    registered: Arc<Mutex<HashSet<String>>>,
+    /// Whether the user's permissions for tracked task types ([`acl::PRODUCER_TRACKED`]) were
+    /// checked (once, before the first tracked task).
+    tracked_checked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -180,6 +186,8 @@ impl ProducerBuilder {
             partitions: Arc::new(self.partitions),
             duplicates: Arc::default(),
             priority: None,
+            registered: Arc::default(),
+            tracked_checked: Arc::default(),
         })
     }
 }
@@ -472,6 +480,7 @@ impl Producer {
     /// not added: the id returned is the live task's. [`submit`](Self::submit) tells the two
     /// apart.
     pub async fn enqueue<T: Task>(&self, task: T) -> Result<String> {
+        self.check_tracked::<T>().await?;
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
         if env.unique.is_some() {
             return self
@@ -488,7 +497,7 @@ impl Producer {
                 .swap_remove(self.partition_of(&task));
             record_enqueue(&mut pipe, &keys, &env, None);
         }
-        self.send_one(pipe, "XADD", env.id).await
+        self.send_one(T::QUEUE, pipe, "XADD", env.id).await
     }
 
     /// Enqueues one task like [`enqueue`](Self::enqueue) and says whether it was added or, for
@@ -516,6 +525,7 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn submit<T: Task>(&self, task: T) -> Result<Enqueued> {
+        self.check_tracked::<T>().await?;
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
         if env.unique.is_some() {
             return self.submit_unique(&task, env, None).await;
@@ -529,7 +539,7 @@ impl Producer {
                 .swap_remove(self.partition_of(&task));
             record_enqueue(&mut pipe, &keys, &env, None);
         }
-        self.send_one(pipe, "XADD", env.id)
+        self.send_one(T::QUEUE, pipe, "XADD", env.id)
             .await
             .map(Enqueued::Added)
     }
@@ -558,14 +568,14 @@ impl Producer {
             let inv = unique_invocation(&keys, &env, due);
             let mut pipe = redis::pipe();
             pipe.invoke_script(&inv);
-            let sent = send(pipe.clone(), self.conn.clone(), self.durability, 1).await;
+            let sent = self.send_registering(&keys.queue, pipe.clone(), 1).await;
             let sent = match sent {
                 Err(e)
                     if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
                     self.load_script(&scripts::ENQUEUE_UNIQUE, "enqueue")
                         .await?;
-                    send(pipe, self.conn.clone(), self.durability, 1).await
+                    self.send_registering(&keys.queue, pipe, 1).await
                 }
                 sent => sent,
             };
@@ -674,6 +684,7 @@ impl Producer {
         due: Option<Due>,
     ) -> Result<(Vec<String>, Vec<usize>)> {
         let op = if due.is_some() { "schedule" } else { "XADD" };
+        self.check_tracked::<T>().await?;
         self.send_batches(tasks, op, |pipe, env, keys| {
             if env.unique.is_some() {
                 pipe.invoke_script(&unique_invocation(keys, env, due));
@@ -718,7 +729,9 @@ impl Producer {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] for a bad queue name, [`Error::Redis`].
+    /// [`Error::Config`] for a bad queue name, [`Error::Redis`]: `NOPERM` under an ACL user
+    /// with the `mq-producer` role, since cancelling needs the `mq-admin` role's rights
+    /// (README "ACL users").
     pub async fn cancel(&self, queue: &str, id: &str) -> Result<crate::CancelOutcome> {
         crate::control::cancel(&self.conn, &self.prefix, None, queue, id).await
     }
@@ -838,7 +851,7 @@ impl Producer {
         };
         let mut pipe = redis::pipe();
         pipe.add_command(xadd(&stream, &env)).ignore();
-        self.send_one(pipe, "XADD", env.id).await
+        self.send_one(queue, pipe, "XADD", env.id).await
     }
 
     /// Enqueues a task to run after `delay` (measured by the Redis server's clock) and returns
@@ -922,6 +935,7 @@ impl Producer {
 
     /// Schedules one task: one script call, loaded and sent again if Redis does not have it.
     async fn schedule_one<T: Task>(&self, due: Due, task: T) -> Result<String> {
+        self.check_tracked::<T>().await?;
         let env = self.envelope(&task, now_ms(), current_traceparent().as_deref())?;
         if env.unique.is_some() {
             let outcome = self.submit_unique(&task, env, Some(due)).await?;
@@ -938,11 +952,11 @@ impl Producer {
         if env.track.is_some() || env.events {
             record_enqueue(&mut pipe, &keys, &env, Some(due.unix_ms()));
         }
-        let sent = send(pipe.clone(), self.conn.clone(), self.durability, 0).await;
+        let sent = self.send_registering(&keys.queue, pipe.clone(), 0).await;
         let sent = match sent {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 self.load_script(&scripts::SCHEDULE, "schedule").await?;
-                send(pipe, self.conn.clone(), self.durability, 0).await
+                self.send_registering(&keys.queue, pipe, 0).await
             }
             sent => sent,
         };
@@ -967,6 +981,29 @@ impl Producer {
         self.add_many(tasks, Some(due)).await.map(|(ids, _)| ids)
     }
 
+    /// Before the first task of a tracked type (`result_ttl`, `events`), checks once that the
+    /// user may write task hashes and event streams ([`acl::PRODUCER_TRACKED`], not part of
+    /// the plain producer role): one round trip per producer, never for plain tasks, so that a
+    /// missing permission fails before the `XADD`, not after it.
+    async fn check_tracked<T: Task>(&self) -> Result<()> {
+        if (T::OPTIONS.result_ttl.is_none() && !T::OPTIONS.events)
+            || self.tracked_checked.load(Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        acl::check(
+            &mut self.conn.clone(),
+            "producer of tracked tasks",
+            acl::PRODUCER_TRACKED,
+            &self.prefix,
+            "",
+            &[acl::PRODUCER_CHECK_QUEUE],
+        )
+        .await?;
+        self.tracked_checked.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Loads a script (`op` names it in errors).
     async fn load_script(&self, script: &redis::Script, op: &'static str) -> Result<()> {
         let _: String = script
@@ -979,18 +1016,70 @@ impl Producer {
         Ok(())
     }
 
-    /// Sends one task's pipeline `pipe` (see [`send`]) and returns its id.
+    /// Sends one task's pipeline `pipe` for `queue` (see [`send`]) and returns its id.
     async fn send_one(
         &self,
+        queue: &str,
         pipe: redis::Pipeline,
         op: &'static str,
         id: String,
     ) -> Result<String> {
-        let sent = send(pipe, self.conn.clone(), self.durability, 0).await;
+        let sent = self.send_registering(queue, pipe, 0).await;
         match self.checked(sent.map(|(_, s)| s), op).await? {
             None => Ok(id),
             Some(short) => Err(short.into_error(vec![id])),
         }
+    }
+
+    /// [`send`], adding `queue` (its base name, for a partition) to the queue registry
+    /// `{prefix}:queues` the first time this producer or a clone writes to it: one `SADD` at
+    /// the end of the same pipeline on one server, sent concurrently on a cluster (the
+    /// registry lies in another slot, and a cluster pipeline stays in one), so no extra round
+    /// trip either way, and nothing at all once the queue is registered.
+    async fn send_registering(
+        &self,
+        queue: &str,
+        mut pipe: redis::Pipeline,
+        kept: usize,
+    ) -> redis::RedisResult<(Vec<redis::Value>, Option<Shortfall>)> {
+        let queue = keys::base_queue(queue);
+        let known = self
+            .registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(queue);
+        if known {
+            return send(pipe, self.conn.clone(), self.durability, kept).await;
+        }
+        let mut sadd = redis::cmd("SADD");
+        sadd.arg(keys::queues_key(&self.prefix)).arg(queue);
+        let sent = match &self.conn {
+            Conn::Single(_) => {
+                pipe.add_command(sadd).ignore();
+                send(pipe, self.conn.clone(), self.durability, kept).await
+            }
+            Conn::Cluster(_) => {
+                let mut conn = self.conn.clone();
+                let (sent, added) = futures::future::join(
+                    send(pipe, self.conn.clone(), self.durability, kept),
+                    sadd.query_async::<()>(&mut conn),
+                )
+                .await;
+                if let Err(e) = added {
+                    // The tasks are written; the next write to the queue tries again.
+                    tracing::warn!(queue, error = %e, "cannot add the queue to the queue registry");
+                    return sent;
+                }
+                sent
+            }
+        };
+        if sent.is_ok() {
+            self.registered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(queue.to_owned());
+        }
+        sent
     }
 
     /// The outcome of [`send`] as an mq error ([`Error::Redis`], after a reconnect on
@@ -1074,9 +1163,9 @@ impl Producer {
             };
             for p in ready {
                 let (pipe, _, kept) = std::mem::take(&mut pipes[p]);
-                let (conn, durability) = (self.conn.clone(), self.durability);
+                let queue = &parts[p].queue;
                 in_flight.push_back(async move {
-                    let sent = send(pipe, conn, durability, kept.len()).await;
+                    let sent = self.send_registering(queue, pipe, kept.len()).await;
                     (kept, sent)
                 });
                 if in_flight.len() >= max_in_flight {

@@ -1,6 +1,9 @@
 //! ACL users: producer, worker and CLI run under users with exactly README's ACL lines
-//! (made by `mq_core::redis::acl::setuser_line`, which a unit test checks against README), and
-//! a user missing one command fails at `build()` / `connect()` naming it.
+//! (made by `mq_core::redis::acl::Role::setuser_line`, which a unit test checks against
+//! README), a user missing one command fails at `build()` / `connect()` naming it, and each
+//! role is refused what its flows do not need: a producer cannot pause, cancel, forge a status
+//! or result, or touch cron, slot, rate or dead keys; the read-only CLI runs no script and
+//! writes nothing.
 
 use std::{
     process::Stdio,
@@ -12,7 +15,7 @@ use std::{
 };
 
 use mq_core::{
-    redis::acl::{self, Needed},
+    redis::acl::{self, Role},
     Error, Producer, Task, TaskContext, TaskError, Worker,
 };
 use mq_tests::{conn, redis, run_worker, wait_until, LocalRedis};
@@ -42,15 +45,10 @@ struct RatedJob {
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Creates `user` (password `pw`) with the ACL line of `lists`, minus the rule `without`, and
+/// Creates `user` (password `pw`) with the ACL line of `role`, minus the rule `without`, and
 /// returns its URL.
-async fn user(
-    server: &LocalRedis,
-    name: &str,
-    lists: &[&[Needed]],
-    without: Option<&str>,
-) -> String {
-    let line = acl::setuser_line(name, "mq", lists).replace("<password>", "pw");
+async fn user(server: &LocalRedis, name: &str, role: Role, without: Option<&str>) -> String {
+    let line = role.setuser_line_as(name, "mq").replace("<password>", "pw");
     let mut args: Vec<&str> = line.split(' ').skip(2).collect();
     if let Some(rule) = without {
         let plus = format!("+{rule}");
@@ -103,10 +101,10 @@ async fn mq(url: &str, args: &[&str]) -> (bool, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documented_acl_runs_producer_worker_and_cli() {
     let server = redis();
-    let producer_url = user(&server, "mq-producer", &[acl::PRODUCER], None).await;
-    let worker_url = user(&server, "mq-worker", &[acl::WORKER_COMMANDS], None).await;
-    let cli_url = user(&server, "mq-cli", &[acl::CLI], None).await;
-    let admin_url = user(&server, "mq-admin", &[acl::CLI, acl::CLI_ADMIN], None).await;
+    let producer_url = user(&server, "mq-producer", acl::PRODUCER_ROLE, None).await;
+    let worker_url = user(&server, "mq-worker", acl::WORKER_ROLE, None).await;
+    let cli_url = user(&server, "mq-cli", acl::CLI_ROLE, None).await;
+    let admin_url = user(&server, "mq-admin", acl::ADMIN_ROLE, None).await;
 
     let producer = Producer::connect(&producer_url)
         .await
@@ -220,9 +218,9 @@ fn metric_sum(text: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documented_acl_runs_unique_and_rate_limited_tasks() {
     let server = redis();
-    let producer_url = user(&server, "mq-producer", &[acl::PRODUCER], None).await;
-    let worker_url = user(&server, "mq-worker", &[acl::WORKER_COMMANDS], None).await;
-    let admin_url = user(&server, "mq-admin", &[acl::CLI, acl::CLI_ADMIN], None).await;
+    let producer_url = user(&server, "mq-producer", acl::PRODUCER_ROLE, None).await;
+    let worker_url = user(&server, "mq-worker", acl::WORKER_ROLE, None).await;
+    let admin_url = user(&server, "mq-admin", acl::ADMIN_ROLE, None).await;
 
     let producer = Producer::connect(&producer_url)
         .await
@@ -322,7 +320,7 @@ async fn worker_missing_one_command_fails_at_build_naming_it() {
         "pexpire",
         "get",
     ] {
-        let url = user(&server, "w", &[acl::WORKER_COMMANDS], Some(rule)).await;
+        let url = user(&server, "w", acl::WORKER_ROLE, Some(rule)).await;
         let err = Worker::builder(&url)
             .handle::<Job, _>(|_: Job, _: TaskContext| async { Ok(()) })
             .build()
@@ -342,7 +340,7 @@ async fn worker_missing_one_command_fails_at_build_naming_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn producer_missing_xadd_fails_at_connect_naming_it() {
     let server = redis();
-    let url = user(&server, "p", &[acl::PRODUCER], Some("xadd")).await;
+    let url = user(&server, "p", acl::PRODUCER_ROLE, Some("xadd")).await;
     let err = Producer::connect(&url)
         .await
         .expect_err("a producer without +xadd must not connect");
@@ -350,16 +348,223 @@ async fn producer_missing_xadd_fails_at_connect_naming_it() {
         matches!(&err, Error::Config(m) if m.contains("+xadd (XADD mq:{acl-check}:stream")),
         "{err}"
     );
-    let url = user(&server, "p3", &[acl::PRODUCER], Some("incr")).await;
+    let url = user(&server, "p3", acl::PRODUCER_ROLE, Some("incr")).await;
     let err = Producer::connect(&url).await.expect_err("no incr");
     assert!(
         matches!(&err, Error::Config(m) if m.contains("+incr (INCR mq:{acl-check}:duplicates")),
         "{err}"
     );
-    let url = user(&server, "p2", &[acl::PRODUCER], Some("evalsha")).await;
+    let url = user(&server, "p2", acl::PRODUCER_ROLE, Some("evalsha")).await;
     let err = Producer::connect(&url).await.expect_err("no evalsha");
     assert!(
         matches!(&err, Error::Config(m) if m.contains("evalsha")),
         "{err}"
     );
+}
+
+/// A tracked task type: its producer writes its `queued` status.
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "aclt", result_ttl = "1h")]
+struct TrackedJob {
+    n: u8,
+}
+
+/// Runs `cmd` as the user of `conn` and asserts Redis refuses it (`NOPERM`, also from inside a
+/// script).
+async fn assert_refused(conn: &mut mq_tests::Conn, who: &str, cmd: &redis::Cmd) {
+    let r: redis::RedisResult<redis::Value> = cmd.query_async(conn).await;
+    match r {
+        Err(e) => assert!(
+            e.code() == Some("NOPERM") || e.to_string().contains("NOPERM"),
+            "{who}: {cmd:?} failed, but not for permissions: {e}"
+        ),
+        Ok(v) => panic!("{who} may run {cmd:?}: {v:?}"),
+    }
+}
+
+fn cmd(args: &[&str]) -> redis::Cmd {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c
+}
+
+/// Each documented role is refused what its flows do not need: a producer cannot pause a
+/// queue, write a cancel mark, a status or result hash, cron, key-slot, rate, dead-letter or
+/// registry keys (not directly, not from a script); a producer without the tracked role is
+/// refused a tracked task before anything is written; the read-only CLI runs no script
+/// (`EVAL`, `SCRIPT LOAD`, `EVALSHA`) and writes nothing; a worker cannot pause. Each still
+/// runs its own flows (the tests above, and `mq stats --keys` here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_is_refused_what_its_flows_do_not_need() {
+    let server = redis();
+    let producer_url = user(&server, "mq-producer", acl::PRODUCER_ROLE, None).await;
+    let tracked_url = user(
+        &server,
+        "mq-producer-tracked",
+        acl::PRODUCER_TRACKED_ROLE,
+        None,
+    )
+    .await;
+    let worker_url = user(&server, "mq-worker", acl::WORKER_ROLE, None).await;
+    let cli_url = user(&server, "mq-cli", acl::CLI_ROLE, None).await;
+    let mut root = conn(&server).await;
+
+    let producer = Producer::connect(&producer_url).await.expect("producer");
+    let id = producer.enqueue(Job { kind: 0 }).await.expect("enqueue");
+    let mut p = mq_tests::Conn::connect(&producer_url).await.expect("conn");
+    for args in [
+        &["SET", "mq:{acl}:paused", "1"][..],
+        &["HSET", "mq:{acl}:cancel", &id, "1-0"],
+        &["HSET", &format!("mq:{{acl}}:task:{id}"), "status", "done"],
+        &[
+            "HSET",
+            &format!("mq:{{acl}}:task:{id}"),
+            "result",
+            "\"forged\"",
+        ],
+        &["HSET", "mq:{acl}:cron", "daily:expr", "* * * * *"],
+        &["SET", "mq:{acl}:cron:daily:1764000000000", "1"],
+        &[
+            "ZADD",
+            "mq:{acl}:slots:Call:acct-1",
+            "99999999999999",
+            "1-0",
+        ],
+        &["SET", "mq:{acl}:rate:Call", "99999999999999999"],
+        &["XADD", "mq:{acl}:dead", "*", "error", "forged"],
+        &["HSET", "mq:workers", "ghost", "queues=acl"],
+        &["HSET", "mq:partitions", "acl", "9"],
+        &[
+            "XADD",
+            "mq:{acl}:events",
+            "*",
+            "id",
+            "x",
+            "event",
+            "succeeded",
+        ],
+        &["DEL", "mq:{acl}:stream"],
+        &["EVAL", "return 1", "0"],
+    ] {
+        assert_refused(&mut p, "the producer", &cmd(args)).await;
+    }
+    // Nor from a script of its own: scripts run under the caller's ACL.
+    let sha: String = cmd(&["SCRIPT", "LOAD", "return redis.call('SET', KEYS[1], '1')"])
+        .query_async(&mut p)
+        .await
+        .expect("SCRIPT LOAD");
+    assert_refused(
+        &mut p,
+        "a producer's script",
+        &cmd(&["EVALSHA", &sha, "1", "mq:{acl}:paused"]),
+    )
+    .await;
+    assert!(
+        producer.cancel("acl", &id).await.is_err(),
+        "the producer role cannot cancel"
+    );
+    let admin = mq_core::Admin::connect(&producer_url).await.expect("admin");
+    assert!(
+        admin.pause("acl").await.is_err(),
+        "the producer role cannot pause"
+    );
+    let exists: u32 = cmd(&[
+        "EXISTS",
+        "mq:{acl}:paused",
+        "mq:{acl}:cancel",
+        "mq:{acl}:dead",
+    ])
+    .query_async(&mut root)
+    .await
+    .expect("EXISTS");
+    assert_eq!(exists, 0, "nothing written");
+
+    // Tracked task types need the tracked role; without it nothing is written.
+    let err = producer
+        .enqueue(TrackedJob { n: 1 })
+        .await
+        .expect_err("a plain producer must not write a task's status hash");
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("+hset (HSET mq:{acl-check}:task:")),
+        "{err}"
+    );
+    let len: u64 = cmd(&["XLEN", "mq:{aclt}:stream"])
+        .query_async(&mut root)
+        .await
+        .expect("XLEN");
+    assert_eq!(len, 0, "refused before the XADD");
+    let tracked = Producer::connect(&tracked_url)
+        .await
+        .expect("tracked producer");
+    let tid = tracked
+        .enqueue(TrackedJob { n: 1 })
+        .await
+        .expect("tracked enqueue");
+    assert_eq!(
+        tracked.status("aclt", &tid).await.expect("status"),
+        mq_core::TaskStatus::Queued
+    );
+
+    // The read-only CLI: no script, no write.
+    let mut c = mq_tests::Conn::connect(&cli_url).await.expect("conn");
+    for args in [
+        &["EVAL", "return 1", "0"][..],
+        &["SCRIPT", "LOAD", "return 1"],
+        &["EVALSHA", &sha, "1", "mq:{acl}:paused"],
+        &["SET", "mq:{acl}:paused", "1"],
+        &["XADD", "mq:{acl}:stream", "*", "f", "v"],
+        &["DEL", "mq:{acl}:dead"],
+        &["HSET", &format!("mq:{{acl}}:task:{id}"), "status", "done"],
+        &["SADD", "mq:queues", "ghost"],
+    ] {
+        assert_refused(&mut c, "the read-only CLI", &cmd(args)).await;
+    }
+    let admin = mq_core::Admin::connect(&cli_url).await.expect("admin");
+    assert!(
+        admin.pause("acl").await.is_err(),
+        "the read-only CLI cannot pause"
+    );
+    assert_eq!(admin.stats("acl").await.expect("stats").backlog, 1);
+    let (ok, out, err) = mq(&cli_url, &["stats", "--keys"]).await;
+    assert!(
+        ok && out.contains("acl"),
+        "mq stats --keys as mq-cli: {out} {err}"
+    );
+
+    // A worker runs the tracked task (its status, result and event writes) under its role,
+    // and the read-only CLI reads the outcome.
+    let worker = Worker::builder(&worker_url)
+        .handle::<TrackedJob, _>(|_: TrackedJob, _: TaskContext| async { Ok(()) })
+        .block_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .expect("worker builds");
+    let running = run_worker(worker);
+    wait_until(WAIT, "the tracked task succeeded", || {
+        let admin = admin.clone();
+        let tid = tid.clone();
+        async move {
+            matches!(
+                admin.status("aclt", &tid).await,
+                Ok(mq_core::TaskStatus::Succeeded { .. })
+            )
+        }
+    })
+    .await;
+    running.stop().await;
+    // The refusals so far are the ones asked for above, none of the worker's or the tracked
+    // producer's flows.
+    let log = refused(&server).await;
+    assert!(
+        !log.iter()
+            .any(|e| e.contains("\"mq-worker\"") || e.contains("\"mq-producer-tracked\"")),
+        "{log:?}"
+    );
+
+    // A worker reads the pause flag, never writes it.
+    let mut w = mq_tests::Conn::connect(&worker_url).await.expect("conn");
+    assert_refused(&mut w, "the worker", &cmd(&["SET", "mq:{acl}:paused", "1"])).await;
+    assert_refused(&mut w, "the worker", &cmd(&["INCR", "mq:{acl}:duplicates"])).await;
 }

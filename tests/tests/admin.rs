@@ -492,3 +492,193 @@ async fn dead_letters_decode_into_their_task_type() {
         "{raw:?}"
     );
 }
+
+/// The calls of each command since the last `CONFIG RESETSTAT` (`INFO commandstats`).
+async fn command_calls(c: &mut mq_tests::Conn) -> std::collections::BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(c)
+        .await
+        .expect("INFO");
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "foreign")]
+struct Foreign {
+    n: u32,
+}
+
+/// `Admin::queues` reads the queue registry: a queue shows once a `Producer` wrote to it (one
+/// `SADD` with its first write, none after) or once a worker of it started; a queue only
+/// written by hand (another language's producer without the registry) does not, until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_registry_lists_queues_of_producers_and_workers() {
+    let server = redis();
+    let url = server.url();
+    let mut c = conn(&server).await;
+    let admin = Admin::connect(&url).await.expect("admin");
+    let producer = Producer::connect(&url).await.expect("producer");
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut c)
+        .await
+        .expect("RESETSTAT");
+    for _ in 0..3 {
+        producer
+            .enqueue_raw("emails", "Send", vec![0x80])
+            .await
+            .expect("enqueue");
+    }
+    producer
+        .clone()
+        .enqueue_many((0..3).map(|n| Doomed { n }))
+        .await
+        .expect("enqueue");
+    producer
+        .enqueue_in(Duration::from_secs(3600), Doomed { n: 9 })
+        .await
+        .expect("enqueue_in");
+    assert_eq!(
+        command_calls(&mut c).await.get("sadd"),
+        Some(&2),
+        "one SADD per queue and producer"
+    );
+    // Written by hand: not registered.
+    let _: String = redis::cmd("XADD")
+        .arg("mq:{foreign}:stream")
+        .arg("*")
+        .arg("t")
+        .arg("x")
+        .query_async(&mut c)
+        .await
+        .expect("XADD");
+    assert_eq!(admin.queues().await.expect("queues"), ["doomed", "emails"]);
+    // Its worker registers it when it starts.
+    let worker = Worker::builder(&url)
+        .handle::<Foreign, _>(
+            |_t: Foreign, _ctx: TaskContext| async move { Ok::<_, TaskError>(()) },
+        )
+        .block_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .expect("build worker");
+    let running = run_worker(worker);
+    wait_until(WAIT, "the worker registers its queue", || {
+        let admin = admin.clone();
+        async move { admin.queues().await.ok().is_some_and(|q| q.len() == 3) }
+    })
+    .await;
+    assert_eq!(
+        admin.queues().await.expect("queues"),
+        ["doomed", "emails", "foreign"]
+    );
+    running.stop().await;
+}
+
+/// `unique_stats` and `key_slots` scan, but at most `SCAN_MAX_CALLS` calls: on a keyspace
+/// larger than that they stop and say their counts are partial; on a small one they are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_scans_are_bounded_and_say_when_partial() {
+    let server = redis();
+    let url = server.url();
+    let mut c = conn(&server).await;
+    let admin = Admin::connect(&url).await.expect("admin");
+    let _: () = redis::cmd("SET")
+        .arg("mq:{doomed}:unique:k1")
+        .arg("id")
+        .query_async(&mut c)
+        .await
+        .expect("SET");
+    let u = admin.unique_stats("doomed").await.expect("unique_stats");
+    assert_eq!((u.held, u.partial), (1, false));
+    assert!(!admin.key_slots("doomed").await.expect("key_slots").partial);
+
+    let _: () = redis::cmd("EVAL")
+        .arg("for i = 1, 200000 do redis.call('SET', 'junk:' .. i, 'x') end")
+        .arg(0)
+        .query_async(&mut c)
+        .await
+        .expect("fill");
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut c)
+        .await
+        .expect("RESETSTAT");
+    let u = admin.unique_stats("doomed").await.expect("unique_stats");
+    assert!(u.partial, "{u:?}");
+    assert!(u.held <= 1, "{u:?}");
+    assert!(admin.key_slots("doomed").await.expect("key_slots").partial);
+    let scans = command_calls(&mut c).await.get("scan").copied();
+    assert_eq!(
+        scans,
+        Some(2 * mq_core::admin::SCAN_MAX_CALLS as u64),
+        "each walk stops at the cap"
+    );
+}
+
+/// `Admin::overview` gives a queue with priority levels a row per level, and its total counts
+/// every level, like `stats` of the queue and of each level.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overview_rows_of_a_queue_with_levels_match_stats() {
+    let server = redis();
+    let url = server.url();
+    let admin = Admin::connect(&url).await.expect("admin");
+    let producer = Producer::connect(&url).await.expect("producer");
+    let high = producer.clone().with_priority(mq_core::Priority::High);
+    for _ in 0..2 {
+        high.enqueue_raw("lv", "Job", vec![0x80])
+            .await
+            .expect("high");
+    }
+    producer
+        .enqueue_raw("lv", "Job", vec![0x80])
+        .await
+        .expect("normal");
+    producer
+        .enqueue_raw("plain", "Job", vec![0x80])
+        .await
+        .expect("plain");
+    admin.pause("lv").await.expect("pause");
+    let queues = admin.queues().await.expect("queues");
+    assert_eq!(queues, ["lv", "plain"]);
+    let o = admin.overview(&queues).await.expect("overview");
+    assert_eq!(o.len(), 2);
+    assert_eq!(o[0].total.stats, admin.stats("lv").await.expect("stats"));
+    assert_eq!(o[0].total.stats.length, 3);
+    assert!(o[0].total.stats.paused);
+    assert_eq!(
+        o[0].total.info.as_ref().and_then(|i| i.entries_added),
+        Some(3)
+    );
+    let levels: Vec<(String, u64)> = o[0]
+        .levels
+        .iter()
+        .map(|l| (l.stats.queue.clone(), l.stats.length))
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            ("lv@high".to_owned(), 2),
+            ("lv@normal".to_owned(), 1),
+            ("lv@low".to_owned(), 0)
+        ]
+    );
+    for l in &o[0].levels {
+        assert_eq!(l.stats, admin.stats(&l.stats.queue).await.expect("stats"));
+    }
+    assert!(o[1].levels.is_empty() && o[1].partitions.is_empty());
+    assert_eq!(o[1].total.stats, admin.stats("plain").await.expect("stats"));
+    assert!(!o[1].total.stats.paused);
+}

@@ -191,7 +191,7 @@ async fn a_sigkilled_workers_slots_come_back_within_the_reclaim_timeout() {
         || {
             let admin = admin.clone();
             async move {
-                admin.key_slots("flow-conc").await.unwrap()
+                admin.key_slots("flow-conc").await.unwrap().keys
                     == vec![mq_core::admin::KeySlots {
                         name: "PerKey:x".into(),
                         running: 2,

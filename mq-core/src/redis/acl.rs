@@ -1,5 +1,12 @@
-//! The Redis commands each role of mq runs (the single source of README's `ACL SETUSER` lines),
-//! and the check at connect time that the connected user may run them.
+//! The Redis commands and key patterns each role of mq needs (the single source of README's
+//! `ACL SETUSER` lines: [`Role`]), and the check at connect time that the connected user may
+//! run them.
+//!
+//! Each role gets the key patterns of its own flows only (Redis 7 `~` read and write, `%R~`
+//! read only; `{` and `}` are plain characters in ACL globs): a producer may add tasks and
+//! nothing else (no pause flag, cancel hash, task status hashes, cron, rate or slot keys), the
+//! read-only CLI may read and run no script at all (`Admin`'s reads are plain commands and
+//! `MULTI`s of them), the operator CLI adds the writes of its commands.
 //!
 //! The check is one read-only Lua script that asks `redis.acl_check_cmd` about every command
 //! with the keys and channel it will really use. It needs nothing beyond what the roles need
@@ -39,6 +46,8 @@ pub const WAKE: &str = "<wake>";
 pub const WORKERS: &str = "<workers>";
 /// Placeholder for a worker's heartbeat key `<prefix>:worker:<consumer>`.
 pub const WORKER: &str = "<worker>";
+/// Placeholder for the queue registry set `<prefix>:queues`.
+pub const QUEUES: &str = "<queues>";
 /// Placeholder for the hash of partition counts `<prefix>:partitions`.
 pub const PARTITIONS: &str = "<partitions>";
 /// Placeholder for a queue's pause flag `<prefix>:{<queue>}:paused`.
@@ -55,6 +64,10 @@ pub const CANCEL: &str = "<cancel>";
 pub const TASK: &str = "<task>";
 /// Placeholder for a queue's event stream `<prefix>:{<queue>}:events`.
 pub const EVENTS: &str = "<events>";
+/// Placeholder for one of a queue's key-slot sets `<prefix>:{<queue>}:slots:<task>`.
+pub const SLOTS: &str = "<slots>";
+/// Placeholder for a queue's schedules hash `<prefix>:{<queue>}:cron`.
+pub const CRON: &str = "<cron>";
 
 const fn n(rule: &'static str, args: &'static [&'static str]) -> Needed {
     Needed { rule, args }
@@ -80,6 +93,8 @@ pub const PRODUCER: &[Needed] = &[
     SCRIPTS[1],
     n("info", &["INFO", "memory"]),
     n("xadd", &["XADD", STREAM, "*", "f", "v"]),
+    // The queue registry: a queue's first write adds it.
+    n("sadd", &["SADD", QUEUES, "q"]),
     n("time", &["TIME"]),
     n("zrange", &["ZRANGE", DELAYED, "0", "0"]),
     n("zadd", &["ZADD", DELAYED, "0", "m"]),
@@ -90,8 +105,20 @@ pub const PRODUCER: &[Needed] = &[
     n("get", &["GET", UNIQUE]),
     n("set", &["SET", UNIQUE, "x"]),
     n("incr", &["INCR", DUPLICATES]),
-    // Tracked task types (`result_ttl`, `events`): `queued` / `scheduled` and the event
-    // `enqueued`, in the enqueue's pipeline.
+    // `Producer::status`, `result`, `progress`, `wait`: reads of a task's hash (of its
+    // partition's: the partition counts).
+    n("hget", &["HGET", PARTITIONS, "q"]),
+    n("hget", &["HGET", TASK, "progress"]),
+    n("hgetall", &["HGETALL", TASK]),
+];
+
+/// What a producer needs on top of [`PRODUCER`] to enqueue tracked task types
+/// ([`TaskOptions::result_ttl`](crate::TaskOptions::result_ttl),
+/// [`TaskOptions::events`](crate::TaskOptions::events)): their `queued` / `scheduled` status in
+/// the task's hash and the event `enqueued` (or `scheduled`), in the enqueue's pipeline. Not
+/// part of the plain producer role: with it a producer can write any task's status hash
+/// (forge a result). A producer checks these once, before its first tracked task.
+pub const PRODUCER_TRACKED: &[Needed] = &[
     n("hset", &["HSET", TASK, "status", "queued"]),
     n("pexpire", &["PEXPIRE", TASK, "1"]),
     n("xadd", &["XADD", EVENTS, "MAXLEN", "~", "1", "*", "f", "v"]),
@@ -154,6 +181,8 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     n("publish", &["PUBLISH", WAKE, "x"]),
     n("subscribe", &["SUBSCRIBE", WAKE]),
     n("hset", &["HSET", WORKERS, "c", "x"]),
+    // The queue registry: a worker adds its queues when it starts.
+    n("sadd", &["SADD", QUEUES, "q"]),
     n("hget", &["HGET", PARTITIONS, "q"]),
     n("hdel", &["HDEL", WORKERS, "c"]),
     n("hkeys", &["HKEYS", WORKERS]),
@@ -164,6 +193,13 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     n("pexpire", &["PEXPIRE", UNIQUE, "1"]),
     // The metrics sampler reads the counter of refused duplicates.
     n("get", &["GET", DUPLICATES]),
+    // ... and every queue's sizes as `Admin::overview` does: the partition counts, then one
+    // transaction of plain reads.
+    n("hgetall", &["HGETALL", PARTITIONS]),
+    n("multi", &["MULTI"]),
+    n("exec", &["EXEC"]),
+    n("xinfo|stream", &["XINFO", "STREAM", STREAM]),
+    n("mget", &["MGET", PAUSED, DUPLICATES]),
     // Cancellation: the lease renewal and the promoter look at the cancel hash (`EXISTS`,
     // and while it exists `HEXISTS` / `HDEL`), the settling of a cancelled task `HDEL`s.
     n("exists", &["EXISTS", CANCEL]),
@@ -191,13 +227,14 @@ pub const RATE_LIMITED: &[Needed] = &[
 pub const XACKDEL: Needed = n("xackdel", &["XACKDEL", STREAM, "g", "IDS", "1", "0-1"]);
 
 /// The commands of the read-only CLI commands (`mq stats`, `mq workers`, `mq pending`,
-/// `mq dead list`, `mq dead show`) and of `Admin`'s reads (`mq stats`' unique counts: `SCAN`
-/// of the unique keys, `GET` of the duplicates counter).
+/// `mq dead list`, `mq dead show`, `mq status`, `mq events`, `mq schedules`) and of `Admin`'s
+/// reads: plain reads only, no script (`mq stats --keys`' counts: `SCAN` of the unique and
+/// slot keys, `ZCOUNT` and `TIME` of the slots).
 pub const CLI: &[Needed] = &[
-    SCRIPTS[0],
-    SCRIPTS[1],
-    n("eval", &["EVAL", "return 1", "0"]),
     n("scan", &["SCAN", "0"]),
+    n("zcount", &["ZCOUNT", SLOTS, "-inf", "+inf"]),
+    n("time", &["TIME"]),
+    n("hgetall", &["HGETALL", CRON]),
     n("exists", &["EXISTS", STREAM]),
     n("exists", &["EXISTS", PAUSED]),
     n("xlen", &["XLEN", STREAM]),
@@ -209,6 +246,14 @@ pub const CLI: &[Needed] = &[
     n("xrevrange", &["XREVRANGE", DEAD, "+", "-"]),
     n("hgetall", &["HGETALL", WORKERS]),
     n("hget", &["HGET", PARTITIONS, "q"]),
+    // `Admin::queues`, `Admin::overview` (`mq stats`): the queue registry, the partition
+    // counts, then one transaction of plain reads.
+    n("smembers", &["SMEMBERS", QUEUES]),
+    n("hgetall", &["HGETALL", PARTITIONS]),
+    n("multi", &["MULTI"]),
+    n("exec", &["EXEC"]),
+    n("mget", &["MGET", PAUSED, DUPLICATES]),
+    n("xlen", &["XLEN", DEAD]),
     n("get", &["GET", WORKER]),
     n("pttl", &["PTTL", WORKER]),
     n("get", &["GET", DUPLICATES]),
@@ -221,11 +266,13 @@ pub const CLI: &[Needed] = &[
 ];
 
 /// What `mq dead replay`, `mq dead purge`, `mq pause`, `mq resume` and `mq cancel` need on
-/// top of [`CLI`]:
+/// top of [`CLI`]: mq's scripts (`EVALSHA`, `SCRIPT LOAD`),
 /// moving dead letters back to the stream (`XADD`, `XDEL`), deleting the dead-letter stream
 /// (`UNLINK`), setting and deleting the pause flag (`SET`, `DEL`), and the replay of a dead
 /// unique task taking its key again (`GET`, `SET`).
 pub const CLI_ADMIN: &[Needed] = &[
+    SCRIPTS[0],
+    SCRIPTS[1],
     n("xadd", &["XADD", STREAM, "*", "f", "v"]),
     n("xdel", &["XDEL", DEAD, "0-1"]),
     n("unlink", &["UNLINK", DEAD]),
@@ -261,21 +308,193 @@ pub const CLI_ADMIN: &[Needed] = &[
     n("xadd", &["XADD", EVENTS, "MAXLEN", "~", "1", "*", "f", "v"]),
 ];
 
-/// The `ACL SETUSER` line of a user named `user` allowed exactly `lists` on the keys and
-/// channels of `prefix` (`~<prefix>:*`, `&<prefix>:*`); `<password>` is left for the reader.
-pub fn setuser_line(user: &str, prefix: &str, lists: &[&[Needed]]) -> String {
-    let mut line = format!(
-        "ACL SETUSER {user} on ><password> resetkeys ~{prefix}:* resetchannels &{prefix}:* -@all"
-    );
-    let mut seen = Vec::new();
-    for need in lists.iter().flat_map(|l| l.iter()) {
-        if !seen.contains(&need.rule) {
-            seen.push(need.rule);
-            line.push_str(" +");
-            line.push_str(need.rule);
-        }
+/// A role of mq as an ACL user: its commands and the patterns of the keys and Pub/Sub channels
+/// its flows touch, `<p>` standing for the key prefix. [`setuser_line`](Self::setuser_line)
+/// gives README's line.
+#[derive(Debug, Clone, Copy)]
+pub struct Role {
+    /// The user name README gives it (`mq-producer`).
+    pub name: &'static str,
+    /// Its commands.
+    pub commands: &'static [&'static [Needed]],
+    /// Its key patterns (`~` read and write, `%R~` read only).
+    pub keys: &'static [&'static str],
+    /// Its channel patterns (`&`).
+    pub channels: &'static [&'static str],
+}
+
+/// The wake-up channels of every queue and level, `<p>:{<queue>}:wake[:<level>]`.
+const WAKE_CHANNELS: &[&str] = &["&<p>:{*}:wake", "&<p>:{*}:wake:*"];
+
+/// A producer (`Producer`, `mq enqueue`): it adds tasks to streams and delayed sets (every
+/// priority level), takes unique keys and counts duplicates, adds its queues to the registry,
+/// and reads task hashes and partition counts (`Producer::status`, `result`, `wait`). Nothing else: not the pause
+/// flag, the cancel hash, the dead stream, cron, rate or slot keys, task hashes' writes.
+pub const PRODUCER_ROLE: Role = Role {
+    name: "mq-producer",
+    commands: &[PRODUCER],
+    keys: &[
+        "~<p>:{*}:stream",
+        "~<p>:{*}:stream:*",
+        "~<p>:{*}:delayed",
+        "~<p>:{*}:delayed:*",
+        "~<p>:{*}:unique:*",
+        "~<p>:{*}:duplicates",
+        "~<p>:queues",
+        "%R~<p>:partitions",
+        "%R~<p>:{*}:task:*",
+    ],
+    channels: WAKE_CHANNELS,
+};
+
+/// A producer of tracked task types: [`PRODUCER_ROLE`] plus [`PRODUCER_TRACKED`] on the task
+/// hashes and event streams.
+pub const PRODUCER_TRACKED_ROLE: Role = Role {
+    name: "mq-producer-tracked",
+    commands: &[PRODUCER, PRODUCER_TRACKED],
+    keys: &[
+        "~<p>:{*}:stream",
+        "~<p>:{*}:stream:*",
+        "~<p>:{*}:delayed",
+        "~<p>:{*}:delayed:*",
+        "~<p>:{*}:unique:*",
+        "~<p>:{*}:duplicates",
+        "~<p>:queues",
+        "%R~<p>:partitions",
+        "~<p>:{*}:task:*",
+        "~<p>:{*}:events",
+    ],
+    channels: WAKE_CHANNELS,
+};
+
+/// A worker: every key of its queues' flows (streams, delayed sets and dead streams of every
+/// level, unique keys, rate states, key slots, the cancel hash, task hashes, events, cron),
+/// the pause flag and duplicates counter read only, and the registries (workers, heartbeats,
+/// partition counts, queues).
+pub const WORKER_ROLE: Role = Role {
+    name: "mq-worker",
+    commands: &[WORKER_COMMANDS, RATE_LIMITED],
+    keys: &[
+        "~<p>:{*}:stream",
+        "~<p>:{*}:stream:*",
+        "~<p>:{*}:delayed",
+        "~<p>:{*}:delayed:*",
+        "~<p>:{*}:dead",
+        "~<p>:{*}:dead:*",
+        "~<p>:{*}:unique:*",
+        "~<p>:{*}:rate:*",
+        "~<p>:{*}:slots:*",
+        "~<p>:{*}:cancel",
+        "~<p>:{*}:task:*",
+        "~<p>:{*}:events",
+        "~<p>:{*}:cron",
+        "~<p>:{*}:cron:*",
+        "%R~<p>:{*}:paused",
+        "%R~<p>:{*}:duplicates",
+        "~<p>:workers",
+        "~<p>:worker:*",
+        "~<p>:partitions",
+        "~<p>:queues",
+    ],
+    channels: WAKE_CHANNELS,
+};
+
+/// The keys the read-only CLI reads.
+const CLI_KEYS: &[&str] = &[
+    "%R~<p>:{*}:stream",
+    "%R~<p>:{*}:stream:*",
+    "%R~<p>:{*}:delayed",
+    "%R~<p>:{*}:delayed:*",
+    "%R~<p>:{*}:dead",
+    "%R~<p>:{*}:dead:*",
+    "%R~<p>:{*}:paused",
+    "%R~<p>:{*}:duplicates",
+    "%R~<p>:{*}:slots:*",
+    "%R~<p>:{*}:task:*",
+    "%R~<p>:{*}:events",
+    "%R~<p>:{*}:cron",
+    "%R~<p>:workers",
+    "%R~<p>:worker:*",
+    "%R~<p>:partitions",
+    "%R~<p>:queues",
+];
+
+/// The read-only CLI (and `Admin`'s reads): reads of mq's keys only, no script, no write.
+pub const CLI_ROLE: Role = Role {
+    name: "mq-cli",
+    commands: &[CLI],
+    keys: CLI_KEYS,
+    channels: &[],
+};
+
+/// The operator CLI: [`CLI_ROLE`] plus replaying and purging dead letters, pausing, resuming
+/// and cancelling (writes of streams, dead streams, delayed sets, the pause flag, unique keys,
+/// the cancel hash, task hashes and events; mq's scripts).
+pub const ADMIN_ROLE: Role = Role {
+    name: "mq-admin",
+    commands: &[CLI, CLI_ADMIN],
+    keys: &[
+        "%R~<p>:{*}:duplicates",
+        "%R~<p>:{*}:slots:*",
+        "%R~<p>:{*}:cron",
+        "%R~<p>:workers",
+        "%R~<p>:worker:*",
+        "%R~<p>:partitions",
+        "%R~<p>:queues",
+        "~<p>:{*}:stream",
+        "~<p>:{*}:stream:*",
+        "~<p>:{*}:delayed",
+        "~<p>:{*}:delayed:*",
+        "~<p>:{*}:dead",
+        "~<p>:{*}:dead:*",
+        "~<p>:{*}:paused",
+        "~<p>:{*}:unique:*",
+        "~<p>:{*}:cancel",
+        "~<p>:{*}:task:*",
+        "~<p>:{*}:events",
+    ],
+    channels: &[],
+};
+
+/// Every role, as README lists them.
+pub const ROLES: [Role; 5] = [
+    PRODUCER_ROLE,
+    PRODUCER_TRACKED_ROLE,
+    WORKER_ROLE,
+    CLI_ROLE,
+    ADMIN_ROLE,
+];
+
+impl Role {
+    /// README's `ACL SETUSER` line of this role for `prefix` (`<password>` is left for the
+    /// reader).
+    pub fn setuser_line(&self, prefix: &str) -> String {
+        self.setuser_line_as(self.name, prefix)
     }
-    line
+
+    /// The `ACL SETUSER` line of this role for a user named `user`.
+    pub fn setuser_line_as(&self, user: &str, prefix: &str) -> String {
+        let mut line = format!("ACL SETUSER {user} on ><password> resetkeys");
+        for k in self.keys {
+            line.push(' ');
+            line.push_str(&k.replace("<p>", prefix));
+        }
+        line.push_str(" resetchannels");
+        for c in self.channels {
+            line.push(' ');
+            line.push_str(&c.replace("<p>", prefix));
+        }
+        line.push_str(" -@all");
+        let mut seen = Vec::new();
+        for need in self.commands.iter().flat_map(|l| l.iter()) {
+            if !seen.contains(&need.rule) {
+                seen.push(need.rule);
+                line.push_str(" +");
+                line.push_str(need.rule);
+            }
+        }
+        line
+    }
 }
 
 /// Asks `redis.acl_check_cmd` about each command (ARGV: for each, its argument count then its
@@ -324,6 +543,7 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                     WORKERS => keys::workers_key(prefix),
                     WORKER => keys::worker_key(prefix, consumer),
                     PARTITIONS => keys::partitions_key(prefix),
+                    QUEUES => keys::queues_key(prefix),
                     PAUSED => k.paused.clone(),
                     UNIQUE => k.unique_key("acl-check"),
                     DUPLICATES => k.duplicates.clone(),
@@ -331,6 +551,8 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                     CANCEL => k.cancel.clone(),
                     TASK => format!("{}acl-check", k.task),
                     EVENTS => k.events.clone(),
+                    SLOTS => k.slots_key("acl-check", None),
+                    CRON => k.cron.clone(),
                     a => a.to_owned(),
                 })
                 .collect();
@@ -366,7 +588,8 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
         .collect();
     Err(Error::Config(format!(
         "the redis user may not run commands a {role} needs: {}; allow them (see README \
-         \"ACL users\" for the exact ACL of a {role}, keys `~{prefix}:*`, channels `&{prefix}:*`)",
+         \"ACL users\" for the exact ACL of a {role}: its commands and its key and channel \
+         patterns under `{prefix}:`)",
         missing.join(", ")
     )))
 }
@@ -395,17 +618,12 @@ pub(crate) async fn check_producer<C: redis::aio::ConnectionLike>(
 mod tests {
     use super::*;
 
-    /// README's `ACL SETUSER` lines are the ones these lists make.
+    /// README's `ACL SETUSER` lines are the ones these roles make.
     #[test]
     fn readme_has_the_acl_lines_of_every_role() {
         let readme = include_str!("../../../README.md");
-        for (user, lists) in [
-            ("mq-producer", &[PRODUCER][..]),
-            ("mq-worker", &[WORKER_COMMANDS, RATE_LIMITED][..]),
-            ("mq-cli", &[CLI][..]),
-            ("mq-admin", &[CLI, CLI_ADMIN][..]),
-        ] {
-            let line = setuser_line(user, "mq", lists);
+        for role in ROLES {
+            let line = role.setuser_line("mq");
             assert!(readme.contains(&line), "README lacks `{line}`");
         }
         assert!(readme.contains(&format!("+{}", XACKDEL.rule)));
@@ -459,16 +677,15 @@ mod tests {
         ];
         // replay.lua uses unique.lua's readers; cancel.lua its release too.
         let admin = [
-            include_str!("lua/stats.lua"),
             include_str!("lua/replay.lua"),
             include_str!("lua/cancel.lua"),
             include_str!("lua/status.lua"),
             unique,
         ];
         for (role, scripts, lists) in [
-            ("producer", &producer[..], &[PRODUCER][..]),
-            ("worker", &worker[..], &[WORKER_COMMANDS, RATE_LIMITED][..]),
-            ("admin", &admin[..], &[CLI, CLI_ADMIN][..]),
+            ("producer", &producer[..], PRODUCER_ROLE.commands),
+            ("worker", &worker[..], WORKER_ROLE.commands),
+            ("admin", &admin[..], ADMIN_ROLE.commands),
         ] {
             let have: Vec<&str> = lists
                 .iter()
@@ -488,11 +705,20 @@ mod tests {
     }
 
     #[test]
-    fn lines_name_each_rule_once() {
-        let line = setuser_line("u", "app", &[CLI, CLI_ADMIN]);
+    fn lines_name_each_rule_once_with_the_prefix_in_every_pattern() {
+        let line = ADMIN_ROLE.setuser_line_as("u", "app");
         assert!(line.starts_with(
-            "ACL SETUSER u on ><password> resetkeys ~app:* resetchannels &app:* -@all +evalsha"
+            "ACL SETUSER u on ><password> resetkeys %R~app:{*}:duplicates %R~app:{*}:slots:* "
         ));
         assert_eq!(line.matches(" +xrange ").count(), 1, "{line}");
+        assert!(!line.contains("<p>") && !line.contains(" ~mq:"), "{line}");
+        let cli = CLI_ROLE.setuser_line("mq");
+        for rule in ["+eval", "+evalsha", "+script|load", " ~"] {
+            assert!(
+                !cli.contains(&format!("{rule} ")),
+                "read-only role has {rule}: {cli}"
+            );
+        }
+        assert!(!PRODUCER_ROLE.setuser_line("mq").contains("paused"));
     }
 }

@@ -567,13 +567,16 @@ impl Conn {
         }
     }
 
-    /// Every key matching `pattern` of type `kind` (`SCAN ... MATCH pattern TYPE kind`), on
-    /// every primary of a cluster; possibly with duplicates.
+    /// The keys matching `pattern` of type `kind` (`SCAN ... MATCH pattern COUNT 1000 TYPE
+    /// kind`), on every primary of a cluster, possibly with duplicates, in at most
+    /// `max_calls` `SCAN` calls per node; `true` with them if every node's walk ended (all
+    /// keys found), `false` if the cap cut one short.
     pub(crate) async fn scan_keys(
         &mut self,
         pattern: &str,
         kind: &str,
-    ) -> redis::RedisResult<Vec<String>> {
+        max_calls: usize,
+    ) -> redis::RedisResult<(Vec<String>, bool)> {
         let nodes: Vec<String> = match self {
             Conn::Single(_) => vec![String::new()],
             Conn::Cluster(_) => self
@@ -584,9 +587,14 @@ impl Conn {
                 .collect(),
         };
         let mut found = Vec::new();
+        let mut complete = true;
         for node in nodes {
             let mut cursor = 0u64;
-            loop {
+            for call in 1.. {
+                if call > max_calls {
+                    complete = false;
+                    break;
+                }
                 let mut scan = redis::cmd("SCAN");
                 scan.arg(cursor)
                     .arg("MATCH")
@@ -615,7 +623,7 @@ impl Conn {
                 cursor = next;
             }
         }
-        Ok(found)
+        Ok((found, complete))
     }
 
     /// Runs `cmds`, whose keys may lie in different slots, in one round trip and returns

@@ -282,6 +282,15 @@ pub fn partitions_key(prefix: &str) -> String {
     format!("{prefix}:partitions")
 }
 
+/// `{prefix}:queues`: a set of the names of the queues under the prefix (a partitioned
+/// queue's own name, not its partitions'), where [`Admin::queues`](crate::Admin::queues)
+/// finds them without scanning the keyspace. Workers add their queues (and their schedules')
+/// when they start, a [`Producer`](crate::Producer) each queue the first time it writes to it
+/// (in the same round trip). No hash tag: plain `SADD` / `SMEMBERS`, on any node of a cluster.
+pub fn queues_key(prefix: &str) -> String {
+    format!("{prefix}:queues")
+}
+
 /// `{prefix}:workers`: hash of live workers, consumer name -> description.
 pub fn workers_key(prefix: &str) -> String {
     format!("{prefix}:workers")

@@ -23,9 +23,24 @@ pub(super) fn info(shared_config: &crate::config::WorkerConfig, queues: &[String
     )
 }
 
-/// Registers the worker and writes its first heartbeat.
+/// Registers the worker, writes its first heartbeat and adds its queues to the queue registry
+/// `{prefix}:queues` (where `Admin::queues` finds them without scanning), in one round trip.
 pub(super) async fn register(shared: &Shared) -> Result<()> {
-    let r = beat(shared, &shared.data).await;
+    let mut cmds = beat_commands(shared);
+    if !shared.registered.is_empty() {
+        cmds.push(
+            redis::cmd("SADD")
+                .arg(keys::queues_key(&shared.config.prefix))
+                .arg(&shared.registered)
+                .clone(),
+        );
+    }
+    let r = shared
+        .data
+        .query_all(cmds)
+        .await
+        .map(drop)
+        .map_err(Error::redis("register worker"));
     if let Err(Error::Redis { source, .. }) = &r {
         crate::redis::conn::reconnect_if_readonly(&shared.data, source).await;
     }
@@ -38,9 +53,17 @@ pub(super) async fn register(shared: &Shared) -> Result<()> {
 /// The registry hash and the heartbeat keys lie in different slots of a cluster: they are
 /// written by separate commands, never by one script.
 pub(super) async fn beat(shared: &Shared, conn: &Conn) -> Result<()> {
+    conn.query_all(beat_commands(shared))
+        .await
+        .map(drop)
+        .map_err(Error::redis("heartbeat"))
+}
+
+/// The registry entry and the heartbeat key, as two commands.
+fn beat_commands(shared: &Shared) -> Vec<redis::Cmd> {
     let prefix = &shared.config.prefix;
     let consumer = &shared.config.consumer;
-    conn.query_all(vec![
+    vec![
         redis::cmd("HSET")
             .arg(keys::workers_key(prefix))
             .arg(consumer)
@@ -52,10 +75,7 @@ pub(super) async fn beat(shared: &Shared, conn: &Conn) -> Result<()> {
             .arg("EX")
             .arg(HEARTBEAT_TTL.as_secs())
             .clone(),
-    ])
-    .await
-    .map(drop)
-    .map_err(Error::redis("heartbeat"))
+    ]
 }
 
 /// Removes the worker from the registry (clean shutdown).

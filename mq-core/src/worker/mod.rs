@@ -559,6 +559,15 @@ impl WorkerBuilder {
         let mut queue_names: Vec<String> =
             queues.iter().map(|q| q.state.keys.queue.clone()).collect();
         queue_names.dedup();
+        // The queue registry (`{prefix}:queues`): the queues' own names, not their
+        // partitions', and the queues the schedules enqueue to.
+        let mut registered: Vec<String> = queue_names
+            .iter()
+            .map(|q| crate::redis::keys::base_queue(q).to_owned())
+            .chain(schedules.iter().map(|p| p.keys.queue.clone()))
+            .collect();
+        registered.sort();
+        registered.dedup();
         tracing::info!(
             consumer = %config.consumer,
             queues = ?queues.iter().map(|q| &q.state.keys.queue).collect::<Vec<_>>(),
@@ -568,6 +577,7 @@ impl WorkerBuilder {
         Ok(Worker {
             shared: Arc::new(Shared {
                 registry_info: heartbeat::info(&config, &queue_names),
+                registered,
                 endpoint,
                 metrics,
                 health: Arc::new(Health::default()),
@@ -598,6 +608,8 @@ pub(crate) struct Shared {
     pub(crate) xackdel: bool,
     /// This worker's entry in the `{prefix}:workers` registry.
     pub(crate) registry_info: String,
+    /// The queues this worker adds to the `{prefix}:queues` registry when it starts.
+    pub(crate) registered: Vec<String>,
     /// Multiplexed connection for acks, retries and dead letters.
     pub(crate) data: Conn,
     /// Connections for control commands (promote, reap).

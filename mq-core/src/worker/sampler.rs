@@ -41,56 +41,25 @@ pub(super) async fn run(
 
 async fn sample(shared: &Shared, admin: &Admin, queues: &[Arc<QueueState>]) -> Result<()> {
     let m = &shared.metrics;
-    // The partitions of a queue share its name: one aggregate sample per queue.
-    let mut names: Vec<&str> = queues.iter().map(|q| &*q.queue).collect();
+    // The partitions and levels of a queue share its name: one aggregate sample per queue,
+    // all queues read in one transaction of plain reads (`Admin::overview`), the counters of
+    // refused duplicates (`mq:{q}:duplicates`, summed over partitions) among them.
+    let mut names: Vec<String> = queues.iter().map(|q| q.queue.to_string()).collect();
+    names.sort();
     names.dedup();
-    for name in names {
-        let s = admin.stats(name).await?;
-        let label = [name];
+    for o in admin.overview(&names).await? {
+        let s = &o.total.stats;
+        let label = [s.queue.as_str()];
         m.depth.with_label_values(&label).set(s.backlog as i64);
         m.pending.with_label_values(&label).set(s.pending as i64);
         m.delayed.with_label_values(&label).set(s.delayed as i64);
         m.dead_letters.with_label_values(&label).set(s.dead as i64);
-    }
-    for (name, n) in duplicates_refused(shared, queues).await? {
-        m.duplicates_refused.with_label_values(&[name]).set(n);
+        m.duplicates_refused
+            .with_label_values(&label)
+            .set(i64::try_from(o.duplicates).unwrap_or(i64::MAX));
     }
     m.workers.set(live_workers(shared).await? as i64);
     Ok(())
-}
-
-/// Each queue's counter of refused duplicates (`mq:{q}:duplicates`, summed over the
-/// partitions of a partitioned queue; 0 while absent): one `GET` per stream, in one round trip.
-async fn duplicates_refused<'q>(
-    shared: &Shared,
-    queues: &'q [Arc<QueueState>],
-) -> Result<Vec<(&'q str, i64)>> {
-    // The levels of a prioritized queue share its counter: one `GET` per partition.
-    let queues: Vec<&Arc<QueueState>> = queues
-        .iter()
-        .filter(|q| q.keys.level == crate::Priority::Normal)
-        .collect();
-    let cmds = queues
-        .iter()
-        .map(|q| redis::cmd("GET").arg(&q.keys.duplicates).clone())
-        .collect();
-    let counts = shared
-        .data
-        .query_all(cmds)
-        .await
-        .map_err(Error::redis("GET"))?;
-    let counts: Vec<Option<i64>> =
-        redis::FromRedisValue::from_redis_value(redis::Value::Array(counts))
-            .map_err(|e| Error::redis("GET")(e.into()))?;
-    let mut sums: Vec<(&str, i64)> = Vec::new();
-    for (q, n) in queues.iter().zip(counts) {
-        let n = n.unwrap_or(0);
-        match sums.iter_mut().find(|(name, _)| *name == &*q.queue) {
-            Some((_, sum)) => *sum += n,
-            None => sums.push((&q.queue, n)),
-        }
-    }
-    Ok(sums)
 }
 
 /// Workers in the registry whose heartbeat key still exists.
