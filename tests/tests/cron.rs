@@ -368,3 +368,44 @@ async fn a_worker_inside_the_repeated_autumn_hour_waits_for_its_next_tick() {
     // second; a tick script in a loop calls thousands.
     assert!(calls < 200, "{calls} script calls in 3 s");
 }
+
+/// A rolling deploy that renames a schedule: an old worker still runs it as `old`, a new one
+/// as `new` (declared renamed from `old`), both every second for 5 s. Each tick is enqueued
+/// once, and once the old worker is gone the listing shows only `new`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_schedule_enqueues_each_tick_once_during_a_rolling_deploy() {
+    let server = server();
+    let url = server.url();
+    let log: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let every_second = |name: &str| {
+        Schedule::new("* * * * * *", |tick| SkewTick {
+            tick_ms: tick_ms(tick),
+        })
+        .name(name)
+    };
+    let old = run_worker(skew_worker(&url, every_second("old"), log.clone()).await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let new =
+        run_worker(skew_worker(&url, every_second("new").renamed_from("old"), log.clone()).await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    old.stop().await;
+    // A tick of the new worker alone.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    new.stop().await;
+    let admin = Admin::connect(&url).await.unwrap();
+    assert!(admin.wait_idle("cron-skew", WAIT).await.unwrap());
+    let mut by_tick: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for t in log.lock().unwrap().iter() {
+        by_tick.entry(*t).or_default().push(t.to_string());
+    }
+    assert!(by_tick.len() >= 6, "{} ticks: {by_tick:?}", by_tick.len());
+    assert_each_tick_once(&by_tick, 1000);
+    let names: Vec<String> = admin
+        .schedules()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["new"], "schedules listed after the deploy");
+}

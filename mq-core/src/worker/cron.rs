@@ -113,6 +113,8 @@ pub struct Schedule {
     missed: MissedTicks,
     /// Added to this worker's clock for this schedule: zero but in clock-skew tests.
     skew: chrono::TimeDelta,
+    /// The name it had before (see [`renamed_from`](Self::renamed_from)).
+    renamed_from: Option<String>,
 }
 
 impl fmt::Debug for Schedule {
@@ -123,6 +125,7 @@ impl fmt::Debug for Schedule {
             .field("queue", &self.queue)
             .field("timezone", &self.zone.name())
             .field("missed", &self.missed)
+            .field("renamed_from", &self.renamed_from)
             .finish()
     }
 }
@@ -149,6 +152,7 @@ impl Schedule {
             zone: Arc::new(InZone::new(Utc)),
             missed: MissedTicks::Skip,
             skew: chrono::TimeDelta::zero(),
+            renamed_from: None,
         }
     }
 
@@ -178,6 +182,18 @@ impl Schedule {
     #[must_use]
     pub fn missed_ticks(mut self, missed: MissedTicks) -> Self {
         self.missed = missed;
+        self
+    }
+
+    /// Declares that the schedule was named `old` before (same queue, expression and time
+    /// zone). Renaming alone makes two schedules: during a rolling deploy, old workers and
+    /// new ones would each enqueue every tick, and the old name would stay listed by
+    /// `mq schedules`. Renamed from `old`, a tick either name enqueued is not enqueued again
+    /// under the other, and the new name's workers remove the old name's record (at start and
+    /// with each tick they enqueue). Keep it until no worker runs the old name.
+    #[must_use]
+    pub fn renamed_from(mut self, old: &str) -> Self {
+        self.renamed_from = Some(old.to_owned());
         self
     }
 
@@ -412,6 +428,13 @@ pub(crate) fn plan(
             ));
             continue;
         }
+        if schedule.renamed_from.as_deref() == Some(schedule.name.as_str()) {
+            problems.push(format!(
+                "schedule {:?} is renamed from its own name",
+                schedule.name
+            ));
+            continue;
+        }
         match schedule.parse() {
             Ok(cron) => plans.push(Arc::new(Planned {
                 keys: QueueKeys::new(prefix, schedule.queue),
@@ -485,7 +508,17 @@ async fn register(shared: &Shared, plan: &Planned, now: DateTime<Utc>) -> Result
         cmd.arg(format!("{}:next", s.name))
             .arg(next.timestamp_millis());
     }
-    cmd.query_async::<()>(&mut shared.data.clone())
+    let mut pipe = redis::pipe();
+    pipe.add_command(cmd).ignore();
+    if let Some(old) = &s.renamed_from {
+        pipe.cmd("HDEL")
+            .arg(&plan.keys.cron)
+            .arg(format!("{old}:expr"))
+            .arg(format!("{old}:tz"))
+            .arg(format!("{old}:next"))
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut shared.data.clone())
         .await
         .map_err(Error::redis("HSET cron"))
 }
@@ -568,7 +601,11 @@ async fn enqueue_tick(
         .arg(tick_ms)
         .arg(next.map_or(String::new(), |n| n.timestamp_millis().to_string()))
         .arg(if catch_up { "1" } else { "0" })
-        .arg(MAX_TICK_AHEAD.as_millis() as u64);
+        .arg(MAX_TICK_AHEAD.as_millis() as u64)
+        .arg(plan.schedule.renamed_from.as_deref().unwrap_or(""));
+    if let Some(old) = &plan.schedule.renamed_from {
+        inv.key(keys.cron_tick(old, tick_ms));
+    }
     push_entry_fields(&mut inv, env);
     let (code, server_ms): (i64, i64) = inv
         .invoke_async(&mut shared.data.clone())
