@@ -176,7 +176,10 @@ impl TaskContext {
     /// Like [`blocking`], and the task's slot of the worker's in-flight limit stays taken
     /// until `work` has returned, even if the attempt timed out before: a blocking thread cannot
     /// be stopped, so without this a timed-out task's work would go on next to its retry and
-    /// the next task, beyond the limit. Prefer this in handlers.
+    /// the next task, beyond the limit. An attempt that fails (times out) while `work` runs is
+    /// settled only after `work` has returned: its retry or dead letter, and the freeing of its
+    /// per-key concurrency slot, wait for it (so does a clone of the context kept alive after
+    /// the handler's future ended). Prefer this in handlers.
     ///
     /// # Errors
     ///

@@ -351,3 +351,104 @@ async fn a_retry_and_a_dead_letter_free_their_slot_at_once() {
     );
     running.stop().await;
 }
+
+/// One slot per account, a 300 ms timeout, one retry 100 ms later; the first attempt of a
+/// task with `block` set runs 1.5 s of blocking work.
+#[derive(Debug, Clone, Serialize, Deserialize, Task)]
+#[task(
+    queue = "slot-timeout",
+    key_concurrency = 1,
+    concurrency_key = "account",
+    timeout = "300ms",
+    max_retries = 1,
+    backoff = "fixed(100ms)"
+)]
+struct SlowBlocking {
+    account: String,
+    n: u64,
+    block: bool,
+}
+
+/// What ran: (task number, attempt, start, end), the end of blocking work included.
+type Spans = Arc<Mutex<Vec<(u64, u32, Instant, Instant)>>>;
+
+/// An attempt times out while the work it started with `ctx.blocking` still runs (a blocking
+/// thread cannot be stopped). Neither its retry nor another task of its key starts before that
+/// work has ended: the key's one slot stays taken, and the retry waits, until it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_attempts_blocking_work_keeps_its_key_slot_until_it_ends() {
+    let server = server();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.unwrap();
+    let spans: Spans = Arc::default();
+    let log = spans.clone();
+    let worker = Worker::builder(&url)
+        .reclaim_timeout(Duration::from_secs(20))
+        .handle(move |t: SlowBlocking, ctx: TaskContext| {
+            let log = log.clone();
+            async move {
+                let (n, attempt, start) = (t.n, ctx.attempt(), Instant::now());
+                if t.block && attempt == 0 {
+                    let log = log.clone();
+                    ctx.blocking(move || {
+                        std::thread::sleep(Duration::from_millis(1500));
+                        log.lock()
+                            .unwrap()
+                            .push((n, attempt, start, Instant::now()));
+                    })
+                    .await?;
+                    return Ok(());
+                }
+                log.lock()
+                    .unwrap()
+                    .push((n, attempt, start, Instant::now()));
+                Ok(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    let slow = |n, block| SlowBlocking {
+        account: "k".into(),
+        n,
+        block,
+    };
+    producer.enqueue(slow(0, true)).await.unwrap();
+    // Task 1 of the same key is ready while task 0's first attempt runs and times out.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    producer.enqueue(slow(1, false)).await.unwrap();
+    wait_until(
+        Duration::from_secs(20),
+        "the blocking work, the retry and the other task ran",
+        || {
+            let spans = spans.clone();
+            async move { spans.lock().unwrap().len() >= 3 }
+        },
+    )
+    .await;
+    running.stop().await;
+    let spans = spans.lock().unwrap().clone();
+    let blocking_end = spans
+        .iter()
+        .find(|s| s.0 == 0 && s.1 == 0)
+        .expect("the blocking work ended")
+        .3;
+    for (n, attempt, start, _) in &spans {
+        let d = start.saturating_duration_since(blocking_end);
+        let e = blocking_end.saturating_duration_since(*start);
+        eprintln!("task {n} attempt {attempt}: started {d:?} after / {e:?} before the blocking work ended");
+    }
+    for (n, attempt, start, _) in spans.iter().filter(|s| !(s.0 == 0 && s.1 == 0)) {
+        let before = blocking_end.saturating_duration_since(*start);
+        assert!(
+            *start >= blocking_end,
+            "task {n} attempt {attempt} started {before:?} before the timed-out attempt's blocking work ended"
+        );
+    }
+    assert!(
+        spans.iter().any(|s| s.0 == 0 && s.1 == 1),
+        "task 0 was retried: {:?}",
+        spans.iter().map(|s| (s.0, s.1)).collect::<Vec<_>>()
+    );
+}

@@ -6,7 +6,9 @@
 //! which enqueues the task only if its `SET {prefix}:{queue}:cron:<name>:<tick> NX PX` succeeds
 //! and the tick is later than the schedule's last recorded one: one worker wins each tick, no
 //! leader is elected and nothing is held between ticks, so a worker killed at any moment leaves
-//! nothing behind. The schedule's expression, time zone, last and next tick are kept in the
+//! nothing behind. The script judges ticks by the Redis server's clock: a tick more than
+//! [`MAX_TICK_AHEAD`] ahead of it (a worker whose clock is ahead) is refused, so one wrong
+//! clock cannot make the others skip their ticks. The schedule's expression, time zone, last and next tick are kept in the
 //! hash `{prefix}:{queue}:cron` for `mq schedules`.
 
 use std::{
@@ -15,8 +17,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use chrono::{DateTime, TimeZone, Utc};
-use croner::Cron;
+use chrono::{DateTime, Offset, TimeZone, Utc};
+use croner::{Cron, JobType};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -33,6 +35,11 @@ use super::{error_backoff, sleep_or_cancel, Shared};
 /// skew between two workers (a worker whose clock is behind tries the tick later and must
 /// still find the key).
 pub const TICK_KEY_TTL: Duration = Duration::from_secs(600);
+
+/// How far ahead of the Redis server's clock a tick may be: 60 s. A worker whose clock is
+/// further ahead has its ticks refused (and says so in its log) instead of recording a
+/// future last tick that would make every other worker skip its ticks.
+pub const MAX_TICK_AHEAD: Duration = Duration::from_secs(60);
 
 /// What a schedule does about ticks that passed while no worker ran it (all were down).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -104,6 +111,10 @@ pub struct Schedule {
     make: Arc<dyn Fn(SystemTime) -> Result<Envelope> + Send + Sync>,
     zone: Arc<dyn Zone>,
     missed: MissedTicks,
+    /// Added to this worker's clock for this schedule: zero but in clock-skew tests.
+    skew: chrono::TimeDelta,
+    /// The name it had before (see [`renamed_from`](Self::renamed_from)).
+    renamed_from: Option<String>,
 }
 
 impl fmt::Debug for Schedule {
@@ -114,6 +125,7 @@ impl fmt::Debug for Schedule {
             .field("queue", &self.queue)
             .field("timezone", &self.zone.name())
             .field("missed", &self.missed)
+            .field("renamed_from", &self.renamed_from)
             .finish()
     }
 }
@@ -139,6 +151,8 @@ impl Schedule {
             }),
             zone: Arc::new(InZone::new(Utc)),
             missed: MissedTicks::Skip,
+            skew: chrono::TimeDelta::zero(),
+            renamed_from: None,
         }
     }
 
@@ -168,6 +182,27 @@ impl Schedule {
     #[must_use]
     pub fn missed_ticks(mut self, missed: MissedTicks) -> Self {
         self.missed = missed;
+        self
+    }
+
+    /// Declares that the schedule was named `old` before (same queue, expression and time
+    /// zone). Renaming alone makes two schedules: during a rolling deploy, old workers and
+    /// new ones would each enqueue every tick, and the old name would stay listed by
+    /// `mq schedules`. Renamed from `old`, a tick either name enqueued is not enqueued again
+    /// under the other, and the new name's workers remove the old name's record (at start and
+    /// with each tick they enqueue). Keep it until no worker runs the old name.
+    #[must_use]
+    pub fn renamed_from(mut self, old: &str) -> Self {
+        self.renamed_from = Some(old.to_owned());
+        self
+    }
+
+    /// Runs the schedule as if this worker's clock were `ms` milliseconds ahead (behind if
+    /// negative): for tests of clock skew between workers, not for production.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn test_clock_offset_ms(mut self, ms: i64) -> Self {
+        self.skew = chrono::TimeDelta::milliseconds(ms);
         self
     }
 
@@ -231,16 +266,120 @@ where
         self.1.clone()
     }
 
+    // croner searches wall-clock (local) times and maps a wall time that the autumn change
+    // repeats to its first occurrence. Left at that, an every-N-minutes schedule skips the
+    // repeated hour's second pass, and from inside that second pass the "next" tick is one
+    // already past (a worker started then loops on it). Ticks are instants here: every
+    // occurrence of a matching wall time ticks, in order, except that a job at a fixed time
+    // of day runs once, at its first occurrence (croner's rule; so is the spring gap's).
     fn next_after(&self, cron: &Cron, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        cron.find_next_occurrence(&whole_second(t).with_timezone(&self.0), false)
-            .ok()
-            .map(|d| d.with_timezone(&Utc))
+        let t = whole_second(t);
+        let every_pass = cron.determine_job_type() == JobType::IntervalWildcard;
+        let mut from = t.with_timezone(&self.0);
+        // Each pass skips a fixed-time tick already run in the first pass of a repeated hour.
+        for _ in 0..4 {
+            let found = cron.find_next_occurrence(&from, false).ok()?;
+            let second = self.0.from_local_datetime(&found.naive_local()).latest();
+            let mut tick = found.with_timezone(&Utc);
+            if tick <= t {
+                // `t` is in the second pass of the repeated hour; `found` is the first pass's.
+                match second {
+                    Some(s) if every_pass && s.with_timezone(&Utc) > t => {
+                        tick = s.with_timezone(&Utc);
+                    }
+                    _ => {
+                        from = second.unwrap_or(found);
+                        continue;
+                    }
+                }
+            }
+            if every_pass {
+                if let Some(s) = self.second_pass_first(cron, t, tick) {
+                    tick = tick.min(s);
+                }
+            }
+            return Some(tick);
+        }
+        None
     }
 
     fn last_until(&self, cron: &Cron, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        cron.find_previous_occurrence(&whole_second(t).with_timezone(&self.0), true)
-            .ok()
-            .map(|d| d.with_timezone(&Utc))
+        let t = whole_second(t);
+        let found = cron
+            .find_previous_occurrence(&t.with_timezone(&self.0), true)
+            .ok()?;
+        let mut tick = found.with_timezone(&Utc);
+        if cron.determine_job_type() == JobType::IntervalWildcard {
+            // The second occurrence of the wall time found, if it is not after `t`.
+            if let Some(s) = self.0.from_local_datetime(&found.naive_local()).latest() {
+                let s = s.with_timezone(&Utc);
+                if s <= t {
+                    tick = tick.max(s);
+                }
+            }
+            // From a second pass, the search goes back past the first pass's later ticks.
+            if let Some(change) = self.fall_back_between(tick, t) {
+                let before = (change - chrono::TimeDelta::seconds(1)).with_timezone(&self.0);
+                if let Ok(p) = cron.find_previous_occurrence(&before, true) {
+                    let p = p.with_timezone(&Utc);
+                    if p > tick && p <= t {
+                        tick = p;
+                    }
+                }
+            }
+        }
+        Some(tick)
+    }
+}
+
+impl<Z> InZone<Z>
+where
+    Z: TimeZone + fmt::Debug + Send + Sync + 'static,
+    Z::Offset: Send + Sync,
+{
+    /// The zone's UTC offset at `t`, in seconds.
+    fn offset_at(&self, t: DateTime<Utc>) -> i32 {
+        t.with_timezone(&self.0).offset().fix().local_minus_utc()
+    }
+
+    /// The first instant after `a` and at or before `b` whose offset is lower than at `a`
+    /// (a fall-back change, such as the autumn end of daylight saving time), if the offset at
+    /// `b` is lower; found by bisection to the second.
+    fn fall_back_between(&self, a: DateTime<Utc>, b: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let before = self.offset_at(a);
+        if self.offset_at(b) >= before {
+            return None;
+        }
+        let (mut lo, mut hi) = (a, b);
+        while hi - lo > chrono::TimeDelta::seconds(1) {
+            let mid = lo + (hi - lo) / 2;
+            if self.offset_at(mid) == before {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(whole_second(hi))
+    }
+
+    /// The first tick of the second pass of a repeated hour that begins after `t` and before
+    /// `tick` (which croner's wall-clock search reached by jumping past that second pass).
+    fn second_pass_first(
+        &self,
+        cron: &Cron,
+        t: DateTime<Utc>,
+        tick: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let change = self.fall_back_between(t, tick)?;
+        let found = cron
+            .find_next_occurrence(&change.with_timezone(&self.0), true)
+            .ok()?;
+        let second = self
+            .0
+            .from_local_datetime(&found.naive_local())
+            .latest()?
+            .with_timezone(&Utc);
+        (second > t && second >= change).then_some(second)
     }
 }
 
@@ -258,6 +397,11 @@ pub(crate) struct Planned {
 }
 
 impl Planned {
+    /// This worker's clock (plus a test's skew, see [`Schedule::test_clock_offset_ms`]).
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.schedule.skew
+    }
+
     fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.schedule.zone.next_after(&self.cron, t)
     }
@@ -284,6 +428,13 @@ pub(crate) fn plan(
             ));
             continue;
         }
+        if schedule.renamed_from.as_deref() == Some(schedule.name.as_str()) {
+            problems.push(format!(
+                "schedule {:?} is renamed from its own name",
+                schedule.name
+            ));
+            continue;
+        }
         match schedule.parse() {
             Ok(cron) => plans.push(Arc::new(Planned {
                 keys: QueueKeys::new(prefix, schedule.queue),
@@ -300,7 +451,7 @@ pub(crate) fn plan(
 /// so, then enqueues each tick when it is due.
 pub(crate) async fn run(shared: Arc<Shared>, plan: Arc<Planned>, token: CancellationToken) {
     let s = &plan.schedule;
-    let now = Utc::now();
+    let now = plan.now();
     if let Err(e) = register(&shared, &plan, now).await {
         shared.metrics.redis_error("cron");
         tracing::warn!(schedule = %s.name, queue = s.queue, error = %error::chain(&e), "cannot record the schedule yet; its first tick records it");
@@ -311,9 +462,11 @@ pub(crate) async fn run(shared: Arc<Shared>, plan: Arc<Planned>, token: Cancella
         }
     }
     let mut after = now;
+    // Whether this worker's last tick was refused as ahead of the server's clock.
+    let mut clock_ahead = false;
     while let Some(tick) = plan.next_after(after) {
         loop {
-            let left = (tick - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let left = (tick - plan.now()).to_std().unwrap_or(Duration::ZERO);
             if left.is_zero() {
                 break;
             }
@@ -324,9 +477,20 @@ pub(crate) async fn run(shared: Arc<Shared>, plan: Arc<Planned>, token: Cancella
         if token.is_cancelled() {
             return;
         }
-        fire(&shared, &plan, tick, false, &token).await;
+        let refused = fire(&shared, &plan, tick, false, &token).await;
+        match refused {
+            Some(server) if !clock_ahead => {
+                clock_ahead = true;
+                tracing::warn!(schedule = %s.name, queue = s.queue, tick = %tick, server_time = %server, ahead_ms = (tick - server).num_milliseconds(), max_ahead_ms = MAX_TICK_AHEAD.as_millis() as u64, "this host's clock is ahead of the Redis server's: its ticks are refused until the clocks agree (other workers enqueue them)");
+            }
+            None if clock_ahead => {
+                clock_ahead = false;
+                tracing::info!(schedule = %s.name, queue = s.queue, tick = %tick, "this host's clock agrees with the Redis server's again");
+            }
+            _ => {}
+        }
         // Ticks that passed meanwhile (a stalled process) are skipped, as missed ticks are.
-        after = tick.max(Utc::now());
+        after = tick.max(plan.now());
     }
     tracing::warn!(schedule = %s.name, queue = s.queue, expr = %s.expr, "the schedule has no more ticks");
 }
@@ -344,20 +508,31 @@ async fn register(shared: &Shared, plan: &Planned, now: DateTime<Utc>) -> Result
         cmd.arg(format!("{}:next", s.name))
             .arg(next.timestamp_millis());
     }
-    cmd.query_async::<()>(&mut shared.data.clone())
+    let mut pipe = redis::pipe();
+    pipe.add_command(cmd).ignore();
+    if let Some(old) = &s.renamed_from {
+        pipe.cmd("HDEL")
+            .arg(&plan.keys.cron)
+            .arg(format!("{old}:expr"))
+            .arg(format!("{old}:tz"))
+            .arg(format!("{old}:next"))
+            .ignore();
+    }
+    pipe.query_async::<()>(&mut shared.data.clone())
         .await
         .map_err(Error::redis("HSET cron"))
 }
 
 /// Enqueues `tick` unless another worker did (or a later tick was), retrying Redis errors with
-/// backoff until the next tick is due or the worker stops.
+/// backoff until the next tick is due or the worker stops. Returns the server's time if the
+/// tick was refused as more than [`MAX_TICK_AHEAD`] ahead of it.
 async fn fire(
     shared: &Shared,
     plan: &Planned,
     tick: DateTime<Utc>,
     catch_up: bool,
     token: &CancellationToken,
-) {
+) -> Option<DateTime<Utc>> {
     let s = &plan.schedule;
     let next = plan.next_after(tick);
     let give_up = next.unwrap_or(tick + chrono::Duration::minutes(1));
@@ -367,32 +542,46 @@ async fn fire(
             Ok(env) => env,
             Err(e) => {
                 tracing::error!(schedule = %s.name, queue = s.queue, error = %error::chain(&e), "cannot encode the scheduled task; tick skipped");
-                return;
+                return None;
             }
         };
         match enqueue_tick(shared, plan, &env, tick, next, catch_up).await {
-            Ok(true) => {
+            Ok(Ticked::Added) => {
                 tracing::info!(schedule = %s.name, queue = s.queue, id = %env.id, tick = %tick, catch_up, "scheduled task enqueued");
-                return;
+                return None;
             }
-            Ok(false) => {
+            Ok(Ticked::Taken) => {
                 tracing::debug!(schedule = %s.name, queue = s.queue, tick = %tick, "tick enqueued by another worker");
-                return;
+                return None;
+            }
+            Ok(Ticked::Ahead { server }) => {
+                tracing::debug!(schedule = %s.name, queue = s.queue, tick = %tick, server_time = %server, "tick refused: ahead of the Redis server's clock");
+                return Some(server);
             }
             Err(e) => {
                 failures += 1;
                 shared.metrics.redis_error("cron");
                 tracing::warn!(schedule = %s.name, queue = s.queue, tick = %tick, error = %error::chain(&e), "cannot enqueue the tick; retrying");
-                if Utc::now() >= give_up || !sleep_or_cancel(error_backoff(failures), token).await {
+                if plan.now() >= give_up || !sleep_or_cancel(error_backoff(failures), token).await {
                     tracing::warn!(schedule = %s.name, queue = s.queue, tick = %tick, "tick not enqueued by this worker");
-                    return;
+                    return None;
                 }
             }
         }
     }
 }
 
-/// One `cron_tick.lua` call: whether this call enqueued the tick.
+/// What one `cron_tick.lua` call did with a tick.
+enum Ticked {
+    /// This call enqueued it.
+    Added,
+    /// Another worker did, or a later tick was recorded (or a catch-up found nothing to do).
+    Taken,
+    /// Refused: more than [`MAX_TICK_AHEAD`] ahead of the server's clock, `server`.
+    Ahead { server: DateTime<Utc> },
+}
+
+/// One `cron_tick.lua` call.
 async fn enqueue_tick(
     shared: &Shared,
     plan: &Planned,
@@ -400,7 +589,7 @@ async fn enqueue_tick(
     tick: DateTime<Utc>,
     next: Option<DateTime<Utc>>,
     catch_up: bool,
-) -> Result<bool> {
+) -> Result<Ticked> {
     let keys = &plan.keys;
     let tick_ms = tick.timestamp_millis().max(0) as u64;
     let mut inv = scripts::CRON_TICK.prepare_invoke();
@@ -411,13 +600,24 @@ async fn enqueue_tick(
         .arg(&plan.schedule.name)
         .arg(tick_ms)
         .arg(next.map_or(String::new(), |n| n.timestamp_millis().to_string()))
-        .arg(if catch_up { "1" } else { "0" });
+        .arg(if catch_up { "1" } else { "0" })
+        .arg(MAX_TICK_AHEAD.as_millis() as u64)
+        .arg(plan.schedule.renamed_from.as_deref().unwrap_or(""));
+    if let Some(old) = &plan.schedule.renamed_from {
+        inv.key(keys.cron_tick(old, tick_ms));
+    }
     push_entry_fields(&mut inv, env);
-    let added: i64 = inv
+    let (code, server_ms): (i64, i64) = inv
         .invoke_async(&mut shared.data.clone())
         .await
         .map_err(Error::redis("cron tick"))?;
-    Ok(added == 1)
+    Ok(match code {
+        1 => Ticked::Added,
+        -1 => Ticked::Ahead {
+            server: DateTime::from_timestamp_millis(server_ms).unwrap_or_default(),
+        },
+        _ => Ticked::Taken,
+    })
 }
 
 #[cfg(test)]
@@ -477,5 +677,95 @@ mod tests {
         );
         assert_eq!(plus2.name(), "+02:00");
         assert_eq!(InZone::new(Utc).name(), "UTC");
+    }
+
+    /// Every tick of `cron` in `zone` strictly after `from` up to `to`, by `next_after`.
+    fn ticks(zone: &dyn Zone, cron: &Cron, from: &str, to: &str) -> Vec<DateTime<Utc>> {
+        let (mut t, to) = (at(from), at(to));
+        let mut out = Vec::new();
+        while let Some(next) = zone.next_after(cron, t) {
+            assert!(next > t, "next tick {next} after {t} is not later");
+            if next > to {
+                break;
+            }
+            out.push(next);
+            t = next;
+        }
+        out
+    }
+
+    /// 2026-10-25 in Paris: 03:00 CEST (01:00 UTC) goes back to 02:00 CET, so 02:00-03:00
+    /// local happens twice, 00:00-01:00 UTC and 01:00-02:00 UTC.
+    #[test]
+    fn every_n_minutes_ticks_through_the_repeated_autumn_hour() {
+        let paris = InZone::new(chrono_tz::Europe::Paris);
+        let five = parse("*/5 * * * *").unwrap();
+        let got = ticks(
+            &paris,
+            &five,
+            "2026-10-24T23:50:00Z",
+            "2026-10-25T02:10:00Z",
+        );
+        let want: Vec<DateTime<Utc>> = (1..=28)
+            .map(|i| at("2026-10-24T23:50:00Z") + chrono::TimeDelta::minutes(5 * i))
+            .collect();
+        assert_eq!(
+            got, want,
+            "every 5 minutes of UTC, the repeated hour included"
+        );
+        // From inside the repeated hour (its second pass), the next tick is ahead, not the
+        // first pass's tick of the same wall time.
+        assert_eq!(
+            paris.next_after(&five, at("2026-10-25T01:30:00Z")),
+            Some(at("2026-10-25T01:35:00Z"))
+        );
+        assert_eq!(
+            paris.next_after(&five, at("2026-10-25T00:57:00Z")),
+            Some(at("2026-10-25T01:00:00Z"))
+        );
+        assert_eq!(
+            paris.last_until(&five, at("2026-10-25T01:32:00Z")),
+            Some(at("2026-10-25T01:30:00Z"))
+        );
+        let hourly_at_10 = parse("10 * * * *").unwrap();
+        assert_eq!(
+            paris.last_until(&hourly_at_10, at("2026-10-25T01:01:00Z")),
+            Some(at("2026-10-25T00:10:00Z"))
+        );
+        // A job at a fixed time of day runs once that night: at its first occurrence.
+        let at_230 = parse("30 2 * * *").unwrap();
+        assert_eq!(
+            ticks(
+                &paris,
+                &at_230,
+                "2026-10-24T12:00:00Z",
+                "2026-10-26T12:00:00Z"
+            ),
+            [at("2026-10-25T00:30:00Z"), at("2026-10-26T01:30:00Z")]
+        );
+        assert_eq!(
+            paris.next_after(&at_230, at("2026-10-25T01:20:00Z")),
+            Some(at("2026-10-26T01:30:00Z"))
+        );
+        // Spring: 02:00 CET jumps to 03:00 CEST; every 5 minutes of UTC still ticks, and the
+        // fixed-time job missing that night runs right after the gap.
+        assert_eq!(
+            ticks(
+                &paris,
+                &five,
+                "2026-03-29T00:50:00Z",
+                "2026-03-29T01:10:00Z"
+            ),
+            [
+                at("2026-03-29T00:55:00Z"),
+                at("2026-03-29T01:00:00Z"),
+                at("2026-03-29T01:05:00Z"),
+                at("2026-03-29T01:10:00Z")
+            ]
+        );
+        assert_eq!(
+            paris.next_after(&at_230, at("2026-03-28T12:00:00Z")),
+            Some(at("2026-03-29T01:00:00Z"))
+        );
     }
 }

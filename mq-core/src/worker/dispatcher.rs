@@ -29,6 +29,8 @@ use crate::{
 /// Attempts to record a retry or dead letter before giving up (then the entry stays pending
 /// and is redelivered): 5.
 const SETTLE_ATTEMPTS: u32 = 5;
+/// How often a failed attempt whose blocking work still runs checks whether it ended: 20 ms.
+const BLOCKING_CHECK: Duration = Duration::from_millis(20);
 
 pub(super) struct Job {
     pub(super) shared: Arc<Shared>,
@@ -180,6 +182,17 @@ impl Job {
         tm.duration.observe(started.elapsed().as_secs_f64());
         // The last progress reported within the last second (nothing for tasks that report none).
         progress.flush().await;
+        // A failed attempt (a timeout above all) may leave work it started with `ctx.blocking`
+        // running: its retry or dead letter would free the key slot and let the retry run
+        // beside it. Settle only once that work has ended; meanwhile the lease and the slot
+        // are renewed as for a running task.
+        let outcome = match outcome {
+            Outcome::Failed(e) if !self.blocking_work_ended(&entry_id, &env).await => {
+                drop(e);
+                Outcome::Aborted
+            }
+            other => other,
+        };
         if cancel.is_cancelled() && !matches!(outcome, Outcome::Invalid(_)) {
             return self.cancelled(&entry_id, &env).await;
         }
@@ -206,6 +219,25 @@ impl Job {
             Outcome::Aborted => self.aborted(&entry_id, &env).await,
             Outcome::Failed(err) => self.failed(&entry_id, env, &options, err).await,
         }
+    }
+
+    /// Waits until work the attempt started with [`TaskContext::blocking`] has ended: it holds
+    /// a clone of the permits (so does a clone of the task's context kept past the handler).
+    /// Checked every [`BLOCKING_CHECK`], a local count, no Redis. `false` if the running tasks
+    /// were aborted (shutdown) first.
+    async fn blocking_work_ended(&self, entry_id: &str, env: &Envelope) -> bool {
+        if Arc::strong_count(&self.permits) == 1 {
+            return true;
+        }
+        tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = %env.id, task = %env.name, "attempt failed while its blocking work still runs: its retry and its key slot wait for that work to end");
+        while Arc::strong_count(&self.permits) > 1 {
+            tokio::select! {
+                biased;
+                _ = self.abort.cancelled() => return false,
+                _ = tokio::time::sleep(BLOCKING_CHECK) => {}
+            }
+        }
+        true
     }
 
     /// Hands back the entry of a task aborted at shutdown, so another worker runs it at once.
