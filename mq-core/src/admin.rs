@@ -1727,7 +1727,7 @@ mod tests {
             error: Some("timeout".into()),
             unique: None,
             rate_key: None,
-            rate_slot: false,
+            rate_slot: None,
             concurrency_key: None,
             track: None,
             events: false,

@@ -136,6 +136,7 @@ pub(crate) async fn cancel(
                         .arg(CANCEL_TTL.as_millis() as u64)
                         .arg(&score)
                         .arg(CANCEL_MAX_MARKS)
+                        .arg(&keys.rate)
                         .invoke_async(&mut conn.clone())
                         .await
                         .map_err(Error::redis("cancel"))?;

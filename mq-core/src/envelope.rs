@@ -57,8 +57,10 @@ pub mod field {
     /// Both versions: the task's rate key ([`Task::rate_key`](crate::Task::rate_key)); absent
     /// when it has none.
     pub const RATE_KEY: &str = "rk";
-    /// Both versions: `1` when the entry holds a rate token already (it was rescheduled for
-    /// the slot it reserved): it starts without taking another. Absent otherwise.
+    /// Both versions: on an entry that holds a rate slot (a worker rescheduled it for the slot
+    /// it reserved), the emission interval in µs of the limit that reserved it, a decimal
+    /// integer: it starts without taking a token while the limit has that interval. Absent
+    /// otherwise (any other value holds no slot).
     pub const RATE_SLOT: &str = "rs";
     /// Both versions: the task's concurrency key
     /// ([`Task::concurrency_key`](crate::Task::concurrency_key)); absent when it has none.
@@ -102,9 +104,11 @@ pub struct Envelope {
     /// The task's rate key (entry field `rk`), written by the producer from
     /// [`Task::rate_key`](crate::Task::rate_key).
     pub rate_key: Option<String>,
-    /// The entry holds its rate token already (entry field `rs`): it was rescheduled for the
-    /// slot it reserved and starts without taking another.
-    pub rate_slot: bool,
+    /// The entry holds a rate slot (entry field `rs`): the emission interval in µs of the
+    /// limit that reserved it. It was rescheduled for that slot, and starts without taking a
+    /// token while its limit still has that interval (`1`, as mq wrote before it recorded the
+    /// interval, always does).
+    pub rate_slot: Option<u64>,
     /// The task's concurrency key (entry field `ck`), written by the producer from
     /// [`Task::concurrency_key`](crate::Task::concurrency_key).
     pub concurrency_key: Option<String>,
@@ -307,7 +311,7 @@ impl Envelope {
             .map(|k| (field::RATE_KEY, Cow::Borrowed(k.as_bytes())));
         let rs = self
             .rate_slot
-            .then_some((field::RATE_SLOT, Cow::Borrowed(&b"1"[..])));
+            .map(|i| (field::RATE_SLOT, Cow::Owned(i.to_string().into_bytes())));
         let u = self
             .unique
             .as_deref()
@@ -462,7 +466,8 @@ impl Envelope {
         }
         let unique = unique.map(|v| utf8(v, field::UNIQUE)).transpose()?;
         let rate_key = rate_key.map(|v| utf8(v, field::RATE_KEY)).transpose()?;
-        let rate_slot = rate_slot.is_some_and(|v| v == b"1");
+        // Written by workers only; any other value holds no slot (the task takes a token).
+        let rate_slot = rate_slot.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok());
         let concurrency_key = concurrency_key
             .map(|v| utf8(v, field::CONCURRENCY_KEY))
             .transpose()?;
@@ -610,7 +615,7 @@ mod tests {
             error: Some("boom".into()),
             unique: None,
             rate_key: None,
-            rate_slot: false,
+            rate_slot: None,
             concurrency_key: None,
             track: None,
             events: false,
@@ -647,7 +652,7 @@ mod tests {
     fn keyed() -> Envelope {
         Envelope {
             rate_key: Some("account-7".into()),
-            rate_slot: true,
+            rate_slot: Some(5000),
             concurrency_key: Some("account-7".into()),
             track: None,
             events: false,
@@ -664,7 +669,7 @@ mod tests {
                 bulk(b"rk"),
                 bulk(b"account-7"),
                 bulk(b"rs"),
-                bulk(b"1"),
+                bulk(b"5000"),
                 bulk(b"ck"),
                 bulk(b"account-7")
             ]
@@ -712,7 +717,7 @@ mod tests {
             error: None,
             unique: None,
             rate_key: None,
-            rate_slot: false,
+            rate_slot: None,
             concurrency_key: None,
             track: None,
             events: false,

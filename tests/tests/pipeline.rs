@@ -239,7 +239,7 @@ async fn stream_tasks(conn: &mut Conn, stream: &str) -> Vec<(EmbedText, Vec<u8>)
                 error: None,
                 unique: None,
                 rate_key: None,
-                rate_slot: false,
+                rate_slot: None,
                 concurrency_key: None,
                 track: None,
                 events: false,

@@ -309,3 +309,350 @@ async fn a_task_delayed_by_its_rate_limit_is_not_counted_as_an_attempt() {
         "rate-limited: {delayed:?}"
     );
 }
+
+/// One start per day: every task after the first waits for a slot of its own.
+#[derive(Debug, Serialize, Deserialize)]
+struct Daily {
+    n: u64,
+}
+
+impl Task for Daily {
+    const NAME: &'static str = "Daily";
+    const QUEUE: &'static str = "daily";
+    const OPTIONS: TaskOptions = TaskOptions {
+        rate: Some(Rate::new(1, Duration::from_secs(86_400))),
+        ..TaskOptions::DEFAULT
+    };
+}
+
+/// The scores (due times, unix ms) of a delayed set, ascending.
+async fn due_times(conn: &mut Conn, key: &str) -> Vec<u64> {
+    let v: Vec<(Vec<u8>, u64)> = redis::cmd("ZRANGE")
+        .arg(key)
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(conn)
+        .await
+        .unwrap();
+    v.into_iter().map(|(_, s)| s).collect()
+}
+
+/// A worker for `T` that records each run's `n` in `runs`.
+async fn recording_worker<T>(
+    url: &str,
+    runs: Arc<Mutex<Vec<u64>>>,
+    n: fn(&T) -> u64,
+) -> mq_tests::RunningWorker
+where
+    T: Task + serde::de::DeserializeOwned + Send + 'static,
+{
+    let worker = mq_core::Worker::builder(url)
+        .handle(move |task: T, _ctx: TaskContext| {
+            let runs = runs.clone();
+            async move {
+                runs.lock().unwrap().push(n(&task));
+                Ok(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    run_worker(worker)
+}
+
+/// At 1/24h, the first of six tasks runs and five wait for the next five days' slots.
+/// Cancelling one in the middle frees its slot for the next task over the limit; cancelling
+/// every waiting task gives every slot back: a new task is due one day after the start that
+/// ran, not six (failed before: each cancelled task kept its slot, the new one was due on day
+/// 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_waiting_tasks_give_their_rate_slots_back() {
+    let server = server();
+    let mut c = conn(&server).await;
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    let admin = mq_core::Admin::connect(&server.url()).await.unwrap();
+    let keys = QueueKeys::new("mq", Daily::QUEUE);
+    let runs: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let running = recording_worker::<Daily>(&server.url(), runs.clone(), |t| t.n).await;
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        ids.push(producer.enqueue(Daily { n }).await.unwrap());
+        // One at a time, so the slots are handed out in this order.
+        wait_until(Duration::from_secs(10), "the task to run or wait", || {
+            let (mut c, runs, delayed) = (c.clone(), runs.clone(), keys.delayed.clone());
+            async move {
+                let ran = runs.lock().unwrap().len() as u64;
+                ran + zcard(&mut c, &delayed).await > n
+            }
+        })
+        .await;
+    }
+    assert_eq!(*runs.lock().unwrap(), [0], "runs");
+    let slots = due_times(&mut c, &keys.delayed).await;
+    assert_eq!(slots.len(), 5);
+    let day = 86_400_000;
+    // The first start, one day before the first slot.
+    let first = slots[0] - day;
+    for (k, s) in slots.iter().enumerate() {
+        assert!(
+            s.abs_diff(first + (k as u64 + 1) * day) <= 1,
+            "slot {k}: {slots:?}"
+        );
+    }
+    // Task 3 waits for day 3: cancelled, a new task takes day 3.
+    assert_eq!(
+        admin.cancel(Daily::QUEUE, &ids[3]).await.unwrap(),
+        mq_core::CancelOutcome::Delayed
+    );
+    let new = producer.enqueue(Daily { n: 6 }).await.unwrap();
+    wait_until(Duration::from_secs(10), "the new task to wait", || {
+        let (mut c, delayed) = (c.clone(), keys.delayed.clone());
+        async move { zcard(&mut c, &delayed).await == 5 }
+    })
+    .await;
+    let after = due_times(&mut c, &keys.delayed).await;
+    assert_eq!(after, slots, "the new task takes the freed day 3");
+    // Every waiting task cancelled, out of order: every slot comes back.
+    for id in [&ids[2], &new, &ids[5], &ids[1], &ids[4]] {
+        assert_eq!(
+            admin.cancel(Daily::QUEUE, id).await.unwrap(),
+            mq_core::CancelOutcome::Delayed
+        );
+    }
+    assert_eq!(zcard(&mut c, &keys.delayed).await, 0);
+    producer.enqueue(Daily { n: 7 }).await.unwrap();
+    wait_until(Duration::from_secs(10), "the last task to wait", || {
+        let (mut c, delayed) = (c.clone(), keys.delayed.clone());
+        async move { zcard(&mut c, &delayed).await == 1 }
+    })
+    .await;
+    let due = due_times(&mut c, &keys.delayed).await[0];
+    assert!(
+        due.abs_diff(first + day) <= 1,
+        "due {:.2} days after the start that ran, not 1",
+        (due - first) as f64 / day as f64
+    );
+    running.stop().await;
+    assert_eq!(*runs.lock().unwrap(), [0], "runs");
+}
+
+async fn zcard(conn: &mut Conn, key: &str) -> u64 {
+    redis::cmd("ZCARD")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+/// `Rerated` before a deploy: 1 per second.
+#[derive(Debug, Serialize, Deserialize)]
+struct PerSecond {
+    n: u64,
+}
+
+impl Task for PerSecond {
+    const NAME: &'static str = "Rerated";
+    const QUEUE: &'static str = "rerated";
+    const OPTIONS: TaskOptions = TaskOptions {
+        rate: Some(Rate::new(1, Duration::from_secs(1))),
+        ..TaskOptions::DEFAULT
+    };
+}
+
+/// The same task type after a deploy that raised its rate to 1,000 per second.
+#[derive(Debug, Serialize, Deserialize)]
+struct Raised {
+    n: u64,
+}
+
+impl Task for Raised {
+    const NAME: &'static str = "Rerated";
+    const QUEUE: &'static str = "rerated";
+    const OPTIONS: TaskOptions = TaskOptions {
+        rate: Some(Rate::new(1000, Duration::from_secs(1))),
+        ..TaskOptions::DEFAULT
+    };
+}
+
+/// The same task type after a deploy that lowered its rate to 1 per hour.
+#[derive(Debug, Serialize, Deserialize)]
+struct Lowered {
+    n: u64,
+}
+
+impl Task for Lowered {
+    const NAME: &'static str = "Rerated";
+    const QUEUE: &'static str = "rerated";
+    const OPTIONS: TaskOptions = TaskOptions {
+        rate: Some(Rate::new(1, Duration::from_secs(3600))),
+        ..TaskOptions::DEFAULT
+    };
+}
+
+/// Fills the limit of `Rerated` at 1/s: one run, then `waiting` tasks hold the next seconds'
+/// slots (the worker stops before the first of them comes due).
+async fn fill_at_one_per_second(
+    server: &mq_tests::TestServer,
+    waiting: u64,
+) -> Arc<Mutex<Vec<u64>>> {
+    let c = conn(server).await;
+    let keys = QueueKeys::new("mq", PerSecond::QUEUE);
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    let runs: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let running = recording_worker::<PerSecond>(&server.url(), runs.clone(), |t| t.n).await;
+    producer
+        .enqueue_many((0..=waiting).map(|n| PerSecond { n }))
+        .await
+        .unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "one run, the others waiting",
+        || {
+            let (mut c, runs, delayed) = (c.clone(), runs.clone(), keys.delayed.clone());
+            async move {
+                let ran = runs.lock().unwrap().len();
+                ran == 1 && zcard(&mut c, &delayed).await == waiting
+            }
+        },
+    )
+    .await;
+    running.stop().await;
+    assert_eq!(runs.lock().unwrap().len(), 1, "ran before the deploy");
+    runs
+}
+
+/// A raised rate takes effect at once: after a deploy from 1/s to 1,000/s, 50 new tasks run
+/// within seconds, while 10 tasks still hold slots reserved at 1/s (failed before: the new
+/// tasks waited behind the old reservations, one per second). The old ones run too, by their
+/// slots at the latest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_rate_takes_effect_at_once() {
+    let _one_at_a_time = TIMING.lock().await;
+    let server = server();
+    let mut c = conn(&server).await;
+    let keys = QueueKeys::new("mq", Raised::QUEUE);
+    fill_at_one_per_second(&server, 10).await;
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    let runs: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let running = recording_worker::<Raised>(&server.url(), runs.clone(), |t| t.n).await;
+    producer
+        .enqueue_many((100..150).map(|n| Raised { n }))
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(5), "the 50 new tasks to run", || {
+        let runs = runs.clone();
+        async move { runs.lock().unwrap().iter().filter(|n| **n >= 100).count() == 50 }
+    })
+    .await;
+    wait_until(Duration::from_secs(20), "the 10 old ones to run", || {
+        let runs = runs.clone();
+        async move { runs.lock().unwrap().len() == 60 }
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(zcard(&mut c, &keys.delayed).await, 0);
+}
+
+/// A lowered rate takes effect at once too: after a deploy from 1/s to 1/h, the tasks that
+/// hold slots reserved at 1/s do not start by them (they take a token at 1/h: one start an
+/// hour after the last), and none is lost: each waits in the delayed set (failed before: they
+/// started once a second, by their old slots).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lowered_rate_is_not_exceeded_by_slots_reserved_before() {
+    let _one_at_a_time = TIMING.lock().await;
+    let server = server();
+    let mut c = conn(&server).await;
+    let keys = QueueKeys::new("mq", Lowered::QUEUE);
+    fill_at_one_per_second(&server, 5).await;
+    let runs: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let running = recording_worker::<Lowered>(&server.url(), runs.clone(), |t| t.n).await;
+    // Every old slot comes due within 5 s.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    running.stop().await;
+    assert_eq!(
+        *runs.lock().unwrap(),
+        Vec::<u64>::new(),
+        "started after the rate was lowered"
+    );
+    let due = due_times(&mut c, &keys.delayed).await;
+    assert_eq!(due.len(), 5, "waiting: {due:?}");
+    let now = mq_core::envelope::now_ms();
+    assert!(
+        due[0] >= now + 3_500_000,
+        "next start in {} s",
+        (due[0] - now) / 1000
+    );
+}
+
+/// A task of a rate-limited type (1/h) that snoozes keeps the token it started with: its
+/// five snoozes rerun it at once and push nobody's slot out; a task enqueued after it waits
+/// for the one slot after that start (failed before: the first snooze took the next hour's
+/// slot, so the reruns waited an hour each).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snoozing_task_keeps_its_rate_token() {
+    let server = server();
+    let mut c = conn(&server).await;
+    let producer = Producer::connect(&server.url()).await.unwrap();
+    let keys = QueueKeys::new("mq", Hourly::QUEUE);
+    let runs: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let seen = runs.clone();
+    let worker = mq_core::Worker::builder(&server.url())
+        .handle(move |task: Hourly, _ctx: TaskContext| {
+            let seen = seen.clone();
+            async move {
+                let n = {
+                    let mut runs = seen.lock().unwrap();
+                    runs.push(task.n);
+                    runs.iter().filter(|r| **r == task.n).count()
+                };
+                if task.n == 0 && n <= 5 {
+                    return Err(TaskError::snooze(Duration::from_millis(20)));
+                }
+                Ok(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    producer.enqueue(Hourly { n: 0 }).await.unwrap();
+    wait_until(
+        Duration::from_secs(10),
+        "six runs of the snoozing task",
+        || {
+            let runs = runs.clone();
+            async move { runs.lock().unwrap().len() >= 6 }
+        },
+    )
+    .await;
+    let started = mq_core::envelope::now_ms();
+    producer.enqueue(Hourly { n: 1 }).await.unwrap();
+    wait_until(Duration::from_secs(10), "the second task to wait", || {
+        let (mut c, delayed) = (c.clone(), keys.delayed.clone());
+        async move { zcard(&mut c, &delayed).await == 1 }
+    })
+    .await;
+    running.stop().await;
+    assert_eq!(*runs.lock().unwrap(), [0; 6], "runs");
+    let due = due_times(&mut c, &keys.delayed).await[0];
+    assert!(
+        due <= started + 3_600_000,
+        "the second task is due {} s after the snoozes, more than one hour",
+        (due - started) / 1000
+    );
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Hourly {
+    n: u64,
+}
+
+impl Task for Hourly {
+    const NAME: &'static str = "Hourly";
+    const QUEUE: &'static str = "hourly";
+    const OPTIONS: TaskOptions = TaskOptions {
+        rate: Some(Rate::new(1, Duration::from_secs(3600))),
+        ..TaskOptions::DEFAULT
+    };
+}

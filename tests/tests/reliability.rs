@@ -450,7 +450,7 @@ mod random_entries {
             error: None,
             unique: None,
             rate_key: None,
-            rate_slot: false,
+            rate_slot: None,
             concurrency_key: None,
             track: None,
             events: false,

@@ -471,7 +471,7 @@ async fn promote_moves_large_members_in_calls_bounded_by_bytes_until_none_is_due
             error: None,
             unique: None,
             rate_key: None,
-            rate_slot: false,
+            rate_slot: None,
             concurrency_key: None,
             track: None,
             events: false,

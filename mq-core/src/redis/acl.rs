@@ -306,6 +306,9 @@ pub const CLI_ADMIN: &[Needed] = &[
     n("hset", &["HSET", TASK, "status", "cancelled"]),
     n("pexpire", &["PEXPIRE", TASK, "1"]),
     n("xadd", &["XADD", EVENTS, "MAXLEN", "~", "1", "*", "f", "v"]),
+    // A cancelled task that waited for its rate slot gives the slot back to the limit's state.
+    n("get", &["GET", RATE]),
+    n("set", &["SET", RATE, "0", "PX", "1"]),
 ];
 
 /// A role of mq as an ACL user: its commands and the patterns of the keys and Pub/Sub channels
@@ -429,7 +432,8 @@ pub const CLI_ROLE: Role = Role {
 
 /// The operator CLI: [`CLI_ROLE`] plus replaying and purging dead letters, pausing, resuming
 /// and cancelling (writes of streams, dead streams, delayed sets, the pause flag, unique keys,
-/// the cancel hash, task hashes and events; mq's scripts).
+/// the cancel hash, rate states (a cancelled waiting task's slot), task hashes and events;
+/// mq's scripts).
 pub const ADMIN_ROLE: Role = Role {
     name: "mq-admin",
     commands: &[CLI, CLI_ADMIN],
@@ -450,6 +454,7 @@ pub const ADMIN_ROLE: Role = Role {
         "~<p>:{*}:paused",
         "~<p>:{*}:unique:*",
         "~<p>:{*}:cancel",
+        "~<p>:{*}:rate:*",
         "~<p>:{*}:task:*",
         "~<p>:{*}:events",
     ],

@@ -31,6 +31,7 @@ pub static RETRY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
         include_str!("lua/status.lua"),
+        include_str!("lua/rate.lua"),
         include_str!("lua/retry.lua")
     ))
 });
@@ -106,6 +107,7 @@ pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
         include_str!("lua/status.lua"),
+        include_str!("lua/rate.lua"),
         include_str!("lua/cancel.lua")
     ))
 });

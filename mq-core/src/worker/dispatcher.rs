@@ -101,6 +101,13 @@ impl Job {
         };
         let tm = m.task(&env.name);
         let options = handler.options();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let _running = RunningGuard::new(&self.queue, &entry_id, &cancel);
+        // Cancelled while it waited to start (buffered, or waiting for a slot or token): it
+        // never runs, and takes no slot or token.
+        if cancel.is_cancelled() {
+            return self.cancelled(&entry_id, &env).await;
+        }
         // Only task types with per-key concurrency pay this round trip. The slot is taken
         // before the rate token: a task waiting for a slot takes no token.
         let _slot_guard;
@@ -116,16 +123,16 @@ impl Job {
             self.slot = Some(key);
         }
         // Only rate-limited task types pay this round trip; an entry rescheduled for the slot
-        // it reserved holds its token already.
+        // it reserved under this limit holds its token already (one reserved under another
+        // interval, before the limit changed, takes a token again).
         if let Some(rate) = options.rate {
-            if !env.rate_slot && !self.take_rate_token(&entry_id, &env, rate).await {
+            let interval = self.rate_interval(rate, &env);
+            let holds = matches!(env.rate_slot, Some(i) if i == interval || i == 1);
+            if !holds && !self.take_rate_token(&entry_id, &env, interval).await {
                 return;
             }
         }
-        let cancel = tokio_util::sync::CancellationToken::new();
-        let _running = RunningGuard::new(&self.queue, &entry_id, &cancel);
-        // Cancelled while it waited to start (buffered, or waiting for a slot or token): it
-        // never runs.
+        // Cancelled while it waited for its slot or token.
         if cancel.is_cancelled() {
             return self.cancelled(&entry_id, &env).await;
         }
@@ -264,15 +271,19 @@ impl Job {
         }
     }
 
+    /// The emission interval in µs of the rate limit `rate` for `env` in this queue.
+    fn rate_interval(&self, rate: Rate, env: &Envelope) -> u64 {
+        rate_interval_us(rate, env.rate_key.is_some(), self.queue.partitions)
+    }
+
     /// Takes a token of the task's rate limit (per rate key if the entry has one). Without a
     /// free token the same script reserves the next free slot and moves the entry to the
     /// delayed set for it, attempt unchanged. Returns whether the task may start now.
-    async fn take_rate_token(&self, entry_id: &str, env: &Envelope, rate: Rate) -> bool {
+    async fn take_rate_token(&self, entry_id: &str, env: &Envelope, interval: u64) -> bool {
         let keys = &self.queue.keys;
         let state = keys.rate_state(&env.name, env.rate_key.as_deref());
-        let interval = rate_interval_us(rate, env.rate_key.is_some(), self.queue.partitions);
         let member = Envelope {
-            rate_slot: true,
+            rate_slot: Some(interval),
             ..env.clone()
         }
         .to_delayed_member();
@@ -367,13 +378,15 @@ impl Job {
     }
 
     /// Reschedules a snoozed task after `delay` as the same attempt (no retry counted, never
-    /// dead-lettered for it): the retry script with the entry's attempt unchanged.
-    async fn snooze(&self, entry_id: &str, env: Envelope, delay: Duration) {
+    /// dead-lettered for it): the retry script with the entry's attempt unchanged. A task of a
+    /// rate-limited type keeps the token it started with (its member holds the slot): a snooze
+    /// is not a start of its own, so a task that snoozes again and again takes one token, not
+    /// one per run, and never pushes the other tasks' slots out.
+    async fn snooze(&self, entry_id: &str, env: Envelope, options: &TaskOptions, delay: Duration) {
         tracing::info!(queue = %self.queue.queue, task = %env.name, id = %env.id, attempt = env.attempt, snooze = ?delay, "task snoozed");
         let (task, task_id) = (env.name.clone(), env.id.clone());
-        // The next run takes a rate token again.
         let next = Envelope {
-            rate_slot: false,
+            rate_slot: options.rate.map(|rate| self.rate_interval(rate, &env)),
             ..env
         };
         let member = next.to_delayed_member();
@@ -428,7 +441,7 @@ impl Job {
 
     async fn failed(&self, entry_id: &str, env: Envelope, options: &TaskOptions, err: TaskError) {
         if let TaskError::Snooze(delay) = err {
-            return self.snooze(entry_id, env, delay).await;
+            return self.snooze(entry_id, env, options, delay).await;
         }
         let delay = match after_failure(&err, env.attempt, options, rand::random()) {
             Ok(delay) => delay,
@@ -443,7 +456,7 @@ impl Job {
             attempt: env.attempt.saturating_add(1),
             error: Some(err.reason().to_owned()),
             // The next attempt takes a rate token again.
-            rate_slot: false,
+            rate_slot: None,
             ..env
         };
         let member = next.to_delayed_member();

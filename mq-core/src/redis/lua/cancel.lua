@@ -8,7 +8,8 @@
 -- ARGV[5] cursor: for 's' the last entry id looked at ('-' to start), for 'd' the last member
 -- looked at ('' to start), ARGV[6] entries or members per call, ARGV[7] the cancel hash's
 -- expiry and the age after which a mark is stale, in ms, ARGV[8] (for 'd') the cursor
--- member's score, ARGV[9] the most marks the cancel hash may hold
+-- member's score, ARGV[9] the most marks the cancel hash may hold, ARGV[10] the prefix of the
+-- queue's rate-limit states (`{prefix}:{queue}:rate`)
 -- Returns one of:
 --   {'queued', entry id}: an entry not yet delivered; deleted, it never runs
 --   {'delayed', ''}: a scheduled or retrying task; removed from the delayed set
@@ -21,7 +22,10 @@
 -- taken for a queued one). A stream with no group at all has had no worker: nothing was
 -- delivered.
 -- A cancelled queued or delayed task's unique key is released, and a tracked one is recorded
--- `cancelled` (see status.lua).
+-- `cancelled` (see status.lua). A delayed task that was waiting for the slot its rate limit
+-- reserved (`rs` = the limit's interval) gives that slot back to the limit's state (see
+-- rate.lua), so the next task over the limit takes it; skipped, the cancel still done, if the
+-- state is not a string or the user may not write it.
 --
 -- The delayed set is paged by member, not by rank: the promoter removes members between two
 -- calls, which would shift ranks and skip members. A cursor member still in the set gives the
@@ -101,6 +105,31 @@ if ARGV[4] == 's' then
   end
   return {'next', entries[#entries][1], ''}
 end
+-- The rate state and interval of the slot delayed member `f` (decoded) holds, if it holds one
+-- and the state can be written: {key, interval}, else nil. Read before any write.
+local function rate_slot(f)
+  local interval = tonumber(f['rs'])
+  local name = nil
+  if type(f['t']) == 'string' then
+    local _, n = mq_task_strs({'t', f['t']})
+    name = n
+  elseif type(f['name']) == 'string' then
+    name = f['name']
+  end
+  if not interval or interval <= 1 or type(name) ~= 'string' or not ARGV[10] then
+    return nil
+  end
+  local key = ARGV[10] .. ':' .. name
+  if type(f['rk']) == 'string' then
+    key = key .. ':' .. f['rk']
+  end
+  local kind = redis.call('TYPE', key)['ok']
+  if (kind ~= 'none' and kind ~= 'string') or
+      not redis.acl_check_cmd('SET', key, '0', 'PX', '1') then
+    return nil
+  end
+  return {key = key, interval = interval}
+end
 local first = 0
 if ARGV[5] ~= '' then
   local rank = redis.call('ZRANK', KEYS[2], ARGV[5])
@@ -124,8 +153,17 @@ for j = 1, #members, 2 do
     end
     if mq_task_id(fields) == id then
       local plan = mq_plan(ARGV[3], fields, id)
+      local give_back = rate_slot(f)
       redis.call('ZREM', KEYS[2], m)
       settle(plan)
+      if give_back then
+        local now_us = mq_now() * 1000
+        local state = mq_rate_read(give_back.key, now_us)
+        if mq_rate_give_back(state, tonumber(members[j + 1]) * 1000, give_back.interval,
+            now_us) then
+          mq_rate_write(give_back.key, state, now_us)
+        end
+      end
       return {'delayed', ''}
     end
   end

@@ -18,14 +18,18 @@
 -- meanwhile, or taken over by another worker after this one's lease lapsed): then nothing
 -- changes. (The second element, dead entries trimmed, keeps the reply shape of dead.lua.)
 --
--- Rate limit (GCRA on the server clock, without bursts): KEYS[3] is a string holding the
--- theoretical arrival time (TAT, unix microseconds) of the limit's next free slot; absent when
--- the limit is idle. If TAT <= now, the task takes the token (TAT becomes now + interval) and
--- the script returns {2, 0} without touching the entry. Otherwise the task reserves the slot at
--- TAT (TAT advances by one interval, so every task over the limit gets a slot of its own and
--- none are woken together) and the entry is rescheduled for that slot as a retry would be
--- (ARGV[3] is ignored; ARGV[4] is the member marked `rs`, holding its slot, with its attempt
--- unchanged); returns {1, due time in unix ms}. The state expires once its TAT has passed.
+-- Rate limit (GCRA on the server clock, without bursts): KEYS[3] is the limit's state (see
+-- rate.lua: the theoretical arrival time (TAT, unix µs) of the next free slot, the interval
+-- that wrote it and the slots given back), absent when the limit is idle. If TAT <= now, the
+-- task takes the token (TAT becomes now + interval) and the script returns {2, 0} without
+-- touching the entry. Otherwise the task reserves a slot: the earliest given-back slot ahead
+-- if there is one, else the slot at TAT (TAT advances by one interval, so every task over the
+-- limit gets a slot of its own and none are woken together), and the entry is rescheduled for
+-- it as a retry would be (ARGV[3] is ignored; ARGV[4] is the member marked `rs` = the
+-- interval, holding its slot, with its attempt unchanged); returns {1, due time in unix ms}.
+-- A state written with another interval (the limit changed) first adopts this one: slots
+-- reserved under the old one no longer count and their tasks take a token again when they
+-- come due. The state expires once its TAT has passed.
 --
 -- Slot check (per-key concurrency, with ARGV[9]; KEYS[3] absent): ARGV[8] is a sorted set of
 -- the entry ids running with this concurrency key, scored by their lease expiry (unix ms). The
@@ -50,7 +54,7 @@ local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local now = math.floor(now_us / 1000)
 local due = now + tonumber(ARGV[3])
-local rate, tat, interval = KEYS[3], 0, tonumber(ARGV[7])
+local rate, state, interval = KEYS[3], nil, tonumber(ARGV[7])
 local slots = ARGV[8]
 if slots == '' then
   slots = nil
@@ -90,13 +94,19 @@ if rate then
     return redis.error_reply('NOPERM this user may not run SET on ' .. rate ..
       ': no rate token taken, nothing changed')
   end
-  tat = tonumber(redis.call('GET', rate)) or 0
-  if tat <= now_us then
-    local next_tat = now_us + interval
-    redis.call('SET', rate, string.format('%.0f', next_tat), 'PX', math.ceil(interval / 1000))
+  state = mq_rate_read(rate, now_us)
+  mq_rate_adopt(state, interval, now_us)
+  if state.tat <= now_us then
+    state.tat = now_us + interval
+    mq_rate_write(rate, state, now_us)
     return {2, 0}
   end
-  due = math.ceil(tat / 1000)
+  if #state.holes > 0 then
+    due = math.ceil(table.remove(state.holes, 1) / 1000)
+  else
+    due = math.ceil(state.tat / 1000)
+    state.tat = state.tat + interval
+  end
 end
 local kind = redis.call('TYPE', KEYS[2])['ok']
 if kind ~= 'none' and kind ~= 'zset' then
@@ -121,9 +131,7 @@ if slots then
   redis.call('ZREM', slots, ARGV[2])
 end
 if rate then
-  local next_tat = tat + interval
-  redis.call('SET', rate, string.format('%.0f', next_tat), 'PX',
-    math.ceil((next_tat - now_us) / 1000))
+  mq_rate_write(rate, state, now_us)
 end
 if plan then
   local event = 'retrying'

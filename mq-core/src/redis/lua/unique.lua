@@ -13,12 +13,13 @@ local function mq_field(fields, name)
   return nil
 end
 
--- The task id in an entry's fields: v1 `id`, or element 1 of the v2 `t` array, a MessagePack
--- str (read by hand: cmsgpack cannot read the payload's bin type). nil if there is none.
-local function mq_task_id(fields)
+-- The task id and name in an entry's fields: v1 `id` and `name`, or elements 1 and 2 of the
+-- v2 `t` array, MessagePack strs (read by hand: cmsgpack cannot read the payload's bin type).
+-- Each nil if there is none.
+local function mq_task_strs(fields)
   local t = mq_field(fields, 't')
   if not t then
-    return mq_field(fields, 'id')
+    return mq_field(fields, 'id'), mq_field(fields, 'name')
   end
   local function uint_at(pos, n)
     local v = 0
@@ -51,23 +52,37 @@ local function mq_task_id(fields)
   else
     return nil
   end
-  -- element 1, the id: fixstr, str8, str16 or str32
-  b = t:byte(pos)
-  local len
-  if not b then
-    return nil
-  elseif b >= 0xa0 and b <= 0xbf then
-    len, pos = b - 0xa0, pos + 1
-  elseif b == 0xd9 then
-    len, pos = uint_at(pos + 1, 1), pos + 2
-  elseif b == 0xda then
-    len, pos = uint_at(pos + 1, 2), pos + 3
-  elseif b == 0xdb then
-    len, pos = uint_at(pos + 1, 4), pos + 5
-  else
+  -- elements 1 and 2, the id and the name: fixstr, str8, str16 or str32
+  local function str()
+    b = t:byte(pos)
+    local len
+    if not b then
+      return nil
+    elseif b >= 0xa0 and b <= 0xbf then
+      len, pos = b - 0xa0, pos + 1
+    elseif b == 0xd9 then
+      len, pos = uint_at(pos + 1, 1), pos + 2
+    elseif b == 0xda then
+      len, pos = uint_at(pos + 1, 2), pos + 3
+    elseif b == 0xdb then
+      len, pos = uint_at(pos + 1, 4), pos + 5
+    else
+      return nil
+    end
+    local v = t:sub(pos, pos + len - 1)
+    pos = pos + len
+    return v
+  end
+  local id = str()
+  if not id then
     return nil
   end
-  return t:sub(pos, pos + len - 1)
+  return id, str()
+end
+
+-- The task id in an entry's fields (see mq_task_strs), or nil.
+local function mq_task_id(fields)
+  return (mq_task_strs(fields))
 end
 
 -- The keys this script was given (KEYS): a script that knows every key it touches declares
