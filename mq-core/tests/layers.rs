@@ -132,33 +132,71 @@ fn tree(b: &[u8], at: &mut usize, mut prefix: Vec<String>, out: &mut Vec<Vec<Str
     }
 }
 
+/// The names each module re-exports (`pub use error::{Error, Result}` in `lib.rs`, `pub use
+/// stats::QueueStats` in a folder's `mod.rs`), each with the module it comes from.
+type Reexports = BTreeMap<String, BTreeMap<String, String>>;
+
 /// The module that path `segments` (from the crate root) names: its longest module prefix,
-/// or for an item of the root, the module `lib.rs` re-exports it from.
+/// unless the next segment is a name that module re-exports: then the module it comes from
+/// (a facade is no dependency of its users).
 fn resolve(
     segments: &[String],
     mods: &BTreeMap<String, PathBuf>,
-    reexports: &BTreeMap<String, String>,
+    reexports: &Reexports,
 ) -> Option<String> {
-    for n in (1..=segments.len()).rev() {
+    let mut segments = segments.to_vec();
+    for _ in 0..8 {
+        let n = (0..=segments.len())
+            .rev()
+            .find(|n| mods.contains_key(&segments[..*n].join("::")))?;
         let m = segments[..n].join("::");
-        if mods.contains_key(&m) {
-            return Some(m);
+        match segments
+            .get(n)
+            .and_then(|name| reexports.get(&m)?.get(name))
+        {
+            Some(target) if *target != m => {
+                let mut next: Vec<String> = target.split("::").map(str::to_owned).collect();
+                next.extend(segments[n..].iter().cloned());
+                segments = next;
+            }
+            _ => return Some(m),
         }
     }
-    segments.first().and_then(|s| reexports.get(s).cloned())
+    None
 }
 
-/// The names `lib.rs` re-exports, each with its module (`pub use error::{Error, Result}`).
-fn root_reexports(lib: &str, mods: &BTreeMap<String, PathBuf>) -> BTreeMap<String, String> {
+/// The names module `m` (whose code is `src`) re-exports with `pub use` or `pub(crate) use`,
+/// each with the module it names.
+fn reexports_of(m: &str, src: &str, mods: &BTreeMap<String, PathBuf>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let lib = code(lib);
-    for stmt in lib.split(';') {
-        let Some(body) = stmt.trim().strip_prefix("pub use ") else {
+    let here: Vec<String> = m
+        .split("::")
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    for stmt in src.split(';') {
+        let stmt = stmt.trim();
+        let Some(body) = stmt
+            .strip_prefix("pub use ")
+            .or_else(|| stmt.strip_prefix("pub(crate) use "))
+        else {
             continue;
         };
-        for p in paths(&format!(" crate::{}", body.replace(char::is_whitespace, "")), "crate::") {
-            if let (Some(name), Some(m)) = (p.last(), resolve(&p, mods, &BTreeMap::new())) {
-                out.insert(name.clone(), m);
+        let (base, rel) = if let Some(b) = body.strip_prefix("crate::") {
+            (Vec::new(), b)
+        } else if let Some(b) = body.strip_prefix("super::") {
+            (here[..here.len().saturating_sub(1)].to_vec(), b)
+        } else {
+            (here.clone(), body)
+        };
+        for p in paths(&format!(" @::{rel}"), "@::") {
+            let Some(name) = p.last() else { continue };
+            let mut full = base.clone();
+            full.extend(p.iter().cloned());
+            if let Some(target) = resolve(&full, mods, &Reexports::new()) {
+                if target != m {
+                    out.insert(name.clone(), target);
+                }
             }
         }
     }
@@ -170,7 +208,11 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut mods = BTreeMap::new();
     modules(&root, &root, &mut mods);
-    let reexports = root_reexports(&fs::read_to_string(root.join("lib.rs")).unwrap(), &mods);
+    let mut reexports = Reexports::new();
+    for (m, file) in &mods {
+        let src = code(&fs::read_to_string(file).unwrap());
+        reexports.insert(m.clone(), reexports_of(m, &src, &mods));
+    }
     let mut edges = BTreeMap::new();
     for (m, file) in &mods {
         if m.is_empty() {
@@ -187,7 +229,7 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
             let mut full = parent.to_vec();
             full.extend(p);
             // `super::Item` names the parent module itself.
-            to.insert(resolve(&full, &mods, &BTreeMap::new()).unwrap_or(parent.join("::")));
+            to.insert(resolve(&full, &mods, &reexports).unwrap_or(parent.join("::")));
         }
         // A folder's `mod.rs` naming its children (`fetcher::Fetcher`).
         for child in mods.keys() {
@@ -285,21 +327,46 @@ fn mq_core_has_no_import_circle() {
 #[test]
 fn the_circle_check_sees_each_kind_of_arrow() {
     let mut mods = BTreeMap::new();
-    for m in ["error", "redis", "redis::conn", "worker", "worker::fetcher"] {
+    for m in [
+        "",
+        "error",
+        "redis",
+        "redis::conn",
+        "worker",
+        "worker::fetcher",
+    ] {
         mods.insert(m.to_owned(), PathBuf::new());
     }
-    let reexports = BTreeMap::from([("Error".to_owned(), "error".to_owned())]);
+    let reexports = Reexports::from([(
+        String::new(),
+        BTreeMap::from([("Error".to_owned(), "error".to_owned())]),
+    )]);
     let p = paths("use crate::{Error, redis::conn::{Tls, Url}};", "crate::");
     let to: BTreeSet<_> = p
         .iter()
         .filter_map(|p| resolve(p, &mods, &reexports))
         .collect();
-    assert_eq!(to, BTreeSet::from(["error".to_owned(), "redis::conn".to_owned()]));
+    assert_eq!(
+        to,
+        BTreeSet::from(["error".to_owned(), "redis::conn".to_owned()])
+    );
     let edges = BTreeMap::from([
-        ("error".to_owned(), BTreeSet::from(["redis::conn".to_owned()])),
-        ("redis::conn".to_owned(), BTreeSet::from(["error".to_owned()])),
-        ("worker".to_owned(), BTreeSet::from(["worker::fetcher".to_owned()])),
-        ("worker::fetcher".to_owned(), BTreeSet::from(["error".to_owned()])),
+        (
+            "error".to_owned(),
+            BTreeSet::from(["redis::conn".to_owned()]),
+        ),
+        (
+            "redis::conn".to_owned(),
+            BTreeSet::from(["error".to_owned()]),
+        ),
+        (
+            "worker".to_owned(),
+            BTreeSet::from(["worker::fetcher".to_owned()]),
+        ),
+        (
+            "worker::fetcher".to_owned(),
+            BTreeSet::from(["error".to_owned()]),
+        ),
     ]);
     assert_eq!(
         circles(&edges),
@@ -316,7 +383,11 @@ fn no_file_of_mq_core_is_over_700_lines_but_the_listed_ones() {
     let mut long = Vec::new();
     for file in mods.values() {
         let lines = fs::read_to_string(file).unwrap().lines().count();
-        let rel = file.strip_prefix(&root).unwrap().to_string_lossy().into_owned();
+        let rel = file
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         if lines > MAX_LINES && !LONG_FILES.iter().any(|(f, _)| *f == rel) {
             long.push(format!("{rel}: {lines} lines"));
         }
