@@ -112,7 +112,7 @@ pub struct WorkerConfig {
 impl std::fmt::Debug for WorkerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerConfig")
-            .field("url", &crate::redis::conn::redact_url(&self.url))
+            .field("url", &redact_url(&self.url))
             .field("prefix", &self.prefix)
             .field("group", &self.group)
             .field("consumer", &self.consumer)
@@ -269,4 +269,34 @@ pub fn default_consumer_name() -> String {
         std::process::id(),
         rand::random::<u16>()
     )
+}
+
+/// `url` with its password replaced by `***`, for logs and errors:
+/// `redis://app:s3cret@host:6379/0` becomes `redis://app:***@host:6379/0`. A user name alone
+/// (`redis://app@host/`) is kept; a string that is not a URL is hidden whole.
+///
+/// ```
+/// use mq_core::redis::conn::redact_url;
+/// assert_eq!(redact_url("redis://app:s3cret@h:6379/0"), "redis://app:***@h:6379/0");
+/// assert_eq!(redact_url("rediss://:s3cret@h/"), "rediss://:***@h/");
+/// assert_eq!(redact_url("rediss://u:p@ss:w@rd@h/"), "rediss://u:***@h/");
+/// assert_eq!(redact_url("redis://app@h/"), "redis://app@h/");
+/// assert_eq!(redact_url("redis://127.0.0.1/"), "redis://127.0.0.1/");
+/// assert_eq!(redact_url("not a url :secret"), "<unparsable url>");
+/// ```
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        // Not a URL: it may be anything, a password included.
+        return "<unparsable url>".to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    let user = match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None => return url.to_owned(), // a user name, no password
+    };
+    format!("{}{user}{}", &url[..scheme_end], &rest[at..])
 }

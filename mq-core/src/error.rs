@@ -47,7 +47,7 @@ pub enum Error {
     /// A TLS connection to Redis failed for a reason retrying cannot fix (wrong CA, a
     /// certificate for another host, no client certificate); the message names the cause.
     #[error(transparent)]
-    Tls(#[from] crate::redis::conn::TlsError),
+    Tls(#[from] TlsError),
     /// A task could not be serialized to MessagePack.
     #[error("cannot encode task {task} as MessagePack")]
     Encode {
@@ -185,4 +185,64 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+/// Why a TLS connection to Redis failed, for the failures that waiting and retrying cannot
+/// fix (a wrong CA, a certificate for another host, a missing client certificate). Each
+/// message starts with the cause.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The server's certificate is not signed by a trusted CA.
+    #[error(
+        "certificate signed by unknown authority: the certificate of {server} is not signed by \
+         a trusted CA (the CA file of the TLS settings: ca_file, --tls-ca or MQ_TLS_CA; the \
+         system's roots without one)"
+    )]
+    UnknownAuthority {
+        /// `host:port` of the server.
+        server: String,
+    },
+    /// The server's certificate does not name the host of the URL.
+    #[error(
+        "host name mismatch: the certificate of {server} is not valid for {host:?} ({detail}); \
+         connect with a host name the certificate lists"
+    )]
+    HostNameMismatch {
+        /// `host:port` of the server.
+        server: String,
+        /// The host of the URL.
+        host: String,
+        /// The names the certificate lists, as rustls reports them.
+        detail: String,
+    },
+    /// The server's certificate is expired or not valid yet.
+    #[error("certificate of {server} expired or not yet valid: {detail}")]
+    NotValidNow {
+        /// `host:port` of the server.
+        server: String,
+        /// The dates, as rustls reports them.
+        detail: String,
+    },
+    /// The server refused the client: it requires a client certificate (mutual TLS) or does not
+    /// trust the one given.
+    #[error(
+        "the server {server} refused the TLS client ({detail}): it requires a client \
+         certificate (client_cert and client_key, --tls-cert and --tls-key, MQ_TLS_CERT and \
+         MQ_TLS_KEY) or does not trust the one given"
+    )]
+    ClientRejected {
+        /// `host:port` of the server.
+        server: String,
+        /// The TLS alert received.
+        detail: String,
+    },
+    /// Any other TLS failure (e.g. a server that does not speak TLS on that port).
+    #[error("TLS handshake with {server} failed: {detail}")]
+    Handshake {
+        /// `host:port` of the server.
+        server: String,
+        /// The rustls error.
+        detail: String,
+    },
 }

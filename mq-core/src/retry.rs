@@ -81,6 +81,15 @@ impl Backoff {
     }
 }
 
+/// Exponential reconnect delay for loops that hit Redis errors: 100 ms doubling to 5 s.
+pub(crate) fn error_backoff(failures: u32) -> Duration {
+    Backoff::Exponential {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(5),
+    }
+    .delay(failures)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -232,65 +232,7 @@ fn check_certificates(what: &str, path: &Path, pem: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Why a TLS connection to Redis failed, for the failures that waiting and retrying cannot
-/// fix (a wrong CA, a certificate for another host, a missing client certificate). Each
-/// message starts with the cause.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum TlsError {
-    /// The server's certificate is not signed by a trusted CA.
-    #[error(
-        "certificate signed by unknown authority: the certificate of {server} is not signed by \
-         a trusted CA (the CA file of the TLS settings: ca_file, --tls-ca or MQ_TLS_CA; the \
-         system's roots without one)"
-    )]
-    UnknownAuthority {
-        /// `host:port` of the server.
-        server: String,
-    },
-    /// The server's certificate does not name the host of the URL.
-    #[error(
-        "host name mismatch: the certificate of {server} is not valid for {host:?} ({detail}); \
-         connect with a host name the certificate lists"
-    )]
-    HostNameMismatch {
-        /// `host:port` of the server.
-        server: String,
-        /// The host of the URL.
-        host: String,
-        /// The names the certificate lists, as rustls reports them.
-        detail: String,
-    },
-    /// The server's certificate is expired or not valid yet.
-    #[error("certificate of {server} expired or not yet valid: {detail}")]
-    NotValidNow {
-        /// `host:port` of the server.
-        server: String,
-        /// The dates, as rustls reports them.
-        detail: String,
-    },
-    /// The server refused the client: it requires a client certificate (mutual TLS) or does not
-    /// trust the one given.
-    #[error(
-        "the server {server} refused the TLS client ({detail}): it requires a client \
-         certificate (client_cert and client_key, --tls-cert and --tls-key, MQ_TLS_CERT and \
-         MQ_TLS_KEY) or does not trust the one given"
-    )]
-    ClientRejected {
-        /// `host:port` of the server.
-        server: String,
-        /// The TLS alert received.
-        detail: String,
-    },
-    /// Any other TLS failure (e.g. a server that does not speak TLS on that port).
-    #[error("TLS handshake with {server} failed: {detail}")]
-    Handshake {
-        /// `host:port` of the server.
-        server: String,
-        /// The rustls error.
-        detail: String,
-    },
-}
+pub use crate::error::TlsError;
 
 impl TlsError {
     /// The TLS failure behind `e` on a connection of `client`, if there is one.
@@ -382,35 +324,7 @@ pub(crate) fn connect_error(endpoint: &Endpoint, e: redis::RedisError) -> Error 
     }
 }
 
-/// `url` with its password replaced by `***`, for logs and errors:
-/// `redis://app:s3cret@host:6379/0` becomes `redis://app:***@host:6379/0`. A user name alone
-/// (`redis://app@host/`) is kept; a string that is not a URL is hidden whole.
-///
-/// ```
-/// use mq_core::redis::conn::redact_url;
-/// assert_eq!(redact_url("redis://app:s3cret@h:6379/0"), "redis://app:***@h:6379/0");
-/// assert_eq!(redact_url("rediss://:s3cret@h/"), "rediss://:***@h/");
-/// assert_eq!(redact_url("rediss://u:p@ss:w@rd@h/"), "rediss://u:***@h/");
-/// assert_eq!(redact_url("redis://app@h/"), "redis://app@h/");
-/// assert_eq!(redact_url("redis://127.0.0.1/"), "redis://127.0.0.1/");
-/// assert_eq!(redact_url("not a url :secret"), "<unparsable url>");
-/// ```
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        // Not a URL: it may be anything, a password included.
-        return "<unparsable url>".to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let user = match rest[..at].split_once(':') {
-        Some((user, _password)) => format!("{user}:***"),
-        None => return url.to_owned(), // a user name, no password
-    };
-    format!("{}{user}{}", &url[..scheme_end], &rest[at..])
-}
+pub use crate::config::redact_url;
 
 /// Whether `e` is the kind of error a Redis that is starting, restarting, loading its data,
 /// running a long script, failing over or briefly unreachable gives: worth waiting for,
@@ -449,7 +363,7 @@ where
                 return Ok(v);
             }
             Err(e) if is_transient_error(&e) && started.elapsed() < limit => {
-                let delay = crate::worker::error_backoff(failures)
+                let delay = crate::retry::error_backoff(failures)
                     .min(limit.saturating_sub(started.elapsed()));
                 failures += 1;
                 tracing::warn!(what, error = %crate::error::chain(&e), retry_in = ?delay, waited = ?started.elapsed(), limit = ?limit, "waiting for redis");

@@ -16,8 +16,9 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{error_backoff, QueueState, Shared};
+use super::state::{QueueState, Shared};
 use crate::config::MAX_ACK_BATCH;
+use crate::retry::error_backoff;
 
 /// Flush attempts after shutdown began before the acker gives up: 3.
 const FLUSH_ATTEMPTS_AT_SHUTDOWN: u32 = 3;

@@ -29,7 +29,8 @@ use crate::{
     task::Task,
 };
 
-use super::{error_backoff, sleep_or_cancel, Shared};
+use super::state::{sleep_or_cancel, Shared};
+use crate::retry::error_backoff;
 
 /// How long the key that marks a tick as enqueued lives: 10 minutes, far longer than the clock
 /// skew between two workers (a worker whose clock is behind tries the tick later and must

@@ -18,7 +18,9 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::{error_backoff, permits::Permits, QueueState, Shared};
+use super::permits::Permits;
+use super::state::{QueueState, Shared};
+use crate::retry::error_backoff;
 use crate::{
     envelope::{field, now_ms, Envelope, RawEntry},
     handler::{panic_message, TaskContext, TaskError},
@@ -761,7 +763,7 @@ struct SlotGuard {
 
 impl SlotGuard {
     fn new(queue: &Arc<QueueState>, entry_id: &str, slots: &str) -> Self {
-        super::lock(&queue.slots).insert(entry_id.to_owned(), slots.to_owned());
+        super::state::lock(&queue.slots).insert(entry_id.to_owned(), slots.to_owned());
         SlotGuard {
             queue: queue.clone(),
             entry_id: entry_id.to_owned(),
@@ -771,7 +773,7 @@ impl SlotGuard {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        super::lock(&self.queue.slots).remove(&self.entry_id);
+        super::state::lock(&self.queue.slots).remove(&self.entry_id);
     }
 }
 
@@ -788,7 +790,7 @@ impl RunningGuard {
         entry_id: &str,
         token: &tokio_util::sync::CancellationToken,
     ) -> Self {
-        let mut running = super::lock(&queue.running);
+        let mut running = super::state::lock(&queue.running);
         // Cancelled before it started (see `QueueState::running`).
         if running.get(entry_id).is_some_and(|t| t.is_cancelled()) {
             token.cancel();
@@ -804,7 +806,7 @@ impl RunningGuard {
 
 impl Drop for RunningGuard {
     fn drop(&mut self) {
-        super::lock(&self.queue.running).remove(&self.entry_id);
+        super::state::lock(&self.queue.running).remove(&self.entry_id);
     }
 }
 

@@ -37,10 +37,9 @@ use redis::Value;
 use tokio::sync::mpsc;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use super::{
-    arbiter::Seat, dispatcher, error_backoff, permits::Permits, reclaimer, sleep_or_cancel,
-    QueueState, Shared,
-};
+use super::state::{sleep_or_cancel, QueueState, Shared};
+use super::{arbiter::Seat, dispatcher, permits::Permits, reclaimer};
+use crate::retry::error_backoff;
 use crate::{
     config::MAX_FETCH_BATCH,
     envelope::{parse_read_reply, RawEntry},

@@ -5,7 +5,7 @@
 
 use crate::redis::conn::Conn;
 
-use super::Shared;
+use super::state::Shared;
 use crate::{
     config::HEARTBEAT_TTL,
     envelope::now_ms,

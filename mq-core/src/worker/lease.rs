@@ -14,7 +14,9 @@ use std::{sync::Arc, thread::JoinHandle, time::Instant};
 use crate::redis::conn::Conn;
 use tokio_util::sync::CancellationToken;
 
-use super::{error_backoff, heartbeat, sleep_or_cancel, QueueState, Shared};
+use super::heartbeat;
+use super::state::{sleep_or_cancel, QueueState, Shared};
+use crate::retry::error_backoff;
 use crate::{
     config::HEARTBEAT_INTERVAL,
     error::{Error, Result},
@@ -149,7 +151,7 @@ async fn renew(shared: &Shared, queue: &QueueState, conn: &mut Conn) -> Result<(
 /// Extends the concurrency slots of the queue's running tasks with per-key concurrency to the
 /// reclaim timeout from now, as their leases were: a round trip only while such tasks run.
 async fn renew_slots(shared: &Shared, queue: &QueueState, conn: &mut Conn) -> Result<()> {
-    let slots: Vec<(String, String)> = super::lock(&queue.slots)
+    let slots: Vec<(String, String)> = super::state::lock(&queue.slots)
         .iter()
         .map(|(id, key)| (id.clone(), key.clone()))
         .collect();

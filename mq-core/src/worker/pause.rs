@@ -12,7 +12,7 @@ use std::{
 
 use tokio_util::sync::CancellationToken;
 
-use super::{sleep_or_cancel, QueueState, Shared};
+use super::state::{sleep_or_cancel, QueueState, Shared};
 use crate::{
     admin::PAUSE_POLL,
     error::{Error, Result},

@@ -11,7 +11,8 @@ use std::{sync::Arc, time::Duration};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{error_backoff, sleep_or_cancel, QueueState, Shared};
+use super::state::{sleep_or_cancel, QueueState, Shared};
+use crate::retry::error_backoff;
 use crate::{
     config::{PROMOTE_BATCH, PROMOTE_MAX_BYTES},
     error::Error,

@@ -13,7 +13,7 @@ use crate::redis::conn::Conn;
 use redis::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::{sleep_or_cancel, QueueState, Shared};
+use super::state::{sleep_or_cancel, QueueState, Shared};
 use crate::{
     envelope::{parse_entries, RawEntry},
     error::Error,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::Value;
 
-use super::{QueueState, Shared};
+use super::state::{QueueState, Shared};
 use crate::{
     error::{Error, Result},
     redis::scripts,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{sleep_or_cancel, QueueState, Shared};
+use super::state::{sleep_or_cancel, QueueState, Shared};
 use crate::{
     admin::Admin,
     error::{Error, Result},

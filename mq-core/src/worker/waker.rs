@@ -10,7 +10,8 @@ use std::{collections::HashMap, sync::Arc};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{error_backoff, sleep_or_cancel, QueueState, Shared};
+use super::state::{sleep_or_cancel, QueueState, Shared};
+use crate::retry::error_backoff;
 
 pub(super) async fn run(
     shared: Arc<Shared>,
