@@ -172,10 +172,10 @@ impl ProducerBuilder {
         let endpoint = conn::Endpoint::open(&self.url, &self.tls)?;
         let mut conn = conn::managed(&endpoint, conn::COMMAND_TIMEOUT).await?;
         if !self.allow_eviction {
-            conn::check_eviction_policy(&mut conn).await?;
+            crate::redis::server::check_eviction_policy(&mut conn).await?;
         }
         acl::check_producer(&mut conn, &self.prefix).await?;
-        let server_version = conn::server_version(&mut conn).await;
+        let server_version = crate::redis::server::server_version(&mut conn).await;
         Ok(Producer {
             conn,
             prefix: self.prefix,
@@ -1565,7 +1565,7 @@ trait ReconnectOnReadonly<T> {
 impl<T> ReconnectOnReadonly<T> for Result<T> {
     async fn or_else_readonly(self, conn: &Conn) -> Result<T> {
         if let Err(Error::Redis { source, .. }) = &self {
-            conn::reconnect_if_readonly(conn, source).await;
+            crate::redis::transient::reconnect_if_readonly(conn, source).await;
         }
         self
     }

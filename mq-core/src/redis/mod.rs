@@ -7,3 +7,6 @@ pub mod keys;
 // The Lua scripts: public for mq's own tests, hidden from the docs.
 #[doc(hidden)]
 pub mod scripts;
+pub(crate) mod server;
+pub(crate) mod tls;
+pub(crate) mod transient;

@@ -88,7 +88,7 @@ async fn flush(shared: &Shared, queue: &QueueState, ids: &[String], stop: &Cance
             Err(e) => {
                 shared.metrics.redis_error("ack");
                 shared.health.failed(&part, &e.to_string());
-                crate::redis::conn::reconnect_if_readonly(&shared.data, &e).await;
+                crate::redis::transient::reconnect_if_readonly(&shared.data, &e).await;
                 let delay = error_backoff(failures);
                 failures += 1;
                 tracing::warn!(queue = %queue.queue, error = %e, pending_acks = ids.len(), retry_in = ?delay, "ack flush failed");

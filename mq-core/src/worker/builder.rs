@@ -397,20 +397,27 @@ impl WorkerBuilder {
         // waits for it instead of dying.
         let started = std::time::Instant::now();
         let wait = config.startup_timeout;
-        let data = conn::retry_transient("connect", started, wait, || {
+        let data = crate::redis::transient::retry_transient("connect", started, wait, || {
             conn::managed(&endpoint, conn::COMMAND_TIMEOUT)
         })
         .await?;
-        let pool =
-            conn::retry_transient("connect", started, wait, || conn::pool(&endpoint, 4)).await?;
+        let pool = crate::redis::transient::retry_transient("connect", started, wait, || {
+            conn::pool(&endpoint, 4)
+        })
+        .await?;
         if !config.allow_eviction {
-            conn::retry_transient("check maxmemory-policy", started, wait, || {
-                let mut c = data.clone();
-                async move { conn::check_eviction_policy(&mut c).await }
-            })
+            crate::redis::transient::retry_transient(
+                "check maxmemory-policy",
+                started,
+                wait,
+                || {
+                    let mut c = data.clone();
+                    async move { crate::redis::server::check_eviction_policy(&mut c).await }
+                },
+            )
             .await?;
         }
-        let xackdel = conn::server_version(&mut data.clone())
+        let xackdel = crate::redis::server::server_version(&mut data.clone())
             .await
             .is_some_and(|v| v >= (8, 2));
         let queue_list: Vec<&str> = handlers.keys().map(String::as_str).collect();
@@ -420,7 +427,7 @@ impl WorkerBuilder {
             .filter(|(_, h)| h.values().any(|h| h.options().rate.is_some()))
             .map(|(q, _)| q.as_str())
             .collect();
-        conn::retry_transient("check ACL permissions", started, wait, || {
+        crate::redis::transient::retry_transient("check ACL permissions", started, wait, || {
             let (mut c, cfg) = (data.clone(), &config);
             let (queues, rate_queues) = (&queue_list, &rate_queues);
             let needs = [
@@ -500,21 +507,27 @@ impl WorkerBuilder {
                 let seat = arbiter
                     .as_ref()
                     .map(|a| a.seat(rank, position.unwrap_or(0)));
-                conn::retry_transient("create consumer group", started, wait, || {
-                    let (mut c, stream, group) = (data.clone(), &keys.stream, &config.group);
-                    async move {
-                        let r = conn::ensure_group(&mut c, stream, group).await;
-                        if let Err(Error::Redis { source, .. }) = &r {
-                            conn::reconnect_if_readonly(&c, source).await;
+                crate::redis::transient::retry_transient(
+                    "create consumer group",
+                    started,
+                    wait,
+                    || {
+                        let (mut c, stream, group) = (data.clone(), &keys.stream, &config.group);
+                        async move {
+                            let r = crate::redis::server::ensure_group(&mut c, stream, group).await;
+                            if let Err(Error::Redis { source, .. }) = &r {
+                                crate::redis::transient::reconnect_if_readonly(&c, source).await;
+                            }
+                            r
                         }
-                        r
-                    }
-                })
+                    },
+                )
                 .await?;
-                let fetch = conn::retry_transient("connect", started, wait, || {
-                    conn::managed(&endpoint, config.block_timeout + conn::COMMAND_TIMEOUT)
-                })
-                .await?;
+                let fetch =
+                    crate::redis::transient::retry_transient("connect", started, wait, || {
+                        conn::managed(&endpoint, config.block_timeout + conn::COMMAND_TIMEOUT)
+                    })
+                    .await?;
                 queues.push(QueueRuntime {
                     state: Arc::new(QueueState {
                         metrics: queue_metrics.clone(),

@@ -364,7 +364,7 @@ impl Job {
                 }
                 Err(e) => {
                     self.shared.metrics.redis_error("retry");
-                    crate::redis::conn::reconnect_if_readonly(&self.shared.data, &e).await;
+                    crate::redis::transient::reconnect_if_readonly(&self.shared.data, &e).await;
                     let delay = error_backoff(failure);
                     tracing::warn!(%queue, entry = %entry_id, id = %env.id, error = %e, retry_in = ?delay, "{what} check failed");
                     if failure + 1 == SETTLE_ATTEMPTS {
@@ -630,7 +630,7 @@ impl Job {
                 Err(e) => {
                     // A script that fails changes nothing (it checks its writes first).
                     self.shared.metrics.redis_error(what);
-                    crate::redis::conn::reconnect_if_readonly(&self.shared.data, &e).await;
+                    crate::redis::transient::reconnect_if_readonly(&self.shared.data, &e).await;
                     let delay = error_backoff(failure);
                     tracing::warn!(%queue, entry = %entry_id, id = task_id, error = %e, retry_in = ?delay, "{what} failed");
                     tokio::time::sleep(delay).await;

@@ -388,7 +388,7 @@ impl Fetcher {
     async fn read_failed(&self, e: redis::RedisError, part: &str, failures: &mut u32) -> bool {
         self.shared.metrics.redis_error("fetch");
         self.shared.health.failed(part, &e.to_string());
-        conn::reconnect_if_readonly(&self.conn, &e).await;
+        crate::redis::transient::reconnect_if_readonly(&self.conn, &e).await;
         let delay = error_backoff(*failures);
         *failures += 1;
         tracing::warn!(queue = %self.queue.queue, error = %e, retry_in = ?delay, "fetch failed");
@@ -397,7 +397,7 @@ impl Fetcher {
             // or eviction (refused at build, unless allowed). Tasks in it are gone: say so,
             // then create them again.
             tracing::error!(queue = %self.queue.queue, stream = %self.queue.keys.stream, "the stream or its consumer group vanished (FLUSHALL, restart without persistence, eviction?): tasks it held are lost; recreating it");
-            let r = conn::ensure_group(
+            let r = crate::redis::server::ensure_group(
                 &mut self.conn.clone(),
                 &self.queue.keys.stream,
                 &self.shared.config.group,

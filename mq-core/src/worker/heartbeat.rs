@@ -42,7 +42,7 @@ pub(super) async fn register(shared: &Shared) -> Result<()> {
         .map(drop)
         .map_err(Error::redis("register worker"));
     if let Err(Error::Redis { source, .. }) = &r {
-        crate::redis::conn::reconnect_if_readonly(&shared.data, source).await;
+        crate::redis::transient::reconnect_if_readonly(&shared.data, source).await;
     }
     r
 }

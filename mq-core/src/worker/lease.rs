@@ -83,7 +83,7 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
                 }
                 Ok(Err(e)) => {
                     if let Some(re) = e.redis_error() {
-                        conn::reconnect_if_readonly(&conn, re).await;
+                        crate::redis::transient::reconnect_if_readonly(&conn, re).await;
                     }
                     crate::error::chain(&e)
                 }
@@ -103,7 +103,7 @@ async fn run(shared: Arc<Shared>, queues: Vec<Arc<QueueState>>, stop: Cancellati
                 }
                 Ok(Err(e)) => {
                     if let Some(re) = e.redis_error() {
-                        conn::reconnect_if_readonly(&conn, re).await;
+                        crate::redis::transient::reconnect_if_readonly(&conn, re).await;
                     }
                     crate::error::chain(&e)
                 }

@@ -80,7 +80,7 @@ pub(crate) async fn promote_due(
         let (moved, more, trimmed, due_in) = match r {
             Ok(v) => v,
             Err(e) => {
-                crate::redis::conn::discard_if_readonly(conn, &e);
+                crate::redis::transient::discard_if_readonly(conn, &e);
                 return Err(Error::redis("promote")(e));
             }
         };

@@ -124,7 +124,7 @@ pub(super) async fn reap_loop(
                 .invoke_async::<u64>(&mut conn)
                 .await;
             r.map_err(|e| {
-                crate::redis::conn::discard_if_readonly(conn, &e);
+                crate::redis::transient::discard_if_readonly(conn, &e);
                 Error::redis("reap consumers")(e)
             })
         }

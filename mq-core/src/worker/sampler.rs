@@ -100,7 +100,7 @@ async fn live_workers(shared: &Shared) -> Result<usize> {
             .query_async(&mut conn)
             .await;
         if let Err(e) = r {
-            crate::redis::conn::reconnect_if_readonly(&conn, &e).await;
+            crate::redis::transient::reconnect_if_readonly(&conn, &e).await;
             return Err(Error::redis("HDEL")(e));
         }
     }
