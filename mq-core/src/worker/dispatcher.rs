@@ -19,18 +19,18 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::permits::Permits;
-use super::state::{QueueState, Shared};
+use super::state::{QueueState, Registered, Shared};
 use crate::retry::error_backoff;
 use crate::{
     envelope::{field, now_ms, Envelope, RawEntry},
     handler::{panic_message, TaskContext, TaskError},
     redis::scripts,
-    task::{Rate, TaskOptions},
+    task::TaskOptions,
 };
 
 /// Attempts to record a retry or dead letter before giving up (then the entry stays pending
 /// and is redelivered): 5.
-const SETTLE_ATTEMPTS: u32 = 5;
+pub(super) const SETTLE_ATTEMPTS: u32 = 5;
 /// How often a failed attempt whose blocking work still runs checks whether it ended: 20 ms.
 const BLOCKING_CHECK: Duration = Duration::from_millis(20);
 
@@ -104,7 +104,18 @@ impl Job {
         let tm = m.task(&env.name);
         let options = handler.options();
         let cancel = tokio_util::sync::CancellationToken::new();
-        let _running = RunningGuard::new(&self.queue, &entry_id, &cancel);
+        // Cancelled before it started (see `QueueState::running`): the token starts fired.
+        let _running = Registered::new(
+            &self.queue,
+            &entry_id,
+            |q| &q.running,
+            |before| {
+                if before.is_some_and(|t| t.is_cancelled()) {
+                    cancel.cancel();
+                }
+                cancel.clone()
+            },
+        );
         // Cancelled while it waited to start (buffered, or waiting for a slot or token): it
         // never runs, and takes no slot or token.
         if cancel.is_cancelled() {
@@ -121,7 +132,7 @@ impl Job {
             if !self.take_slot(&entry_id, &env, limit, &key).await {
                 return;
             }
-            _slot_guard = SlotGuard::new(&self.queue, &entry_id, &key);
+            _slot_guard = Registered::new(&self.queue, &entry_id, |q| &q.slots, |_| key.clone());
             self.slot = Some(key);
         }
         // Only rate-limited task types pay this round trip; an entry rescheduled for the slot
@@ -271,112 +282,6 @@ impl Job {
         if let Err(e) = released {
             tracing::warn!(queue = %self.queue.queue, entry = %entry_id, id = %env.id, error = %crate::error::chain(&e), "cannot hand back an aborted task; it is reclaimed after the reclaim timeout");
         }
-    }
-
-    /// The emission interval in µs of the rate limit `rate` for `env` in this queue.
-    fn rate_interval(&self, rate: Rate, env: &Envelope) -> u64 {
-        rate_interval_us(rate, env.rate_key.is_some(), self.queue.partitions)
-    }
-
-    /// Takes a token of the task's rate limit (per rate key if the entry has one). Without a
-    /// free token the same script reserves the next free slot and moves the entry to the
-    /// delayed set for it, attempt unchanged. Returns whether the task may start now.
-    async fn take_rate_token(&self, entry_id: &str, env: &Envelope, interval: u64) -> bool {
-        let keys = &self.queue.keys;
-        let state = keys.rate_state(&env.name, env.rate_key.as_deref());
-        let member = Envelope {
-            rate_slot: Some(interval),
-            ..env.clone()
-        }
-        .to_delayed_member();
-        let waited = &self.queue.metrics.task(&env.name).rate_limited;
-        self.admit(entry_id, env, "rate", waited, || {
-            let mut inv = scripts::RETRY.prepare_invoke();
-            inv.key(&keys.stream)
-                .key(&keys.delayed)
-                .key(&state)
-                .arg(&self.shared.config.group)
-                .arg(entry_id)
-                .arg(0)
-                .arg(&member[..])
-                .arg(&self.shared.config.consumer)
-                .arg(&keys.wake)
-                .arg(interval)
-                .arg(self.slot.as_deref().unwrap_or(""));
-            inv
-        })
-        .await
-    }
-
-    /// Takes a slot of the task's concurrency key (`slots`, at most `limit` running). Without a
-    /// free slot the same script moves the entry to the delayed set for the earliest slot
-    /// expiry (at most 200 ms ahead), attempt unchanged. Returns whether the task may start.
-    async fn take_slot(&self, entry_id: &str, env: &Envelope, limit: u32, slots: &str) -> bool {
-        let keys = &self.queue.keys;
-        let member = env.to_delayed_member();
-        let lease_ms = self.shared.config.reclaim_timeout.as_millis() as u64;
-        let waited = &self.queue.metrics.task(&env.name).key_slot_waits;
-        self.admit(entry_id, env, "slot", waited, || {
-            let mut inv = scripts::RETRY.prepare_invoke();
-            inv.key(&keys.stream)
-                .key(&keys.delayed)
-                .arg(&self.shared.config.group)
-                .arg(entry_id)
-                .arg(0)
-                .arg(&member[..])
-                .arg(&self.shared.config.consumer)
-                .arg(&keys.wake)
-                .arg(0)
-                .arg(slots)
-                .arg(limit)
-                .arg(lease_ms);
-            inv
-        })
-        .await
-    }
-
-    /// Runs a start check (the retry script in rate or slot mode, as `check` builds it) until
-    /// Redis answers, retrying errors with backoff: `true` if the task may start. Otherwise
-    /// the script rescheduled the entry (counted in `waited`), or it is no longer this
-    /// worker's; either way it is untracked here.
-    async fn admit<'a>(
-        &self,
-        entry_id: &str,
-        env: &Envelope,
-        what: &str,
-        waited: &prometheus::IntCounter,
-        check: impl Fn() -> redis::ScriptInvocation<'a>,
-    ) -> bool {
-        let queue = &self.queue.queue;
-        for failure in 0..SETTLE_ATTEMPTS {
-            let r: redis::RedisResult<(u8, u64)> =
-                check().invoke_async(&mut self.shared.data.clone()).await;
-            match r {
-                Ok((2, _)) => return true,
-                Ok((1, due)) => {
-                    waited.inc();
-                    tracing::debug!(%queue, task = %env.name, id = %env.id, due, check = what, "no free {what}: rescheduled");
-                    break;
-                }
-                Ok(_) => {
-                    tracing::warn!(%queue, entry = %entry_id, id = %env.id, "{what} check skipped: the entry is no longer pending for this worker (taken over after its lease lapsed)");
-                    break;
-                }
-                Err(e) => {
-                    self.shared.metrics.redis_error("retry");
-                    crate::redis::transient::reconnect_if_readonly(&self.shared.data, &e).await;
-                    let delay = error_backoff(failure);
-                    tracing::warn!(%queue, entry = %entry_id, id = %env.id, error = %e, retry_in = ?delay, "{what} check failed");
-                    if failure + 1 == SETTLE_ATTEMPTS {
-                        tracing::error!(%queue, entry = %entry_id, id = %env.id, "{what} check failed {SETTLE_ATTEMPTS} times; the entry stays pending and will run again");
-                    } else {
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-            }
-        }
-        self.queue.untrack([&entry_id.to_owned()]);
-        false
     }
 
     /// Reschedules a snoozed task after `delay` as the same attempt (no retry counted, never
@@ -613,24 +518,49 @@ impl Job {
         invocation: impl Fn() -> redis::ScriptInvocation<'a>,
     ) -> bool {
         let queue = &self.queue.queue;
+        // The scripts reply {applied, dead entries trimmed}.
+        match self
+            .script_reply(what, what, entry_id, task_id, invocation)
+            .await
+        {
+            Some((1, trimmed)) => {
+                self.queue.metrics.dead_trimmed.inc_by(trimmed);
+                true
+            }
+            Some(_) => {
+                tracing::warn!(%queue, entry = %entry_id, id = task_id, "{what} skipped: the entry is no longer pending for this worker (taken over after its lease lapsed)");
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Runs a script of this entry (`what` in logs, `metric` in the Redis error count) until
+    /// Redis answers, retrying errors with backoff at most [`SETTLE_ATTEMPTS`] times: its
+    /// reply `(status, value)`, or `None` if every attempt failed (then the entry stays
+    /// pending and runs again). A script that fails changes nothing (each checks its writes
+    /// first).
+    pub(super) async fn script_reply<'a>(
+        &self,
+        what: &str,
+        metric: &'static str,
+        entry_id: &str,
+        task_id: Option<&str>,
+        invocation: impl Fn() -> redis::ScriptInvocation<'a>,
+    ) -> Option<(u8, u64)> {
+        let queue = &self.queue.queue;
         for failure in 0..SETTLE_ATTEMPTS {
-            // The scripts reply {applied, dead entries trimmed}.
             let r: redis::RedisResult<(u8, u64)> = invocation()
                 .invoke_async(&mut self.shared.data.clone())
                 .await;
             match r {
-                Ok((1, trimmed)) => {
-                    self.queue.metrics.dead_trimmed.inc_by(trimmed);
-                    return true;
-                }
-                Ok(_) => {
-                    tracing::warn!(%queue, entry = %entry_id, id = task_id, "{what} skipped: the entry is no longer pending for this worker (taken over after its lease lapsed)");
-                    return false;
-                }
+                Ok(reply) => return Some(reply),
                 Err(e) => {
-                    // A script that fails changes nothing (it checks its writes first).
-                    self.shared.metrics.redis_error(what);
+                    self.shared.metrics.redis_error(metric);
                     crate::redis::transient::reconnect_if_readonly(&self.shared.data, &e).await;
+                    if failure + 1 == SETTLE_ATTEMPTS {
+                        break;
+                    }
                     let delay = error_backoff(failure);
                     tracing::warn!(%queue, entry = %entry_id, id = task_id, error = %e, retry_in = ?delay, "{what} failed");
                     tokio::time::sleep(delay).await;
@@ -638,7 +568,7 @@ impl Job {
             }
         }
         tracing::error!(%queue, entry = %entry_id, id = task_id, "{what} failed {SETTLE_ATTEMPTS} times; the entry stays pending and will run again");
-        false
+        None
     }
 }
 
@@ -676,20 +606,6 @@ fn raw_field(fields: &[redis::Value], name: &str) -> Option<String> {
         }
         _ => None,
     })
-}
-
-/// The spacing of a rate limit's slots in microseconds (at least 1): `per / count`, rounded
-/// up so the limit is never exceeded. A limit without a rate key is split evenly across the
-/// partitions of a partitioned queue (each keeps its own state): its interval is multiplied by
-/// their number. A keyed limit applies in full in each partition.
-fn rate_interval_us(rate: Rate, keyed: bool, partitions: u16) -> u64 {
-    let split = if keyed {
-        1
-    } else {
-        u128::from(partitions.max(1))
-    };
-    let us = (rate.per.as_micros() * split).div_ceil(u128::from(rate.count.max(1)));
-    u64::try_from(us).unwrap_or(u64::MAX).max(1)
 }
 
 /// What follows a failed attempt number `attempt` (not a snooze): `Ok(delay)` before the retry
@@ -755,83 +671,11 @@ fn wait_seconds(entry_id: &str) -> f64 {
     now_ms().saturating_sub(added) as f64 / 1000.0
 }
 
-/// Registers a running task's concurrency slot for renewal with the leases while it lives.
-struct SlotGuard {
-    queue: Arc<QueueState>,
-    entry_id: String,
-}
-
-impl SlotGuard {
-    fn new(queue: &Arc<QueueState>, entry_id: &str, slots: &str) -> Self {
-        super::state::lock(&queue.slots).insert(entry_id.to_owned(), slots.to_owned());
-        SlotGuard {
-            queue: queue.clone(),
-            entry_id: entry_id.to_owned(),
-        }
-    }
-}
-
-impl Drop for SlotGuard {
-    fn drop(&mut self) {
-        super::state::lock(&self.queue.slots).remove(&self.entry_id);
-    }
-}
-
-/// Registers a running task's cancellation token, which the lease thread fires when a renewal
-/// reports the task cancelled, while the task runs.
-struct RunningGuard {
-    queue: Arc<QueueState>,
-    entry_id: String,
-}
-
-impl RunningGuard {
-    fn new(
-        queue: &Arc<QueueState>,
-        entry_id: &str,
-        token: &tokio_util::sync::CancellationToken,
-    ) -> Self {
-        let mut running = super::state::lock(&queue.running);
-        // Cancelled before it started (see `QueueState::running`).
-        if running.get(entry_id).is_some_and(|t| t.is_cancelled()) {
-            token.cancel();
-        }
-        running.insert(entry_id.to_owned(), token.clone());
-        drop(running);
-        RunningGuard {
-            queue: queue.clone(),
-            entry_id: entry_id.to_owned(),
-        }
-    }
-}
-
-impl Drop for RunningGuard {
-    fn drop(&mut self) {
-        super::state::lock(&self.queue.running).remove(&self.entry_id);
-    }
-}
-
 /// Decrements the in-flight gauge when the task is settled, however it ends.
 struct InFlightGuard<'a>(&'a prometheus::IntGauge);
 
 impl Drop for InFlightGuard<'_> {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rate_intervals_round_up_and_split_unkeyed_limits_across_partitions() {
-        let r = Rate::new(200, Duration::from_secs(1));
-        assert_eq!(rate_interval_us(r, false, 1), 5_000);
-        assert_eq!(rate_interval_us(r, false, 4), 20_000);
-        assert_eq!(rate_interval_us(r, true, 4), 5_000);
-        let third = Rate::new(3, Duration::from_secs(1));
-        assert_eq!(rate_interval_us(third, false, 1), 333_334);
-        let fast = Rate::new(u32::MAX, Duration::from_micros(1));
-        assert_eq!(rate_interval_us(fast, false, 1), 1);
     }
 }

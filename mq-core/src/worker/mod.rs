@@ -9,6 +9,7 @@
 //! ```
 
 mod acker;
+mod admit;
 mod arbiter;
 pub mod cron;
 mod dispatcher;

@@ -149,3 +149,37 @@ pub(crate) async fn sleep_or_cancel(d: Duration, token: &CancellationToken) -> b
         _ = token.cancelled() => false,
     }
 }
+
+/// Keeps `entry id -> value` in one of its queue's maps (`slots`, `running`) while it lives,
+/// for the lease thread: the slot it renews, the token it fires on a cancellation.
+pub(super) struct Registered<V: 'static> {
+    queue: Arc<QueueState>,
+    entry_id: String,
+    map: fn(&QueueState) -> &Mutex<HashMap<String, V>>,
+}
+
+impl<V: 'static> Registered<V> {
+    /// Registers `value(the value registered before, if any)` for `entry_id`.
+    pub(super) fn new(
+        queue: &Arc<QueueState>,
+        entry_id: &str,
+        map: fn(&QueueState) -> &Mutex<HashMap<String, V>>,
+        value: impl FnOnce(Option<&V>) -> V,
+    ) -> Self {
+        let mut m = lock(map(queue));
+        let v = value(m.get(entry_id));
+        m.insert(entry_id.to_owned(), v);
+        drop(m);
+        Registered {
+            queue: queue.clone(),
+            entry_id: entry_id.to_owned(),
+            map,
+        }
+    }
+}
+
+impl<V: 'static> Drop for Registered<V> {
+    fn drop(&mut self) {
+        lock((self.map)(&self.queue)).remove(&self.entry_id);
+    }
+}
