@@ -1,6 +1,7 @@
 //! Shared pieces of the mq examples: task types, a local `redis-server` launcher, a local
 //! Redis Cluster launcher.
 
+pub mod child;
 pub mod control;
 pub mod flow;
 pub mod jobs;
@@ -43,6 +44,67 @@ impl WorkerArgs {
     pub fn builder(&self) -> mq_core::WorkerBuilder {
         mq_core::Worker::builder(&self.url)
             .reclaim_timeout(std::time::Duration::from_millis(self.reclaim_timeout_ms))
+    }
+
+    /// The whole run of a small example worker: a data connection for its handlers (a
+    /// reconnecting one, to one server or a cluster), a worker of `concurrency` with the
+    /// handlers `handlers` adds to [`builder`](Self::builder), run until SIGINT or SIGTERM.
+    ///
+    /// # Errors
+    ///
+    /// When Redis cannot be reached or the worker cannot be built or fails.
+    pub async fn run_with(
+        &self,
+        concurrency: usize,
+        handlers: impl FnOnce(
+            mq_core::WorkerBuilder,
+            mq_core::redis::conn::Conn,
+        ) -> mq_core::WorkerBuilder,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let conn = mq_core::redis::conn::Conn::connect(&self.url).await?;
+        let worker = handlers(self.builder().concurrency(concurrency), conn)
+            .build()
+            .await?;
+        worker.run_until_signal().await?;
+        Ok(())
+    }
+}
+
+/// The Redis an example program runs against: the one at `--url`, or a `redis-server` of its
+/// own on a free port (stopped when this is dropped).
+#[derive(Debug)]
+pub struct Redis {
+    /// Its URL.
+    pub url: String,
+    /// The server started for it, if no URL was given.
+    pub local: Option<LocalRedis>,
+}
+
+impl Redis {
+    /// `url`, or a new local `redis-server` when it is `None`.
+    ///
+    /// # Errors
+    ///
+    /// When no `redis-server` can be started.
+    pub fn url_or_local(url: Option<&str>) -> Result<Self, LocalRedisError> {
+        Ok(match url {
+            Some(u) => Redis {
+                url: u.to_owned(),
+                local: None,
+            },
+            None => {
+                let server = LocalRedis::start()?;
+                Redis {
+                    url: server.url(),
+                    local: Some(server),
+                }
+            }
+        })
+    }
+
+    /// Whether the server was started for this program.
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
     }
 }
 

@@ -41,8 +41,7 @@
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Write},
-    process::{Child, Command, Stdio},
+    io::BufRead,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -52,6 +51,7 @@ use std::{
 
 use clap::Parser;
 use mq_core::{redis::conn::Conn, redis::keys::QueueKeys, Producer, Task, TaskContext, TaskError};
+use mq_examples::child::WorkerChild;
 use mq_examples::{LocalCluster, LocalRedis};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -266,7 +266,17 @@ async fn run_one(args: &Args, topo: &Topology, n: u16) -> BenchResult<Run> {
     // Workers are built and ready before the clock starts.
     let mut children = Vec::new();
     for _ in 0..args.workers {
-        children.push(WorkerChild::spawn(&topo.url, &prefix, n, args.concurrency)?);
+        children.push(WorkerChild::spawn(
+            &topo.url,
+            &[
+                "--prefix".into(),
+                prefix.clone(),
+                "--partitions".into(),
+                n.to_string(),
+                "--concurrency".into(),
+                args.concurrency.to_string(),
+            ],
+        )?);
     }
     for child in &mut children {
         let line = child.next_line(CHILD_TIMEOUT).await?;
@@ -392,98 +402,6 @@ fn field(line: &str, name: &str) -> BenchResult<u64> {
         .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| format!("worker child said {line:?}, no {name}=").into())
-}
-
-/// A worker process: this binary with `--worker-child`.
-struct WorkerChild {
-    child: Option<Child>,
-    lines: mpsc::UnboundedReceiver<String>,
-}
-
-impl WorkerChild {
-    fn spawn(url: &str, prefix: &str, partitions: u16, concurrency: usize) -> BenchResult<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("--worker-child")
-            .env("MQ_REDIS_URL", url)
-            .args(["--prefix", prefix])
-            .args(["--partitions", &partitions.to_string()])
-            .args(["--concurrency", &concurrency.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or("worker child has no stdout pipe")?;
-        let (tx, lines) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(l) = line else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Self {
-            child: Some(child),
-            lines,
-        })
-    }
-
-    async fn next_line(&mut self, timeout: Duration) -> BenchResult<String> {
-        match tokio::time::timeout(timeout, self.lines.recv()).await {
-            Ok(Some(line)) => Ok(line),
-            Ok(None) => Err("worker child exited early (see its errors above)".into()),
-            Err(_) => Err(format!("worker child said nothing within {timeout:?}").into()),
-        }
-    }
-
-    fn send_line(&mut self, line: &str) -> BenchResult<()> {
-        let stdin = self
-            .child
-            .as_mut()
-            .and_then(|c| c.stdin.as_mut())
-            .ok_or("worker child's stdin is closed")?;
-        stdin.write_all(line.as_bytes())?;
-        stdin.write_all(b"\n")?;
-        stdin.flush()?;
-        Ok(())
-    }
-
-    /// Closing stdin tells the child to shut down gracefully.
-    fn close_stdin(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            drop(c.stdin.take());
-        }
-    }
-
-    async fn wait(&mut self, timeout: Duration) -> BenchResult<()> {
-        let started = Instant::now();
-        while let Some(child) = self.child.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                self.child = None;
-                if !status.success() {
-                    return Err(format!("worker child exited with {status}").into());
-                }
-                break;
-            }
-            if started.elapsed() > timeout {
-                return Err(format!("worker child did not exit within {timeout:?}").into());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for WorkerChild {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// `--worker-child`: builds a worker with a no-op handler on all partitions of the queue,

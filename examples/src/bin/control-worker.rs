@@ -21,16 +21,11 @@ struct Args {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     mq_examples::init_tracing();
     let args = Args::parse();
-    let conn = mq_core::redis::conn::Conn::connect(&args.worker.url).await?;
-    let worker = args
-        .worker
-        .builder()
-        .concurrency(args.concurrency)
-        .handle::<LongJob, _>(move |job: LongJob, ctx: TaskContext| {
-            handle_long_job(job, ctx, conn.clone())
+    args.worker
+        .run_with(args.concurrency, |builder, conn| {
+            builder.handle::<LongJob, _>(move |job: LongJob, ctx: TaskContext| {
+                handle_long_job(job, ctx, conn.clone())
+            })
         })
-        .build()
-        .await?;
-    worker.run_until_signal().await?;
-    Ok(())
+        .await
 }

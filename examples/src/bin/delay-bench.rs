@@ -31,7 +31,6 @@ use std::{
 
 use clap::Parser;
 use mq_core::{Producer, Task, TaskContext, TaskError, Worker};
-use mq_examples::LocalRedis;
 use serde::{Deserialize, Serialize};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -229,15 +228,6 @@ async fn run(url: &str, args: &Args) -> Result<(), BoxError> {
 async fn main() -> Result<(), BoxError> {
     mq_examples::init_tracing_with("warn");
     let args = Args::parse();
-    let _server;
-    let url = match args.url.clone() {
-        Some(u) => u,
-        None => {
-            let server = LocalRedis::start()?;
-            let url = server.url();
-            _server = server;
-            url
-        }
-    };
-    run(&url, &args).await
+    let redis = mq_examples::Redis::url_or_local(args.url.as_deref())?;
+    run(&redis.url, &args).await
 }

@@ -45,13 +45,10 @@ use std::{
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mq_core::{batch, Producer, Worker};
-use mq_examples::{
-    pipeline::{
-        check_vectors, check_vectors_with, default_data_file, delete_vectors, filter_file,
-        EmbedImage, EmbedStats, EmbedTask, EmbedText, Embedder, ModelArgs, ModelChoice, TextModel,
-        VectorKind, VECTOR_KEY_PREFIX,
-    },
-    LocalRedis,
+use mq_examples::pipeline::{
+    check_vectors, check_vectors_with, default_data_file, delete_vectors, filter_file, EmbedImage,
+    EmbedStats, EmbedTask, EmbedText, Embedder, ModelArgs, ModelChoice, TextModel, VectorKind,
+    VECTOR_KEY_PREFIX,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -195,18 +192,12 @@ async fn worker<T: EmbedTask>(
 async fn run(args: Args) -> Result<bool, BoxError> {
     // Loaded before anything starts (MiniLM: 90 MB of weights).
     let model = args.model.load()?;
-    let _local;
-    let own_server = args.url.is_none();
-    let url = match args.url.clone() {
-        Some(u) => u,
-        None => {
-            let server = LocalRedis::start()?;
-            println!("demo: started redis-server on {}", server.url());
-            let url = server.url();
-            _local = server;
-            url
-        }
-    };
+    let redis = mq_examples::Redis::url_or_local(args.url.as_deref())?;
+    let own_server = redis.is_local();
+    if own_server {
+        println!("demo: started redis-server on {}", redis.url);
+    }
+    let url = redis.url.clone();
     let input = args.input.clone().unwrap_or_else(default_data_file);
     let data = filter_file(&input)?;
     println!(

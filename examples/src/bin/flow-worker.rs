@@ -24,27 +24,22 @@ struct Args {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     mq_examples::init_tracing();
     let args = Args::parse();
-    let conn = mq_core::redis::conn::Conn::connect(&args.worker.url).await?;
-    let keyed = conn.clone();
-    let per_key = conn.clone();
-    let worker = args
-        .worker
-        .builder()
-        .concurrency(args.concurrency)
-        .handle(move |task: Limited, _ctx: TaskContext| {
-            let conn = conn.clone();
-            async move { handle_limited(task, conn).await }
+    args.worker
+        .run_with(args.concurrency, |builder, conn| {
+            let (keyed, per_key) = (conn.clone(), conn.clone());
+            builder
+                .handle(move |task: Limited, _ctx: TaskContext| {
+                    let conn = conn.clone();
+                    async move { handle_limited(task, conn).await }
+                })
+                .handle(move |task: PerAccount, _ctx: TaskContext| {
+                    let conn = keyed.clone();
+                    async move { handle_per_account(task, conn).await }
+                })
+                .handle(move |task: PerKey, _ctx: TaskContext| {
+                    let conn = per_key.clone();
+                    async move { handle_per_key(task, conn).await }
+                })
         })
-        .handle(move |task: PerAccount, _ctx: TaskContext| {
-            let conn = keyed.clone();
-            async move { handle_per_account(task, conn).await }
-        })
-        .handle(move |task: PerKey, _ctx: TaskContext| {
-            let conn = per_key.clone();
-            async move { handle_per_key(task, conn).await }
-        })
-        .build()
-        .await?;
-    worker.run_until_signal().await?;
-    Ok(())
+        .await
 }

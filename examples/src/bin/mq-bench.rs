@@ -76,8 +76,7 @@
 //! - `ack=` the fastest ack round trip of the ceiling (`multi`, `pipeline` or `script`).
 
 use std::{
-    io::{BufRead, BufReader, Write},
-    process::{Child, Command, Stdio},
+    io::BufRead,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -88,7 +87,7 @@ use std::{
 use clap::Parser;
 use hdrhistogram::Histogram;
 use mq_core::{Producer, Task, TaskContext, TaskError, Worker};
-use mq_examples::LocalRedis;
+use mq_examples::child::WorkerChild;
 use redis::{aio::MultiplexedConnection, Value};
 use serde::{Deserialize, Serialize};
 use tokio::{sync::mpsc, task::JoinSet};
@@ -316,17 +315,11 @@ async fn bench(args: Args) -> BenchResult<()> {
     {
         return Err("--tasks, --producers, --concurrency and --rate must be at least 1".into());
     }
-    let _local;
-    let (url, own_server) = match args.url.clone() {
-        Some(u) => (u, false),
-        None => {
-            let server = LocalRedis::start()?;
-            let url = server.url();
-            println!("started redis-server on {url}");
-            _local = server;
-            (url, true)
-        }
-    };
+    let redis = mq_examples::Redis::url_or_local(args.url.as_deref())?;
+    let (url, own_server) = (redis.url.clone(), redis.is_local());
+    if own_server {
+        println!("started redis-server on {url}");
+    }
     let mut admin = connect(&url).await?;
     let keys = mq_core::redis::keys::QueueKeys::new(&args.prefix, Noop::QUEUE);
     let own_prefix = format!("{}{OWN_PREFIX_SUFFIX}", args.prefix);
@@ -875,7 +868,17 @@ async fn drain(
             "in this process; rss is the whole bench process's VmHWM".to_owned(),
         )
     } else {
-        let mut child = WorkerChild::spawn(url, args, concurrency)?;
+        let mut child = WorkerChild::spawn(
+            url,
+            &[
+                "--prefix".into(),
+                args.prefix.clone(),
+                "--concurrency".into(),
+                concurrency.to_string(),
+                "--worker-threads".into(),
+                args.worker_threads.to_string(),
+            ],
+        )?;
         let line = child.next_line(CHILD_TIMEOUT).await?;
         if line != "ready" {
             return Err(format!("worker child said {line:?} instead of ready").into());
@@ -1006,108 +1009,6 @@ async fn wait_latency(
         hist.mean() / 1_000.0,
     );
     Ok((p50, p99))
-}
-
-/// The drain phase's worker process: this binary with `--worker-child`.
-struct WorkerChild {
-    child: Option<Child>,
-    lines: mpsc::UnboundedReceiver<String>,
-}
-
-impl WorkerChild {
-    fn spawn(url: &str, args: &Args, concurrency: usize) -> BenchResult<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("--worker-child")
-            // In the environment, not the command line: `ps` shows arguments to every user.
-            .env("MQ_REDIS_URL", url)
-            .arg("--prefix")
-            .arg(&args.prefix)
-            .arg("--concurrency")
-            .arg(concurrency.to_string())
-            .arg("--worker-threads")
-            .arg(args.worker_threads.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or("worker child has no stdout pipe")?;
-        let (tx, lines) = mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(l) = line else { break };
-                if tx.send(l).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Self {
-            child: Some(child),
-            lines,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
-    }
-
-    async fn next_line(&mut self, timeout: Duration) -> BenchResult<String> {
-        match tokio::time::timeout(timeout, self.lines.recv()).await {
-            Ok(Some(line)) => Ok(line),
-            Ok(None) => Err("worker child exited early (see its errors above)".into()),
-            Err(_) => Err(format!("worker child said nothing within {timeout:?}").into()),
-        }
-    }
-
-    fn send_line(&mut self, line: &str) -> BenchResult<()> {
-        let stdin = self
-            .child
-            .as_mut()
-            .and_then(|c| c.stdin.as_mut())
-            .ok_or("worker child's stdin is closed")?;
-        stdin.write_all(line.as_bytes())?;
-        stdin.write_all(b"\n")?;
-        stdin.flush()?;
-        Ok(())
-    }
-
-    /// Closing stdin tells the child to shut down gracefully.
-    fn close_stdin(&mut self) {
-        if let Some(c) = self.child.as_mut() {
-            drop(c.stdin.take());
-        }
-    }
-
-    async fn wait(&mut self, timeout: Duration) -> BenchResult<()> {
-        let started = Instant::now();
-        loop {
-            let Some(child) = self.child.as_mut() else {
-                return Ok(());
-            };
-            if let Some(status) = child.try_wait()? {
-                self.child = None;
-                if !status.success() {
-                    return Err(format!("worker child exited with {status}").into());
-                }
-                return Ok(());
-            }
-            if started.elapsed() > timeout {
-                return Err(format!("worker child did not exit within {timeout:?}").into());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-}
-
-impl Drop for WorkerChild {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 /// A worker on the bench queue with a no-op handler that counts the tasks it handled.

@@ -47,12 +47,9 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use mq_core::{batch, Producer, Worker};
-use mq_examples::{
-    pipeline::{
-        default_data_file, delete_vectors, filter_file, EmbedStats, EmbedTask, EmbedText, Embedder,
-        ModelArgs, ModelChoice, TextModel,
-    },
-    LocalRedis,
+use mq_examples::pipeline::{
+    default_data_file, delete_vectors, filter_file, EmbedStats, EmbedTask, EmbedText, Embedder,
+    ModelArgs, ModelChoice, TextModel,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -197,16 +194,8 @@ async fn run(args: Args) -> Result<(), BoxError> {
     if sweep.batch_sizes.contains(&0) {
         return Err("--batch-sizes must list sizes of at least 1".into());
     }
-    let _local;
-    let url = match args.url.clone() {
-        Some(u) => u,
-        None => {
-            let server = LocalRedis::start()?;
-            let url = server.url();
-            _local = server;
-            url
-        }
-    };
+    let redis = mq_examples::Redis::url_or_local(args.url.as_deref())?;
+    let url = redis.url.clone();
     let input = args.input.clone().unwrap_or_else(default_data_file);
     let texts: Vec<String> = filter_file(&input)?
         .texts

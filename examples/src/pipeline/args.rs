@@ -1,17 +1,12 @@
 //! The command-line flags shared by the image and text workers.
 
-/// Command-line options of the image and text workers (`--url`, `--concurrency`,
-/// `--batch-size`, `--batch-wait-ms`, `--grace-ms`, `--metrics-addr`).
+/// Command-line options of the image and text workers (`--url`, `--reclaim-timeout-ms`,
+/// `--concurrency`, `--batch-size`, `--batch-wait-ms`, `--grace-ms`, `--metrics-addr`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
-    /// Redis URL.
-    #[arg(
-        long,
-        env = "MQ_REDIS_URL",
-        hide_env_values = true,
-        default_value = "redis://127.0.0.1:6379/"
-    )]
-    pub url: String,
+    /// The Redis URL and reclaim timeout every example worker takes.
+    #[command(flatten)]
+    pub redis: crate::WorkerArgs,
     /// Global in-flight limit of this process (tasks, not batches).
     #[arg(long, env = "MQ_CONCURRENCY", default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
     pub concurrency: u64,

@@ -257,10 +257,12 @@ pub async fn run_embed_worker<T: EmbedTask>(
     model: TextModel,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let model_name = model.name();
-    let embedder = Embedder::connect(&args.url).await?.text_model(model);
+    let embedder = Embedder::connect(&args.redis.url).await?.text_model(model);
     let stats = embedder.stats();
     let batch_size = usize::try_from(args.batch_size)?;
-    let mut builder = mq_core::Worker::builder(&args.url)
+    let mut builder = args
+        .redis
+        .builder()
         .concurrency(usize::try_from(args.concurrency)?)
         .grace_period(std::time::Duration::from_millis(args.grace_ms))
         .handle::<T, _>(mq_core::batch(
