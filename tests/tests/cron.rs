@@ -193,9 +193,10 @@ async fn outage(missed: &str, restarted: usize) -> (BTreeMap<u64, Vec<String>>, 
     (runs(&mut c).await, first_start, exited, restart)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missed_ticks_are_skipped_by_default() {
-    let (by_tick, first_start, exited, restart) = outage("skip", 1).await;
+/// [`outage`], checked for what both policies share (every tick enqueued once, no tick before
+/// the first start caught up): the ticks enqueued for the outage, its end and the restart.
+async fn missed_in_outage(missed: &str, restarted: usize) -> (Vec<u64>, u64, u64) {
+    let (by_tick, first_start, exited, restart) = outage(missed, restarted).await;
     for (tick, ids) in &by_tick {
         assert_eq!(ids.len(), 1, "tick {tick} enqueued {} times", ids.len());
     }
@@ -203,11 +204,17 @@ async fn missed_ticks_are_skipped_by_default() {
         by_tick.keys().all(|&t| t > first_start),
         "a first start caught up a tick: {by_tick:?}"
     );
-    let missed: Vec<u64> = by_tick
+    let missed = by_tick
         .keys()
         .copied()
         .filter(|&t| t > exited && t <= restart)
         .collect();
+    (missed, exited, restart)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_ticks_are_skipped_by_default() {
+    let (missed, exited, restart) = missed_in_outage("skip", 1).await;
     assert!(
         missed.is_empty(),
         "ticks missed between {exited} and {restart} were enqueued: {missed:?}"
@@ -216,19 +223,7 @@ async fn missed_ticks_are_skipped_by_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_once_catches_up_one_missed_tick_once_with_two_workers() {
-    let (by_tick, first_start, exited, restart) = outage("run-once", 2).await;
-    for (tick, ids) in &by_tick {
-        assert_eq!(ids.len(), 1, "tick {tick} enqueued {} times", ids.len());
-    }
-    assert!(
-        by_tick.keys().all(|&t| t > first_start),
-        "a first start caught up a tick: {by_tick:?}"
-    );
-    let missed: Vec<u64> = by_tick
-        .keys()
-        .copied()
-        .filter(|&t| t > exited && t <= restart)
-        .collect();
+    let (missed, exited, restart) = missed_in_outage("run-once", 2).await;
     // The latest tick due when the workers started: the one 100 ms before the restart.
     assert_eq!(
         missed,

@@ -61,6 +61,45 @@ async fn backlog<T: Task>(url: &str, n: usize, task: impl Fn(Priority) -> T) {
     }
 }
 
+/// Runs a worker from `builder` whose handler of `T` records each task's level (`level`) and
+/// then waits `pause`, until `until` tasks started; the levels in start order.
+async fn level_starts<T>(
+    builder: mq_core::WorkerBuilder,
+    level: fn(&T) -> usize,
+    pause: Duration,
+    until: usize,
+) -> Vec<Priority>
+where
+    T: Task + serde::de::DeserializeOwned + Send + 'static,
+{
+    let starts: Starts = Arc::default();
+    let s = starts.clone();
+    let worker = builder
+        .handle::<T, _>(move |t: T, _ctx: TaskContext| {
+            let s = s.clone();
+            let l = Priority::ALL[level(&t)];
+            async move {
+                s.lock().unwrap().push(l);
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+                Ok::<_, TaskError>(())
+            }
+        })
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    wait_until(WAIT, "the starts", || {
+        let done = starts.lock().unwrap().len() >= until;
+        async move { done }
+    })
+    .await;
+    running.stop().await;
+    let starts = starts.lock().unwrap().clone();
+    starts
+}
+
 fn count(starts: &[Priority], level: Priority) -> usize {
     starts.iter().filter(|l| **l == level).count()
 }
@@ -84,28 +123,13 @@ async fn strict_levels_start_every_high_task_first_then_normal_then_low() {
         let s = admin.stats(&level).await.unwrap();
         assert_eq!((s.queue.as_str(), s.backlog), (level.as_str(), N as u64));
     }
-    let starts: Starts = Arc::default();
-    let s = starts.clone();
-    let worker = Worker::builder(&url)
-        .concurrency(4)
-        .handle::<Strict, _>(move |t: Strict, _ctx: TaskContext| {
-            let s = s.clone();
-            async move {
-                s.lock().unwrap().push(Priority::ALL[t.level]);
-                Ok::<_, TaskError>(())
-            }
-        })
-        .build()
-        .await
-        .unwrap();
-    let running = run_worker(worker);
-    wait_until(WAIT, "every task started", || {
-        let done = starts.lock().unwrap().len() >= 3 * N;
-        async move { done }
-    })
+    let starts = level_starts::<Strict>(
+        Worker::builder(&url).concurrency(4),
+        |t| t.level,
+        Duration::ZERO,
+        3 * N,
+    )
     .await;
-    running.stop().await;
-    let starts = starts.lock().unwrap().clone();
     assert_eq!(starts.len(), 3 * N);
     let first: Vec<Priority> = starts[..100].to_vec();
     assert!(
@@ -146,31 +170,17 @@ async fn weighted_levels_start_tasks_in_proportion_to_their_weights() {
         level: level.index(),
     })
     .await;
-    let starts: Starts = Arc::default();
-    let s = starts.clone();
-    let worker = Worker::builder(&url)
-        .concurrency(2)
-        .priority_weights(Weighted::QUEUE, [6, 3, 1])
-        .handle::<Weighted, _>(move |t: Weighted, _ctx: TaskContext| {
-            let s = s.clone();
-            async move {
-                s.lock().unwrap().push(Priority::ALL[t.level]);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-                Ok::<_, TaskError>(())
-            }
-        })
-        .build()
-        .await
-        .unwrap();
-    let running = run_worker(worker);
     const FIRST: usize = 1000;
-    wait_until(WAIT, "the first starts", || {
-        let done = starts.lock().unwrap().len() >= FIRST;
-        async move { done }
-    })
+    let starts = level_starts::<Weighted>(
+        Worker::builder(&url)
+            .concurrency(2)
+            .priority_weights(Weighted::QUEUE, [6, 3, 1]),
+        |t| t.level,
+        Duration::from_millis(2),
+        FIRST,
+    )
     .await;
-    running.stop().await;
-    let starts = starts.lock().unwrap()[..FIRST].to_vec();
+    let starts = starts[..FIRST].to_vec();
     for (level, weight) in [
         (Priority::High, 6.0),
         (Priority::Normal, 3.0),
@@ -474,30 +484,15 @@ async fn strict_levels_stay_in_order_at_the_queue_limit() {
         level: level.index(),
     })
     .await;
-    let starts: Starts = Arc::default();
-    let s = starts.clone();
-    let worker = Worker::builder(&url)
-        .concurrency(16)
-        .queue_concurrency(Strict::QUEUE, 2)
-        .handle::<Strict, _>(move |t: Strict, _ctx: TaskContext| {
-            let s = s.clone();
-            async move {
-                s.lock().unwrap().push(Priority::ALL[t.level]);
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                Ok::<_, TaskError>(())
-            }
-        })
-        .build()
-        .await
-        .unwrap();
-    let running = run_worker(worker);
-    wait_until(WAIT, "every task started", || {
-        let done = starts.lock().unwrap().len() >= 3 * N;
-        async move { done }
-    })
+    let starts = level_starts::<Strict>(
+        Worker::builder(&url)
+            .concurrency(16)
+            .queue_concurrency(Strict::QUEUE, 2),
+        |t| t.level,
+        Duration::from_millis(5),
+        3 * N,
+    )
     .await;
-    running.stop().await;
-    let starts = starts.lock().unwrap().clone();
     let mut sorted = starts.clone();
     sorted.sort_by_key(|l| l.index());
     assert_eq!(starts, sorted, "levels mixed at the queue limit");
