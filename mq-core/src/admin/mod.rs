@@ -17,8 +17,10 @@ use crate::{
     task::Task,
 };
 
-use crate::overview::Depth;
-pub use crate::overview::{QueueOverview, QueueSample};
+mod overview;
+
+use overview::Depth;
+pub use overview::{QueueOverview, QueueSample};
 
 /// `SCAN` calls per node at most in [`Admin::unique_stats`] and [`Admin::key_slots`]: 100 (of
 /// `COUNT 1000` each, so about 100,000 keys looked at per node). On a larger keyspace their
@@ -817,7 +819,7 @@ impl Admin {
         let parts = self.streams(queue).await?;
         let mut units: Vec<Vec<redis::Cmd>> = parts
             .iter()
-            .map(|p| crate::overview::stream_reads(&self.keys(p), Depth::Full))
+            .map(|p| overview::stream_reads(&self.keys(p), Depth::Full))
             .collect();
         // The pause flag, in the same transaction on one server.
         units.push(vec![redis::cmd("EXISTS")
@@ -831,8 +833,8 @@ impl Admin {
         let mut total = QueueSample::default();
         total.stats.queue = queue.to_owned();
         for (p, r) in parts.iter().zip(replies) {
-            let s = crate::overview::parse_stream(p, &self.group, Depth::Full, &mut r.into_iter());
-            crate::overview::add(&mut total, &s);
+            let s = overview::parse_stream(p, &self.group, Depth::Full, &mut r.into_iter());
+            overview::add(&mut total, &s);
         }
         total.stats.paused = paused;
         Ok(total.stats)
@@ -1160,7 +1162,7 @@ impl Admin {
         let mut total = QueueSample::default();
         total.stats.queue = queue.to_owned();
         for s in self.read_streams(&parts, Depth::Full).await? {
-            crate::overview::add(&mut total, &s);
+            overview::add(&mut total, &s);
         }
         Ok(total.info)
     }
