@@ -13,7 +13,6 @@ pub mod error;
 pub mod handler;
 pub mod health;
 pub mod metrics;
-mod overview;
 pub mod producer;
 pub mod redis;
 pub mod retry;
