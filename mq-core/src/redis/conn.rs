@@ -402,7 +402,7 @@ pub(crate) async fn managed(endpoint: &Endpoint, response_timeout: Duration) -> 
             ConnectionManager::new_with_config(client.clone(), config)
                 .await
                 .map(Conn::Single)
-                .map_err(|e| connect_error(endpoint, e))
+                .map_err(|e| connect_error(endpoint.node_client(0).get_connection_info().addr(), e))
         }
         Endpoint::Cluster { client, .. } => {
             let config = redis::cluster::ClusterConfig::new()
@@ -412,7 +412,7 @@ pub(crate) async fn managed(endpoint: &Endpoint, response_timeout: Duration) -> 
                 .get_async_connection_with_config(config)
                 .await
                 .map(Conn::Cluster)
-                .map_err(|e| connect_error(endpoint, e))
+                .map_err(|e| connect_error(endpoint.node_client(0).get_connection_info().addr(), e))
         }
     }
 }

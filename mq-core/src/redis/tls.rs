@@ -1,7 +1,6 @@
 //! TLS for Redis connections: the certificates of [`TlsOptions`](crate::TlsOptions) read and
 //! checked up front, and a failed handshake classified as a [`TlsError`] that names its cause.
 
-use super::conn::Endpoint;
 use crate::{config::redact_url, error::TlsError};
 use crate::{
     config::TlsOptions,
@@ -96,12 +95,11 @@ fn check_certificates(what: &str, path: &Path, pem: &[u8]) -> Result<()> {
 }
 
 impl TlsError {
-    /// The TLS failure behind `e` on a connection of `client`, if there is one.
-    fn from_redis(endpoint: &Endpoint, e: &redis::RedisError) -> Option<Self> {
-        let client = endpoint.node_client(0);
+    /// The TLS failure behind `e` on a connection to `addr`, if there is one.
+    fn from_redis(addr: &redis::ConnectionAddr, e: &redis::RedisError) -> Option<Self> {
         use rustls::{AlertDescription as A, CertificateError as C, Error as R};
         let tls = find_rustls_error(e)?;
-        let (host, server) = match client.get_connection_info().addr() {
+        let (host, server) = match addr {
             redis::ConnectionAddr::TcpTls { host, port, .. } => {
                 (host.clone(), format!("{host}:{port}"))
             }
@@ -173,10 +171,10 @@ fn find_rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a
     None
 }
 
-/// The error of a failed connect to `endpoint`: [`Error::Tls`] for a TLS failure (not worth a
+/// The error of a failed connect to `addr`: [`Error::Tls`] for a TLS failure (not worth a
 /// retry), [`Error::Redis`] otherwise.
-pub(crate) fn connect_error(endpoint: &Endpoint, e: redis::RedisError) -> Error {
-    match TlsError::from_redis(endpoint, &e) {
+pub(crate) fn connect_error(addr: &redis::ConnectionAddr, e: redis::RedisError) -> Error {
+    match TlsError::from_redis(addr, &e) {
         Some(tls) => Error::Tls(tls),
         None => Error::Redis {
             op: "connect",
