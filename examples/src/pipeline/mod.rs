@@ -57,19 +57,19 @@
 
 pub mod args;
 pub mod embed;
+pub mod error;
 #[cfg(feature = "minilm")]
 pub mod minilm;
 pub mod model;
 pub mod producer;
 pub mod records;
+pub mod standin;
 pub mod store;
 pub mod worker;
 
 pub use args::WorkerArgs;
 pub use embed::{
-    colour_histogram, embed_image, embed_images, embed_text, embed_texts, embed_texts_with,
-    fnv1a64, render_image, EmbedTask, Embedded, Image, Invalid, SplitMix64, VectorKind, IMAGE_DIM,
-    IMAGE_SIDE, TEXT_DIM,
+    embed_images, embed_texts, embed_texts_with, EmbedTask, Embedded, Invalid, VectorKind,
 };
 #[cfg(feature = "minilm")]
 pub use minilm::{MiniLm, MINILM_DIM, MINILM_FILES, MINILM_MAX_TOKENS};
@@ -78,6 +78,10 @@ pub use producer::{enqueue_records, Enqueued, ProduceError};
 pub use records::{
     check_image_url, default_data_file, filter_file, filter_records, parse_line, product_text,
     validate, EmbedImage, EmbedText, Filtered, Product, Reason, Validated, MAX_URL_LEN,
+};
+pub use standin::{
+    colour_histogram, embed_image, embed_text, fnv1a64, render_image, Image, SplitMix64, IMAGE_DIM,
+    IMAGE_SIDE, TEXT_DIM,
 };
 pub use store::{
     check_vectors, check_vectors_with, cosine, delete_vectors, store_vectors, vector_from_bytes,

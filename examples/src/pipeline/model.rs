@@ -6,35 +6,11 @@ use std::path::PathBuf;
 #[cfg(feature = "minilm")]
 use std::sync::Arc;
 
-use super::embed::{embed_text, TEXT_DIM};
+pub use super::error::ModelError;
+use super::standin::{embed_text, TEXT_DIM};
 
 /// Environment variable naming the MiniLM model directory (as `--model-dir`).
 pub const MODEL_DIR_ENV: &str = "MQ_MODEL_DIR";
-
-/// Why a text model cannot be loaded or run.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    /// `--model minilm` without `--model-dir` or `MQ_MODEL_DIR`.
-    #[error("--model minilm needs the model directory: run scripts/fetch-model.sh and pass the directory it prints as --model-dir or MQ_MODEL_DIR")]
-    NoDir,
-    /// A model file is missing from the directory.
-    #[error("{file} not found in {dir}: run scripts/fetch-model.sh (it downloads the model with pip and prints its directory) and pass that directory as --model-dir or MQ_MODEL_DIR", dir = dir.display())]
-    Missing {
-        /// The directory given.
-        dir: PathBuf,
-        /// The first missing file.
-        file: String,
-    },
-    /// This build has no MiniLM (built without the cargo feature `minilm`).
-    #[error("this binary was built without MiniLM: rebuild with `--features minilm` (cargo build --release -p mq-examples --features minilm)")]
-    NotBuilt,
-    /// A model file cannot be read or parsed.
-    #[error("loading the model: {0}")]
-    Load(String),
-    /// Tokenization or the model failed on a batch.
-    #[error("running the model: {0}")]
-    Inference(String),
-}
 
 /// Which text model to run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
