@@ -1,5 +1,13 @@
 //! [`Producer`]: enqueue tasks, one at a time, pipelined in batches, or delayed.
 
+mod durability;
+mod envelope;
+
+pub use durability::Durability;
+pub use envelope::DEFAULT_MAX_PAYLOAD;
+
+pub(crate) use envelope::{new_envelope, push_entry_fields};
+
 use std::{
     collections::{HashMap, HashSet},
     sync::{
@@ -21,16 +29,13 @@ use crate::{
     trace::current_traceparent,
 };
 
+use durability::{send, Shortfall};
+use envelope::{check_payload, xadd};
+
 /// Commands per pipeline in [`Producer::enqueue_many`]: 1,000.
 pub const ENQUEUE_BATCH: usize = 1_000;
 /// Pipelines of one `enqueue_many` call in flight at once: 4.
 pub const ENQUEUE_PIPELINES_IN_FLIGHT: usize = 4;
-/// Default cap on one task's MessagePack payload: 1 MiB. Ten thousand times a typical task
-/// (ids, a URL, a text: ~100 bytes), room for a document's text or a thumbnail, and small
-/// enough that a worker's fetch (up to 512 entries) or its in-flight tasks stay in the hundreds
-/// of MiB. Larger data belongs in an object store, with its key in the task. Change it with
-/// [`Producer::with_max_payload`].
-pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 /// Longest wait of a durable producer ([`Producer::durable`]) for its replicas: 5 s. A `WAIT`
 /// blocks the producer's connection on the server, and every reply must come within the
 /// connection's 10 s response timeout, concurrent enqueues queued behind the wait included.
@@ -1224,36 +1229,6 @@ impl Producer {
     }
 }
 
-/// The envelope of a new task (attempt 0, a new id), its payload checked against `max_payload`:
-/// what every enqueue writes, also the cron schedules' and the test producer's.
-pub(crate) fn new_envelope<T: Task>(
-    task: &T,
-    now: u64,
-    traceparent: Option<&str>,
-    max_payload: usize,
-) -> Result<Envelope> {
-    let payload = rmp_serde::to_vec_named(task).map_err(|source| Error::Encode {
-        task: T::NAME,
-        source,
-    })?;
-    check_payload(T::NAME, &payload, max_payload)?;
-    Ok(Envelope {
-        id: new_task_id(),
-        name: T::NAME.to_owned(),
-        payload,
-        attempt: 0,
-        enqueued_at: now,
-        traceparent: traceparent.map(str::to_owned),
-        error: None,
-        unique: task.unique_key(),
-        rate_key: task.rate_key(),
-        rate_slot: None,
-        concurrency_key: task.concurrency_key(),
-        track: T::OPTIONS.result_ttl.map(|d| d.as_millis().max(1) as u64),
-        events: T::OPTIONS.events,
-    })
-}
-
 /// For a tracked task (entry field `tr` or `ev`): appends to `pipe` the writes of its first
 /// state, `queued` (or `scheduled` with its due time, unix ms) in its status hash with the
 /// hash's ttl, and the event `enqueued` (or `scheduled`), in the enqueue's own pipeline. A plain
@@ -1292,30 +1267,6 @@ fn record_enqueue(pipe: &mut redis::Pipeline, keys: &QueueKeys, env: &Envelope, 
     }
 }
 
-/// [`Error::PayloadTooLarge`] if `payload` is over `max_payload`.
-fn check_payload(task: &str, payload: &[u8], max_payload: usize) -> Result<()> {
-    if payload.len() > max_payload {
-        return Err(Error::PayloadTooLarge {
-            task: task.to_owned(),
-            size: payload.len(),
-            limit: max_payload,
-        });
-    }
-    Ok(())
-}
-
-/// Appends `env`'s stream entry field/value pairs (as an `XADD` writes them) to a script
-/// call's arguments, for scripts that `XADD` the entry themselves.
-pub(crate) fn push_entry_fields(inv: &mut redis::ScriptInvocation<'_>, env: &Envelope) {
-    let mut cmd = redis::cmd("XADD");
-    env.write_fields(&mut cmd);
-    for arg in cmd.args_iter().skip(1) {
-        if let redis::Arg::Simple(b) = arg {
-            inv.arg(b);
-        }
-    }
-}
-
 fn stream_key(prefix: &str, queue: &str) -> String {
     QueueKeys::new(prefix, queue).stream
 }
@@ -1328,28 +1279,6 @@ fn check_durable_timeout(timeout: Duration) -> Result<()> {
         )));
     }
     Ok(())
-}
-
-/// Sends `pipe` and, if `durability` is set, its wait as the pipeline's last command, in one
-/// round trip. Returns the replies of the `kept` commands not marked `ignore` (none read when
-/// `kept` is 0, the plain enqueue) and `Some` if too few replicas confirmed.
-async fn send(
-    mut pipe: redis::Pipeline,
-    mut conn: Conn,
-    durability: Option<Durability>,
-    kept: usize,
-) -> redis::RedisResult<(Vec<redis::Value>, Option<Shortfall>)> {
-    let Some(durability) = durability else {
-        if kept == 0 {
-            pipe.query_async::<()>(&mut conn).await?;
-            return Ok((Vec::new(), None));
-        }
-        return Ok((pipe.query_async(&mut conn).await?, None));
-    };
-    pipe.add_command(durability.command());
-    let mut replies: Vec<redis::Value> = pipe.query_async(&mut conn).await?;
-    let wait = replies.pop().unwrap_or(redis::Value::Nil);
-    Ok((replies, durability.shortfall(&wait)?))
 }
 
 /// What one enqueue did: the task was added, or (a [unique](Task::unique_key) task whose key
@@ -1436,126 +1365,6 @@ fn unix_ms(at: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// What a [durable](Producer::durable) producer waits for after each enqueue round trip.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// `WAIT replicas timeout`: that many replicas received the writes (in memory). Set with
-    /// [`Producer::durable`].
-    Replicas {
-        /// Replicas that must confirm.
-        replicas: u32,
-        /// Longest wait.
-        timeout: Duration,
-    },
-    /// `WAITAOF local replicas timeout` (Redis 7.2+): the writes are fsynced to the AOF of
-    /// the primary (if `local`) and of that many replicas. Set with
-    /// [`Producer::durable_aof`].
-    Aof {
-        /// Whether the primary must fsync its own AOF.
-        local: bool,
-        /// Replicas that must fsync their AOF.
-        replicas: u32,
-        /// Longest wait.
-        timeout: Duration,
-    },
-}
-
-impl Durability {
-    /// The `WAIT` or `WAITAOF` command.
-    fn command(self) -> redis::Cmd {
-        match self {
-            Durability::Replicas { replicas, timeout } => {
-                let mut cmd = redis::cmd("WAIT");
-                cmd.arg(replicas).arg(timeout.as_millis() as u64);
-                cmd
-            }
-            Durability::Aof {
-                local,
-                replicas,
-                timeout,
-            } => {
-                let mut cmd = redis::cmd("WAITAOF");
-                cmd.arg(u32::from(local))
-                    .arg(replicas)
-                    .arg(timeout.as_millis() as u64);
-                cmd
-            }
-        }
-    }
-
-    /// How far the reply to [`command`](Self::command) falls short of what was asked, if it
-    /// does: `WAIT` answers the number of replicas that confirmed, `WAITAOF` `[local,
-    /// replicas]` (local 1 if the primary fsynced).
-    fn shortfall(self, reply: &redis::Value) -> redis::RedisResult<Option<Shortfall>> {
-        use redis::Value::{Array, Int};
-        let count = |n: i64| u32::try_from(n).unwrap_or(0);
-        let (wanted, acked_by, local_missing) = match (self, reply) {
-            (Durability::Replicas { replicas, .. }, Int(n)) => (replicas, count(*n), false),
-            (
-                Durability::Aof {
-                    local, replicas, ..
-                },
-                Array(v),
-            ) => match v.as_slice() {
-                [Int(l), Int(r)] => (replicas, count(*r), local && *l < 1),
-                _ => return Err(unexpected(reply)),
-            },
-            _ => return Err(unexpected(reply)),
-        };
-        Ok((acked_by < wanted || local_missing).then_some(Shortfall {
-            acked_by,
-            wanted,
-            local_missing,
-        }))
-    }
-}
-
-fn unexpected(reply: &redis::Value) -> redis::RedisError {
-    redis::RedisError::from((
-        redis::ErrorKind::UnexpectedReturnType,
-        "unexpected reply to WAIT/WAITAOF",
-        format!("{reply:?}"),
-    ))
-}
-
-/// A durability wait that fell short: the fields of [`Error::NotDurable`] but the ids.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Shortfall {
-    acked_by: u32,
-    wanted: u32,
-    local_missing: bool,
-}
-
-impl Shortfall {
-    /// The worse of two outcomes (fewest replicas; local fsync missing in either).
-    fn worst(a: Option<Shortfall>, b: Option<Shortfall>) -> Option<Shortfall> {
-        match (a, b) {
-            (Some(a), Some(b)) => Some(Shortfall {
-                acked_by: a.acked_by.min(b.acked_by),
-                wanted: a.wanted,
-                local_missing: a.local_missing || b.local_missing,
-            }),
-            (a, b) => a.or(b),
-        }
-    }
-
-    fn into_error(self, ids: Vec<String>) -> Error {
-        Error::NotDurable {
-            ids,
-            acked_by: self.acked_by,
-            wanted: self.wanted,
-            local_missing: self.local_missing,
-        }
-    }
-}
-
-fn xadd(stream: &str, env: &Envelope) -> redis::Cmd {
-    let mut cmd = redis::cmd("XADD");
-    cmd.arg(stream).arg("*");
-    env.write_fields(&mut cmd);
-    cmd
-}
-
 /// Closes the connection on `READONLY` (a failover behind the same address) so that the next
 /// call reconnects to the new primary; the error is returned unchanged.
 trait ReconnectOnReadonly<T> {
@@ -1604,117 +1413,5 @@ impl Due {
             ),
         };
         inv.arg(member).arg(&keys.wake);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use redis::Value::{Array, Int};
-
-    fn args(cmd: &redis::Cmd) -> Vec<String> {
-        cmd.args_iter()
-            .map(|a| match a {
-                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
-                _ => "<other>".into(),
-            })
-            .collect()
-    }
-
-    const SECOND: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn wait_and_waitaof_commands() {
-        let wait = Durability::Replicas {
-            replicas: 2,
-            timeout: SECOND,
-        };
-        assert_eq!(args(&wait.command()), ["WAIT", "2", "1000"]);
-        let aof = Durability::Aof {
-            local: true,
-            replicas: 1,
-            timeout: Duration::from_millis(250),
-        };
-        assert_eq!(args(&aof.command()), ["WAITAOF", "1", "1", "250"]);
-    }
-
-    #[test]
-    fn wait_replies_below_the_replicas_asked_fall_short() {
-        let wait = Durability::Replicas {
-            replicas: 2,
-            timeout: SECOND,
-        };
-        assert_eq!(wait.shortfall(&Int(2)).unwrap(), None);
-        assert_eq!(wait.shortfall(&Int(3)).unwrap(), None);
-        assert_eq!(
-            wait.shortfall(&Int(1)).unwrap(),
-            Some(Shortfall {
-                acked_by: 1,
-                wanted: 2,
-                local_missing: false
-            })
-        );
-        assert!(wait.shortfall(&Array(vec![Int(1), Int(2)])).is_err());
-    }
-
-    /// The test servers are Redis 7.0, without `WAITAOF`: its replies are checked here only.
-    #[test]
-    fn waitaof_replies_check_the_local_fsync_and_the_replicas() {
-        let aof = |local, replicas| Durability::Aof {
-            local,
-            replicas,
-            timeout: SECOND,
-        };
-        let reply = |l, r| Array(vec![Int(l), Int(r)]);
-        assert_eq!(aof(true, 1).shortfall(&reply(1, 1)).unwrap(), None);
-        assert_eq!(aof(false, 1).shortfall(&reply(0, 1)).unwrap(), None);
-        assert_eq!(aof(true, 0).shortfall(&reply(1, 0)).unwrap(), None);
-        assert_eq!(
-            aof(true, 1).shortfall(&reply(0, 1)).unwrap(),
-            Some(Shortfall {
-                acked_by: 1,
-                wanted: 1,
-                local_missing: true
-            })
-        );
-        assert_eq!(
-            aof(false, 2).shortfall(&reply(1, 1)).unwrap(),
-            Some(Shortfall {
-                acked_by: 1,
-                wanted: 2,
-                local_missing: false
-            })
-        );
-        assert!(aof(true, 1).shortfall(&Int(1)).is_err());
-    }
-
-    #[test]
-    fn the_worst_shortfall_of_a_call_is_reported() {
-        let s = |acked_by, local_missing| {
-            Some(Shortfall {
-                acked_by,
-                wanted: 2,
-                local_missing,
-            })
-        };
-        assert_eq!(Shortfall::worst(None, None), None);
-        assert_eq!(Shortfall::worst(None, s(1, false)), s(1, false));
-        assert_eq!(Shortfall::worst(s(1, false), s(0, true)), s(0, true));
-        assert_eq!(Shortfall::worst(s(0, false), s(1, true)), s(0, true));
-    }
-
-    #[test]
-    fn not_durable_says_the_tasks_are_enqueued() {
-        let e = Shortfall {
-            acked_by: 0,
-            wanted: 1,
-            local_missing: true,
-        }
-        .into_error(vec!["a".into(), "b".into()]);
-        assert_eq!(
-            e.to_string(),
-            "2 task(s) enqueued on the primary but confirmed by 0 of 1 replica(s) and not \
-             fsynced to the primary's AOF in time: they may be lost in a failover"
-        );
     }
 }
