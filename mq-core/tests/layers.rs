@@ -393,7 +393,6 @@ fn the_circle_check_sees_each_kind_of_arrow() {
 }
 
 #[test]
-#[ignore = "until the re-layering of issue 22 lands"]
 fn no_file_of_mq_core_is_over_700_lines_but_the_listed_ones() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut mods = BTreeMap::new();
