@@ -130,3 +130,24 @@ impl Drop for WorkerChild {
         }
     }
 }
+
+/// The child's side of the start: reads its stdin on a plain thread (a tokio stdin read would
+/// hold up runtime shutdown), prints `ready` and waits for the parent's `go`. Returns the rest
+/// of its stdin, which closes when the parent wants the child to stop, or `None` if the parent
+/// went away before `go`.
+pub async fn ready_then_go() -> Option<mpsc::UnboundedReceiver<String>> {
+    let (tx, mut stdin) = mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(l) = line else { break };
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    println!("ready");
+    match stdin.recv().await {
+        Some(l) if l.trim() == "go" => Some(stdin),
+        _ => None,
+    }
+}

@@ -41,7 +41,6 @@
 
 use std::{
     collections::BTreeMap,
-    io::BufRead,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -54,7 +53,6 @@ use mq_core::{redis::conn::Conn, redis::keys::QueueKeys, Producer, Task, TaskCon
 use mq_examples::child::WorkerChild;
 use mq_examples::{LocalCluster, LocalRedis};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type BenchResult<T> = Result<T, BoxError>;
@@ -432,21 +430,9 @@ async fn worker_child(args: &Args) -> BenchResult<()> {
         .build()
         .await?;
     let token = worker.shutdown_token();
-    // Stdin is read on a plain thread: a tokio stdin read would hold up runtime shutdown.
-    let (tx, mut stdin) = mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(l) = line else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    println!("ready");
-    match stdin.recv().await {
-        Some(l) if l.trim() == "go" => {}
-        _ => return Ok(()), // the parent went away before the start
-    }
+    let Some(mut stdin) = mq_examples::child::ready_then_go().await else {
+        return Ok(()); // the parent went away before the start
+    };
     let run = tokio::spawn(worker.run());
     while stdin.recv().await.is_some() {}
     token.cancel();

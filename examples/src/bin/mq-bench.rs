@@ -76,7 +76,6 @@
 //! - `ack=` the fastest ack round trip of the ceiling (`multi`, `pipeline` or `script`).
 
 use std::{
-    io::BufRead,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex,
@@ -90,7 +89,7 @@ use mq_core::{Producer, Task, TaskContext, TaskError, Worker};
 use mq_examples::child::WorkerChild;
 use redis::{aio::MultiplexedConnection, Value};
 use serde::{Deserialize, Serialize};
-use tokio::{sync::mpsc, task::JoinSet};
+use tokio::task::JoinSet;
 
 /// A Lua ack (XACK then XDEL of ARGV[2..]), measured as one of the ceiling's ack modes.
 static ACK_SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
@@ -1047,21 +1046,9 @@ async fn worker_child(args: &Args) -> BenchResult<()> {
         .ok_or("--worker-child needs --concurrency")?;
     let (worker, handled) = noop_worker(url, &args.prefix, concurrency).await?;
     let token = worker.shutdown_token();
-    // Stdin is read on a plain thread: a tokio stdin read would hold up runtime shutdown.
-    let (tx, mut stdin) = mpsc::unbounded_channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lock().lines() {
-            let Ok(l) = line else { break };
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    println!("ready");
-    match stdin.recv().await {
-        Some(l) if l.trim() == "go" => {}
-        _ => return Ok(()), // the parent went away before the start
-    }
+    let Some(mut stdin) = mq_examples::child::ready_then_go().await else {
+        return Ok(()); // the parent went away before the start
+    };
     let run = tokio::spawn(worker.run());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

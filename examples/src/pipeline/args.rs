@@ -3,6 +3,8 @@
 /// Command-line options of the image and text workers (`--url`, `--reclaim-timeout-ms`,
 /// `--concurrency`, `--batch-size`, `--batch-wait-ms`, `--grace-ms`, `--metrics-addr`).
 #[derive(Debug, Clone, clap::Args)]
+// Its own group id: it flattens `mq_examples::WorkerArgs`, whose group has the same name.
+#[group(id = "EmbedWorkerArgs")]
 pub struct WorkerArgs {
     /// The Redis URL and reclaim timeout every example worker takes.
     #[command(flatten)]
