@@ -107,7 +107,7 @@ impl Progress {
     pub(crate) async fn flush(&self) {
         let json = self.lock().pending.take();
         if let Some(json) = json {
-            self.write(json).await;
+            Box::pin(self.write(json)).await;
         }
     }
 

@@ -75,6 +75,11 @@ impl Job {
         }
     }
 
+    /// Every path but a plain task's success (dead letters, retries, cancels, admission,
+    /// tracked starts, unique acks) awaits a boxed future: those hold Redis script calls of
+    /// several KB, and stored inline they made every task's future 4 KB, built and moved for
+    /// each task (mq-bench drain: ~50k tasks/s inline, ~113k/s boxed, the same run; see
+    /// README "Performance"). Keep new cold paths boxed too.
     async fn run_inner(mut self) {
         let m = &self.queue.metrics;
         m.in_flight.inc();
@@ -91,14 +96,13 @@ impl Job {
         let env = match Envelope::from_fields(fields) {
             Ok(env) => env,
             Err(e) => {
-                self.dead(&entry_id, &raw, &format!("malformed entry: {e}"))
-                    .await;
+                Box::pin(self.dead(&entry_id, &raw, &format!("malformed entry: {e}"))).await;
                 return;
             }
         };
         let Some(handler) = self.queue.handlers.get(&env.name).cloned() else {
             let reason = format!("unknown task name {:?}", env.name);
-            self.dead(&entry_id, &Ident::of(&env), &reason).await;
+            Box::pin(self.dead(&entry_id, &Ident::of(&env), &reason)).await;
             return;
         };
         let tm = m.task(&env.name);
@@ -119,7 +123,7 @@ impl Job {
         // Cancelled while it waited to start (buffered, or waiting for a slot or token): it
         // never runs, and takes no slot or token.
         if cancel.is_cancelled() {
-            return self.cancelled(&entry_id, &env).await;
+            return Box::pin(self.cancelled(&entry_id, &env)).await;
         }
         // Only task types with per-key concurrency pay this round trip. The slot is taken
         // before the rate token: a task waiting for a slot takes no token.
@@ -129,7 +133,7 @@ impl Job {
                 .queue
                 .keys
                 .slots_key(&env.name, env.concurrency_key.as_deref());
-            if !self.take_slot(&entry_id, &env, limit, &key).await {
+            if !Box::pin(self.take_slot(&entry_id, &env, limit, &key)).await {
                 return;
             }
             _slot_guard = Registered::new(&self.queue, &entry_id, |q| &q.slots, |_| key.clone());
@@ -141,13 +145,13 @@ impl Job {
         if let Some(rate) = options.rate {
             let interval = self.rate_interval(rate, &env);
             let holds = matches!(env.rate_slot, Some(i) if i == interval || i == 1);
-            if !holds && !self.take_rate_token(&entry_id, &env, interval).await {
+            if !holds && !Box::pin(self.take_rate_token(&entry_id, &env, interval)).await {
                 return;
             }
         }
         // Cancelled while it waited for its slot or token.
         if cancel.is_cancelled() {
-            return self.cancelled(&entry_id, &env).await;
+            return Box::pin(self.cancelled(&entry_id, &env)).await;
         }
         let progress = crate::control::Progress::new(
             self.shared.data.clone(),
@@ -182,7 +186,7 @@ impl Job {
         tm.started.inc();
         // Only tracked task types pay this round trip.
         if env.track.is_some() || env.events {
-            self.record_start(&env).await;
+            Box::pin(self.record_start(&env)).await;
         }
         let started = Instant::now();
         // Decoding runs user code (Deserialize impls) too: guard it like the handler.
@@ -207,14 +211,14 @@ impl Job {
         // beside it. Settle only once that work has ended; meanwhile the lease and the slot
         // are renewed as for a running task.
         let outcome = match outcome {
-            Outcome::Failed(e) if !self.blocking_work_ended(&entry_id, &env).await => {
+            Outcome::Failed(e) if !Box::pin(self.blocking_work_ended(&entry_id, &env)).await => {
                 drop(e);
                 Outcome::Aborted
             }
             other => other,
         };
         if cancel.is_cancelled() && !matches!(outcome, Outcome::Invalid(_)) {
-            return self.cancelled(&entry_id, &env).await;
+            return Box::pin(self.cancelled(&entry_id, &env)).await;
         }
         match outcome {
             Outcome::Done(result)
@@ -224,8 +228,7 @@ impl Job {
                     || env.events =>
             {
                 tm.success.inc();
-                self.ack_unique(&entry_id, &env, &options, result.as_deref())
-                    .await;
+                Box::pin(self.ack_unique(&entry_id, &env, &options, result.as_deref())).await;
             }
             Outcome::Done(_) => {
                 tm.success.inc();
@@ -235,9 +238,11 @@ impl Job {
                     self.queue.untrack([&e.0]);
                 }
             }
-            Outcome::Invalid(reason) => self.dead(&entry_id, &Ident::of(&env), &reason).await,
-            Outcome::Aborted => self.aborted(&entry_id, &env).await,
-            Outcome::Failed(err) => self.failed(&entry_id, env, &options, err).await,
+            Outcome::Invalid(reason) => {
+                Box::pin(self.dead(&entry_id, &Ident::of(&env), &reason)).await
+            }
+            Outcome::Aborted => Box::pin(self.aborted(&entry_id, &env)).await,
+            Outcome::Failed(err) => Box::pin(self.failed(&entry_id, env, &options, err)).await,
         }
     }
 
