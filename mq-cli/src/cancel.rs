@@ -61,7 +61,7 @@ pub(crate) async fn status(ctx: &Ctx, queue: &str, id: &str) -> Result<(), CliEr
 }
 
 /// A status as JSON: `{"state": ..., details}`.
-fn status_json(status: &TaskStatus) -> serde_json::Value {
+pub(crate) fn status_json(status: &TaskStatus) -> serde_json::Value {
     match status {
         TaskStatus::Queued => json!({ "state": "queued" }),
         TaskStatus::Scheduled { due } => json!({ "state": "scheduled", "due": due }),

@@ -113,6 +113,10 @@ pub(crate) enum Command {
         #[arg(long)]
         follow: bool,
     },
+    /// Serves a web UI for operators at `/` and the JSON API it uses under `/api/`: queues,
+    /// tasks by state with paging, task details, dead letters, workers, schedules, and the
+    /// actions (replay, delete, purge, pause/resume, cancel, enqueue). See README "Web UI".
+    Web(WebArgs),
     /// What is known of a task by id: its status and result (task types with `result_ttl`,
     /// kept for that ttl after each change) and the progress its handler last reported
     /// (`ctx.progress`), kept for an hour after its last report.
@@ -149,6 +153,35 @@ pub(crate) struct StatsArgs {
     /// `--watch`.
     #[arg(long)]
     pub(crate) keys: bool,
+}
+
+/// `mq web`.
+#[derive(Debug, Args)]
+pub(crate) struct WebArgs {
+    /// Address to listen on. Anything but a loopback address needs --auth-token (or
+    /// --insecure-no-auth).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Require this token: API calls must send `Authorization: Bearer <token>`, and the page
+    /// asks for it in a login form (the help never shows the value of MQ_WEB_TOKEN).
+    #[arg(
+        long,
+        env = "MQ_WEB_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) auth_token: Option<String>,
+    /// Disable every action (replay, delete, purge, pause, resume, cancel, enqueue): the API
+    /// answers them 403.
+    #[arg(long)]
+    pub(crate) read_only: bool,
+    /// Listen on a non-loopback address without a token.
+    #[arg(long)]
+    pub(crate) insecure_no_auth: bool,
+    /// How often the page refreshes (the queue overview is read from Redis at most once per
+    /// interval, whatever the number of viewers).
+    #[arg(long, value_name = "SECS", default_value = "2", value_parser = parse_secs)]
+    pub(crate) refresh: Duration,
 }
 
 /// `mq dead ...`.

@@ -59,7 +59,7 @@ fn check_id(id: &str) -> Result<(), CliError> {
 
 /// A dead letter as JSON: every field as text (a v2 entry's `t` and `r` as the v1 fields they
 /// hold, see [`DeadLetter::task_fields`]), `payload` decoded, `dead_id` added.
-fn to_json(task: &DeadLetter) -> serde_json::Value {
+pub(crate) fn to_json(task: &DeadLetter) -> serde_json::Value {
     let mut obj = serde_json::Map::new();
     obj.insert("dead_id".into(), task.dead_id().into());
     if let Some(q) = task.queue() {

@@ -81,6 +81,9 @@ pub(crate) enum CliError {
     /// `mq dead purge` or `mq dead replay --all` without `--yes` and without a terminal to ask on, or the answer was no.
     #[error("{0}")]
     NotConfirmed(String),
+    /// `mq web` refused to start (an address without a token, a port in use).
+    #[error("{0}")]
+    Refused(String),
     /// Writing the output or reading the answer failed.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),

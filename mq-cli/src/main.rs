@@ -15,6 +15,7 @@
 //! mq cancel <queue> <id>
 //! mq status <queue> <id>
 //! mq events <queue> [--follow]
+//! mq web [--listen ADDR] [--auth-token T] [--read-only]
 //! ```
 //!
 //! `mq stats` computes its rates from two samples of each stream's counters (`XINFO STREAM`
@@ -39,6 +40,7 @@ mod pause;
 mod pending;
 mod schedules;
 mod stats;
+mod web;
 mod workers;
 
 use std::process::ExitCode;
@@ -149,5 +151,6 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Cancel { queue, id } => cancel::run(ctx, &queue, &id).await,
         Command::Status { queue, id } => cancel::status(ctx, &queue, &id).await,
         Command::Events { queue, follow } => events::run(ctx, &queue, follow).await,
+        Command::Web(args) => web::run(ctx, args).await,
     }
 }

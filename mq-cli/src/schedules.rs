@@ -9,7 +9,7 @@ use crate::{
     Ctx,
 };
 
-fn to_json(s: &ScheduleInfo) -> serde_json::Value {
+pub(crate) fn to_json(s: &ScheduleInfo) -> serde_json::Value {
     json!({
         "name": s.name,
         "queue": s.queue,

@@ -10,7 +10,7 @@ use crate::{
     Ctx,
 };
 
-fn to_json(w: &WorkerInfo) -> serde_json::Value {
+pub(crate) fn to_json(w: &WorkerInfo) -> serde_json::Value {
     json!({
         "consumer": w.consumer,
         "live": w.live,

@@ -418,6 +418,43 @@ impl Envelope {
         out
     }
 
+    /// Decodes a member of the delayed set (what [`to_delayed_member`](Self::to_delayed_member)
+    /// writes: a MessagePack map of field names to str or bin values) as the promoter would
+    /// add it to the stream.
+    ///
+    /// # Errors
+    ///
+    /// [`EnvelopeError::Malformed`] when the member is not such a map, and what
+    /// [`from_fields`](Self::from_fields) finds wrong with its fields.
+    pub fn from_delayed_member(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        /// One str or bin value, as bytes.
+        fn blob(buf: &mut &[u8]) -> Result<Vec<u8>, EnvelopeError> {
+            let len = match buf.first() {
+                Some(0xc4..=0xc6) => rmp::decode::read_bin_len(buf),
+                _ => rmp::decode::read_str_len(buf),
+            }
+            .map_err(|_| EnvelopeError::Malformed)? as usize;
+            if buf.len() < len {
+                return Err(EnvelopeError::Malformed);
+            }
+            let (value, rest) = buf.split_at(len);
+            *buf = rest;
+            Ok(value.to_vec())
+        }
+        let mut buf = bytes;
+        let n = rmp::decode::read_map_len(&mut buf).map_err(|_| EnvelopeError::Malformed)?;
+        // The promoter refuses more than 32 fields; a member is never bigger than its bytes.
+        let mut fields = Vec::with_capacity(2 * (n as usize).min(64));
+        for _ in 0..n {
+            fields.push(Value::BulkString(blob(&mut buf)?));
+            fields.push(Value::BulkString(blob(&mut buf)?));
+        }
+        if !buf.is_empty() {
+            return Err(EnvelopeError::Malformed);
+        }
+        Self::from_fields(fields)
+    }
+
     /// Decodes the flat `[field, value, field, value, ...]` list of a stream entry, v2 (it has
     /// a `t` field; other fields but `r`, `u`, `rk`, `rs` and `ck` are then ignored) or v1.
     pub fn from_fields(fields: Vec<Value>) -> Result<Self, EnvelopeError> {

@@ -170,3 +170,10 @@ pub(crate) fn flat_map(v: Value) -> Vec<(String, Value)> {
         _ => Vec::new(),
     }
 }
+
+/// A stream id as mq's admin calls take them: `<ms>-<seq>`, both decimal.
+pub(crate) fn is_stream_id(id: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    id.split_once('-')
+        .is_some_and(|(ms, seq)| digits(ms) && digits(seq))
+}

@@ -1,5 +1,5 @@
 //! Reading and purging a queue's dead stream ([`Admin::dead_list`], [`Admin::dead_show`],
-//! [`Admin::dead_purge`]), each entry a [`DeadLetter`].
+//! [`Admin::dead_purge`], [`Admin::dead_delete`]), each entry a [`DeadLetter`].
 
 use std::sync::LazyLock;
 
@@ -70,16 +70,7 @@ impl Admin {
             .map_err(Error::redis("XRANGE"))?;
         Ok(crate::envelope::parse_entries(reply)
             .into_iter()
-            .map(|(dead_id, fields)| {
-                let fields = flat_map(Value::Array(fields))
-                    .into_iter()
-                    .map(|(k, v)| match v {
-                        Value::BulkString(b) => (k, b),
-                        other => (k, format!("{other:?}").into_bytes()),
-                    })
-                    .collect();
-                DeadLetter::new(dead_id, fields).with_queue(queue)
-            })
+            .map(|(dead_id, fields)| letter(queue, dead_id, fields))
             .collect())
     }
 
@@ -103,6 +94,34 @@ impl Admin {
         Ok(purged)
     }
 
+    /// Deletes the dead letters of `queue` with these ids (from each of its partitions and
+    /// levels: one `XDEL` per stream); returns how many were deleted. Unknown ids are not an
+    /// error: they count nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for an id that is not a stream id, [`Error::Redis`].
+    pub async fn dead_delete(&self, queue: &str, dead_ids: &[String]) -> Result<u64> {
+        if let Some(bad) = dead_ids.iter().find(|id| !super::client::is_stream_id(id)) {
+            return Err(Error::Config(format!(
+                "bad dead-letter id {bad:?}: expected <unix-ms>-<seq>"
+            )));
+        }
+        if dead_ids.is_empty() {
+            return Ok(0);
+        }
+        let mut deleted = 0;
+        for p in self.streams(queue).await? {
+            deleted += redis::cmd("XDEL")
+                .arg(self.keys(&p).dead)
+                .arg(dead_ids)
+                .query_async::<u64>(&mut self.conn.clone())
+                .await
+                .map_err(Error::redis("XDEL"))?;
+        }
+        Ok(deleted)
+    }
+
     /// The former name of [`dead_purge`](Self::dead_purge).
     ///
     /// # Errors
@@ -118,3 +137,15 @@ impl Admin {
 static PURGE: LazyLock<Script> = LazyLock::new(|| {
     Script::new("local n = redis.call('XLEN', KEYS[1]) redis.call('UNLINK', KEYS[1]) return n")
 });
+
+/// The dead letter of `queue` with id `dead_id` and the entry's flat field list.
+pub(super) fn letter(queue: &str, dead_id: String, fields: Vec<Value>) -> DeadLetter {
+    let fields = flat_map(Value::Array(fields))
+        .into_iter()
+        .map(|(k, v)| match v {
+            Value::BulkString(b) => (k, b),
+            other => (k, format!("{other:?}").into_bytes()),
+        })
+        .collect();
+    DeadLetter::new(dead_id, fields).with_queue(queue)
+}

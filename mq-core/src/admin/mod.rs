@@ -23,8 +23,11 @@
 //!   per-key concurrency slots ([`KeySlotsReport`]);
 //! - `letter.rs`: one dead letter and its typed accessors ([`DeadLetter`], [`DecodeError`]);
 //! - `dead.rs`: listing, showing and purging a queue's dead stream;
-//! - `replay.rs`: moving dead tasks back to the work stream ([`ReplayReport`]).
+//! - `replay.rs`: moving dead tasks back to the work stream ([`ReplayReport`]);
+//! - `browse.rs`: a queue's tasks by state, one bounded page at a time ([`TaskPage`]), and
+//!   one task by its entry id.
 
+mod browse;
 mod client;
 mod dead;
 mod letter;
@@ -40,6 +43,7 @@ mod tasks;
 mod wait;
 mod workers;
 
+pub use browse::{TaskPage, TaskRow, TaskState, MAX_PAGE};
 pub use client::Admin;
 pub use letter::{payload_to_json, DeadLetter, DecodeError};
 pub use overview::QueueOverview;

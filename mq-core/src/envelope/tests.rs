@@ -290,6 +290,20 @@ fn delayed_member_is_a_msgpack_map_of_the_v2_fields_as_str() {
             .flat_map(|(k, raw::Raw(b))| [bulk(k.as_bytes()), bulk(&b)])
             .collect();
         assert_eq!(Envelope::from_fields(fields).unwrap(), e);
+        assert_eq!(Envelope::from_delayed_member(&bytes).unwrap(), e);
+    }
+    for bad in [
+        &b""[..],
+        b"\x90",
+        b"\x81\xa1t",
+        b"\x81\xa1t\xa1",
+        b"\x80\x00",
+    ] {
+        assert_eq!(
+            Envelope::from_delayed_member(bad),
+            Err(EnvelopeError::Malformed),
+            "{bad:?}"
+        );
     }
 }
 
