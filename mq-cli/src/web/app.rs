@@ -31,7 +31,7 @@ pub(crate) struct App {
     pub(super) overview: Mutex<OverviewCache>,
 }
 
-/// The parts of [`Ctx`] the server keeps.
+/// The parts of `Ctx` the server keeps.
 pub(super) struct CtxCopy {
     pub(super) url: String,
     pub(super) prefix: String,
