@@ -466,20 +466,13 @@ impl Admin {
         end: &str,
         count: usize,
     ) -> Result<Vec<TaskRow>> {
-        let k = self.keys(stream);
-        let reply: Value = redis::cmd("XREVRANGE")
-            .arg(&k.dead)
-            .arg(start)
-            .arg(end)
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut self.conn.clone())
-            .await
-            .map_err(Error::redis("XREVRANGE"))?;
-        Ok(parse_entries(reply)
+        let letters = self
+            .dead_letters(stream, "XREVRANGE", start, end, count)
+            .await?;
+        Ok(letters
             .into_iter()
-            .map(|(id, fields)| {
-                let letter = super::dead::letter(stream, id.clone(), fields);
+            .map(|letter| {
+                let id = letter.dead_id().to_owned();
                 let task = Envelope::from_fields(
                     letter
                         .task_fields()

@@ -59,7 +59,20 @@ impl Admin {
         end: &str,
         count: usize,
     ) -> Result<Vec<DeadLetter>> {
-        let reply: Value = redis::cmd("XRANGE")
+        self.dead_letters(queue, "XRANGE", start, end, count).await
+    }
+
+    /// Up to `count` dead letters of one stream, `read` (`XRANGE` oldest first, `XREVRANGE`
+    /// newest first) from `start` to `end`.
+    pub(super) async fn dead_letters(
+        &self,
+        queue: &str,
+        read: &'static str,
+        start: &str,
+        end: &str,
+        count: usize,
+    ) -> Result<Vec<DeadLetter>> {
+        let reply: Value = redis::cmd(read)
             .arg(self.keys(queue).dead)
             .arg(start)
             .arg(end)
@@ -67,7 +80,7 @@ impl Admin {
             .arg(count)
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(Error::redis("XRANGE"))?;
+            .map_err(Error::redis(read))?;
         Ok(crate::envelope::parse_entries(reply)
             .into_iter()
             .map(|(dead_id, fields)| letter(queue, dead_id, fields))
@@ -139,7 +152,7 @@ static PURGE: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// The dead letter of `queue` with id `dead_id` and the entry's flat field list.
-pub(super) fn letter(queue: &str, dead_id: String, fields: Vec<Value>) -> DeadLetter {
+fn letter(queue: &str, dead_id: String, fields: Vec<Value>) -> DeadLetter {
     let fields = flat_map(Value::Array(fields))
         .into_iter()
         .map(|(k, v)| match v {
