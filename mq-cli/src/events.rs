@@ -32,13 +32,7 @@ pub(crate) async fn run(ctx: &Ctx, queue: &str, follow: bool) -> Result<(), CliE
 
 fn line(ctx: &Ctx, e: &TaskEvent) -> String {
     if ctx.json {
-        let details: serde_json::Map<String, serde_json::Value> = e
-            .details
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect();
-        let v = json!({ "at": e.entry_id, "id": e.id, "event": e.event, "details": details });
-        format!("{v}\n")
+        format!("{}\n", to_json(e))
     } else {
         let details: Vec<String> = e.details.iter().map(|(k, v)| format!("{k}={v}")).collect();
         format!(
@@ -49,4 +43,15 @@ fn line(ctx: &Ctx, e: &TaskEvent) -> String {
             details.join(" ")
         )
     }
+}
+
+/// An event as `mq events --json` prints it (and the web's task view shows it):
+/// `{"at": entry id, "id", "event", "details": {...}}`.
+pub(crate) fn to_json(e: &TaskEvent) -> serde_json::Value {
+    let details: serde_json::Map<String, serde_json::Value> = e
+        .details
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    json!({ "at": e.entry_id, "id": e.id, "event": e.event, "details": details })
 }

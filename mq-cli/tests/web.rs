@@ -334,6 +334,99 @@ async fn every_view_pages_and_details_tasks_by_state() {
     assert_eq!(web.ok("/api/config").await["read_only"], false);
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Task)]
+#[task(
+    queue = "journal",
+    events,
+    result_ttl = "1h",
+    max_retries = 1,
+    backoff = "fixed(10ms)"
+)]
+struct Journaled {
+    n: u64,
+}
+
+#[tokio::test]
+async fn the_task_view_shows_a_tasks_own_events_oldest_first() {
+    let server = mq_tests::redis();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.expect("producer");
+    // Another task's events between ours: the view must show only its own task's.
+    producer.enqueue(Journaled { n: 1 }).await.expect("enqueue");
+    producer.enqueue(Journaled { n: 2 }).await.expect("enqueue");
+    let worker = Worker::builder(&url)
+        .handle::<Journaled, _>(|t: Journaled, _ctx: TaskContext| async move {
+            Err::<(), _>(TaskError::retry(format!("no model for {}", t.n)))
+        })
+        .block_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .expect("worker");
+    let token = worker.shutdown_token();
+    let running = tokio::spawn(worker.run());
+    let c = conn(&server).await;
+    let dead = QueueKeys::new("mq", "journal").dead;
+    wait_until(WAIT, "two dead letters", || {
+        let (mut c, dead) = (c.clone(), dead.clone());
+        async move { xlen(&mut c, &dead).await >= 2 }
+    })
+    .await;
+    token.cancel();
+    running.await.expect("join").expect("clean stop");
+
+    let web = Web::start(&url, &[]).await;
+    let page = web.ok("/api/queues/journal/tasks?state=dead").await;
+    let rows = page["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{page}");
+    for row in rows {
+        let (entry, task_id) = (
+            row["entry_id"].as_str().expect("entry id"),
+            row["task_id"].as_str().expect("task id"),
+        );
+        let detail = web
+            .ok(&format!(
+                "/api/queues/journal/task?state=dead&stream=journal&id={entry}"
+            ))
+            .await;
+        assert_eq!(detail["events_complete"], true, "{detail}");
+        let events = detail["events"].as_array().expect("events");
+        let names: Vec<&str> = events
+            .iter()
+            .map(|e| e["event"].as_str().expect("event"))
+            .collect();
+        assert_eq!(
+            names,
+            ["enqueued", "started", "retrying", "started", "dead"],
+            "{detail}"
+        );
+        assert!(events.iter().all(|e| e["id"] == task_id), "{detail}");
+        let at: Vec<&str> = events
+            .iter()
+            .map(|e| e["at"].as_str().expect("at"))
+            .collect();
+        let mut sorted = at.clone();
+        sorted.sort_by_key(|a| {
+            let (ms, seq) = a.split_once('-').expect("stream id");
+            (
+                ms.parse::<u64>().expect("ms"),
+                seq.parse::<u64>().expect("seq"),
+            )
+        });
+        assert_eq!(at, sorted, "oldest first");
+        assert_eq!(detail["status"]["state"], "failed", "{detail}");
+    }
+    // A task type without events has no events in its view.
+    populate(&server, 1, 0, 0).await;
+    let page = web.ok("/api/queues/texts/tasks?state=dead").await;
+    let entry = page["rows"][0]["entry_id"].as_str().expect("entry id");
+    let detail = web
+        .ok(&format!(
+            "/api/queues/texts/task?state=dead&stream=texts&id={entry}"
+        ))
+        .await;
+    assert!(detail.get("events").is_none(), "{detail}");
+}
+
 #[tokio::test]
 async fn bad_input_is_refused_with_a_clear_4xx() {
     let server = mq_tests::redis();

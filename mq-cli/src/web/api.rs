@@ -246,6 +246,21 @@ pub(crate) async fn task(
                 obj.extend(status);
             }
         }
+        if t.events {
+            let own = stream.rsplit_once('@').map_or(stream.as_str(), |(q, _)| q);
+            let (events, complete) = app
+                .admin
+                .task_events(own, &t.id)
+                .await
+                .map_err(|e| app.fail(&e))?;
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert(
+                    "events".into(),
+                    events.iter().map(crate::events::to_json).collect(),
+                );
+                obj.insert("events_complete".into(), complete.into());
+            }
+        }
     }
     Ok(Json(v))
 }

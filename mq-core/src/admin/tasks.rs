@@ -79,6 +79,25 @@ impl Admin {
         crate::control::events(&self.conn, &self.prefix, queue, cursor, count, block).await
     }
 
+    /// The events of task `id` of `stream` (a queue's or partition's stream name) among the
+    /// newest [`TASK_EVENTS_WINDOW`](crate::control::TASK_EVENTS_WINDOW) events of that stream,
+    /// oldest first, in one `XREVRANGE`; the flag is `true` when the window held the whole
+    /// event stream (so these are all of the task's events still kept), `false` when older
+    /// ones may lie beyond it. Empty for task types without
+    /// [`TaskOptions::events`](crate::TaskOptions::events).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] for a bad stream name, [`Error::Redis`].
+    pub async fn task_events(
+        &self,
+        stream: &str,
+        id: &str,
+    ) -> Result<(Vec<crate::TaskEvent>, bool)> {
+        crate::redis::keys::validate_queue_or_partition(stream).map_err(crate::Error::Config)?;
+        crate::control::task_events(&self.conn, &self.prefix, stream, id).await
+    }
+
     /// The stored result (JSON) of tracked task `id` of `queue`, as
     /// [`Producer::result`](crate::Producer::result) reads it.
     ///

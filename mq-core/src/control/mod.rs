@@ -29,6 +29,6 @@ pub(crate) use cancel::cancel;
 pub use cancel::{CANCEL_MAX_MARKS, CANCEL_SCAN_CHUNK, CANCEL_TTL};
 pub(crate) use progress::{progress, Progress};
 pub use progress::{PROGRESS_EVERY, PROGRESS_TTL};
-pub use status::EVENTS_MAXLEN;
-pub(crate) use status::{events, result, status, wait};
+pub(crate) use status::{events, result, status, task_events, wait};
+pub use status::{EVENTS_MAXLEN, TASK_EVENTS_WINDOW};
 pub use types::{CancelOutcome, EventCursor, TaskEvent, TaskStatus};

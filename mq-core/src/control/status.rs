@@ -150,23 +150,8 @@ pub(crate) async fn events(
             .map_err(Error::redis("XREAD events"))?;
         for (_, entries) in reply.unwrap_or_default() {
             for (entry_id, fields) in entries {
-                let mut id = String::new();
-                let mut event = String::new();
-                let mut details = Vec::new();
-                for (k, v) in fields {
-                    match k.as_str() {
-                        "id" => id = v,
-                        "event" => event = v,
-                        _ => details.push((k, v)),
-                    }
-                }
                 *last = entry_id.clone();
-                out.push(TaskEvent {
-                    entry_id,
-                    id,
-                    event,
-                    details,
-                });
+                out.push(to_event(entry_id, fields));
             }
         }
     }
@@ -174,4 +159,57 @@ pub(crate) async fn events(
         tokio::time::sleep(b).await;
     }
     Ok(out)
+}
+
+/// An event stream entry as a [`TaskEvent`]: `id` and `event` fields by name, the rest as
+/// details in their order.
+fn to_event(entry_id: String, fields: Vec<(String, String)>) -> TaskEvent {
+    let mut id = String::new();
+    let mut event = String::new();
+    let mut details = Vec::new();
+    for (k, v) in fields {
+        match k.as_str() {
+            "id" => id = v,
+            "event" => event = v,
+            _ => details.push((k, v)),
+        }
+    }
+    TaskEvent {
+        entry_id,
+        id,
+        event,
+        details,
+    }
+}
+
+/// How many of a stream's newest events [`task_events`] looks through.
+pub const TASK_EVENTS_WINDOW: usize = 1_000;
+
+/// The events of task `id` among the newest [`TASK_EVENTS_WINDOW`] of `stream`'s event stream
+/// (one `XREVRANGE`), oldest first, and whether that window held the whole stream (`true`: these
+/// are all of the task's events still kept; `false`: older ones may lie beyond the window).
+pub(crate) async fn task_events(
+    conn: &Conn,
+    prefix: &str,
+    stream: &str,
+    id: &str,
+) -> Result<(Vec<TaskEvent>, bool)> {
+    let key = QueueKeys::new(prefix, stream).events;
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        .arg(&key)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(TASK_EVENTS_WINDOW)
+        .query_async(&mut conn.clone())
+        .await
+        .map_err(Error::redis("XREVRANGE events"))?;
+    let complete = entries.len() < TASK_EVENTS_WINDOW;
+    let mut out: Vec<TaskEvent> = entries
+        .into_iter()
+        .map(|(entry_id, fields)| to_event(entry_id, fields))
+        .filter(|e| e.id == id)
+        .collect();
+    out.reverse();
+    Ok((out, complete))
 }

@@ -218,6 +218,11 @@ async function taskView(queue, params) {
     el("h2", {}, "Payload", t.payload_bytes !== undefined ? el("span", { class: "muted" }, ` (${t.payload_bytes} bytes of MessagePack)`) : null),
     el("pre", { id: "payload" }, JSON.stringify(t.payload, null, 2)),
     t.status ? [el("h2", {}, "Status"), el("pre", {}, JSON.stringify({ status: t.status, result: t.result, progress: t.progress }, null, 2))] : null,
+    t.events ? [el("h2", {}, "Events", t.events_complete ? null : el("span", { class: "muted" }, " (among the queue's newest 1,000 events; older ones are not shown)")),
+      t.events.length === 0 ? el("p", { class: "muted" }, "No events of this task are kept.") :
+      el("table", { id: "events" }, el("thead", {}, el("tr", {}, ["At", "Event", "Details"].map((h) => el("th", {}, h)))),
+        el("tbody", {}, t.events.map((e) => el("tr", {}, el("td", {}, when(Number(e.at.split("-")[0]))), el("td", {}, e.event),
+          el("td", { class: "mono" }, Object.entries(e.details).map(([k, v]) => `${k}=${v}`).join(" "))))))] : null,
     t.dead ? [el("h2", {}, "Dead letter fields"), el("pre", {}, JSON.stringify(t.dead, null, 2))] : null);
 }
 
