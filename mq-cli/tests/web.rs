@@ -432,80 +432,47 @@ async fn bad_input_is_refused_with_a_clear_4xx() {
     let server = mq_tests::redis();
     populate(&server, 1, 3, 0).await;
     let web = Web::start(&server.url(), &[]).await;
+    let long_id = format!("/api/queues/texts/task?state=queued&id={}", "9".repeat(200));
     let tasks = "/api/queues/texts/tasks";
-    refused(
-        web.get(&format!("{tasks}?count=501")).await,
-        400,
-        "out of range: 1 to 500",
-    );
-    refused(
-        web.get(&format!("{tasks}?count=0")).await,
-        400,
-        "out of range",
-    );
-    refused(
-        web.get(&format!("{tasks}?count=99999999999999999999999"))
-            .await,
-        400,
-        "not a number",
-    );
-    refused(
-        web.get(&format!("{tasks}?state=stuck")).await,
-        400,
-        "unknown task state",
-    );
-    refused(
-        web.get(&format!("{tasks}?cursor=zzz")).await,
-        400,
-        "bad cursor",
-    );
-    refused(
-        web.get(&format!("{tasks}?state=dead&cursor=0:1-0%0d%0aFLUSHALL"))
-            .await,
-        400,
-        "bad cursor",
-    );
-    refused(
-        web.get("/api/queues/nope/tasks").await,
-        404,
-        "no such queue \"nope\"",
-    );
-    refused(
-        web.get("/api/queues/a%7Bb%7D/tasks").await,
-        400,
-        "contains '{'",
-    );
-    refused(
-        web.get("/api/queues/texts/task?state=queued&id=nope").await,
-        400,
-        "bad entry id",
-    );
-    refused(
-        web.get("/api/queues/texts/task?state=queued&id=1-1").await,
-        404,
-        "no queued task",
-    );
-    refused(
-        web.get("/api/queues/texts/task?state=dead&stream=other&id=1-1")
-            .await,
-        400,
-        "not one of queue",
-    );
-    refused(
-        web.get("/api/queues/texts/task?state=delayed&id=x").await,
-        400,
-        "due time",
-    );
-    refused(
-        web.get(&format!(
-            "/api/queues/texts/task?state=queued&id={}",
-            "9".repeat(200)
-        ))
-        .await,
-        400,
-        "bad id",
-    );
-    refused(web.get("/api/nothing").await, 404, "no such API path");
+    let gets: &[(&str, u16, &str)] = &[
+        (&format!("{tasks}?count=501"), 400, "out of range: 1 to 500"),
+        (&format!("{tasks}?count=0"), 400, "out of range"),
+        (
+            &format!("{tasks}?count=99999999999999999999999"),
+            400,
+            "not a number",
+        ),
+        (&format!("{tasks}?state=stuck"), 400, "unknown task state"),
+        (&format!("{tasks}?cursor=zzz"), 400, "bad cursor"),
+        (
+            &format!("{tasks}?state=dead&cursor=0:1-0%0d%0aFLUSHALL"),
+            400,
+            "bad cursor",
+        ),
+        ("/api/queues/nope/tasks", 404, "no such queue \"nope\""),
+        ("/api/queues/a%7Bb%7D/tasks", 400, "contains '{'"),
+        (
+            "/api/queues/texts/task?state=queued&id=nope",
+            400,
+            "bad entry id",
+        ),
+        (
+            "/api/queues/texts/task?state=queued&id=1-1",
+            404,
+            "no queued task",
+        ),
+        (
+            "/api/queues/texts/task?state=dead&stream=other&id=1-1",
+            400,
+            "not one of queue",
+        ),
+        ("/api/queues/texts/task?state=delayed&id=x", 400, "due time"),
+        (&long_id, 400, "bad id"),
+        ("/api/nothing", 404, "no such API path"),
+    ];
+    for &(path, status, what) in gets {
+        refused(web.get(path).await, status, what);
+    }
     let act = "/api/queues/texts/dead/replay";
     refused(web.post(act, json!({})).await, 400, "expected {\"ids\"");
     refused(
