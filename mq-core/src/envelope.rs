@@ -73,6 +73,17 @@ pub mod field {
     /// [`TaskOptions::events`](crate::TaskOptions::events): `1`, the task's state changes are
     /// appended to `{prefix}:{queue}:events`.
     pub const EVENTS: &str = "ev";
+    /// Only on a flow's children: the key of the parent's pending-parent hash, which the
+    /// child's terminal script reports to (see [`crate::flow`]).
+    pub const PARENT: &str = "fp";
+    /// Only on a released flow parent: its children, `<queue>\t<id>` lines.
+    pub const CHILDREN: &str = "fk";
+    /// Only on a released flow parent: its dead or cancelled children,
+    /// `<queue>\t<id>\t<reason>` lines.
+    pub const FAILED_CHILDREN: &str = "fd";
+    /// Only on a released flow parent whose children failed under
+    /// [`FlowPolicy::AllSucceeded`](crate::FlowPolicy::AllSucceeded): `1`.
+    pub const FLOW_FAILED: &str = "fx";
 }
 
 /// The wire format version mq writes, the first element of the `t` array.
@@ -118,6 +129,9 @@ pub struct Envelope {
     /// The task's state changes go to the queue's event stream (entry field `ev`), written by
     /// the producer from [`TaskOptions::events`](crate::TaskOptions::events).
     pub events: bool,
+    /// Its place in a flow (entry fields `fp`, `fk`, `fd`, `fx`), boxed: `None` for a task
+    /// outside any flow, which pays one pointer for it.
+    pub flow: Option<Box<crate::flow::FlowLinks>>,
 }
 
 /// Why a stream entry is not a valid task.
@@ -326,12 +340,31 @@ impl Envelope {
         let ev = self
             .events
             .then_some((field::EVENTS, Cow::Borrowed(&b"1"[..])));
+        let flow = self.flow.as_deref().into_iter().flat_map(|f| {
+            let fp = f
+                .parent
+                .as_deref()
+                .map(|p| (field::PARENT, Cow::Borrowed(p.as_bytes())));
+            let fk = (!f.children.is_empty()).then(|| {
+                let v = crate::flow::FlowLinks::encode_children(&f.children);
+                (field::CHILDREN, Cow::Owned(v.into_bytes()))
+            });
+            let fd = (!f.failed.is_empty()).then(|| {
+                let v = crate::flow::FlowLinks::encode_failed(&f.failed);
+                (field::FAILED_CHILDREN, Cow::Owned(v.into_bytes()))
+            });
+            let fx = f
+                .blocked
+                .then_some((field::FLOW_FAILED, Cow::Borrowed(&b"1"[..])));
+            fp.into_iter().chain(fk).chain(fd).chain(fx)
+        });
         u.into_iter()
             .chain(rk)
             .chain(rs)
             .chain(ck)
             .chain(tr)
             .chain(ev)
+            .chain(flow)
     }
 
     /// Appends the v1 (hand-writable, five to seven fields) `field value ...` pairs for `XADD`
@@ -476,6 +509,7 @@ impl Envelope {
         let mut concurrency_key = None;
         let mut track = None;
         let mut events = None;
+        let (mut fp, mut fk, mut fd, mut fx) = (None, None, None, None);
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else {
@@ -497,6 +531,10 @@ impl Envelope {
                 b"ck" => &mut concurrency_key,
                 b"tr" => &mut track,
                 b"ev" => &mut events,
+                b"fp" => &mut fp,
+                b"fk" => &mut fk,
+                b"fd" => &mut fd,
+                b"fx" => &mut fx,
                 _ => continue, // unknown fields are kept by Redis and ignored here
             };
             *slot = Some(v);
@@ -510,6 +548,7 @@ impl Envelope {
             .transpose()?;
         let track = track.map(|v| number(&v, field::TRACK)).transpose()?;
         let events = events.is_some_and(|v| v == b"1");
+        let flow = flow_links(fp, fk, fd, fx)?;
         if let Some(task) = task {
             let t = PackedTask::decode(&task)?;
             let (attempt, error) = match retry {
@@ -530,6 +569,7 @@ impl Envelope {
                 concurrency_key,
                 track,
                 events,
+                flow,
             });
         }
         let required =
@@ -560,8 +600,33 @@ impl Envelope {
             concurrency_key,
             track,
             events,
+            flow,
         })
     }
+}
+
+/// An entry's flow fields as [`FlowLinks`](crate::flow::FlowLinks); `None` when it has none.
+fn flow_links(
+    fp: Option<Vec<u8>>,
+    fk: Option<Vec<u8>>,
+    fd: Option<Vec<u8>>,
+    fx: Option<Vec<u8>>,
+) -> Result<Option<Box<crate::flow::FlowLinks>>, EnvelopeError> {
+    use crate::flow::FlowLinks;
+    if fp.is_none() && fk.is_none() && fd.is_none() && fx.is_none() {
+        return Ok(None);
+    }
+    let text = |v: Option<Vec<u8>>, f| v.map(|v| utf8(v, f)).transpose();
+    Ok(Some(Box::new(FlowLinks {
+        parent: text(fp, field::PARENT)?,
+        children: text(fk, field::CHILDREN)?
+            .map(|v| FlowLinks::decode_children(&v))
+            .unwrap_or_default(),
+        failed: text(fd, field::FAILED_CHILDREN)?
+            .map(|v| FlowLinks::decode_failed(&v))
+            .unwrap_or_default(),
+        blocked: fx.is_some_and(|v| v == b"1"),
+    })))
 }
 
 fn utf8(v: Vec<u8>, f: &'static str) -> Result<String, EnvelopeError> {

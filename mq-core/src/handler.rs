@@ -49,6 +49,8 @@ pub struct TaskContext {
     /// Where a tracked task's result goes; `None` for task types without
     /// [`result_ttl`](crate::TaskOptions::result_ttl).
     pub(crate) result: Option<Arc<ResultSlot>>,
+    /// A flow parent's children and failed children; `None` for any other task.
+    pub(crate) flow: Option<Arc<crate::flow::FlowLinks>>,
 }
 
 impl TaskContext {
@@ -80,6 +82,21 @@ impl TaskContext {
     /// The error of the previous attempt, if this is a retry.
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()
+    }
+
+    /// A flow parent's children ([`Producer::flow`](crate::Producer::flow)), in the order
+    /// they were added; empty for a task that is not a flow's parent. A tracked child's
+    /// result is read with [`Producer::result`](crate::Producer::result)`(&child.queue,
+    /// &child.id)`.
+    pub fn children(&self) -> &[crate::FlowChild] {
+        self.flow.as_deref().map_or(&[], |f| &f.children[..])
+    }
+
+    /// The children of a flow parent that died or were cancelled, with the reasons: empty
+    /// when all succeeded (always, under [`FlowPolicy::AllSucceeded`](crate::FlowPolicy),
+    /// whose parent runs only then).
+    pub fn failed_children(&self) -> &[crate::FailedChild] {
+        self.flow.as_deref().map_or(&[], |f| &f.failed[..])
     }
 
     /// Completes once the task's cancellation was asked for

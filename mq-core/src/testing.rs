@@ -248,6 +248,7 @@ impl TestContext {
             // Progress reports go nowhere without Redis.
             progress: None,
             result: None,
+            flow: None,
         }
     }
 }

@@ -243,6 +243,7 @@ async fn stream_tasks(conn: &mut Conn, stream: &str) -> Vec<(EmbedText, Vec<u8>)
                 concurrency_key: None,
                 track: None,
                 events: false,
+                flow: None,
             };
             assert_eq!(
                 &env.encode_task(),

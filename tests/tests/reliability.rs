@@ -454,6 +454,7 @@ mod random_entries {
             concurrency_key: None,
             track: None,
             events: false,
+            flow: None,
         }
         .encode_task()
     }

@@ -475,6 +475,7 @@ async fn promote_moves_large_members_in_calls_bounded_by_bytes_until_none_is_due
             concurrency_key: None,
             track: None,
             events: false,
+            flow: None,
         }
         .to_delayed_member();
         let _: i64 = redis::cmd("ZADD")

@@ -429,6 +429,7 @@ mod tests {
             concurrency_key: None,
             track: None,
             events: false,
+            flow: None,
         };
         let (t, r) = (env.encode_task(), env.encode_retry().unwrap_or_default());
         let d = dead(&[

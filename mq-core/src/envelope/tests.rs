@@ -17,6 +17,7 @@ fn sample() -> Envelope {
         concurrency_key: None,
         track: None,
         events: false,
+        flow: None,
     }
 }
 
@@ -54,6 +55,7 @@ fn keyed() -> Envelope {
         concurrency_key: Some("account-7".into()),
         track: None,
         events: false,
+        flow: None,
         ..first_attempt()
     }
 }
@@ -119,6 +121,7 @@ fn the_task_blob_is_the_documented_array() {
         concurrency_key: None,
         track: None,
         events: false,
+        flow: None,
     };
     let mut want = b"\x96\x02\xba01JD3ZK1Q7W9V3T1B0N2C4X5YZ\xa9EmbedText".to_vec();
     want.extend_from_slice(b"\xcf\x00\x00\x01\x9a\xb6\x97\xe8\x7b"); // uint64 1764000000123

@@ -136,6 +136,7 @@ impl Producer {
             concurrency_key: None,
             track: None,
             events: false,
+            flow: None,
         };
         let stream = match self.priority {
             None | Some(Priority::Normal) => stream_key(&self.prefix, queue),

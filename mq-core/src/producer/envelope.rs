@@ -41,6 +41,7 @@ pub(crate) fn new_envelope<T: Task>(
         concurrency_key: task.concurrency_key(),
         track: T::OPTIONS.result_ttl.map(|d| d.as_millis().max(1) as u64),
         events: T::OPTIONS.events,
+        flow: None,
     })
 }
 

@@ -13,6 +13,7 @@
 //! - `unique.rs`: unique tasks: [`Enqueued`], the `enqueue_unique.lua` call.
 //! - `delayed.rs`: delayed tasks: `enqueue_in`, `enqueue_at` and their batches.
 //! - `batch.rs`: many tasks in pipelines: `enqueue_many`, `submit_many`.
+//! - `flow.rs`: a parent and its children in one `MULTI`: [`Producer::flow`], [`Flow`].
 //! - `send.rs`: sending a pipeline: queue registry, `READONLY` reconnect, script loads.
 //! - `durability.rs`: [`Durability`], the wait sent with each pipeline and its shortfall.
 //! - `control.rs`: control of enqueued tasks: cancel, progress, status, result, wait.
@@ -26,6 +27,7 @@ mod durability;
 mod durable;
 mod enqueue;
 mod envelope;
+mod flow;
 mod partition;
 mod priority;
 mod send;
@@ -38,6 +40,7 @@ pub use client::Producer;
 pub use durability::Durability;
 pub use durable::MAX_DURABLE_TIMEOUT;
 pub use envelope::DEFAULT_MAX_PAYLOAD;
+pub use flow::{Flow, FlowIds, MAX_FLOW_CHILDREN};
 pub use unique::Enqueued;
 
 pub(crate) use envelope::{new_envelope, push_entry_fields};

@@ -18,9 +18,13 @@ impl Producer {
     /// the plain producer role): one round trip per producer, never for plain tasks, so that a
     /// missing permission fails before the `XADD`, not after it.
     pub(super) async fn check_tracked<T: Task>(&self) -> Result<()> {
-        if (T::OPTIONS.result_ttl.is_none() && !T::OPTIONS.events)
-            || self.tracked_checked.load(Ordering::Relaxed)
-        {
+        self.check_tracked_if(T::OPTIONS.result_ttl.is_some() || T::OPTIONS.events)
+            .await
+    }
+
+    /// [`check_tracked`](Self::check_tracked) for a batch that holds a tracked task or not.
+    pub(super) async fn check_tracked_if(&self, tracked: bool) -> Result<()> {
+        if !tracked || self.tracked_checked.load(Ordering::Relaxed) {
             return Ok(());
         }
         acl::check(

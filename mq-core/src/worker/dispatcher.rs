@@ -100,6 +100,16 @@ impl Job {
                 return;
             }
         };
+        // A flow parent whose children failed under the `all` policy: dead, never run.
+        if let Some(reason) = env
+            .flow
+            .as_deref()
+            .filter(|f| f.blocked)
+            .map(|f| f.blocked_reason())
+        {
+            Box::pin(self.dead(&entry_id, &Ident::of(&env), &reason)).await;
+            return;
+        }
         let Some(handler) = self.queue.handlers.get(&env.name).cloned() else {
             let reason = format!("unknown task name {:?}", env.name);
             Box::pin(self.dead(&entry_id, &Ident::of(&env), &reason)).await;
@@ -172,6 +182,11 @@ impl Job {
             enqueued_at: env.enqueued_at,
             last_error: env.error.clone(),
             permit: Some(self.permits.clone()),
+            flow: env
+                .flow
+                .as_deref()
+                .filter(|f| !f.children.is_empty())
+                .map(|f| Arc::new(f.clone())),
         };
         let span = tracing::info_span!(
             "task",
@@ -225,7 +240,8 @@ impl Job {
                 if env.unique.is_some()
                     || self.slot.is_some()
                     || env.track.is_some()
-                    || env.events =>
+                    || env.events
+                    || env.flow.as_deref().is_some_and(|f| f.parent.is_some()) =>
             {
                 tm.success.inc();
                 Box::pin(self.ack_unique(&entry_id, &env, &options, result.as_deref())).await;

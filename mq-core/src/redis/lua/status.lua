@@ -32,6 +32,127 @@ local function mq_tracking(fields)
   return ttl, mq_field(fields, 'ev') == '1'
 end
 
+-- Flows: a child task's entry has field `fp`, the key of its parent's pending-parent hash,
+-- `<the parent's stream key>:flow:<flow id>` (in the parent queue's hash tag). The hash holds
+-- `left` (children not finished), `dead` (children dead or cancelled), `policy` (`all` or
+-- `always`), the parent's entry fields as `f:<field>`, and per child `c:<task id>` = its state
+-- (`p` pending, `s` succeeded, `d` dead) followed by its queue, and `d:<task id>` = the reason
+-- of a dead child. The child's terminal script reports to it (mq_flow_report): flows live on
+-- one Redis server, whose scripts may touch the parent's keys (the producer refuses flows on
+-- a Cluster, where they lie in other slots).
+
+-- The pending-parent hash named by `fields`' `fp`, if it is one mq writes (`...:flow:<id>`)
+-- and is a hash or absent; nil otherwise (the field is then ignored).
+local function mq_flow_parent(fields)
+  local fp = mq_field(fields, 'fp')
+  if not fp or #fp > 1024 or not string.find(fp, ':flow:', 1, true) then
+    return nil
+  end
+  local t = redis.call('TYPE', fp)['ok']
+  if t ~= 'hash' and t ~= 'none' then
+    return nil
+  end
+  return fp
+end
+
+-- The parent's stream key: the pending-parent key up to its last `:flow:`.
+local function mq_flow_stream(key)
+  local at, from = nil, 1
+  while true do
+    local i = string.find(key, ':flow:', from, true)
+    if not i then
+      break
+    end
+    at, from = i, i + 1
+  end
+  return string.sub(key, 1, at - 1)
+end
+
+-- One line of a child list: tabs and newlines of `s` as spaces.
+local function mq_flow_text(s)
+  return (string.gsub(s, '[\t\r\n]', ' '))
+end
+
+-- Reports the end of child `plan.id` to its pending parent `plan.flow`: `outcome` `done`,
+-- `dead` (with `reason`) or `reopen` (a replayed dead child counts as pending again). Each
+-- child changes state once per report (a report of a child that is not pending, or of a flow
+-- that is gone, changes nothing), so a child acked twice is counted once. When the last child
+-- ends, the parent's entry is added to its stream with the children (`fk`: `<queue>\t<id>`
+-- lines), the dead ones (`fd`: `<queue>\t<id>\t<reason>` lines) and, if some died under the
+-- `all` policy, `fx` = 1 (its worker dead-letters it), and the hash is deleted.
+local function mq_flow_report(plan, outcome, reason)
+  local key = plan.flow
+  if not key or not plan.id then
+    return
+  end
+  local c = 'c:' .. plan.id
+  local state = redis.call('HGET', key, c)
+  if not state then
+    return
+  end
+  local s, queue = string.sub(state, 1, 1), string.sub(state, 2)
+  if outcome == 'reopen' then
+    if s == 'd' then
+      redis.call('HSET', key, c, 'p' .. queue)
+      redis.call('HDEL', key, 'd:' .. plan.id)
+      redis.call('HINCRBY', key, 'dead', -1)
+      redis.call('HINCRBY', key, 'left', 1)
+    end
+    return
+  end
+  if s ~= 'p' then
+    return
+  end
+  if outcome == 'done' then
+    redis.call('HSET', key, c, 's' .. queue)
+  else
+    redis.call('HSET', key, c, 'd' .. queue, 'd:' .. plan.id, mq_flow_text(reason or ''))
+    redis.call('HINCRBY', key, 'dead', 1)
+  end
+  if redis.call('HINCRBY', key, 'left', -1) > 0 then
+    return
+  end
+  local h = redis.call('HGETALL', key)
+  local entry, kids, failed, reasons = {}, {}, {}, {}
+  local policy, dead = 'all', 0
+  for i = 1, #h, 2 do
+    local f, v = h[i], h[i + 1]
+    if string.sub(f, 1, 2) == 'd:' then
+      reasons[string.sub(f, 3)] = v
+    end
+  end
+  for i = 1, #h, 2 do
+    local f, v = h[i], h[i + 1]
+    local kind = string.sub(f, 1, 2)
+    if kind == 'f:' then
+      entry[#entry + 1] = string.sub(f, 3)
+      entry[#entry + 1] = v
+    elseif kind == 'c:' then
+      local id = string.sub(f, 3)
+      kids[#kids + 1] = string.sub(v, 2) .. '\t' .. id
+      if string.sub(v, 1, 1) == 'd' then
+        failed[#failed + 1] = string.sub(v, 2) .. '\t' .. id .. '\t' .. (reasons[id] or '')
+      end
+    elseif f == 'policy' then
+      policy = v
+    elseif f == 'dead' then
+      dead = tonumber(v) or 0
+    end
+  end
+  entry[#entry + 1] = 'fk'
+  entry[#entry + 1] = table.concat(kids, '\n')
+  if #failed > 0 then
+    entry[#entry + 1] = 'fd'
+    entry[#entry + 1] = table.concat(failed, '\n')
+  end
+  if dead > 0 and policy ~= 'always' then
+    entry[#entry + 1] = 'fx'
+    entry[#entry + 1] = '1'
+  end
+  redis.call('DEL', key)
+  redis.call('XADD', mq_flow_stream(key), '*', unpack(entry))
+end
+
 -- What a state change of the task whose entry has `fields` (task `id`, or the entry's) writes
 -- besides its entry, decided before the script's first write (see mq_usable), so that no write
 -- after the first can fail: {id, ttl, unique = the unique key it holds (see mq_unique_held),
@@ -47,6 +168,7 @@ local function mq_plan(prefix, fields, id)
   if not id then
     return plan
   end
+  plan.flow = mq_flow_parent(fields)
   local status, events, cancel = base .. 'task:' .. id, base .. 'events', base .. 'cancel'
   if ttl and mq_usable(status, 'hash') and redis.acl_check_cmd('HSET', status, 'f', 'v')
       and redis.acl_check_cmd('PEXPIRE', status, '1') then
@@ -68,6 +190,17 @@ end
 -- status hash and gives the hash its ttl; with events, appends {id, event, extra...} to the
 -- event stream, capped with MAXLEN ~. `status` nil: an event only.
 local function mq_record(plan, status, event, extra, result)
+  if plan.flow then
+    if status == 'succeeded' then
+      mq_flow_report(plan, 'done')
+    elseif status == 'failed' then
+      mq_flow_report(plan, 'dead', extra[2])
+    elseif status == 'cancelled' then
+      mq_flow_report(plan, 'dead', 'cancelled')
+    elseif status == 'queued' and event == 'replayed' then
+      mq_flow_report(plan, 'reopen')
+    end
+  end
   if plan.status and status then
     redis.call('HSET', plan.status, 'status', status, unpack(extra))
     if result then
