@@ -548,7 +548,13 @@ impl Envelope {
             .transpose()?;
         let track = track.map(|v| number(&v, field::TRACK)).transpose()?;
         let events = events.is_some_and(|v| v == b"1");
-        let flow = flow_links(fp, fk, fd, fx)?;
+        let text = |v: Option<Vec<u8>>, f| v.map(|v| utf8(v, f)).transpose();
+        let flow = crate::flow::FlowLinks::from_fields(
+            text(fp, field::PARENT)?,
+            text(fk, field::CHILDREN)?,
+            text(fd, field::FAILED_CHILDREN)?,
+            fx.is_some_and(|v| v == b"1"),
+        );
         if let Some(task) = task {
             let t = PackedTask::decode(&task)?;
             let (attempt, error) = match retry {
@@ -603,30 +609,6 @@ impl Envelope {
             flow,
         })
     }
-}
-
-/// An entry's flow fields as [`FlowLinks`](crate::flow::FlowLinks); `None` when it has none.
-fn flow_links(
-    fp: Option<Vec<u8>>,
-    fk: Option<Vec<u8>>,
-    fd: Option<Vec<u8>>,
-    fx: Option<Vec<u8>>,
-) -> Result<Option<Box<crate::flow::FlowLinks>>, EnvelopeError> {
-    use crate::flow::FlowLinks;
-    if fp.is_none() && fk.is_none() && fd.is_none() && fx.is_none() {
-        return Ok(None);
-    }
-    let text = |v: Option<Vec<u8>>, f| v.map(|v| utf8(v, f)).transpose();
-    Ok(Some(Box::new(FlowLinks {
-        parent: text(fp, field::PARENT)?,
-        children: text(fk, field::CHILDREN)?
-            .map(|v| FlowLinks::decode_children(&v))
-            .unwrap_or_default(),
-        failed: text(fd, field::FAILED_CHILDREN)?
-            .map(|v| FlowLinks::decode_failed(&v))
-            .unwrap_or_default(),
-        blocked: fx.is_some_and(|v| v == b"1"),
-    })))
 }
 
 fn utf8(v: Vec<u8>, f: &'static str) -> Result<String, EnvelopeError> {

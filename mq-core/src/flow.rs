@@ -71,6 +71,25 @@ pub struct FlowLinks {
 }
 
 impl FlowLinks {
+    /// An entry's flow fields (`fp`, `fk`, `fd` as text, whether `fx` is `1`) as links;
+    /// `None` when it has none.
+    pub(crate) fn from_fields(
+        fp: Option<String>,
+        fk: Option<String>,
+        fd: Option<String>,
+        fx: bool,
+    ) -> Option<Box<FlowLinks>> {
+        if fp.is_none() && fk.is_none() && fd.is_none() && !fx {
+            return None;
+        }
+        Some(Box::new(FlowLinks {
+            parent: fp,
+            children: fk.map(|v| Self::decode_children(&v)).unwrap_or_default(),
+            failed: fd.map(|v| Self::decode_failed(&v)).unwrap_or_default(),
+            blocked: fx,
+        }))
+    }
+
     /// The `fk` value of `children`.
     pub fn encode_children(children: &[FlowChild]) -> String {
         children

@@ -68,6 +68,8 @@ pub const EVENTS: &str = "<events>";
 pub const SLOTS: &str = "<slots>";
 /// Placeholder for a queue's schedules hash `<prefix>:{<queue>}:cron`.
 pub const CRON: &str = "<cron>";
+/// A flow's pending-parent hash (`{prefix}:{queue}:stream[:level]:flow:<id>`).
+pub const FLOW: &str = "<flow>";
 
 const fn n(rule: &'static str, args: &'static [&'static str]) -> Needed {
     Needed { rule, args }
@@ -81,6 +83,29 @@ const SCRIPTS: [Needed; 2] = [
         &["EVALSHA", "0000000000000000000000000000000000000000", "0"],
     ),
     n("script|load", &["SCRIPT", "LOAD", "return 1"]),
+];
+
+/// What writing a flow needs ([`Producer::flow`](crate::Producer::flow)): the pending-parent
+/// hash and its children's entries in one `MULTI`. Part of the producer roles; not checked at
+/// connect (a producer learns at its first flow that it writes flows): a user without them
+/// gets `NOPERM` from the `MULTI`, and nothing of the flow is written.
+pub const FLOWS_PRODUCER: &[Needed] = &[
+    n("multi", &["MULTI"]),
+    n("exec", &["EXEC"]),
+    n("hset", &["HSET", FLOW, "left", "1"]),
+];
+
+/// What a flow child's terminal script (worker: ack, dead letter, cancellation; admin:
+/// cancel, replay) does to its parent's pending-parent hash, and the parent's entry it adds.
+/// Part of the worker and admin roles.
+pub const FLOWS_REPORT: &[Needed] = &[
+    n("hget", &["HGET", FLOW, "c:x"]),
+    n("hset", &["HSET", FLOW, "c:x", "s"]),
+    n("hdel", &["HDEL", FLOW, "d:x"]),
+    n("hincrby", &["HINCRBY", FLOW, "left", "-1"]),
+    n("hgetall", &["HGETALL", FLOW]),
+    n("del", &["DEL", FLOW]),
+    n("xadd", &["XADD", STREAM, "*", "f", "v"]),
 ];
 
 /// The commands of a producer (`Producer`, `mq enqueue`): `XADD`, the scheduling script
@@ -335,7 +360,7 @@ const WAKE_CHANNELS: &[&str] = &["&<p>:{*}:wake", "&<p>:{*}:wake:*"];
 /// flag, the cancel hash, the dead stream, cron, rate or slot keys, task hashes' writes.
 pub const PRODUCER_ROLE: Role = Role {
     name: "mq-producer",
-    commands: &[PRODUCER],
+    commands: &[PRODUCER, FLOWS_PRODUCER],
     keys: &[
         "~<p>:{*}:stream",
         "~<p>:{*}:stream:*",
@@ -354,7 +379,7 @@ pub const PRODUCER_ROLE: Role = Role {
 /// hashes and event streams.
 pub const PRODUCER_TRACKED_ROLE: Role = Role {
     name: "mq-producer-tracked",
-    commands: &[PRODUCER, PRODUCER_TRACKED],
+    commands: &[PRODUCER, PRODUCER_TRACKED, FLOWS_PRODUCER],
     keys: &[
         "~<p>:{*}:stream",
         "~<p>:{*}:stream:*",
@@ -376,7 +401,7 @@ pub const PRODUCER_TRACKED_ROLE: Role = Role {
 /// partition counts, queues).
 pub const WORKER_ROLE: Role = Role {
     name: "mq-worker",
-    commands: &[WORKER_COMMANDS, RATE_LIMITED],
+    commands: &[WORKER_COMMANDS, RATE_LIMITED, FLOWS_REPORT],
     keys: &[
         "~<p>:{*}:stream",
         "~<p>:{*}:stream:*",
@@ -436,7 +461,7 @@ pub const CLI_ROLE: Role = Role {
 /// mq's scripts).
 pub const ADMIN_ROLE: Role = Role {
     name: "mq-admin",
-    commands: &[CLI, CLI_ADMIN],
+    commands: &[CLI, CLI_ADMIN, FLOWS_REPORT],
     keys: &[
         "%R~<p>:{*}:duplicates",
         "%R~<p>:{*}:slots:*",
@@ -558,6 +583,7 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                     EVENTS => k.events.clone(),
                     SLOTS => k.slots_key("acl-check", None),
                     CRON => k.cron.clone(),
+                    FLOW => format!("{}:flow:acl-check", k.stream),
                     a => a.to_owned(),
                 })
                 .collect();

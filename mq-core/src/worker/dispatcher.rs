@@ -101,14 +101,8 @@ impl Job {
             }
         };
         // A flow parent whose children failed under the `all` policy: dead, never run.
-        if let Some(reason) = env
-            .flow
-            .as_deref()
-            .filter(|f| f.blocked)
-            .map(|f| f.blocked_reason())
-        {
-            Box::pin(self.dead(&entry_id, &Ident::of(&env), &reason)).await;
-            return;
+        if let Some(f) = env.flow.as_deref().filter(|f| f.blocked) {
+            return Box::pin(self.dead(&entry_id, &Ident::of(&env), &f.blocked_reason())).await;
         }
         let Some(handler) = self.queue.handlers.get(&env.name).cloned() else {
             let reason = format!("unknown task name {:?}", env.name);

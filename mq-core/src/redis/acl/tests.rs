@@ -70,6 +70,7 @@ fn lists_cover_every_command_of_each_roles_scripts() {
         ("producer", &producer[..], PRODUCER_ROLE.commands),
         ("worker", &worker[..], WORKER_ROLE.commands),
         ("admin", &admin[..], ADMIN_ROLE.commands),
+        ("producer", &[][..], PRODUCER_ROLE.commands),
     ] {
         let have: Vec<&str> = lists
             .iter()
