@@ -560,3 +560,153 @@ async fn flows_are_refused_on_a_cluster() {
         .expect_err("cluster");
     assert!(err.to_string().contains("one Redis server"), "{err}");
 }
+
+/// 10,000 flows of two parts each across 3 worker processes, one SIGKILLed midway (and
+/// started again): every parent is released exactly once (one entry id per product, however
+/// often a kill made it run), after both its parts; the flows with a dead part (every 100th
+/// product) end with their parent dead-lettered, never run.
+#[tokio::test]
+async fn ten_thousand_flows_survive_a_sigkilled_worker() {
+    use mq_examples::jobs::{Assemble, Part, ASSEMBLED_KEY, EARLY_KEY};
+    const FLOWS: u64 = 10_000;
+    let server = mq_tests::redis();
+    let url = server.url();
+    let bin = mq_tests::example_bin("jobs-worker");
+    let args = [
+        "--concurrency",
+        "32",
+        "--reclaim-timeout-ms",
+        "1000",
+        "--grace-ms",
+        "1000",
+    ];
+    let spawn = || mq_tests::ChildGuard::spawn(&bin, &url, &args);
+    let producer = Producer::connect(&url).await.expect("producer");
+    let failing = |p: u64| p % 100 == 7;
+    let enqueue = Instant::now();
+    for p in 0..FLOWS {
+        producer
+            .flow(Assemble { product: p })
+            .child(Part {
+                product: p,
+                half: 0,
+                sleep_ms: 1,
+                fail: false,
+            })
+            .child(Part {
+                product: p,
+                half: 1,
+                sleep_ms: 1,
+                fail: failing(p),
+            })
+            .enqueue()
+            .await
+            .expect("flow");
+    }
+    let enqueue = enqueue.elapsed();
+    let started = Instant::now();
+    let mut workers: Vec<_> = (0..3).map(|_| spawn()).collect();
+    let dead_parents = (0..FLOWS).filter(|p| failing(*p)).count() as u64;
+    let mut c = conn(&server).await;
+    let admin = Admin::connect(&url).await.expect("admin");
+    let assembled = |c: &mut mq_tests::Conn| {
+        let mut c = c.clone();
+        async move {
+            redis::cmd("HLEN")
+                .arg(ASSEMBLED_KEY)
+                .query_async::<u64>(&mut c)
+                .await
+                .expect("HLEN")
+        }
+    };
+    // SIGKILL one worker once a fifth of the parents ran, and start it again.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while assembled(&mut c).await < FLOWS / 5 {
+        assert!(Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    workers[0].signal("KILL");
+    workers[0].wait_exit(Duration::from_secs(10)).await;
+    let killed_at = assembled(&mut c).await;
+    workers[0] = spawn();
+    loop {
+        let dead = admin
+            .dead_list("jobs-assemble", 1000)
+            .await
+            .expect("dead")
+            .len() as u64;
+        if assembled(&mut c).await + dead >= FLOWS {
+            break;
+        }
+        assert!(Instant::now() < deadline, "flows not done in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let run = started.elapsed();
+    // Anything run twice would have had a second to show.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for w in &workers {
+        w.signal("TERM");
+    }
+    for w in &mut workers {
+        w.wait_exit(Duration::from_secs(15)).await;
+    }
+    let runs: std::collections::HashMap<u64, u64> = redis::cmd("HGETALL")
+        .arg(ASSEMBLED_KEY)
+        .query_async(&mut c)
+        .await
+        .expect("HGETALL");
+    let mut released_twice = 0;
+    for p in runs.keys() {
+        let entries: u64 = redis::cmd("SCARD")
+            .arg(format!("{ASSEMBLED_KEY}:{p}"))
+            .query_async(&mut c)
+            .await
+            .expect("SCARD");
+        released_twice += u64::from(entries != 1);
+    }
+    let early: u64 = redis::cmd("SCARD")
+        .arg(EARLY_KEY)
+        .query_async(&mut c)
+        .await
+        .expect("SCARD");
+    let dead = admin.dead_list("jobs-assemble", 1000).await.expect("dead");
+    let reruns: u64 = runs.values().map(|n| n - 1).sum();
+    println!(
+        "flows: {FLOWS} flows enqueued in {:.1} s, run in {:.1} s by 3 workers; killed one at \
+         {killed_at} parents; {} parents ran ({reruns} reruns of the same entry after the \
+         kill), {} dead, {released_twice} released twice, {early} early",
+        enqueue.as_secs_f64(),
+        run.as_secs_f64(),
+        runs.len(),
+        dead.len()
+    );
+    assert_eq!(
+        runs.len() as u64,
+        FLOWS - dead_parents,
+        "every healthy parent ran"
+    );
+    assert_eq!(released_twice, 0, "each parent released exactly once");
+    assert_eq!(early, 0, "no parent ran before both its parts");
+    assert_eq!(dead.len() as u64, dead_parents);
+    for d in &dead {
+        let task: Assemble = rmp_serde::from_slice(d.payload().expect("payload")).expect("decode");
+        assert!(failing(task.product), "product {} died", task.product);
+        assert!(
+            d.error()
+                .is_some_and(|r| r.contains("flow: 1 of 2 children failed")),
+            "{:?}",
+            d.error()
+        );
+        assert!(!runs.contains_key(&task.product));
+    }
+    assert_eq!(
+        mq_tests::pending(&mut c, &QueueKeys::new("mq", "jobs-parts").stream, "mq").await,
+        0
+    );
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("*:flow:*")
+        .query_async(&mut c)
+        .await
+        .expect("KEYS");
+    assert!(left.is_empty(), "pending parents left: {}", left.len());
+}

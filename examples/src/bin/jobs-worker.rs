@@ -1,4 +1,5 @@
-//! A worker for the `jobs` queue that records every handled `Job` in Redis.
+//! A worker for the `jobs` queue that records every handled `Job` in Redis (and for the
+//! `jobs-parts` and `jobs-assemble` queues of a flow's children and parents).
 //!
 //! Run: `MQ_REDIS_URL=redis://127.0.0.1:6379/ cargo run -p mq-examples --bin jobs-worker -- --concurrency 16`
 //! Stops gracefully on SIGINT/SIGTERM.
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mq_core::TaskContext;
-use mq_examples::jobs::{handle_job, Job};
+use mq_examples::jobs::{handle_assemble, handle_job, handle_part, Assemble, Job, Part};
 
 #[derive(Parser)]
 struct Args {
@@ -30,6 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let conn = mq_core::redis::conn::Conn::connect(&args.worker.url).await?;
     let consumer = mq_core::config::default_consumer_name();
     let name = consumer.clone();
+    let (parts, assemble) = (conn.clone(), conn.clone());
     let worker = args
         .worker
         .builder()
@@ -40,6 +42,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let conn = conn.clone();
             let name = name.clone();
             async move { handle_job(job, conn, &name).await }
+        })
+        // The flow of tests/tests/flows.rs: two parts, then their product's assembly.
+        .handle::<Part, _>(move |part: Part, _ctx: TaskContext| {
+            let conn = parts.clone();
+            async move { handle_part(part, conn).await }
+        })
+        .handle::<Assemble, _>(move |task: Assemble, ctx: TaskContext| {
+            let conn = assemble.clone();
+            async move { handle_assemble(task, &ctx, conn).await }
         })
         .build()
         .await?;
