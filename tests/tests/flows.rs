@@ -265,21 +265,39 @@ async fn a_dead_child_fails_the_parent_or_is_listed_as_the_policy_says() {
         .enqueue()
         .await
         .expect("always flow");
+    // A child cancelled while queued counts as failed, with the reason `cancelled`.
+    let cancelled = producer
+        .flow(Index { product: 3 })
+        .policy(FlowPolicy::Always)
+        .child(EmbedImage {
+            product: 3,
+            fail: false,
+        })
+        .child(EmbedText { product: 3 })
+        .enqueue()
+        .await
+        .expect("flow 3");
+    let admin = Admin::connect(&url).await.expect("admin");
+    let outcome = admin
+        .cancel("fl_texts", &cancelled.children[1])
+        .await
+        .expect("cancel");
+    assert_eq!(outcome, mq_core::CancelOutcome::Queued);
     let (log, hold) = (Shared::default(), Arc::new(AtomicBool::new(false)));
     let w = run_worker(worker(&url, &log, &hold).await);
-    let admin = Admin::connect(&url).await.expect("admin");
-    wait_until(WAIT, "parent 2 ran and parent 1 is dead", || {
+    wait_until(WAIT, "parents 2 and 3 ran and parent 1 is dead", || {
         let (log, admin) = (log.clone(), admin.clone());
         async move {
-            ended(&log, "index").len() == 1
+            ended(&log, "index").len() == 2
                 && admin.dead_list("fl_index", 10).await.expect("dead").len() == 1
         }
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     w.stop().await;
-    let parents = parents(&log);
-    assert_eq!(parents.len(), 1, "only the `always` parent ran");
+    let mut parents = parents(&log);
+    parents.sort();
+    assert_eq!(parents.len(), 2, "only the `always` parents ran");
     let (product, kids, failed) = &parents[0];
     assert_eq!((*product, *kids), (2, 2));
     assert_eq!(failed.len(), 1);
@@ -287,6 +305,7 @@ async fn a_dead_child_fails_the_parent_or_is_listed_as_the_policy_says() {
         failed[0].starts_with("fl_images ") && failed[0].contains("no image for 2"),
         "{failed:?}"
     );
+    assert_eq!(parents[1], (3, 2, vec!["fl_texts cancelled".to_owned()]));
     let dead = admin.dead_list("fl_index", 10).await.expect("dead");
     let reason = dead[0].error().expect("reason");
     assert!(
