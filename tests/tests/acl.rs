@@ -308,6 +308,122 @@ async fn documented_acl_runs_unique_and_rate_limited_tasks() {
     );
 }
 
+/// A flow's child: 0 succeeds, 1 fails for good.
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "aclf", max_retries = 0)]
+struct FlowPart {
+    n: u8,
+}
+
+/// A flow's parent.
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "aclp", max_retries = 0)]
+struct FlowParent {
+    n: u8,
+}
+
+/// The documented roles run flows without a refusal: the producer writes one (`MULTI`), the
+/// worker's child scripts report (ack and dead letter) and release the parent, the admin's
+/// replay re-opens a dead child's report. A producer without the flow rules (`+hset`, as a
+/// line older than flows has) is refused with `NOPERM` and writes nothing of the flow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_acl_runs_flows_and_a_producer_without_them_writes_nothing() {
+    let server = redis();
+    let producer_url = user(&server, "mq-producer", acl::PRODUCER_ROLE, None).await;
+    let old_url = user(&server, "old-producer", acl::PRODUCER_ROLE, Some("hset")).await;
+    let worker_url = user(&server, "mq-worker", acl::WORKER_ROLE, None).await;
+    let admin_url = user(&server, "mq-admin", acl::ADMIN_ROLE, None).await;
+    let producer = Producer::connect(&producer_url).await.expect("producer");
+    let parents = Arc::new(AtomicUsize::new(0));
+    let p = parents.clone();
+    let worker = Worker::builder(&worker_url)
+        .handle::<FlowPart, _>(|part: FlowPart, _: TaskContext| async move {
+            if part.n == 1 {
+                return Err(TaskError::permanent("part 1 is broken"));
+            }
+            Ok(())
+        })
+        .handle::<FlowParent, _>(move |_: FlowParent, _: TaskContext| {
+            let p = p.clone();
+            async move {
+                p.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .build()
+        .await
+        .expect("worker builds");
+    let running = run_worker(worker);
+    producer
+        .flow(FlowParent { n: 0 })
+        .child(FlowPart { n: 0 })
+        .child(FlowPart { n: 0 })
+        .enqueue()
+        .await
+        .expect("flow as mq-producer");
+    producer
+        .flow(FlowParent { n: 1 })
+        .child(FlowPart { n: 1 })
+        .enqueue()
+        .await
+        .expect("flow as mq-producer");
+    let c = conn(&server).await;
+    wait_until(WAIT, "one parent ran, the other is dead", || {
+        let (parents, mut c) = (parents.clone(), c.clone());
+        async move {
+            let dead: usize = redis::cmd("XLEN")
+                .arg("mq:{aclp}:dead")
+                .query_async(&mut c)
+                .await
+                .unwrap_or(0);
+            parents.load(Ordering::SeqCst) == 1 && dead == 1
+        }
+    })
+    .await;
+    running.stop().await;
+    // The admin replays the dead part: nothing waits for it any more, it runs as a task.
+    let (ok, out, err) = mq(&admin_url, &["dead", "replay", "aclf", "--all", "--yes"]).await;
+    assert!(ok, "mq dead replay as mq-admin: {out} {err}");
+    assert_eq!(
+        refused(&server).await,
+        Vec::<String>::new(),
+        "commands refused by ACL"
+    );
+    // The old producer line: refused, and nothing of the flow is written.
+    let old = Producer::connect(&old_url)
+        .await
+        .expect("old producer connects");
+    let mut c = c.clone();
+    let before: usize = redis::cmd("XLEN")
+        .arg("mq:{aclf}:stream")
+        .query_async(&mut c)
+        .await
+        .expect("XLEN");
+    let err = old
+        .flow(FlowParent { n: 2 })
+        .child(FlowPart { n: 0 })
+        .enqueue()
+        .await
+        .expect_err("refused");
+    let why = mq_core::error::chain(&err);
+    assert!(
+        why.contains("no permissions") && why.contains("hset"),
+        "{why}"
+    );
+    let after: usize = redis::cmd("XLEN")
+        .arg("mq:{aclf}:stream")
+        .query_async(&mut c)
+        .await
+        .expect("XLEN");
+    assert_eq!(before, after, "no child written");
+    let hashes: Vec<String> = redis::cmd("KEYS")
+        .arg("mq:{aclp}:stream:flow:*")
+        .query_async(&mut c)
+        .await
+        .expect("KEYS");
+    assert!(hashes.is_empty(), "{hashes:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_missing_one_command_fails_at_build_naming_it() {
     let server = redis();
