@@ -126,6 +126,26 @@ pub(crate) enum Command {
         /// The task id (as `enqueue` returned it).
         id: String,
     },
+    /// How fast a queue drains (entries leaving its streams per second, measured from Redis
+    /// over the workers' drain samples of the last few minutes, across all workers), when it
+    /// will be empty at that rate, and with --by or --in how many worker processes would
+    /// empty it by then at the measured per-worker rate.
+    Eta(EtaArgs),
+}
+
+/// `mq eta`.
+#[derive(Debug, Args)]
+pub(crate) struct EtaArgs {
+    /// The queue.
+    #[arg(long)]
+    pub(crate) queue: String,
+    /// The deadline: HH:MM (the next such time, in this machine's time zone) or an RFC 3339
+    /// time (2026-12-08T06:00:00+01:00).
+    #[arg(long)]
+    pub(crate) by: Option<String>,
+    /// The deadline as a duration from now (`2h`, `90m`).
+    #[arg(long = "in", value_parser = humantime::parse_duration, conflicts_with = "by")]
+    pub(crate) within: Option<std::time::Duration>,
 }
 
 /// `mq stats`.

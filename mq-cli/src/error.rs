@@ -23,6 +23,9 @@ pub(crate) enum CliError {
         /// Its stream key.
         stream: String,
     },
+    /// A command-line argument that clap cannot check (a deadline, say).
+    #[error("{0}")]
+    BadArgument(String),
     /// The argument of `mq enqueue` is not JSON.
     #[error("invalid JSON payload: {0}")]
     BadJson(String),

@@ -34,6 +34,7 @@ mod cli;
 mod dead;
 mod enqueue;
 mod error;
+mod eta;
 mod events;
 mod output;
 mod pause;
@@ -152,5 +153,6 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Status { queue, id } => cancel::status(ctx, &queue, &id).await,
         Command::Events { queue, follow } => events::run(ctx, &queue, follow).await,
         Command::Web(args) => web::run(ctx, args).await,
+        Command::Eta(args) => eta::run(ctx, args).await,
     }
 }

@@ -1170,3 +1170,39 @@ async fn stats_on_a_big_keyspace_runs_a_few_dozen_commands_and_no_scan() {
     // `XLEN`, `MGET` (pause flag, duplicates).
     assert!(total <= 50, "{total} commands for 5 queues: {calls:?}");
 }
+
+#[tokio::test]
+async fn eta_reports_the_backlog_and_refuses_bad_deadlines_and_queues() {
+    let server = mq_tests::redis();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.expect("producer");
+    producer
+        .enqueue_many((0..7).map(image))
+        .await
+        .expect("enqueue");
+    let out = mq_ok(&url, &["--json", "eta", "--queue", "images", "--in", "2h"]).await;
+    let v: Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(v["remaining"], 7, "{v}");
+    // No worker has recorded a drain sample: no rate, so no ETA and no workers needed.
+    assert_eq!(v["rate_per_sec"], Value::Null, "{v}");
+    assert_eq!(v["workers_needed"], Value::Null, "{v}");
+    assert!(v["deadline_ms"].as_u64().is_some(), "{v}");
+    let out = mq_ok(&url, &["eta", "--queue", "images", "--by", "06:00"]).await;
+    assert!(
+        out.stdout.contains("images: 7 tasks left, no drain rate yet"),
+        "{}",
+        out.stdout
+    );
+    for (args, what) in [
+        (&["eta", "--queue", "images", "--by", "25:00"][..], "expected HH:MM"),
+        (&["eta", "--queue", "nope"][..], "no such queue"),
+        (
+            &["eta", "--queue", "images", "--by", "06:00", "--in", "1h"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let out = mq(&url, args).await;
+        assert!(!out.success, "{args:?}: {out:?}");
+        assert!(out.stderr.contains(what), "{args:?}: {}", out.stderr);
+    }
+}

@@ -16,6 +16,8 @@
 //! - `wait.rs`: waiting until a queue is idle, and whether it exists;
 //! - `pending.rs`: a queue's pending entries ([`PendingEntry`]);
 //! - `workers.rs`: the registered workers and their heartbeats ([`WorkerInfo`]);
+//! - `eta.rs`: a queue's drain rate, time to empty and workers needed by a deadline
+//!   ([`QueueEta`]), from the drain samples the workers record;
 //! - `tasks.rs`: one task: cancel it, read its progress, status, events and result;
 //! - `pause.rs`: pausing and resuming a queue;
 //! - `schedules.rs`: the cron schedules the workers recorded ([`ScheduleInfo`]);
@@ -30,6 +32,7 @@
 mod browse;
 mod client;
 mod dead;
+mod eta;
 mod letter;
 mod overview;
 mod pause;
@@ -45,6 +48,8 @@ mod workers;
 
 pub use browse::{TaskPage, TaskRow, TaskState, MAX_PAGE};
 pub use client::Admin;
+pub(crate) use eta::record_drain;
+pub use eta::{QueueEta, DRAIN_BUCKET, DRAIN_BUCKETS};
 pub use letter::{payload_to_json, DeadLetter, DecodeError};
 pub use overview::QueueOverview;
 pub use pause::PAUSE_POLL;

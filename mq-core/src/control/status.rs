@@ -182,7 +182,7 @@ fn to_event(entry_id: String, fields: Vec<(String, String)>) -> TaskEvent {
     }
 }
 
-/// How many of a stream's newest events [`task_events`] looks through.
+/// How many of a stream's newest events [`Admin::task_events`](crate::Admin::task_events) looks through.
 pub const TASK_EVENTS_WINDOW: usize = 1_000;
 
 /// The events of task `id` among the newest [`TASK_EVENTS_WINDOW`] of `stream`'s event stream

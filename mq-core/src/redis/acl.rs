@@ -70,6 +70,8 @@ pub const SLOTS: &str = "<slots>";
 pub const CRON: &str = "<cron>";
 /// A flow's pending-parent hash (`{prefix}:{queue}:stream[:level]:flow:<id>`).
 pub const FLOW: &str = "<flow>";
+/// A queue's drain samples (`{prefix}:{queue}:drain`).
+pub const DRAIN: &str = "<drain>";
 
 const fn n(rule: &'static str, args: &'static [&'static str]) -> Needed {
     Needed { rule, args }
@@ -162,6 +164,11 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     SCRIPTS[1],
     n("info", &["INFO", "memory"]),
     n("ping", &["PING"]),
+    // The sampler's drain samples (`Admin::eta`).
+    n("hsetnx", &["HSETNX", DRAIN, "1", "x"]),
+    n("hlen", &["HLEN", DRAIN]),
+    n("hkeys", &["HKEYS", DRAIN]),
+    n("hdel", &["HDEL", DRAIN, "1"]),
     n("unwatch", &["UNWATCH"]),
     n("client|id", &["CLIENT", "ID"]),
     n("client|unblock", &["CLIENT", "UNBLOCK", "1"]),
@@ -417,6 +424,7 @@ pub const WORKER_ROLE: Role = Role {
         "~<p>:{*}:events",
         "~<p>:{*}:cron",
         "~<p>:{*}:cron:*",
+        "~<p>:{*}:drain",
         "%R~<p>:{*}:paused",
         "%R~<p>:{*}:duplicates",
         "~<p>:workers",
@@ -441,6 +449,7 @@ const CLI_KEYS: &[&str] = &[
     "%R~<p>:{*}:task:*",
     "%R~<p>:{*}:events",
     "%R~<p>:{*}:cron",
+    "%R~<p>:{*}:drain",
     "%R~<p>:workers",
     "%R~<p>:worker:*",
     "%R~<p>:partitions",
@@ -466,6 +475,7 @@ pub const ADMIN_ROLE: Role = Role {
         "%R~<p>:{*}:duplicates",
         "%R~<p>:{*}:slots:*",
         "%R~<p>:{*}:cron",
+        "%R~<p>:{*}:drain",
         "%R~<p>:workers",
         "%R~<p>:worker:*",
         "%R~<p>:partitions",
@@ -584,6 +594,7 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                     SLOTS => k.slots_key("acl-check", None),
                     CRON => k.cron.clone(),
                     FLOW => format!("{}:flow:acl-check", k.stream),
+                    DRAIN => k.drain.clone(),
                     a => a.to_owned(),
                 })
                 .collect();

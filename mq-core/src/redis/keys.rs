@@ -63,6 +63,10 @@ pub struct QueueKeys {
     /// [`TaskOptions::events`](crate::TaskOptions::events) (fields `id`, `event` and the
     /// event's details), capped with `MAXLEN ~ 10000`.
     pub events: String,
+    /// `{prefix}:{queue}:drain`: hash, time bucket -> `<unix ms> <entries removed>`, the
+    /// queue's drain samples that [`Admin::eta`](crate::Admin::eta) measures its rate from
+    /// (one for all partitions and levels, like the pause flag).
+    pub drain: String,
 }
 
 impl QueueKeys {
@@ -95,6 +99,7 @@ impl QueueKeys {
             cancel: format!("{prefix}:{{{queue}}}:cancel"),
             task: format!("{prefix}:{{{queue}}}:task:"),
             events: format!("{prefix}:{{{queue}}}:events"),
+            drain: format!("{prefix}:{{{}}}:drain", base_queue(queue)),
         }
     }
 

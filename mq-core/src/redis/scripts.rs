@@ -81,6 +81,9 @@ pub static ENSURE_GROUP: LazyLock<Script> =
 pub static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 /// Reads a queue's sizes as one consistent snapshot (`lua/stats.lua`).
+/// One drain sample of a queue, timed by the server (`lua/drain.lua`; `Admin::eta`).
+pub static DRAIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/drain.lua")));
+
 pub static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/stats.lua")));
 /// Enqueues a unique task unless its key is held (`lua/enqueue_unique.lua`).
 pub static ENQUEUE_UNIQUE: LazyLock<Script> = LazyLock::new(|| {

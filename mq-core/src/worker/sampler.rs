@@ -1,5 +1,6 @@
 //! Samples the queue gauges (depth, pending, delayed, dead-letter size, duplicates refused) and
-//! the number of live workers from Redis every [`SAMPLE_INTERVAL`], off the task path.
+//! the number of live workers from Redis every [`SAMPLE_INTERVAL`], off the task path, and
+//! records each queue's drain sample (see [`Admin::eta`]).
 
 use std::sync::Arc;
 
@@ -48,6 +49,13 @@ async fn sample(shared: &Shared, admin: &Admin, queues: &[Arc<QueueState>]) -> R
     names.sort();
     names.dedup();
     for o in admin.overview(&names).await? {
+        // The drain sample `Admin::eta` measures the rate from (one write per bucket).
+        if let Some(removed) = o.total.info.as_ref().and_then(|i| i.entries_removed) {
+            let key = keys::QueueKeys::new(&shared.config.prefix, &o.total.stats.queue).drain;
+            if let Err(e) = crate::admin::record_drain(&shared.data, &key, removed).await {
+                tracing::debug!(queue = %o.total.stats.queue, error = %e, "cannot record a drain sample");
+            }
+        }
         let s = &o.total.stats;
         let label = [s.queue.as_str()];
         m.depth.with_label_values(&label).set(s.backlog as i64);

@@ -47,6 +47,7 @@ fn lists_cover_every_command_of_each_roles_scripts() {
         include_str!("../lua/ack_unique.lua"),
         include_str!("../lua/cancelled.lua"),
         include_str!("../lua/dead.lua"),
+        include_str!("../lua/drain.lua"),
         include_str!("../lua/ensure_group.lua"),
         include_str!("../lua/promote.lua"),
         include_str!("../lua/reap_consumers.lua"),
