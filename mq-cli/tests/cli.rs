@@ -1189,12 +1189,16 @@ async fn eta_reports_the_backlog_and_refuses_bad_deadlines_and_queues() {
     assert!(v["deadline_ms"].as_u64().is_some(), "{v}");
     let out = mq_ok(&url, &["eta", "--queue", "images", "--by", "06:00"]).await;
     assert!(
-        out.stdout.contains("images: 7 tasks left, no drain rate yet"),
+        out.stdout
+            .contains("images: 7 tasks left, no drain rate yet"),
         "{}",
         out.stdout
     );
     for (args, what) in [
-        (&["eta", "--queue", "images", "--by", "25:00"][..], "expected HH:MM"),
+        (
+            &["eta", "--queue", "images", "--by", "25:00"][..],
+            "expected HH:MM",
+        ),
         (&["eta", "--queue", "nope"][..], "no such queue"),
         (
             &["eta", "--queue", "images", "--by", "06:00", "--in", "1h"][..],
