@@ -298,3 +298,40 @@ async fn bench_durable_enqueue() {
             .unwrap();
     }
 }
+
+#[derive(Debug, Serialize, Deserialize, Task)]
+#[task(queue = "order_totals")]
+struct Total {
+    n: u64,
+}
+
+/// A durable producer's flow: the `MULTI`, then its own `WAIT` (a `WAIT` inside the `MULTI`
+/// would not wait): when `enqueue` returns, the replica has the children and the parent's
+/// pending-parent hash.
+#[tokio::test]
+async fn a_durable_flow_is_on_the_replica_when_it_returns() {
+    let (primary, _replica, mut p, mut r) = primary_and_replica().await;
+    let producer = Producer::connect(&primary.url())
+        .await
+        .unwrap()
+        .durable(1, Duration::from_secs(1))
+        .unwrap();
+    let ids = producer
+        .flow(Total { n: 1 })
+        .child(Order { n: 1 })
+        .child(Order { n: 2 })
+        .enqueue()
+        .await
+        .unwrap();
+    let keys = producer.keys::<Order>();
+    assert_eq!(xlen(&mut r, &keys.stream).await, 2);
+    let hash = format!("{}:flow:{}", producer.keys::<Total>().stream, ids.parent);
+    let left: Option<u64> = redis::cmd("HGET")
+        .arg(&hash)
+        .arg("left")
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    assert_eq!(left, Some(2));
+    assert_eq!(calls(&mut p, "wait").await, 1, "one WAIT, after the EXEC");
+}

@@ -129,7 +129,9 @@ impl<'a> Flow<'a> {
     }
 
     /// Writes the flow in one `MULTI` round trip: the parent's pending-parent hash (and a
-    /// nested flow's), then every child's entry. Nothing is written when it fails.
+    /// nested flow's), then every child's entry. Nothing is written when it fails. A
+    /// [durable](crate::Producer::durable) producer then waits for its replicas in a second
+    /// round trip.
     ///
     /// # Errors
     ///
@@ -162,8 +164,15 @@ impl<'a> Flow<'a> {
                 .arg(q)
                 .ignore();
         }
-        let sent = send(pipe, producer.conn.clone(), producer.durability, 0).await;
-        match producer.checked(sent.map(|(_, s)| s), "flow MULTI").await? {
+        let sent = send(pipe, producer.conn.clone(), None, 0).await;
+        producer.checked(sent.map(|(_, s)| s), "flow MULTI").await?;
+        let Some(durability) = producer.durability else {
+            return Ok(ids);
+        };
+        // A durable producer's `WAIT` after the `MULTI`, not inside it (where it would not
+        // wait): one more round trip.
+        let sent = send(redis::pipe(), producer.conn.clone(), Some(durability), 0).await;
+        match producer.checked(sent.map(|(_, s)| s), "flow WAIT").await? {
             None => Ok(ids),
             Some(short) => Err(short.into_error(
                 std::iter::once(ids.parent.clone())
@@ -237,14 +246,16 @@ impl<'a> Flow<'a> {
                     later.push(Node { env, keys });
                 }
                 Child::Flow(flow) => {
-                    let nested = flow.parent.as_ref().map_err(|e| {
-                        Error::Config(format!("a nested flow's parent is not valid: {e}"))
-                    })?;
-                    hset.arg(format!("c:{}", nested.env.id))
-                        .arg(format!("p{}", nested.keys.queue));
-                    // Written first, as this hash is: no child may end before its parent's
-                    // hash exists (the MULTI makes that moot, but keeps the order readable).
+                    // The nested parent's queue, read before `write` takes the flow (which
+                    // returns the parent's own error if it has one).
+                    let queue = flow
+                        .parent
+                        .as_ref()
+                        .map(|n| n.keys.queue.clone())
+                        .unwrap_or_default();
                     let sub = flow.write(pipe, Some(&hash), queues, count)?;
+                    hset.arg(format!("c:{}", sub.parent))
+                        .arg(format!("p{queue}"));
                     ids.children.push(sub.parent);
                 }
             }
