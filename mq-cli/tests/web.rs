@@ -165,6 +165,32 @@ fn refused(answer: (u16, Value), status: u16, what: &str) {
     assert!(message.contains(what), "{message:?} lacks {what:?}");
 }
 
+/// Runs a worker with `handler` for `T` until `T`'s queue holds `n` dead letters, then stops
+/// it cleanly.
+async fn run_until_dead<T: Task, H: mq_core::Handler<T>>(
+    server: &mq_tests::LocalRedis,
+    n: usize,
+    handler: H,
+) {
+    let worker = Worker::builder(&server.url())
+        .handle::<T, _>(handler)
+        .block_timeout(Duration::from_millis(100))
+        .build()
+        .await
+        .expect("worker");
+    let token = worker.shutdown_token();
+    let running = tokio::spawn(worker.run());
+    let c = conn(server).await;
+    let dead = QueueKeys::new("mq", T::QUEUE).dead;
+    wait_until(WAIT, "dead letters", || {
+        let (mut c, dead) = (c.clone(), dead.clone());
+        async move { xlen(&mut c, &dead).await >= n }
+    })
+    .await;
+    token.cancel();
+    running.await.expect("join").expect("worker stops cleanly");
+}
+
 /// Dead-letters `n` tasks of `texts` through a real worker, then leaves `queued` tasks
 /// queued, one of them delivered to consumer `ghost` (running), and `delayed` delayed ones.
 async fn populate(server: &mq_tests::LocalRedis, dead: u64, queued: u64, delayed: u64) {
@@ -174,25 +200,16 @@ async fn populate(server: &mq_tests::LocalRedis, dead: u64, queued: u64, delayed
         .enqueue_many((0..dead).map(|n| Embed { n, fail: true }))
         .await
         .expect("enqueue");
-    let worker = Worker::builder(&url)
-        .handle::<Embed, _>(|t: Embed, _ctx: TaskContext| async move {
+    run_until_dead::<Embed, _>(
+        server,
+        dead as usize,
+        |t: Embed, _ctx: TaskContext| async move {
             Err::<(), _>(TaskError::permanent(format!("model refused text {}", t.n)))
-        })
-        .block_timeout(Duration::from_millis(100))
-        .build()
-        .await
-        .expect("worker");
-    let token = worker.shutdown_token();
-    let running = tokio::spawn(worker.run());
+        },
+    )
+    .await;
     let mut c = conn(server).await;
     let k = QueueKeys::new("mq", "texts");
-    wait_until(WAIT, "dead letters", || {
-        let (mut c, key) = (c.clone(), k.dead.clone());
-        async move { xlen(&mut c, &key).await as u64 >= dead }
-    })
-    .await;
-    token.cancel();
-    running.await.expect("join").expect("worker stops cleanly");
     producer
         .enqueue_many((100..100 + queued).map(|n| Embed { n, fail: false }))
         .await
@@ -354,25 +371,10 @@ async fn the_task_view_shows_a_tasks_own_events_oldest_first() {
     // Another task's events between ours: the view must show only its own task's.
     producer.enqueue(Journaled { n: 1 }).await.expect("enqueue");
     producer.enqueue(Journaled { n: 2 }).await.expect("enqueue");
-    let worker = Worker::builder(&url)
-        .handle::<Journaled, _>(|t: Journaled, _ctx: TaskContext| async move {
-            Err::<(), _>(TaskError::retry(format!("no model for {}", t.n)))
-        })
-        .block_timeout(Duration::from_millis(100))
-        .build()
-        .await
-        .expect("worker");
-    let token = worker.shutdown_token();
-    let running = tokio::spawn(worker.run());
-    let c = conn(&server).await;
-    let dead = QueueKeys::new("mq", "journal").dead;
-    wait_until(WAIT, "two dead letters", || {
-        let (mut c, dead) = (c.clone(), dead.clone());
-        async move { xlen(&mut c, &dead).await >= 2 }
+    run_until_dead::<Journaled, _>(&server, 2, |t: Journaled, _ctx: TaskContext| async move {
+        Err::<(), _>(TaskError::retry(format!("no model for {}", t.n)))
     })
     .await;
-    token.cancel();
-    running.await.expect("join").expect("clean stop");
 
     let web = Web::start(&url, &[]).await;
     let page = web.ok("/api/queues/journal/tasks?state=dead").await;
@@ -627,29 +629,14 @@ async fn populate_dead_one(server: &mq_tests::LocalRedis) {
         })
         .await
         .expect("enqueue");
-    let worker = Worker::builder(&server.url())
-        .handle::<Embed, _>(|t: Embed, _ctx: TaskContext| async move {
-            if t.n == 5000 {
-                Err(TaskError::permanent("refused"))
-            } else {
-                Ok(())
-            }
-        })
-        .block_timeout(Duration::from_millis(100))
-        .build()
-        .await
-        .expect("worker");
-    let token = worker.shutdown_token();
-    let running = tokio::spawn(worker.run());
-    let c = conn(server).await;
-    let dead = QueueKeys::new("mq", "texts").dead;
-    wait_until(WAIT, "one dead letter", || {
-        let (mut c, dead) = (c.clone(), dead.clone());
-        async move { xlen(&mut c, &dead).await >= 1 }
+    run_until_dead::<Embed, _>(server, 1, |t: Embed, _ctx: TaskContext| async move {
+        if t.n == 5000 {
+            Err(TaskError::permanent("refused"))
+        } else {
+            Ok(())
+        }
     })
     .await;
-    token.cancel();
-    running.await.expect("join").expect("clean stop");
 }
 
 #[tokio::test]
