@@ -43,6 +43,15 @@ async fn primary_and_replica() -> (LocalRedis, LocalRedis, Conn, Conn) {
     (primary, replica, p, r)
 }
 
+/// A producer on `primary` that waits for 1 replica, at most 1 s, after each round trip.
+async fn durable_producer(primary: &LocalRedis) -> Producer {
+    Producer::connect(&primary.url())
+        .await
+        .unwrap()
+        .durable(1, Duration::from_secs(1))
+        .unwrap()
+}
+
 async fn zcard(c: &mut Conn, key: &str) -> usize {
     redis::cmd("ZCARD").arg(key).query_async(c).await.unwrap()
 }
@@ -64,11 +73,7 @@ async fn calls(c: &mut Conn, name: &str) -> u64 {
 #[tokio::test]
 async fn durable_enqueues_are_on_the_replica_when_they_return() {
     let (primary, _replica, mut p, mut r) = primary_and_replica().await;
-    let producer = Producer::connect(&primary.url())
-        .await
-        .unwrap()
-        .durable(1, Duration::from_secs(1))
-        .unwrap();
+    let producer = durable_producer(&primary).await;
     let keys = producer.keys::<Order>();
 
     // Each check reads the replica right after the call returns: no waiting.
@@ -311,11 +316,7 @@ struct Total {
 #[tokio::test]
 async fn a_durable_flow_is_on_the_replica_when_it_returns() {
     let (primary, _replica, mut p, mut r) = primary_and_replica().await;
-    let producer = Producer::connect(&primary.url())
-        .await
-        .unwrap()
-        .durable(1, Duration::from_secs(1))
-        .unwrap();
+    let producer = durable_producer(&primary).await;
     let ids = producer
         .flow(Total { n: 1 })
         .child(Order { n: 1 })
