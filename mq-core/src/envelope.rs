@@ -84,6 +84,8 @@ pub mod field {
     /// Only on a released flow parent whose children failed under
     /// [`FlowPolicy::AllSucceeded`](crate::FlowPolicy::AllSucceeded): `1`.
     pub const FLOW_FAILED: &str = "fx";
+    /// Only on a task of a [run](crate::Run): the key of the run's hash `{prefix}:run:<n>`.
+    pub const RUN: &str = "rn";
 }
 
 /// The wire format version mq writes, the first element of the `t` array.
@@ -356,7 +358,11 @@ impl Envelope {
             let fx = f
                 .blocked
                 .then_some((field::FLOW_FAILED, Cow::Borrowed(&b"1"[..])));
-            fp.into_iter().chain(fk).chain(fd).chain(fx)
+            let rn = f
+                .run
+                .as_deref()
+                .map(|r| (field::RUN, Cow::Borrowed(r.as_bytes())));
+            fp.into_iter().chain(fk).chain(fd).chain(fx).chain(rn)
         });
         u.into_iter()
             .chain(rk)
@@ -509,7 +515,7 @@ impl Envelope {
         let mut concurrency_key = None;
         let mut track = None;
         let mut events = None;
-        let (mut fp, mut fk, mut fd, mut fx) = (None, None, None, None);
+        let (mut fp, mut fk, mut fd, mut fx, mut rn) = (None, None, None, None, None);
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             let (Value::BulkString(k), Value::BulkString(v)) = (k, v) else {
@@ -535,6 +541,7 @@ impl Envelope {
                 b"fk" => &mut fk,
                 b"fd" => &mut fd,
                 b"fx" => &mut fx,
+                b"rn" => &mut rn,
                 _ => continue, // unknown fields are kept by Redis and ignored here
             };
             *slot = Some(v);
@@ -550,9 +557,12 @@ impl Envelope {
         let events = events.is_some_and(|v| v == b"1");
         let text = |v: Option<Vec<u8>>, f| v.map(|v| utf8(v, f)).transpose();
         let flow = crate::flow::FlowLinks::from_fields(
-            text(fp, field::PARENT)?,
-            text(fk, field::CHILDREN)?,
-            text(fd, field::FAILED_CHILDREN)?,
+            [
+                text(fp, field::PARENT)?,
+                text(fk, field::CHILDREN)?,
+                text(fd, field::FAILED_CHILDREN)?,
+                text(rn, field::RUN)?,
+            ],
             fx.is_some_and(|v| v == b"1"),
         );
         if let Some(task) = task {

@@ -68,18 +68,19 @@ pub struct FlowLinks {
     /// Field `fx` = `1`: children failed under [`FlowPolicy::AllSucceeded`]; the worker
     /// dead-letters this parent without running it.
     pub blocked: bool,
+    /// Field `rn`: the hash of the [run](crate::Run) this task is counted in (`{prefix}:run:<n>`),
+    /// which its terminal script reports to.
+    pub run: Option<String>,
 }
 
 impl FlowLinks {
-    /// An entry's flow fields (`fp`, `fk`, `fd` as text, whether `fx` is `1`) as links;
-    /// `None` when it has none.
+    /// An entry's flow and run fields (`fp`, `fk`, `fd`, `rn` as text, whether `fx` is `1`)
+    /// as links; `None` when it has none.
     pub(crate) fn from_fields(
-        fp: Option<String>,
-        fk: Option<String>,
-        fd: Option<String>,
+        [fp, fk, fd, rn]: [Option<String>; 4],
         fx: bool,
     ) -> Option<Box<FlowLinks>> {
-        if fp.is_none() && fk.is_none() && fd.is_none() && !fx {
+        if fp.is_none() && fk.is_none() && fd.is_none() && rn.is_none() && !fx {
             return None;
         }
         Some(Box::new(FlowLinks {
@@ -87,7 +88,14 @@ impl FlowLinks {
             children: fk.map(|v| Self::decode_children(&v)).unwrap_or_default(),
             failed: fd.map(|v| Self::decode_failed(&v)).unwrap_or_default(),
             blocked: fx,
+            run: rn,
         }))
+    }
+
+    /// Whether the task's terminal script reports its end (to a flow's parent or a run), so
+    /// that its ack goes through a script.
+    pub(crate) fn reports(&self) -> bool {
+        self.parent.is_some() || self.run.is_some()
     }
 
     /// The `fk` value of `children`.

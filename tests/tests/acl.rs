@@ -354,13 +354,21 @@ async fn documented_acl_runs_flows_and_a_producer_without_them_writes_nothing() 
         .await
         .expect("worker builds");
     let running = run_worker(worker);
-    producer
-        .flow(FlowParent { n: 0 })
+    // A run too: a flow and a task in it, and a completion task (a third parent).
+    let run = producer.run("acl-run").await.expect("run as mq-producer");
+    run.flow(FlowParent { n: 0 })
         .child(FlowPart { n: 0 })
         .child(FlowPart { n: 0 })
         .enqueue()
         .await
         .expect("flow as mq-producer");
+    run.enqueue(FlowPart { n: 0 })
+        .await
+        .expect("run task as mq-producer");
+    assert!(run
+        .seal_with(FlowParent { n: 9 })
+        .await
+        .expect("seal as mq-producer"));
     producer
         .flow(FlowParent { n: 1 })
         .child(FlowPart { n: 1 })
@@ -376,11 +384,19 @@ async fn documented_acl_runs_flows_and_a_producer_without_them_writes_nothing() 
                 .query_async(&mut c)
                 .await
                 .unwrap_or(0);
-            parents.load(Ordering::SeqCst) == 1 && dead == 1
+            parents.load(Ordering::SeqCst) == 2 && dead == 1
         }
     })
     .await;
     running.stop().await;
+    let admin = mq_core::Admin::connect(&admin_url).await.expect("admin");
+    let r = admin
+        .run("acl-run")
+        .await
+        .expect("run as mq-admin")
+        .expect("run");
+    assert_eq!((r.total, r.done, r.dead), (2, 2, 0), "{r:?}");
+    assert!(r.ended_ms.is_some());
     // The admin replays the dead part: nothing waits for it any more, it runs as a task.
     let (ok, out, err) = mq(&admin_url, &["dead", "replay", "aclf", "--all", "--yes"]).await;
     assert!(ok, "mq dead replay as mq-admin: {out} {err}");

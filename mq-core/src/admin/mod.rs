@@ -18,6 +18,7 @@
 //! - `workers.rs`: the registered workers and their heartbeats ([`WorkerInfo`]);
 //! - `eta.rs`: a queue's drain rate, time to empty and workers needed by a deadline
 //!   ([`QueueEta`]), from the drain samples the workers record;
+//! - `runs.rs`: runs' counters, drain rate and end ([`RunInfo`]);
 //! - `tasks.rs`: one task: cancel it, read its progress, status, events and result;
 //! - `pause.rs`: pausing and resuming a queue;
 //! - `schedules.rs`: the cron schedules the workers recorded ([`ScheduleInfo`]);
@@ -39,6 +40,7 @@ mod pause;
 mod pending;
 mod queues;
 mod replay;
+mod runs;
 mod schedules;
 mod slots;
 mod stats;
@@ -55,6 +57,7 @@ pub use overview::QueueOverview;
 pub use pause::PAUSE_POLL;
 pub use pending::PendingEntry;
 pub use replay::ReplayReport;
+pub use runs::{RunInfo, MAX_RUNS_LISTED, RUN_BUCKET, RUN_BUCKETS};
 pub use schedules::ScheduleInfo;
 pub use slots::{KeySlots, KeySlotsReport, UniqueStats, SCAN_MAX_CALLS};
 pub(crate) use stats::snapshot;

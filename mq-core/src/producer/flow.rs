@@ -32,6 +32,8 @@ pub struct Flow<'a> {
     children: Vec<Result<Child<'a>>>,
     policy: FlowPolicy,
     tracked: bool,
+    /// The run the parent is counted in ([`Run::flow`](crate::Run::flow)): its key.
+    run: Option<String>,
 }
 
 enum Child<'a> {
@@ -81,6 +83,7 @@ impl Producer {
             children: Vec::new(),
             policy: FlowPolicy::default(),
             tracked: is_tracked::<P>(),
+            run: None,
         }
     }
 
@@ -118,6 +121,12 @@ impl<'a> Flow<'a> {
     pub fn child_flow(mut self, flow: Flow<'a>) -> Self {
         self.tracked |= flow.tracked;
         self.children.push(Ok(Child::Flow(Box::new(flow))));
+        self
+    }
+
+    /// Counts the parent (one task: the flow as a whole) in the run with hash `key`.
+    pub(super) fn in_run(mut self, key: String) -> Self {
+        self.run = Some(key);
         self
     }
 
@@ -204,11 +213,16 @@ impl<'a> Flow<'a> {
                 "a flow may have at most {MAX_FLOW_CHILDREN} children (nested flows included)"
             )));
         }
-        if let Some(p) = parent {
+        if parent.is_some() || self.run.is_some() {
             env.flow = Some(Box::new(FlowLinks {
-                parent: Some(p.to_owned()),
+                parent: parent.map(str::to_owned),
+                run: self.run.clone(),
                 ..FlowLinks::default()
             }));
+        }
+        // The run counts the parent before anything of the flow exists.
+        if let Some(run) = &self.run {
+            pipe.cmd("HINCRBY").arg(run).arg("total").arg(1).ignore();
         }
         let hash = format!("{}:flow:{}", keys.stream, env.id);
         let mut hset = redis::cmd("HSET");

@@ -14,6 +14,8 @@
 //! - `delayed.rs`: delayed tasks: `enqueue_in`, `enqueue_at` and their batches.
 //! - `batch.rs`: many tasks in pipelines: `enqueue_many`, `submit_many`.
 //! - `flow.rs`: a parent and its children in one `MULTI`: [`Producer::flow`], [`Flow`].
+//! - `run.rs`: a named, counted group of tasks with a completion task: [`Producer::run`],
+//!   [`Run`].
 //! - `send.rs`: sending a pipeline: queue registry, `READONLY` reconnect, script loads.
 //! - `durability.rs`: [`Durability`], the wait sent with each pipeline and its shortfall.
 //! - `control.rs`: control of enqueued tasks: cancel, progress, status, result, wait.
@@ -30,6 +32,7 @@ mod envelope;
 mod flow;
 mod partition;
 mod priority;
+mod run;
 mod send;
 mod tracked;
 mod unique;
@@ -41,6 +44,7 @@ pub use durability::Durability;
 pub use durable::MAX_DURABLE_TIMEOUT;
 pub use envelope::DEFAULT_MAX_PAYLOAD;
 pub use flow::{Flow, FlowIds, MAX_FLOW_CHILDREN};
+pub use run::{Run, MAX_RUN_NAME};
 pub use unique::Enqueued;
 
 pub(crate) use envelope::{new_envelope, push_entry_fields};

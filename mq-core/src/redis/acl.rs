@@ -72,6 +72,10 @@ pub const CRON: &str = "<cron>";
 pub const FLOW: &str = "<flow>";
 /// A queue's drain samples (`{prefix}:{queue}:drain`).
 pub const DRAIN: &str = "<drain>";
+/// A run's hash (`{prefix}:run:<n>`).
+pub const RUN: &str = "<run>";
+/// The runs hash, name -> number (`{prefix}:runs`).
+pub const RUNS: &str = "<runs>";
 
 const fn n(rule: &'static str, args: &'static [&'static str]) -> Needed {
     Needed { rule, args }
@@ -107,6 +111,43 @@ pub const FLOWS_REPORT: &[Needed] = &[
     n("hincrby", &["HINCRBY", FLOW, "left", "-1"]),
     n("hgetall", &["HGETALL", FLOW]),
     n("del", &["DEL", FLOW]),
+    n("xadd", &["XADD", STREAM, "*", "f", "v"]),
+];
+
+/// What opening, filling and sealing a run needs ([`Producer::run`](crate::Producer::run)):
+/// `run_open.lua` and `run_seal.lua` (which may end the run, as a task's report does), and
+/// the count in each `MULTI`. Part of the producer roles; not checked at connect (a producer
+/// learns at its first run that it has runs): a user without them gets `NOPERM` from the
+/// script or the `MULTI`, and nothing of that call is written.
+pub const RUNS_PRODUCER: &[Needed] = &[
+    n("hget", &["HGET", RUNS, "name"]),
+    n("hset", &["HSET", RUNS, "name", "1"]),
+    n("incr", &["INCR", RUN]),
+    n("time", &["TIME"]),
+    n("type", &["TYPE", RUN]),
+    n("hexists", &["HEXISTS", RUN, "total"]),
+    n("hset", &["HSET", RUN, "total", "0"]),
+    n("hincrby", &["HINCRBY", RUN, "total", "1"]),
+    n("hmget", &["HMGET", RUN, "total"]),
+    n("hgetall", &["HGETALL", RUN]),
+    n("pexpire", &["PEXPIRE", RUN, "1"]),
+    n("multi", &["MULTI"]),
+    n("exec", &["EXEC"]),
+];
+
+/// What a run's task's terminal script (worker: ack, retry, dead letter, cancellation; admin:
+/// cancel, replay) does to the run's hash (see `lua/run.lua`), and the completion
+/// task it may add. Part of the worker and admin roles.
+pub const RUNS_REPORT: &[Needed] = &[
+    n("type", &["TYPE", RUN]),
+    n("hexists", &["HEXISTS", RUN, "total"]),
+    n("hmget", &["HMGET", RUN, "total"]),
+    n("hincrby", &["HINCRBY", RUN, "done", "1"]),
+    n("hget", &["HGET", RUN, "b0"]),
+    n("hset", &["HSET", RUN, "b0", "x"]),
+    n("hgetall", &["HGETALL", RUN]),
+    n("pexpire", &["PEXPIRE", RUN, "1"]),
+    n("time", &["TIME"]),
     n("xadd", &["XADD", STREAM, "*", "f", "v"]),
 ];
 
@@ -282,6 +323,10 @@ pub const CLI: &[Needed] = &[
     // counts, then one transaction of plain reads.
     n("smembers", &["SMEMBERS", QUEUES]),
     n("hgetall", &["HGETALL", PARTITIONS]),
+    // `Admin::run`, `Admin::runs`.
+    n("hgetall", &["HGETALL", RUNS]),
+    n("hget", &["HGET", RUNS, "name"]),
+    n("hmget", &["HMGET", RUN, "total"]),
     n("multi", &["MULTI"]),
     n("exec", &["EXEC"]),
     n("mget", &["MGET", PAUSED, DUPLICATES]),
@@ -367,7 +412,7 @@ const WAKE_CHANNELS: &[&str] = &["&<p>:{*}:wake", "&<p>:{*}:wake:*"];
 /// flag, the cancel hash, the dead stream, cron, rate or slot keys, task hashes' writes.
 pub const PRODUCER_ROLE: Role = Role {
     name: "mq-producer",
-    commands: &[PRODUCER, FLOWS_PRODUCER],
+    commands: &[PRODUCER, FLOWS_PRODUCER, RUNS_PRODUCER],
     keys: &[
         "~<p>:{*}:stream",
         "~<p>:{*}:stream:*",
@@ -376,6 +421,8 @@ pub const PRODUCER_ROLE: Role = Role {
         "~<p>:{*}:unique:*",
         "~<p>:{*}:duplicates",
         "~<p>:queues",
+        "~<p>:runs",
+        "~<p>:run:*",
         "%R~<p>:partitions",
         "%R~<p>:{*}:task:*",
     ],
@@ -386,7 +433,7 @@ pub const PRODUCER_ROLE: Role = Role {
 /// hashes and event streams.
 pub const PRODUCER_TRACKED_ROLE: Role = Role {
     name: "mq-producer-tracked",
-    commands: &[PRODUCER, PRODUCER_TRACKED, FLOWS_PRODUCER],
+    commands: &[PRODUCER, PRODUCER_TRACKED, FLOWS_PRODUCER, RUNS_PRODUCER],
     keys: &[
         "~<p>:{*}:stream",
         "~<p>:{*}:stream:*",
@@ -395,6 +442,8 @@ pub const PRODUCER_TRACKED_ROLE: Role = Role {
         "~<p>:{*}:unique:*",
         "~<p>:{*}:duplicates",
         "~<p>:queues",
+        "~<p>:runs",
+        "~<p>:run:*",
         "%R~<p>:partitions",
         "~<p>:{*}:task:*",
         "~<p>:{*}:events",
@@ -408,7 +457,7 @@ pub const PRODUCER_TRACKED_ROLE: Role = Role {
 /// partition counts, queues).
 pub const WORKER_ROLE: Role = Role {
     name: "mq-worker",
-    commands: &[WORKER_COMMANDS, RATE_LIMITED, FLOWS_REPORT],
+    commands: &[WORKER_COMMANDS, RATE_LIMITED, FLOWS_REPORT, RUNS_REPORT],
     keys: &[
         "~<p>:{*}:stream",
         "~<p>:{*}:stream:*",
@@ -431,6 +480,7 @@ pub const WORKER_ROLE: Role = Role {
         "~<p>:worker:*",
         "~<p>:partitions",
         "~<p>:queues",
+        "~<p>:run:*",
     ],
     channels: WAKE_CHANNELS,
 };
@@ -454,6 +504,8 @@ const CLI_KEYS: &[&str] = &[
     "%R~<p>:worker:*",
     "%R~<p>:partitions",
     "%R~<p>:queues",
+    "%R~<p>:runs",
+    "%R~<p>:run:*",
 ];
 
 /// The read-only CLI (and `Admin`'s reads): reads of mq's keys only, no script, no write.
@@ -470,7 +522,7 @@ pub const CLI_ROLE: Role = Role {
 /// mq's scripts).
 pub const ADMIN_ROLE: Role = Role {
     name: "mq-admin",
-    commands: &[CLI, CLI_ADMIN, FLOWS_REPORT],
+    commands: &[CLI, CLI_ADMIN, FLOWS_REPORT, RUNS_REPORT],
     keys: &[
         "%R~<p>:{*}:duplicates",
         "%R~<p>:{*}:slots:*",
@@ -480,6 +532,8 @@ pub const ADMIN_ROLE: Role = Role {
         "%R~<p>:worker:*",
         "%R~<p>:partitions",
         "%R~<p>:queues",
+        "%R~<p>:runs",
+        "~<p>:run:*",
         "~<p>:{*}:stream",
         "~<p>:{*}:stream:*",
         "~<p>:{*}:delayed",
@@ -595,6 +649,8 @@ pub(crate) async fn check<C: redis::aio::ConnectionLike>(
                     CRON => k.cron.clone(),
                     FLOW => format!("{}:flow:acl-check", k.stream),
                     DRAIN => k.drain.clone(),
+                    RUN => format!("{}acl-check", keys::run_key_prefix(prefix)),
+                    RUNS => keys::runs_key(prefix),
                     a => a.to_owned(),
                 })
                 .collect();

@@ -296,6 +296,22 @@ pub fn queues_key(prefix: &str) -> String {
     format!("{prefix}:queues")
 }
 
+/// `{prefix}:runs`: hash, run name -> the number of its hash `{prefix}:run:<n>` (see
+/// [`Producer::run`](crate::Producer::run)).
+pub fn runs_key(prefix: &str) -> String {
+    format!("{prefix}:runs")
+}
+
+/// `{prefix}:run:`: the prefix of the run hashes `{prefix}:run:<n>`.
+pub fn run_key_prefix(prefix: &str) -> String {
+    format!("{prefix}:run:")
+}
+
+/// `{prefix}:run:seq`: the counter that numbers new runs.
+pub fn run_seq_key(prefix: &str) -> String {
+    format!("{prefix}:run:seq")
+}
+
 /// `{prefix}:workers`: hash of live workers, consumer name -> description.
 pub fn workers_key(prefix: &str) -> String {
     format!("{prefix}:workers")

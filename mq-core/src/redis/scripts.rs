@@ -15,6 +15,7 @@ use redis::Script;
 pub static PROMOTE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/run.lua"),
         include_str!("lua/status.lua"),
         include_str!("lua/promote.lua")
     ))
@@ -30,6 +31,7 @@ pub static SCHEDULE: LazyLock<Script> = LazyLock::new(|| {
 pub static RETRY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/run.lua"),
         include_str!("lua/status.lua"),
         include_str!("lua/rate.lua"),
         include_str!("lua/retry.lua")
@@ -39,6 +41,7 @@ pub static RETRY: LazyLock<Script> = LazyLock::new(|| {
 pub static DEAD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/run.lua"),
         include_str!("lua/status.lua"),
         include_str!("lua/dead.lua")
     ))
@@ -59,6 +62,7 @@ pub static RENEW_SLOTS: LazyLock<Script> =
 pub static RECLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/run.lua"),
         include_str!("lua/status.lua"),
         include_str!("lua/reclaim.lua")
     ))
@@ -70,6 +74,7 @@ pub static REAP_CONSUMERS: LazyLock<Script> =
 pub static REPLAY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/run.lua"),
         include_str!("lua/status.lua"),
         include_str!("lua/replay.lua")
     ))
@@ -82,6 +87,20 @@ pub static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/release.lua")));
 /// Reads a queue's sizes as one consistent snapshot (`lua/stats.lua`).
 /// One drain sample of a queue, timed by the server (`lua/drain.lua`; `Admin::eta`).
+/// Opens a run by name, making it if needed (`lua/run_open.lua`).
+pub static RUN_OPEN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/run.lua"),
+        include_str!("lua/run_open.lua")
+    ))
+});
+/// Seals a run, with its completion task (`lua/run_seal.lua`).
+pub static RUN_SEAL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/run.lua"),
+        include_str!("lua/run_seal.lua")
+    ))
+});
 pub static DRAIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/drain.lua")));
 
 pub static STATS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/stats.lua")));
@@ -100,6 +119,7 @@ pub static CRON_TICK: LazyLock<Script> =
 pub static ACK_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/run.lua"),
         include_str!("lua/status.lua"),
         include_str!("lua/ack_unique.lua")
     ))
@@ -109,6 +129,7 @@ pub static ACK_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
 pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/run.lua"),
         include_str!("lua/status.lua"),
         include_str!("lua/rate.lua"),
         include_str!("lua/cancel.lua")
@@ -118,6 +139,7 @@ pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {
 pub static CANCELLED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/run.lua"),
         include_str!("lua/status.lua"),
         include_str!("lua/cancelled.lua")
     ))
@@ -126,6 +148,7 @@ pub static CANCELLED: LazyLock<Script> = LazyLock::new(|| {
 pub static STARTED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("lua/unique.lua"),
+        include_str!("lua/run.lua"),
         include_str!("lua/status.lua"),
         include_str!("lua/started.lua")
     ))

@@ -235,7 +235,7 @@ impl Job {
                     || self.slot.is_some()
                     || env.track.is_some()
                     || env.events
-                    || env.flow.as_deref().is_some_and(|f| f.parent.is_some()) =>
+                    || env.flow.as_deref().is_some_and(|f| f.reports()) =>
             {
                 tm.success.inc();
                 Box::pin(self.ack_unique(&entry_id, &env, &options, result.as_deref())).await;
@@ -312,8 +312,7 @@ impl Job {
             ..env
         };
         let member = next.to_delayed_member();
-        let tracked = next.track.is_some() || next.events;
-        let track = tracked.then_some((&next, "scheduled", "snoozed"));
+        let track = (&next, "scheduled", "snoozed");
         if self
             .reschedule("snooze", entry_id, &task_id, delay, &member, track)
             .await
@@ -330,8 +329,9 @@ impl Job {
         task_id: &str,
         delay: Duration,
         member: &[u8],
-        track: Option<(&Envelope, &str, &str)>,
+        (env, status, error): (&Envelope, &str, &str),
     ) -> bool {
+        let run = env.flow.as_deref().and_then(|f| f.run.as_deref());
         let keys = &self.queue.keys;
         self.settle(what, entry_id, Some(task_id), || {
             let mut inv = scripts::RETRY.prepare_invoke();
@@ -345,8 +345,9 @@ impl Job {
                 .arg(&keys.wake)
                 .arg(0)
                 .arg(self.slot.as_deref().unwrap_or(""));
-            // A tracked task's new status, in the same script.
-            if let Some((env, status, error)) = track {
+            // A tracked task's new status (and a run's count of failed attempts), in the same
+            // script.
+            if env.track.is_some() || env.events || run.is_some() {
                 inv.arg("")
                     .arg("")
                     .arg(&keys.unique)
@@ -354,7 +355,8 @@ impl Job {
                     .arg(env.track.map(|t| t.to_string()).unwrap_or_default())
                     .arg(if env.events { "1" } else { "" })
                     .arg(status)
-                    .arg(error);
+                    .arg(error)
+                    .arg(run.unwrap_or(""));
             }
             inv
         })
@@ -382,9 +384,8 @@ impl Job {
             ..env
         };
         let member = next.to_delayed_member();
-        let tracked = next.track.is_some() || next.events;
         let error = next.error.as_deref().unwrap_or("");
-        let track = tracked.then_some((&next, "retrying", error));
+        let track = (&next, "retrying", error);
         if self
             .reschedule("retry", entry_id, &task_id, delay, &member, track)
             .await

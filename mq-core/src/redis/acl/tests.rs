@@ -42,6 +42,9 @@ fn lists_cover_every_command_of_each_roles_scripts() {
         include_str!("../lua/delay.lua"),
         include_str!("../lua/schedule.lua"),
         include_str!("../lua/enqueue_unique.lua"),
+        include_str!("../lua/run.lua"),
+        include_str!("../lua/run_open.lua"),
+        include_str!("../lua/run_seal.lua"),
     ];
     let worker = [
         include_str!("../lua/ack_unique.lua"),
@@ -57,6 +60,7 @@ fn lists_cover_every_command_of_each_roles_scripts() {
         include_str!("../lua/retry.lua"),
         include_str!("../lua/stats.lua"),
         include_str!("../lua/status.lua"),
+        include_str!("../lua/run.lua"),
         include_str!("../lua/started.lua"),
         unique,
     ];
@@ -65,6 +69,7 @@ fn lists_cover_every_command_of_each_roles_scripts() {
         include_str!("../lua/replay.lua"),
         include_str!("../lua/cancel.lua"),
         include_str!("../lua/status.lua"),
+        include_str!("../lua/run.lua"),
         unique,
     ];
     for (role, scripts, lists) in [

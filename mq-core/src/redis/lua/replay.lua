@@ -44,7 +44,7 @@ for i = 1, #ARGV do
       args[#args + 1] = '0'
     end
     local u = present['u'] and KEYS[3] and mq_field(fields, 'u')
-    local plan = task and KEYS[3] and (present['tr'] or present['ev'] or present['fp']) and mq_plan(KEYS[3], fields)
+    local plan = task and KEYS[3] and (present['tr'] or present['ev'] or present['fp'] or present['rn']) and mq_plan(KEYS[3], fields)
     local dup = false
     if task and u then
       local key, id = KEYS[3] .. u, mq_task_id(fields)

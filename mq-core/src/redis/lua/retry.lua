@@ -10,10 +10,10 @@
 -- under the queue's hash tag), or '' / absent: a rescheduled entry leaves it in the same script,
 -- ARGV[9], ARGV[10] (slot check only, see below) the key's limit and the slot lease in ms
 -- ('' for none when the arguments below follow),
--- ARGV[11..16] (tracked tasks only, see status.lua) the unique-key prefix (the queue's key
--- base), the task id, the status ttl in ms or '', '1' if the task emits events else '', the
--- status (`retrying`, or `scheduled` for a snooze) and the error: recorded with the due time
--- in the same script
+-- ARGV[11..17] (tracked tasks and tasks of a run only, see status.lua) the unique-key prefix
+-- (the queue's key base), the task id, the status ttl in ms or '', '1' if the task emits
+-- events else '', the status (`retrying`, or `scheduled` for a snooze), the error, and the
+-- run's key (entry field `rn`) or '': recorded with the due time in the same script
 -- Returns {1, 0}, or {0, 0} if the entry is no longer pending for this consumer (acked
 -- meanwhile, or taken over by another worker after this one's lease lapsed): then nothing
 -- changes. (The second element, dead entries trimmed, keeps the reply shape of dead.lua.)
@@ -123,7 +123,7 @@ end
 local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 -- A tracked task's record, planned before the first write (see mq_plan).
 local plan = ARGV[11] and ARGV[11] ~= '' and
-  mq_plan(ARGV[11], {'tr', ARGV[13], 'ev', ARGV[14]}, ARGV[12])
+  mq_plan(ARGV[11], {'tr', ARGV[13], 'ev', ARGV[14], 'rn', ARGV[17]}, ARGV[12])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], due, ARGV[4])

@@ -14,12 +14,6 @@ local function mq_base(unique_prefix)
   return string.sub(unique_prefix, 1, -8)
 end
 
--- Server time in unix ms.
-local function mq_now()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-
 -- The tracking of an entry with `fields`: its status ttl in ms (nil: not tracked, or a `tr`
 -- that is not a decimal integer from 1 to 15 digits, which is ignored) and whether it emits
 -- events (`ev` = '1').
@@ -164,7 +158,8 @@ local function mq_plan(prefix, fields, id)
   local base = mq_base(prefix)
   local ttl, ev = mq_tracking(fields)
   id = id or mq_task_id(fields)
-  local plan = {id = id, ttl = ttl, unique = mq_unique_held(prefix, fields)}
+  local plan = {id = id, ttl = ttl, unique = mq_unique_held(prefix, fields),
+    run = mq_run_key(mq_field(fields, 'rn'))}
   if not id then
     return plan
   end
@@ -190,6 +185,17 @@ end
 -- status hash and gives the hash its ttl; with events, appends {id, event, extra...} to the
 -- event stream, capped with MAXLEN ~. `status` nil: an event only.
 local function mq_record(plan, status, event, extra, result)
+  if plan.run then
+    if status == 'succeeded' then
+      mq_run_report(plan.run, 'done')
+    elseif status == 'failed' or status == 'cancelled' then
+      mq_run_report(plan.run, 'dead')
+    elseif event == 'retrying' then
+      mq_run_report(plan.run, 'failed')
+    elseif status == 'queued' and event == 'replayed' then
+      mq_run_report(plan.run, 'reopen')
+    end
+  end
   if plan.flow then
     if status == 'succeeded' then
       mq_flow_report(plan, 'done')
