@@ -131,6 +131,24 @@ pub(crate) enum Command {
     /// will be empty at that rate, and with --by or --in how many worker processes would
     /// empty it by then at the measured per-worker rate.
     Eta(EtaArgs),
+    /// Runs (tasks enqueued with `producer.run(name)`): every run, newest first, with its
+    /// progress (done, dead, failed attempts, remaining), drain rate and estimated end; `mq
+    /// runs show NAME` for one.
+    Runs {
+        /// `show NAME`: one run.
+        #[command(subcommand)]
+        cmd: Option<RunsCmd>,
+    },
+}
+
+/// `mq runs` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCmd {
+    /// One run's progress, rate and estimated end.
+    Show {
+        /// The run's name.
+        name: String,
+    },
 }
 
 /// `mq eta`.

@@ -23,6 +23,9 @@ pub(crate) enum CliError {
         /// Its stream key.
         stream: String,
     },
+    /// `mq runs show` of a run that does not exist (or expired, a week after it ended).
+    #[error("no such run {0:?}")]
+    NoSuchRun(String),
     /// A command-line argument that clap cannot check (a deadline, say).
     #[error("{0}")]
     BadArgument(String),

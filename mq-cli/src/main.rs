@@ -39,6 +39,7 @@ mod events;
 mod output;
 mod pause;
 mod pending;
+mod runs;
 mod schedules;
 mod stats;
 mod web;
@@ -154,5 +155,6 @@ async fn run(ctx: &Ctx, command: Command) -> Result<(), CliError> {
         Command::Events { queue, follow } => events::run(ctx, &queue, follow).await,
         Command::Web(args) => web::run(ctx, args).await,
         Command::Eta(args) => eta::run(ctx, args).await,
+        Command::Runs { cmd } => runs::run(ctx, cmd).await,
     }
 }

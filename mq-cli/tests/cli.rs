@@ -1210,3 +1210,53 @@ async fn eta_reports_the_backlog_and_refuses_bad_deadlines_and_queues() {
         assert!(out.stderr.contains(what), "{args:?}: {}", out.stderr);
     }
 }
+
+#[tokio::test]
+async fn runs_lists_and_shows_runs_and_refuses_an_unknown_one() {
+    let server = mq_tests::redis();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.expect("producer");
+    let out = mq_ok(&url, &["runs"]).await;
+    assert_eq!(out.stdout, "no runs\n");
+    let day = producer.run("products-2026-12-06").await.expect("run");
+    day.enqueue_many((0..3).map(image)).await.expect("enqueue");
+    let other = producer.run("products-2026-12-07").await.expect("run");
+    other.enqueue(image(9)).await.expect("enqueue");
+    assert!(day.seal().await.expect("seal"));
+    let out = mq_ok(&url, &["--json", "runs"]).await;
+    let v: Value = serde_json::from_str(&out.stdout).expect("json");
+    // Newest first.
+    assert_eq!(v[0]["name"], "products-2026-12-07", "{v}");
+    assert_eq!(v[1]["name"], "products-2026-12-06", "{v}");
+    assert_eq!(
+        (v[1]["total"].as_u64(), v[1]["remaining"].as_u64()),
+        (Some(3), Some(3))
+    );
+    assert!(
+        v[1]["sealed_ms"].as_u64().is_some() && v[0]["sealed_ms"].is_null(),
+        "{v}"
+    );
+    let out = mq_ok(&url, &["runs"]).await;
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("products-2026-12-06"))
+        .expect("the run's row");
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..5], ["sealed", "3", "0", "0"], "{row}");
+    let out = mq_ok(&url, &["runs", "show", "products-2026-12-07"]).await;
+    assert!(
+        out.stdout
+            .starts_with("run products-2026-12-07 (open): 0 of 1 tasks ended"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("not sealed"), "{}", out.stdout);
+    let out = mq(&url, &["runs", "show", "nope"]).await;
+    assert!(!out.success, "{out:?}");
+    assert!(
+        out.stderr.contains("no such run \"nope\""),
+        "{}",
+        out.stderr
+    );
+}

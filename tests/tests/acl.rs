@@ -397,6 +397,15 @@ async fn documented_acl_runs_flows_and_a_producer_without_them_writes_nothing() 
         .expect("run");
     assert_eq!((r.total, r.done, r.dead), (2, 2, 0), "{r:?}");
     assert!(r.ended_ms.is_some());
+    // The read-only CLI reads runs.
+    let cli_url = user(&server, "mq-cli", acl::CLI_ROLE, None).await;
+    for args in [&["runs"][..], &["runs", "show", "acl-run"][..]] {
+        let (ok, out, err) = mq(&cli_url, args).await;
+        assert!(
+            ok && out.contains("acl-run"),
+            "mq {args:?} as mq-cli: {out} {err}"
+        );
+    }
     // The admin replays the dead part: nothing waits for it any more, it runs as a task.
     let (ok, out, err) = mq(&admin_url, &["dead", "replay", "aclf", "--all", "--yes"]).await;
     assert!(ok, "mq dead replay as mq-admin: {out} {err}");

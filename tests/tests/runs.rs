@@ -400,3 +400,124 @@ async fn bad_names_unique_tasks_and_a_cluster_are_refused() {
         other => panic!("a run on a cluster must be refused: {other:?}"),
     }
 }
+
+/// A no-op task: the smallest a run's task can be.
+#[derive(Debug, Clone, Serialize, Deserialize, Task)]
+#[task(queue = "rn_noop", max_retries = 0)]
+struct Noop {
+    n: u32,
+}
+
+async fn used_memory(c: &mut mq_tests::Conn) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(c)
+        .await
+        .expect("INFO");
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory in INFO memory")
+}
+
+/// Redis memory that `n` queued tasks take, enqueued by `enqueue` into an empty server.
+async fn memory_of<F, Fut>(c: &mut mq_tests::Conn, enqueue: F) -> u64
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let _: () = redis::cmd("FLUSHALL")
+        .query_async(c)
+        .await
+        .expect("FLUSHALL");
+    let before = used_memory(c).await;
+    enqueue().await;
+    used_memory(c).await - before
+}
+
+/// Issue 24's memory bound: a run of 1,000,000 no-op tasks costs Redis at most 16 bytes per
+/// task more than 1,000,000 plain tasks (`used_memory`, same server, same queue), and its
+/// completion task runs exactly once after all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_of_a_million_tasks_costs_at_most_16_bytes_a_task_and_completes_once() {
+    const N: u32 = 1_000_000;
+    let server = mq_tests::redis();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.expect("producer");
+    let admin = Admin::connect(&url).await.expect("admin");
+    let mut c = conn(&server).await;
+    let plain = memory_of(&mut c, || async {
+        producer
+            .enqueue_many((0..N).map(|n| Noop { n }))
+            .await
+            .expect("plain");
+    })
+    .await;
+    let run = memory_of(&mut c, || async {
+        let run = producer.run("a-million").await.expect("run");
+        run.enqueue_many((0..N).map(|n| Noop { n }))
+            .await
+            .expect("run");
+    })
+    .await;
+    let per_task = (run as f64 - plain as f64) / f64::from(N);
+    eprintln!(
+        "1,000,000 queued tasks: plain {plain} B ({:.1} B a task), in a run {run} B ({:.1} B \
+         a task): {per_task:+.1} B a task",
+        plain as f64 / f64::from(N),
+        run as f64 / f64::from(N)
+    );
+    assert!(per_task <= 16.0, "{per_task:.1} B a task over a plain task");
+    let r = run_info(&admin, "a-million").await;
+    assert_eq!(r.total, u64::from(N));
+    // Drain it: the completion task runs once, after the last task.
+    let handle = producer.run("a-million").await.expect("reopen");
+    assert!(handle
+        .seal_with(RunDone {
+            run: "a-million".into()
+        })
+        .await
+        .expect("seal"));
+    let done = Arc::new(AtomicU64::new(0));
+    let completions = Arc::new(Counts::default());
+    let (d, cm) = (done.clone(), completions.clone());
+    let worker = Worker::builder(&url)
+        .handle::<Noop, _>(move |_t: Noop, _ctx: TaskContext| {
+            let d = d.clone();
+            async move {
+                d.fetch_add(1, Ordering::Relaxed);
+                Ok::<(), TaskError>(())
+            }
+        })
+        .handle::<RunDone, _>(move |_t: RunDone, _ctx: TaskContext| {
+            let cm = cm.clone();
+            async move {
+                cm.completions.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), TaskError>(())
+            }
+        })
+        .concurrency(256)
+        .build()
+        .await
+        .expect("worker");
+    let started = std::time::Instant::now();
+    let w = run_worker(worker);
+    wait_until(Duration::from_secs(600), "the completion task", || {
+        let cm = completions.clone();
+        async move { cm.completions.load(Ordering::SeqCst) >= 1 }
+    })
+    .await;
+    let drained = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.stop().await;
+    let r = run_info(&admin, "a-million").await;
+    eprintln!(
+        "drained in {:.1} s; rate {:?}/s over {:?}",
+        drained.as_secs_f64(),
+        r.rate_per_sec,
+        r.window
+    );
+    assert_eq!(completions.completions.load(Ordering::SeqCst), 1);
+    assert!(done.load(Ordering::SeqCst) >= u64::from(N));
+    assert_eq!((r.done, r.dead, r.remaining), (u64::from(N), 0, 0));
+}

@@ -34,7 +34,9 @@
 //!      shape follows the code when the wire format changes (one entry's fields are printed).
 //! 2. **enqueue_single**: `--producers` tokio tasks call `Producer::enqueue` concurrently
 //!    until `--tasks` tasks are in the stream. The stream is then deleted.
-//! 3. **enqueue_many**: one `Producer::enqueue_many` call with `--tasks` tasks.
+//! 3. **enqueue_many**: one `Producer::enqueue_many` call with `--tasks` tasks (with `--run`,
+//!    one `Run::enqueue_many` call: the tasks of this and the drain phases are then counted in
+//!    one run, checked after the drains, to measure what a run's task costs).
 //! 4. **drain**, once per `--concurrency` value (a comma-separated list; the stream is
 //!    refilled with `enqueue_many` before each value after the first): a worker (no-op
 //!    handler) drains `--tasks` tasks. By default it runs in a *child process* (this binary
@@ -164,6 +166,11 @@ struct Args {
     /// Key prefix of the bench's queue and ceiling keys.
     #[arg(long, default_value = "mqbench")]
     prefix: String,
+    /// Enqueue the enqueue_many and drain phases' tasks in a run (`Producer::run`): what a
+    /// run's task costs beside a plain one (`rn` field, the count in each `MULTI`, the report
+    /// in the ack script).
+    #[arg(long)]
+    run: bool,
     /// Run the drain phase's worker in this process instead of a child process.
     #[arg(long)]
     drain_in_process: bool,
@@ -394,13 +401,26 @@ async fn bench(args: Args) -> BenchResult<()> {
         .query_async(&mut admin)
         .await?;
     let probe = Probe::start(&mut admin).await?;
-    let enqueue_many_per_s = enqueue_many(&args, &producer, &mut admin, &keys, limit).await?;
+    let run = if args.run {
+        Some(producer.run(&format!("mq-bench-{}", now_ns())).await?)
+    } else {
+        None
+    };
+    let enqueue_many_per_s =
+        enqueue_many(&args, &producer, run.as_ref(), &mut admin, &keys, limit).await?;
     probe.print(&mut admin, n, enqueue_many_per_s).await?;
     let mut drains = Vec::new();
     for (i, &c) in args.concurrency.iter().enumerate() {
         if i > 0 {
             // The stream is empty after a drain: refill it the same way, untimed.
-            tokio::time::timeout(limit, producer.enqueue_many((0..n).map(|_| Noop::now())))
+            let tasks = (0..n).map(|_| Noop::now());
+            let refill = async {
+                match &run {
+                    Some(run) => run.enqueue_many(tasks).await,
+                    None => producer.enqueue_many(tasks).await,
+                }
+            };
+            tokio::time::timeout(limit, refill)
                 .await
                 .map_err(|_| format!("refilling the stream took longer than {limit:?}"))??;
         }
@@ -412,6 +432,23 @@ async fn bench(args: Args) -> BenchResult<()> {
             per_s,
             rss_mb,
         });
+    }
+    if let Some(run) = &run {
+        let info =
+            mq_core::Admin::connect_with(&url, &args.prefix, mq_core::redis::keys::DEFAULT_GROUP)
+                .await?
+                .run(run.name())
+                .await?
+                .ok_or("the bench's run is gone")?;
+        let want = n * args.concurrency.len() as u64;
+        println!(
+            "run {}: total {} done {} dead {} (every drained task counted: {})",
+            run.name(),
+            info.total,
+            info.done,
+            info.dead,
+            info.total == want && info.done == want
+        );
     }
     let (wait_p50_ms, wait_p99_ms) =
         wait_latency(&args, args.concurrency[0], &url, &producer, limit).await?;
@@ -803,6 +840,7 @@ async fn enqueue_single(
 async fn enqueue_many(
     args: &Args,
     producer: &Producer,
+    run: Option<&mq_core::Run>,
     admin: &mut MultiplexedConnection,
     keys: &mq_core::redis::keys::QueueKeys,
     limit: Duration,
@@ -811,7 +849,14 @@ async fn enqueue_many(
     let task = Noop::now();
     let rss_before = vmhwm_kb().unwrap_or(0);
     let started = Instant::now();
-    let ids = tokio::time::timeout(limit, producer.enqueue_many((0..n).map(|_| task.clone())))
+    let tasks = (0..n).map(|_| task.clone());
+    let many = async {
+        match run {
+            Some(run) => run.enqueue_many(tasks).await,
+            None => producer.enqueue_many(tasks).await,
+        }
+    };
+    let ids = tokio::time::timeout(limit, many)
         .await
         .map_err(|_| format!("enqueue_many did not finish within {limit:?}"))??;
     let t = started.elapsed();

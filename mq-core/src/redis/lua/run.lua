@@ -26,7 +26,9 @@ local function mq_run_key(rn)
   if not rn or #rn > 1024 or not string.find(rn, ':run:', 1, true) then
     return nil
   end
-  if redis.call('TYPE', rn)['ok'] ~= 'hash' or redis.call('HEXISTS', rn, 'total') == 0 then
+  -- A key of another type answers WRONGTYPE: not a run either.
+  local has = redis.pcall('HEXISTS', rn, 'total')
+  if has ~= 1 then
     return nil
   end
   return rn
@@ -63,35 +65,39 @@ end
 -- Counts the end of a task of run `key`: `outcome` `done`, `dead`, `failed` (an attempt that
 -- is retried), or `reopen` (a replayed dead task counts as not ended again). An end beyond the
 -- run's `total` (a copy of an entry that no producer counted) is not counted; the last end of
--- a sealed run ends it (mq_run_end).
+-- a sealed run ends it (mq_run_end). Three commands for an end: TIME, HMGET, HSET.
 local function mq_run_report(key, outcome)
   if outcome == 'failed' then
     redis.call('HINCRBY', key, 'failed', 1)
     return
   end
-  local h = redis.call('HMGET', key, 'total', 'done', 'dead')
-  local total, done, dead = tonumber(h[1]) or 0, tonumber(h[2]) or 0, tonumber(h[3]) or 0
   if outcome == 'reopen' then
-    if dead > 0 then
+    if (tonumber(redis.call('HGET', key, 'dead')) or 0) > 0 then
       redis.call('HINCRBY', key, 'dead', -1)
     end
     return
   end
-  if done + dead >= total then
-    return
-  end
-  redis.call('HINCRBY', key, outcome, 1)
   local now = mq_now()
   local b = math.floor(now / MQ_RUN_BUCKET_MS)
   local slot = 'b' .. (b % MQ_RUN_BUCKETS)
-  local v = redis.call('HGET', key, slot)
+  local h = redis.call('HMGET', key, 'total', 'done', 'dead', 'sealed', 'ended', slot)
+  local total, done, dead = tonumber(h[1]) or 0, tonumber(h[2]) or 0, tonumber(h[3]) or 0
+  if done + dead >= total then
+    return
+  end
   local n = 1
-  if v then
-    local vb, vn = string.match(v, '^(%d+) (%d+)$')
+  if h[6] then
+    local vb, vn = string.match(h[6], '^(%d+) (%d+)$')
     if tonumber(vb) == b then
       n = tonumber(vn) + 1
     end
   end
-  redis.call('HSET', key, slot, b .. ' ' .. n)
-  mq_run_end(key, now)
+  local count = dead
+  if outcome == 'done' then
+    count = done
+  end
+  redis.call('HSET', key, outcome, count + 1, slot, b .. ' ' .. n)
+  if h[4] and not h[5] and done + dead + 1 >= total then
+    mq_run_end(key, now)
+  end
 end

@@ -42,7 +42,9 @@ local function mq_flow_parent(fields)
   if not fp or #fp > 1024 or not string.find(fp, ':flow:', 1, true) then
     return nil
   end
-  local t = redis.call('TYPE', fp)['ok']
+  -- pcall: a key this script may not touch (another slot of a Cluster, an ACL pattern) is no
+  -- flow either.
+  local t = redis.pcall('TYPE', fp)['ok']
   if t ~= 'hash' and t ~= 'none' then
     return nil
   end
