@@ -115,6 +115,31 @@ pub struct Assemble {
     pub product: u64,
 }
 
+/// Set: the entry ids of the [`RunComplete`] tasks that ran (one entry: released once).
+pub const RUN_COMPLETE_KEY: &str = "mq-examples:{jobs}:run-complete";
+
+/// A run's completion task: records its entry id in [`RUN_COMPLETE_KEY`].
+#[derive(Debug, Clone, Serialize, Deserialize, Task)]
+#[task(queue = "jobs-runs", max_retries = 2, backoff = "fixed(100ms)")]
+pub struct RunComplete {
+    /// The run's name.
+    pub run: String,
+}
+
+/// Handles a [`RunComplete`].
+pub async fn handle_run_complete(
+    ctx: &mq_core::TaskContext,
+    conn: mq_core::redis::conn::Conn,
+) -> Result<(), TaskError> {
+    let mut conn = conn;
+    let _: () = redis::cmd("SADD")
+        .arg(RUN_COMPLETE_KEY)
+        .arg(ctx.entry_id())
+        .query_async(&mut conn)
+        .await?;
+    Ok(())
+}
+
 /// Handles a [`Part`].
 pub async fn handle_part(part: Part, conn: mq_core::redis::conn::Conn) -> Result<(), TaskError> {
     let mut conn = conn;

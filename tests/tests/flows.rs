@@ -586,7 +586,9 @@ async fn flows_are_refused_on_a_cluster() {
 /// product) end with their parent dead-lettered, never run.
 #[tokio::test]
 async fn ten_thousand_flows_survive_a_sigkilled_worker() {
-    use mq_examples::jobs::{Assemble, Part, ASSEMBLED_KEY, EARLY_KEY};
+    use mq_examples::jobs::{
+        Assemble, Part, RunComplete, ASSEMBLED_KEY, EARLY_KEY, RUN_COMPLETE_KEY,
+    };
     const FLOWS: u64 = 10_000;
     let server = mq_tests::redis();
     let url = server.url();
@@ -603,9 +605,10 @@ async fn ten_thousand_flows_survive_a_sigkilled_worker() {
     let producer = Producer::connect(&url).await.expect("producer");
     let failing = |p: u64| p % 100 == 7;
     let enqueue = Instant::now();
+    // The flows are one run (issue 24, item 2), whose completion task must run exactly once.
+    let day = producer.run("chaos").await.expect("run");
     for p in 0..FLOWS {
-        producer
-            .flow(Assemble { product: p })
+        day.flow(Assemble { product: p })
             .child(Part {
                 product: p,
                 half: 0,
@@ -622,6 +625,12 @@ async fn ten_thousand_flows_survive_a_sigkilled_worker() {
             .await
             .expect("flow");
     }
+    assert!(day
+        .seal_with(RunComplete {
+            run: "chaos".into()
+        })
+        .await
+        .expect("seal"));
     let enqueue = enqueue.elapsed();
     let started = Instant::now();
     let mut workers: Vec<_> = (0..3).map(|_| spawn()).collect();
@@ -661,6 +670,18 @@ async fn ten_thousand_flows_survive_a_sigkilled_worker() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let run = started.elapsed();
+    wait_until(WAIT, "the run's completion task", || {
+        let mut c = c.clone();
+        async move {
+            redis::cmd("SCARD")
+                .arg(RUN_COMPLETE_KEY)
+                .query_async::<u64>(&mut c)
+                .await
+                .unwrap_or(0)
+                >= 1
+        }
+    })
+    .await;
     // Anything run twice would have had a second to show.
     tokio::time::sleep(Duration::from_secs(1)).await;
     for w in &workers {
@@ -722,6 +743,34 @@ async fn ten_thousand_flows_survive_a_sigkilled_worker() {
         mq_tests::pending(&mut c, &QueueKeys::new("mq", "jobs-parts").stream, "mq").await,
         0
     );
+    // The run counted every flow once, and its completion task was released once.
+    let info = admin.run("chaos").await.expect("run").expect("the run");
+    assert_eq!(
+        (info.total, info.done, info.dead, info.remaining),
+        (FLOWS, FLOWS - dead_parents, dead_parents, 0),
+        "{info:?}"
+    );
+    assert!(info.ended_ms.is_some());
+    let completions: u64 = redis::cmd("SCARD")
+        .arg(RUN_COMPLETE_KEY)
+        .query_async(&mut c)
+        .await
+        .expect("SCARD");
+    assert_eq!(completions, 1, "the completion task released once");
+    // The run counted every flow once, and its completion task was released once.
+    let info = admin.run("chaos").await.expect("run").expect("the run");
+    assert_eq!(
+        (info.total, info.done, info.dead, info.remaining),
+        (FLOWS, FLOWS - dead_parents, dead_parents, 0),
+        "{info:?}"
+    );
+    assert!(info.ended_ms.is_some());
+    let completions: u64 = redis::cmd("SCARD")
+        .arg(RUN_COMPLETE_KEY)
+        .query_async(&mut c)
+        .await
+        .expect("SCARD");
+    assert_eq!(completions, 1, "the completion task released once");
     let left: Vec<String> = redis::cmd("KEYS")
         .arg("*:flow:*")
         .query_async(&mut c)

@@ -1,5 +1,5 @@
 //! A worker for the `jobs` queue that records every handled `Job` in Redis (and for the
-//! `jobs-parts` and `jobs-assemble` queues of a flow's children and parents).
+//! `jobs-parts` and `jobs-assemble` queues of a flow's children and parents, and `jobs-runs` of the run they are in).
 //!
 //! Run: `MQ_REDIS_URL=redis://127.0.0.1:6379/ cargo run -p mq-examples --bin jobs-worker -- --concurrency 16`
 //! Stops gracefully on SIGINT/SIGTERM.
@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use mq_core::TaskContext;
-use mq_examples::jobs::{handle_assemble, handle_job, handle_part, Assemble, Job, Part};
+use mq_examples::jobs::{
+    handle_assemble, handle_job, handle_part, handle_run_complete, Assemble, Job, Part, RunComplete,
+};
 
 #[derive(Parser)]
 struct Args {
@@ -31,7 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let conn = mq_core::redis::conn::Conn::connect(&args.worker.url).await?;
     let consumer = mq_core::config::default_consumer_name();
     let name = consumer.clone();
-    let (parts, assemble) = (conn.clone(), conn.clone());
+    let (parts, assemble, completes) = (conn.clone(), conn.clone(), conn.clone());
     let worker = args
         .worker
         .builder()
@@ -51,6 +53,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .handle::<Assemble, _>(move |task: Assemble, ctx: TaskContext| {
             let conn = assemble.clone();
             async move { handle_assemble(task, &ctx, conn).await }
+        })
+        // The completion task of the run those flows are in.
+        .handle::<RunComplete, _>(move |_task: RunComplete, ctx: TaskContext| {
+            let conn = completes.clone();
+            async move { handle_run_complete(&ctx, conn).await }
         })
         .build()
         .await?;
