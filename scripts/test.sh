@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 scripts/ensure-redis.sh
 scripts/ensure-prometheus.sh
 scripts/ensure-chromium.sh
+scripts/ensure-node.sh
 # The Python producer's packages (tests/tests/pipeline.rs runs examples/python/producer.py):
 # installed only if missing. pip comes from apt when it is missing and we are root.
 if ! python3 -c 'import msgpack, redis' 2>/dev/null; then

@@ -37,13 +37,33 @@ pub struct WorkerArgs {
     /// running task's cancellation is seen at the next renewal.
     #[arg(long, default_value_t = 30_000)]
     pub reclaim_timeout_ms: u64,
+    /// The daily deadline, HH:MM UTC, for which the worker exports `mq_workers_needed` (what
+    /// an autoscaler scales the consumers on; see deploy/k8s).
+    #[arg(long, value_parser = parse_utc_time)]
+    pub eta_deadline: Option<(u8, u8)>,
+}
+
+/// `HH:MM` as (hour, minute).
+fn parse_utc_time(s: &str) -> Result<(u8, u8), String> {
+    let bad = || format!("{s:?}: expected HH:MM (UTC), such as 06:00");
+    let (h, m) = s.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u8, u8) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if h > 23 || m > 59 || s.len() != 5 {
+        return Err(bad());
+    }
+    Ok((h, m))
 }
 
 impl WorkerArgs {
-    /// A worker builder for [`url`](Self::url) with the reclaim timeout set.
+    /// A worker builder for [`url`](Self::url) with the reclaim timeout (and the ETA deadline,
+    /// if given) set.
     pub fn builder(&self) -> mq_core::WorkerBuilder {
-        mq_core::Worker::builder(&self.url)
-            .reclaim_timeout(std::time::Duration::from_millis(self.reclaim_timeout_ms))
+        let b = mq_core::Worker::builder(&self.url)
+            .reclaim_timeout(std::time::Duration::from_millis(self.reclaim_timeout_ms));
+        match self.eta_deadline {
+            Some((h, m)) => b.eta_deadline_utc(h, m),
+            None => b,
+        }
     }
 
     /// The whole run of a small example worker: a data connection for its handlers (a

@@ -107,6 +107,9 @@ pub struct WorkerConfig {
     pub allow_eviction: bool,
     /// TLS settings for a `rediss://` URL. Default: none (the system's root certificates).
     pub tls: TlsOptions,
+    /// The daily deadline the `mq_workers_needed` gauge is computed for: minutes after
+    /// midnight UTC (the next such time). Default: `None`, no such gauge.
+    pub eta_deadline_utc_minutes: Option<u16>,
 }
 
 impl std::fmt::Debug for WorkerConfig {
@@ -131,6 +134,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("metrics_addr", &self.metrics_addr)
             .field("startup_timeout", &self.startup_timeout)
             .field("allow_eviction", &self.allow_eviction)
+            .field("eta_deadline_utc_minutes", &self.eta_deadline_utc_minutes)
             .field("tls", &self.tls)
             .finish()
     }
@@ -159,6 +163,7 @@ impl WorkerConfig {
             metrics_addr: None,
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
             allow_eviction: false,
+            eta_deadline_utc_minutes: None,
             tls: TlsOptions::default(),
         }
     }

@@ -8,7 +8,7 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio_util::sync::CancellationToken;
@@ -62,6 +62,8 @@ pub struct Metrics {
     pub(crate) dead_letters: IntGaugeVec,
     pub(crate) paused: IntGaugeVec,
     pub(crate) duplicates_refused: IntGaugeVec,
+    pub(crate) eta_seconds: GaugeVec,
+    pub(crate) workers_needed: IntGaugeVec,
     reclaimed: IntCounterVec,
     dead_trimmed: IntCounterVec,
     redis_errors: IntCounterVec,
@@ -167,6 +169,25 @@ impl Metrics {
                 "mq_unique_duplicates_refused",
                 "Enqueues of unique tasks refused as duplicates since the queue's counter was \
                  created, by any producer (the Redis counter mq:{queue}:duplicates, sampled)",
+            ),
+            eta_seconds: {
+                let g = check(GaugeVec::new(
+                    Opts::new(
+                        "mq_queue_eta_seconds",
+                        "Seconds until the queue is empty at its drain rate measured from Redis \
+                         over the last minutes across all workers (Admin::eta); absent while \
+                         it has no rate and tasks remain",
+                    ),
+                    &["queue"],
+                ));
+                check(registry.register(Box::new(g.clone())));
+                g
+            },
+            workers_needed: gauge(
+                "mq_workers_needed",
+                "Worker processes needed to empty the queue by the worker's configured daily \
+                 deadline at the measured per-worker rate (Admin::eta); absent without a \
+                 deadline or a per-worker rate",
             ),
             reclaimed: counter(
                 "mq_reclaimed_total",

@@ -133,6 +133,7 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     let snoozed = Arc::new(Mutex::new(HashSet::new()));
     let worker = Worker::builder(&server.url())
         .metrics_addr(metrics_addr)
+        .eta_deadline_utc(6, 0)
         .handle::<Scraped, _>(move |t: Scraped, ctx: TaskContext| {
             let snoozed = snoozed.clone();
             async move {

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use super::client::Admin;
+use super::{client::Admin, stats::QueueSample, workers::WorkerInfo};
 use crate::{
     error::{Error, Result},
     redis::keys,
@@ -114,6 +114,19 @@ impl Admin {
             .next()
             .map(|o| o.total)
             .unwrap_or_default();
+        let workers = self.workers().await?;
+        self.eta_of(&total, &workers, deadline).await
+    }
+
+    /// [`eta`](Self::eta) of a queue whose sample (sizes and counters, every partition and
+    /// level) and the worker registry were read already: one round trip (its drain samples).
+    pub(crate) async fn eta_of(
+        &self,
+        total: &QueueSample,
+        workers: &[WorkerInfo],
+        deadline: Option<SystemTime>,
+    ) -> Result<QueueEta> {
+        let queue = total.stats.queue.as_str();
         let s = &total.stats;
         let remaining = s.backlog + s.pending + s.delayed;
         let (mut points, now) = self.drain_points(queue).await?;
@@ -121,9 +134,7 @@ impl Admin {
             points.push((now, removed));
         }
         let (rate, window) = drain_rate(&points);
-        let workers = self
-            .workers()
-            .await?
+        let workers = workers
             .iter()
             .filter(|w| w.live && w.queues.iter().any(|q| keys::base_queue(q) == queue))
             .count() as u64;

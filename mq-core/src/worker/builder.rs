@@ -284,6 +284,16 @@ impl WorkerBuilder {
         self
     }
 
+    /// Exports `mq_workers_needed{queue}`: the worker processes needed to empty each of the
+    /// worker's queues by the next `hour:minute` UTC at the measured per-worker rate (see
+    /// [`Admin::eta`](crate::Admin::eta)), for an autoscaler. Values out of range are clamped
+    /// (23:59). Default: none (`mq_queue_eta_seconds` is exported either way).
+    pub fn eta_deadline_utc(mut self, hour: u8, minute: u8) -> Self {
+        let minutes = u16::from(hour.min(23)) * 60 + u16::from(minute.min(59));
+        self.config.eta_deadline_utc_minutes = Some(minutes);
+        self
+    }
+
     /// The settings so far.
     pub fn config(&self) -> &WorkerConfig {
         &self.config

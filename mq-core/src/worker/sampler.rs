@@ -1,6 +1,6 @@
-//! Samples the queue gauges (depth, pending, delayed, dead-letter size, duplicates refused) and
-//! the number of live workers from Redis every [`SAMPLE_INTERVAL`], off the task path, and
-//! records each queue's drain sample (see [`Admin::eta`]).
+//! Samples the queue gauges (depth, pending, delayed, dead-letter size, duplicates refused, ETA
+//! and workers needed) and the number of live workers from Redis every [`SAMPLE_INTERVAL`],
+//! off the task path, and records each queue's drain sample (see [`Admin::eta`]).
 
 use std::sync::Arc;
 
@@ -48,7 +48,10 @@ async fn sample(shared: &Shared, admin: &Admin, queues: &[Arc<QueueState>]) -> R
     let mut names: Vec<String> = queues.iter().map(|q| q.queue.to_string()).collect();
     names.sort();
     names.dedup();
-    for o in admin.overview(&names).await? {
+    let overview = admin.overview(&names).await?;
+    let registry = admin.workers().await?;
+    let deadline = shared.config.eta_deadline_utc_minutes.map(next_utc_time);
+    for o in overview {
         // The drain sample `Admin::eta` measures the rate from (one write per bucket).
         if let Some(removed) = o.total.info.as_ref().and_then(|i| i.entries_removed) {
             let key = keys::QueueKeys::new(&shared.config.prefix, &o.total.stats.queue).drain;
@@ -65,9 +68,37 @@ async fn sample(shared: &Shared, admin: &Admin, queues: &[Arc<QueueState>]) -> R
         m.duplicates_refused
             .with_label_values(&label)
             .set(i64::try_from(o.duplicates).unwrap_or(i64::MAX));
+        // The ETA gauges, from the drain samples just recorded (one more round trip).
+        match admin.eta_of(&o.total, &registry, deadline).await {
+            Ok(eta) => {
+                match eta.eta_secs {
+                    Some(secs) => m.eta_seconds.with_label_values(&label).set(secs),
+                    None => drop(m.eta_seconds.remove_label_values(&label)),
+                }
+                match eta.workers_needed {
+                    Some(n) => m
+                        .workers_needed
+                        .with_label_values(&label)
+                        .set(i64::try_from(n).unwrap_or(i64::MAX)),
+                    None => drop(m.workers_needed.remove_label_values(&label)),
+                }
+            }
+            Err(e) => tracing::debug!(queue = %s.queue, error = %e, "cannot compute the ETA"),
+        }
     }
     m.workers.set(live_workers(shared).await? as i64);
     Ok(())
+}
+
+/// The next time that is `minutes` after midnight UTC (later today, or tomorrow).
+fn next_utc_time(minutes: u16) -> std::time::SystemTime {
+    let day = 24 * 3600;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let at = now - now % day + u64::from(minutes) * 60;
+    let at = if at <= now { at + day } else { at };
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(at)
 }
 
 /// Workers in the registry whose heartbeat key still exists.
@@ -113,4 +144,24 @@ async fn live_workers(shared: &Shared) -> Result<usize> {
         }
     }
     Ok(alive.into_iter().filter(|a| *a).count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_utc_time_is_within_a_day_at_that_minute() {
+        let now = std::time::SystemTime::now();
+        for minutes in [0, 359, 1439] {
+            let at = next_utc_time(minutes);
+            let ahead = at.duration_since(now).expect("ahead of now");
+            assert!(ahead <= std::time::Duration::from_secs(24 * 3600));
+            let secs = at
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("after the epoch")
+                .as_secs();
+            assert_eq!(secs % (24 * 3600), u64::from(minutes) * 60);
+        }
+    }
 }
