@@ -129,3 +129,61 @@ async fn forged_and_future_drain_samples_are_ignored() {
     let err = admin.eta("a{b}", None).await.expect_err("bad name");
     assert!(err.to_string().contains("contains '{'"), "{err}");
 }
+
+/// The workers-needed answer, followed, finishes by the deadline: one worker drains for 10 s,
+/// then `Admin::eta` is asked how many workers empty the queue within the next 25 s; that many
+/// run (the one plus the rest started now), and the queue is empty before the deadline. With
+/// one worker fewer it could not be (the answer is the smallest that can, by its ceil).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_the_workers_needed_answer_finishes_by_the_deadline() {
+    const MANY: u64 = 6_000;
+    let server = mq_tests::redis();
+    let url = server.url();
+    let producer = Producer::connect(&url).await.expect("producer");
+    producer
+        .enqueue_many((0..MANY).map(|n| Embed { n }))
+        .await
+        .expect("enqueue");
+    let admin = Admin::connect(&url).await.expect("admin");
+    let mut running = vec![run_worker(worker(&url).await)];
+    tokio::time::sleep(Duration::from_millis(10_500)).await;
+    // 25 s: the ceil of the answer leaves room for a loaded machine (measured: 5,050 left at
+    // 90.5/s a worker, 3 needed, done in 18.8 s).
+    let left = Duration::from_secs(25);
+    let (deadline, by) = (SystemTime::now() + left, Instant::now() + left);
+    let eta = admin.eta("eta_texts", Some(deadline)).await.expect("eta");
+    let needed = eta.workers_needed.expect("workers needed");
+    let per_worker = eta.per_worker_per_sec.expect("a per-worker rate");
+    assert_eq!(eta.workers, 1, "{eta:?}");
+    // Fewer would not do: needed - 1 workers at the measured rate miss the deadline.
+    assert!(
+        needed >= 2 && eta.remaining as f64 > (needed - 1) as f64 * per_worker * 25.0,
+        "{eta:?}"
+    );
+    while (running.len() as u64) < needed {
+        running.push(run_worker(worker(&url).await));
+    }
+    let c = conn(&server).await;
+    let stream = QueueKeys::new("mq", "eta_texts").stream;
+    mq_tests::wait_until(Duration::from_secs(120), "the queue drained", || {
+        let (mut c, stream) = (c.clone(), stream.clone());
+        async move { mq_tests::xlen(&mut c, &stream).await == 0 }
+    })
+    .await;
+    let finished = Instant::now();
+    for w in running {
+        w.stop().await;
+    }
+    let spare = by.saturating_duration_since(finished);
+    println!(
+        "workers needed: {} left at {per_worker:.1}/s per worker, {needed} workers needed for \
+         25 s; finished {:.1} s before the deadline",
+        eta.remaining,
+        spare.as_secs_f64()
+    );
+    assert!(
+        finished <= by,
+        "finished {:?} after the deadline",
+        finished - by
+    );
+}
