@@ -114,6 +114,26 @@ async fn demo_stores_a_vector_for_every_valid_record_and_counts_every_bad_one() 
     assert_eq!(num("texts"), texts, "{line}");
     assert_eq!(num("vectors"), images + texts, "{line}");
     assert_eq!(num("dead"), 0, "{line}");
+    // Each product with a task was one flow in the day's run: indexed after its vectors, and
+    // counted done by the run, which ended (its completion task ran).
+    let products: std::collections::HashSet<u64> = data
+        .images
+        .iter()
+        .map(|t| t.product_id)
+        .chain(data.texts.iter().map(|t| t.product_id))
+        .collect();
+    let products = products.len() as u64;
+    assert_eq!(num("indexed"), products, "{line}");
+    assert_eq!(
+        (num("run_total"), num("run_done"), num("run_dead")),
+        (products, products, 0),
+        "{line}"
+    );
+    assert!(
+        stdout.contains(&format!("of {products} products done, 0 dead"))
+            && stdout.contains("ended"),
+        "{stdout}"
+    );
     // Nothing lost: every record is parsed or unparseable, every part a task or filtered.
     assert_eq!(num("records"), num("parsed") + num("unparseable"));
     assert_eq!(

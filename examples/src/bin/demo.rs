@@ -7,9 +7,12 @@
 //! 2. It reads `examples/data/products.jsonl` (`--input`), filters the records as the
 //!    `producer` binary does and deletes any vector it is about to write.
 //! 3. It starts an image worker and a text worker (two `mq_core::Worker`s with the
-//!    `pipeline::Embedder` batch handler, `--batch-size`/`--batch-wait-ms`/`--concurrency`),
-//!    then enqueues the `EmbedImage` and `EmbedText` tasks. The handler fails the first attempt
-//!    of every product whose id is a multiple of `--fail-every` (so those tasks are retried).
+//!    `pipeline::Embedder` batch handler, `--batch-size`/`--batch-wait-ms`/`--concurrency`)
+//!    and an index worker, then enqueues each product as a flow: its `EmbedImage` and
+//!    `EmbedText` tasks are the children, and the parent `IndexProduct` marks it indexed once
+//!    both vectors are stored. The day's products are one run (`--run`), sealed with the
+//!    completion task `DayIndexed`. The handler fails the first attempt of every product
+//!    whose id is a multiple of `--fail-every` (so those tasks are retried).
 //! 4. Progress bars (only when stdout is a terminal) show enqueued and embedded tasks per
 //!    queue; when both queues are empty the workers shut down gracefully.
 //! 5. It reads every expected vector back and compares it with the embedding computed here,
@@ -19,14 +22,17 @@
 //!    `dead` from the workers' metrics and the dead-letter streams):
 //!
 //! ```text
-//! demo: records=3000 parsed=2989 unparseable=11 filtered=202 images=2848 texts=2928 vectors=5776 retries=12 dead=0 elapsed=0.79s tasks_per_s=7281 text_model=hashed
+//! demo: records=3000 parsed=2989 unparseable=11 filtered=202 images=2848 texts=2928 vectors=5776 retries=12 dead=0 elapsed=0.79s tasks_per_s=7281 text_model=hashed indexed=2989 run_total=2989 run_done=2989 run_dead=0
 //! ```
+//!
+//! and the run's progress line (`demo: run products-...: 2989 of 2989 products done, ...`).
 //!
 //! The text worker's model is `--model hashed` (default, the fast stand-in) or `--model
 //! minilm` (all-MiniLM-L6-v2 with candle: build with `--features minilm`, `--model-dir` or
 //! `MQ_MODEL_DIR` from `scripts/fetch-model.sh`; see the `text-worker` binary).
 //!
-//! It exits non-zero if a vector is missing or wrong, a task was dead-lettered, a record is
+//! It exits non-zero if a vector is missing or wrong, a task was dead-lettered, a product with
+//! a task is not indexed, the run did not end with every product done, a record is
 //! not accounted for (`records == parsed + unparseable`, `images + texts + filtered == 2 *
 //! parsed`), or, on its own server, the number of vector keys of a kind differs from the
 //! number of tasks of that kind.
@@ -43,8 +49,12 @@ use std::{
 };
 
 use clap::Parser;
+use futures::StreamExt;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mq_core::{batch, Producer, Worker};
+use mq_core::{batch, Admin, Producer, TaskContext, Worker};
+use mq_examples::pipeline::index::{
+    day_indexed, index_product, products, DayIndexed, IndexProduct, DAYS_KEY, INDEXED_KEY,
+};
 use mq_examples::pipeline::{
     check_vectors, check_vectors_with, default_data_file, delete_vectors, filter_file, EmbedImage,
     EmbedStats, EmbedTask, EmbedText, Embedder, ModelArgs, ModelChoice, TextModel, VectorKind,
@@ -74,9 +84,12 @@ struct Args {
     /// Fail the first attempt of every product whose id is a multiple of N (0: never).
     #[arg(long, default_value_t = 500)]
     fail_every: u64,
-    /// Tasks per `enqueue_many` call.
-    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Products (flows, one `MULTI` each) being enqueued at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     enqueue_batch: u64,
+    /// The run the day's products are counted in [default: products-<UTC date>-<HHMMSS>].
+    #[arg(long)]
+    run: Option<String>,
     /// Give up after this many seconds [default: 120; 1800 with --model minilm, which embeds
     /// tens of texts per second on a small CPU].
     #[arg(long)]
@@ -189,6 +202,23 @@ async fn worker<T: EmbedTask>(
     Ok((worker, stats))
 }
 
+/// The worker of the `index` queue: the flows' parents and the run's completion task.
+async fn index_worker(url: &str, args: &Args) -> Result<Worker, BoxError> {
+    let conn = mq_core::redis::conn::Conn::connect(url).await?;
+    let days = conn.clone();
+    Ok(Worker::builder(url)
+        .concurrency(usize::try_from(args.concurrency)?)
+        .grace_period(Duration::from_secs(10))
+        .handle::<IndexProduct, _>(move |t: IndexProduct, _ctx: TaskContext| {
+            index_product(t, conn.clone())
+        })
+        .handle::<DayIndexed, _>(move |t: DayIndexed, _ctx: TaskContext| {
+            day_indexed(t, days.clone())
+        })
+        .build()
+        .await?)
+}
+
 async fn run(args: Args) -> Result<bool, BoxError> {
     // Loaded before anything starts (MiniLM: 90 MB of weights).
     let model = args.model.load()?;
@@ -226,6 +256,17 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         data.texts.iter().map(|t| t.product_id),
     )
     .await?;
+    let ids: Vec<u64> = products(&data.images, &data.texts)
+        .iter()
+        .map(|p| p.index.product_id)
+        .collect();
+    if !ids.is_empty() {
+        let _: () = redis::cmd("SREM")
+            .arg(INDEXED_KEY)
+            .arg(&ids)
+            .query_async(&mut conn)
+            .await?;
+    }
     let dead_before = stream_len(&mut conn, &image_keys.dead).await?
         + stream_len(&mut conn, &text_keys.dead).await?;
 
@@ -233,12 +274,22 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         worker::<EmbedImage>(&url, &args, conn.clone(), TextModel::Hashed).await?;
     let (text_worker, text_stats) =
         worker::<EmbedText>(&url, &args, conn.clone(), model.clone()).await?;
-    let metrics = [image_worker.metrics(), text_worker.metrics()];
-    let tokens = [image_worker.shutdown_token(), text_worker.shutdown_token()];
+    let index_worker = index_worker(&url, &args).await?;
+    let metrics = [
+        image_worker.metrics(),
+        text_worker.metrics(),
+        index_worker.metrics(),
+    ];
+    let tokens = [
+        image_worker.shutdown_token(),
+        text_worker.shutdown_token(),
+        index_worker.shutdown_token(),
+    ];
     let started = Instant::now();
     let runs = [
         tokio::spawn(image_worker.run()),
         tokio::spawn(text_worker.run()),
+        tokio::spawn(index_worker.run()),
     ];
 
     // Progress bars, redrawn from the counters 10 times a second.
@@ -266,23 +317,42 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         })
     };
 
-    // Enqueue both queues, a chunk of each in turn.
-    let chunk = usize::try_from(args.enqueue_batch)?;
-    let (mut images, mut texts) = (data.images.chunks(chunk), data.texts.chunks(chunk));
-    loop {
-        let (i, t) = (images.next(), texts.next());
-        if i.is_none() && t.is_none() {
-            break;
+    // Each product is a flow (its embedding tasks, then its IndexProduct), the day's products
+    // one run, sealed with its completion task once all are enqueued.
+    let run_name = args
+        .run
+        .clone()
+        .unwrap_or_else(|| format!("products-{}", chrono::Utc::now().format("%Y-%m-%d-%H%M%S")));
+    let day = producer.run(&run_name).await?;
+    let flows = products(&data.images, &data.texts);
+    let in_flight = usize::try_from(args.enqueue_batch)?;
+    let mut enqueues = futures::stream::iter(flows.iter().map(|p| {
+        let (day, enqueued) = (&day, &enqueued);
+        async move {
+            let mut flow = day.flow(p.index.clone());
+            if let Some(t) = &p.image {
+                flow = flow.child(t.clone());
+            }
+            if let Some(t) = &p.text {
+                flow = flow.child(t.clone());
+            }
+            flow.enqueue().await?;
+            enqueued[0].fetch_add(u64::from(p.image.is_some()), Ordering::Relaxed);
+            enqueued[1].fetch_add(u64::from(p.text.is_some()), Ordering::Relaxed);
+            Ok::<(), mq_core::Error>(())
         }
-        if let Some(i) = i {
-            producer.enqueue_many(i.iter().cloned()).await?;
-            enqueued[0].fetch_add(i.len() as u64, Ordering::Relaxed);
-        }
-        if let Some(t) = t {
-            producer.enqueue_many(t.iter().cloned()).await?;
-            enqueued[1].fetch_add(t.len() as u64, Ordering::Relaxed);
-        }
+    }))
+    .buffer_unordered(in_flight);
+    while let Some(r) = enqueues.next().await {
+        r?;
     }
+    drop(enqueues);
+    day.seal_with(DayIndexed {
+        run: run_name.clone(),
+    })
+    .await?;
+    let admin = Admin::connect(&url).await?;
+    let index_keys = producer.keys::<IndexProduct>();
 
     // Done when both streams and both delayed sets are empty: every task was acked, or
     // dead-lettered (retries move stream -> delayed -> stream atomically).
@@ -294,11 +364,17 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     let mut timed_out = false;
     loop {
         let mut left = 0;
-        for keys in [&image_keys, &text_keys] {
+        for keys in [&image_keys, &text_keys, &index_keys] {
             left += stream_len(&mut conn, &keys.stream).await?
                 + zcard(&mut conn, &keys.delayed).await?;
         }
-        if left == 0 {
+        // The run ends with the last product; its completion task then runs.
+        let day_done: bool = redis::cmd("SISMEMBER")
+            .arg(DAYS_KEY)
+            .arg(&run_name)
+            .query_async(&mut conn)
+            .await?;
+        if left == 0 && day_done {
             break;
         }
         if Instant::now() > deadline {
@@ -333,6 +409,17 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     let text_check = check_vectors_with(&mut conn, &data.texts, &model).await?;
     let tasks = (data.images.len() + data.texts.len()) as u64;
     let vectors = image_check.ok + text_check.ok;
+    let indexed: u64 = redis::cmd("SMISMEMBER")
+        .arg(INDEXED_KEY)
+        .arg(flows.iter().map(|p| p.index.product_id).collect::<Vec<_>>())
+        .query_async::<Vec<u64>>(&mut conn)
+        .await?
+        .iter()
+        .sum();
+    let r = admin
+        .run(&run_name)
+        .await?
+        .ok_or_else(|| format!("run {run_name} is gone"))?;
     let image_keys_n = count_keys(&mut conn, VectorKind::Image).await?;
     let text_keys_n = count_keys(&mut conn, VectorKind::Text).await?;
 
@@ -343,7 +430,21 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         text_stats.summary()
     );
     println!(
-        "demo: records={} parsed={} unparseable={} filtered={} images={} texts={} vectors={vectors} retries={retries} dead={dead} elapsed={:.2}s tasks_per_s={:.0} text_model={}",
+        "demo: run {run_name}: {} of {} products done, {} dead, {} failed attempts retried; {}",
+        r.done,
+        r.total,
+        r.dead,
+        r.failed,
+        match r.ended_ms {
+            Some(end) => format!(
+                "ended {:.2}s after it opened",
+                end.saturating_sub(r.created_ms) as f64 / 1000.0
+            ),
+            None => "not ended".into(),
+        }
+    );
+    println!(
+        "demo: records={} parsed={} unparseable={} filtered={} images={} texts={} vectors={vectors} retries={retries} dead={dead} elapsed={:.2}s tasks_per_s={:.0} text_model={} indexed={indexed} run_total={} run_done={} run_dead={}",
         data.records(),
         data.parsed(),
         data.unparseable.len(),
@@ -353,6 +454,9 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         elapsed.as_secs_f64(),
         tasks as f64 / elapsed.as_secs_f64().max(1e-9),
         model.name(),
+        r.total,
+        r.done,
+        r.dead,
     );
 
     let mut ok = !timed_out;
@@ -373,6 +477,18 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     if dead > 0 {
         ok = false;
         println!("demo: ERROR {dead} tasks were dead-lettered");
+    }
+    let products_n = flows.len() as u64;
+    if indexed != products_n
+        || r.total != products_n
+        || r.done != products_n
+        || r.ended_ms.is_none()
+    {
+        ok = false;
+        println!(
+            "demo: ERROR {indexed} of {products_n} products indexed; the run counted {} done of {}",
+            r.done, r.total
+        );
     }
     if !data.is_accounted() {
         ok = false;

@@ -58,6 +58,7 @@
 pub mod args;
 pub mod embed;
 pub mod error;
+pub mod index;
 #[cfg(feature = "minilm")]
 pub mod minilm;
 pub mod model;
