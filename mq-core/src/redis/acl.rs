@@ -22,64 +22,11 @@ use crate::{
     redis::keys::{self, QueueKeys},
 };
 
-/// One command a role runs: its ACL rule (`xadd`, `client|id`) and an invocation with the
-/// placeholders [`STREAM`], [`DELAYED`], [`DEAD`], [`WAKE`], [`WORKERS`], [`WORKER`],
-/// [`PARTITIONS`], [`PAUSED`], [`UNIQUE`], [`DUPLICATES`], [`RATE`], [`CANCEL`], [`TASK`], [`EVENTS`] for its keys
-/// and channel.
-#[derive(Debug, Clone, Copy)]
-pub struct Needed {
-    /// The ACL rule, without the `+`.
-    pub rule: &'static str,
-    /// The command and its arguments.
-    pub args: &'static [&'static str],
-}
+mod needed;
+pub use needed::*;
 
-/// Placeholder for a queue's stream key `<prefix>:{<queue>}:stream`.
-pub const STREAM: &str = "<stream>";
-/// Placeholder for a queue's delayed set `<prefix>:{<queue>}:delayed`.
-pub const DELAYED: &str = "<delayed>";
-/// Placeholder for a queue's dead-letter stream `<prefix>:{<queue>}:dead`.
-pub const DEAD: &str = "<dead>";
-/// Placeholder for a queue's wake-up channel `<prefix>:{<queue>}:wake`.
-pub const WAKE: &str = "<wake>";
-/// Placeholder for the worker registry hash `<prefix>:workers`.
-pub const WORKERS: &str = "<workers>";
-/// Placeholder for a worker's heartbeat key `<prefix>:worker:<consumer>`.
-pub const WORKER: &str = "<worker>";
-/// Placeholder for the queue registry set `<prefix>:queues`.
-pub const QUEUES: &str = "<queues>";
-/// Placeholder for the hash of partition counts `<prefix>:partitions`.
-pub const PARTITIONS: &str = "<partitions>";
-/// Placeholder for a queue's pause flag `<prefix>:{<queue>}:paused`.
-pub const PAUSED: &str = "<paused>";
-/// Placeholder for one of a queue's unique keys `<prefix>:{<queue>}:unique:<key>`.
-pub const UNIQUE: &str = "<unique>";
-/// Placeholder for a queue's counter of refused duplicates `<prefix>:{<queue>}:duplicates`.
-pub const DUPLICATES: &str = "<duplicates>";
-/// Placeholder for one of a queue's rate-limit states `<prefix>:{<queue>}:rate:<task>`.
-pub const RATE: &str = "<rate>";
-/// Placeholder for a queue's cancel hash `<prefix>:{<queue>}:cancel`.
-pub const CANCEL: &str = "<cancel>";
-/// Placeholder for one of a queue's task hashes `<prefix>:{<queue>}:task:<id>`.
-pub const TASK: &str = "<task>";
-/// Placeholder for a queue's event stream `<prefix>:{<queue>}:events`.
-pub const EVENTS: &str = "<events>";
-/// Placeholder for one of a queue's key-slot sets `<prefix>:{<queue>}:slots:<task>`.
-pub const SLOTS: &str = "<slots>";
-/// Placeholder for a queue's schedules hash `<prefix>:{<queue>}:cron`.
-pub const CRON: &str = "<cron>";
-/// A flow's pending-parent hash (`{prefix}:{queue}:stream[:level]:flow:<id>`).
-pub const FLOW: &str = "<flow>";
-/// A queue's drain samples (`{prefix}:{queue}:drain`).
-pub const DRAIN: &str = "<drain>";
-/// A run's hash (`{prefix}:run:<n>`).
-pub const RUN: &str = "<run>";
-/// The runs hash, name -> number (`{prefix}:runs`).
-pub const RUNS: &str = "<runs>";
-
-const fn n(rule: &'static str, args: &'static [&'static str]) -> Needed {
-    Needed { rule, args }
-}
+mod flows;
+pub use flows::{FLOWS_PRODUCER, FLOWS_REPORT, RUNS_PRODUCER, RUNS_REPORT};
 
 /// What every role that runs mq's Lua scripts needs: `EVALSHA`, and `SCRIPT LOAD` when the
 /// server does not have a script yet.
@@ -89,66 +36,6 @@ const SCRIPTS: [Needed; 2] = [
         &["EVALSHA", "0000000000000000000000000000000000000000", "0"],
     ),
     n("script|load", &["SCRIPT", "LOAD", "return 1"]),
-];
-
-/// What writing a flow needs ([`Producer::flow`](crate::Producer::flow)): the pending-parent
-/// hash and its children's entries in one `MULTI`. Part of the producer roles; not checked at
-/// connect (a producer learns at its first flow that it writes flows): a user without them
-/// gets `NOPERM` from the `MULTI`, and nothing of the flow is written.
-pub const FLOWS_PRODUCER: &[Needed] = &[
-    n("multi", &["MULTI"]),
-    n("exec", &["EXEC"]),
-    n("hset", &["HSET", FLOW, "left", "1"]),
-];
-
-/// What a flow child's terminal script (worker: ack, dead letter, cancellation; admin:
-/// cancel, replay) does to its parent's pending-parent hash, and the parent's entry it adds.
-/// Part of the worker and admin roles.
-pub const FLOWS_REPORT: &[Needed] = &[
-    n("hget", &["HGET", FLOW, "c:x"]),
-    n("hset", &["HSET", FLOW, "c:x", "s"]),
-    n("hdel", &["HDEL", FLOW, "d:x"]),
-    n("hincrby", &["HINCRBY", FLOW, "left", "-1"]),
-    n("hgetall", &["HGETALL", FLOW]),
-    n("del", &["DEL", FLOW]),
-    n("xadd", &["XADD", STREAM, "*", "f", "v"]),
-];
-
-/// What opening, filling and sealing a run needs ([`Producer::run`](crate::Producer::run)):
-/// `run_open.lua` and `run_seal.lua` (which may end the run, as a task's report does), and
-/// the count in each `MULTI`. Part of the producer roles; not checked at connect (a producer
-/// learns at its first run that it has runs): a user without them gets `NOPERM` from the
-/// script or the `MULTI`, and nothing of that call is written.
-pub const RUNS_PRODUCER: &[Needed] = &[
-    n("hget", &["HGET", RUNS, "name"]),
-    n("hset", &["HSET", RUNS, "name", "1"]),
-    n("incr", &["INCR", RUN]),
-    n("time", &["TIME"]),
-    n("type", &["TYPE", RUN]),
-    n("hexists", &["HEXISTS", RUN, "total"]),
-    n("hset", &["HSET", RUN, "total", "0"]),
-    n("hincrby", &["HINCRBY", RUN, "total", "1"]),
-    n("hmget", &["HMGET", RUN, "total"]),
-    n("hgetall", &["HGETALL", RUN]),
-    n("pexpire", &["PEXPIRE", RUN, "1"]),
-    n("multi", &["MULTI"]),
-    n("exec", &["EXEC"]),
-];
-
-/// What a run's task's terminal script (worker: ack, retry, dead letter, cancellation; admin:
-/// cancel, replay) does to the run's hash (see `lua/run.lua`), and the completion
-/// task it may add. Part of the worker and admin roles.
-pub const RUNS_REPORT: &[Needed] = &[
-    n("type", &["TYPE", RUN]),
-    n("hexists", &["HEXISTS", RUN, "total"]),
-    n("hmget", &["HMGET", RUN, "total"]),
-    n("hincrby", &["HINCRBY", RUN, "done", "1"]),
-    n("hget", &["HGET", RUN, "b0"]),
-    n("hset", &["HSET", RUN, "b0", "x"]),
-    n("hgetall", &["HGETALL", RUN]),
-    n("pexpire", &["PEXPIRE", RUN, "1"]),
-    n("time", &["TIME"]),
-    n("xadd", &["XADD", STREAM, "*", "f", "v"]),
 ];
 
 /// The commands of a producer (`Producer`, `mq enqueue`): `XADD`, the scheduling script
@@ -205,6 +92,8 @@ pub const WORKER_COMMANDS: &[Needed] = &[
     SCRIPTS[1],
     n("info", &["INFO", "memory"]),
     n("ping", &["PING"]),
+    // The sampler's ETA gauges read the worker registry as `Admin::workers` does.
+    n("pttl", &["PTTL", WORKER]),
     // The sampler's drain samples (`Admin::eta`).
     n("hsetnx", &["HSETNX", DRAIN, "1", "x"]),
     n("hlen", &["HLEN", DRAIN]),

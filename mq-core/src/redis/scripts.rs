@@ -124,6 +124,16 @@ pub static ACK_UNIQUE: LazyLock<Script> = LazyLock::new(|| {
         include_str!("lua/ack_unique.lua")
     ))
 });
+/// Acks a batch of flow children and tasks of runs, reporting their ends
+/// (`lua/ack_report.lua`).
+pub static ACK_REPORT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("lua/unique.lua"),
+        include_str!("lua/run.lua"),
+        include_str!("lua/status.lua"),
+        include_str!("lua/ack_report.lua")
+    ))
+});
 /// Finds a task by id in one chunk of a queue's stream or delayed set and cancels it
 /// (`lua/cancel.lua`).
 pub static CANCEL: LazyLock<Script> = LazyLock::new(|| {

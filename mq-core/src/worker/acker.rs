@@ -1,7 +1,10 @@
 //! The acker: one per queue. Handlers send the ids of finished entries; the acker deletes and
 //! acks them in one round trip per flush: a plain pipeline `XDEL ids` then `XACK ids` (or one
 //! `XACKDEL` on Redis 8.2+). It flushes as soon as it has ids and no flush is in flight, so
-//! under load batches grow by themselves and when idle an ack costs no waiting.
+//! under load batches grow by themselves and when idle an ack costs no waiting. Entries that
+//! report their end (flow children, tasks of a run: [`Ack::report`]) go in the same flush
+//! through one `ack_report.lua` call for the batch, which acks each one still pending for this
+//! consumer and reports it (a run's counters once per batch).
 //!
 //! Not `MULTI`: Redis refuses every command queued in a `MULTI` once used memory exceeds
 //! `maxmemory`, while plain `XDEL` and `XACK` still run, so a full Redis keeps draining. Not a
@@ -23,10 +26,19 @@ use crate::retry::error_backoff;
 /// Flush attempts after shutdown began before the acker gives up: 3.
 const FLUSH_ATTEMPTS_AT_SHUTDOWN: u32 = 3;
 
+/// A finished entry to ack.
+#[derive(Debug)]
+pub(super) struct Ack {
+    /// Its stream entry id.
+    pub(super) id: String,
+    /// Whether its end is reported (a flow child, a task of a run): acked by the batch script.
+    pub(super) report: bool,
+}
+
 pub(super) async fn run(
     shared: Arc<Shared>,
     queue: Arc<QueueState>,
-    mut rx: mpsc::Receiver<String>,
+    mut rx: mpsc::Receiver<Ack>,
     stop: CancellationToken,
 ) {
     let mut ids = Vec::with_capacity(MAX_ACK_BATCH);
@@ -43,7 +55,7 @@ pub(super) async fn run(
                     }
                 }
                 flush(&shared, &queue, &ids, &stop).await;
-                queue.untrack(&ids);
+                queue.untrack(ids.iter().map(|a| &a.id));
                 return;
             }
         };
@@ -62,26 +74,32 @@ pub(super) async fn run(
             }
         }
         flush(&shared, &queue, &ids, &stop).await;
-        queue.untrack(&ids);
+        queue.untrack(ids.iter().map(|a| &a.id));
         ids.clear();
     }
 }
 
 /// Acks and deletes `ids`, retrying on Redis errors (with backoff) until it works or, once
 /// shutdown began, a few attempts failed; un-acked entries stay pending and run again.
-async fn flush(shared: &Shared, queue: &QueueState, ids: &[String], stop: &CancellationToken) {
-    if ids.is_empty() {
+async fn flush(shared: &Shared, queue: &QueueState, acks: &[Ack], stop: &CancellationToken) {
+    if acks.is_empty() {
         return;
     }
+    let (report, plain): (Vec<&Ack>, Vec<&Ack>) = acks.iter().partition(|a| a.report);
+    let ids: Vec<&String> = plain.iter().map(|a| &a.id).collect();
+    let reports: Vec<&String> = report.iter().map(|a| &a.id).collect();
     let part = format!("ack {}", queue.label());
     let mut failures = 0u32;
     loop {
-        let r = ack(shared, queue, ids).await;
+        let r = match ack(shared, queue, &ids).await {
+            Ok(()) => ack_reports(shared, queue, &reports).await,
+            e => e,
+        };
         match r {
             Ok(()) => {
                 shared.health.ok(&part);
                 if failures > 0 {
-                    tracing::info!(queue = %queue.queue, acked = ids.len(), "acks flushed after redis came back");
+                    tracing::info!(queue = %queue.queue, acked = acks.len(), "acks flushed after redis came back");
                 }
                 return;
             }
@@ -93,7 +111,7 @@ async fn flush(shared: &Shared, queue: &QueueState, ids: &[String], stop: &Cance
                 failures += 1;
                 tracing::warn!(queue = %queue.queue, error = %e, pending_acks = ids.len(), retry_in = ?delay, "ack flush failed");
                 if stop.is_cancelled() && failures >= FLUSH_ATTEMPTS_AT_SHUTDOWN {
-                    tracing::error!(queue = %queue.queue, lost_acks = ids.len(), "giving up on acks at shutdown; these tasks will run again");
+                    tracing::error!(queue = %queue.queue, lost_acks = acks.len(), "giving up on acks at shutdown; these tasks will run again");
                     return;
                 }
                 tokio::time::sleep(delay).await;
@@ -102,9 +120,28 @@ async fn flush(shared: &Shared, queue: &QueueState, ids: &[String], stop: &Cance
     }
 }
 
+/// One `ack_report.lua` call per [`MAX_ACK_BATCH`] ids of entries that report their end.
+async fn ack_reports(
+    shared: &Shared,
+    queue: &QueueState,
+    ids: &[&String],
+) -> redis::RedisResult<()> {
+    for chunk in ids.chunks(MAX_ACK_BATCH) {
+        let _: u64 = crate::redis::scripts::ACK_REPORT
+            .key(&queue.keys.stream)
+            .arg(&shared.config.group)
+            .arg(&shared.config.consumer)
+            .arg(&queue.keys.unique)
+            .arg(chunk)
+            .invoke_async(&mut shared.data.clone())
+            .await?;
+    }
+    Ok(())
+}
+
 /// One round trip per [`MAX_ACK_BATCH`] ids: `XDEL` + `XACK` pipelined, or `XACKDEL` where
 /// the server has it (Redis 8.2+, detected at build).
-async fn ack(shared: &Shared, queue: &QueueState, ids: &[String]) -> redis::RedisResult<()> {
+async fn ack(shared: &Shared, queue: &QueueState, ids: &[&String]) -> redis::RedisResult<()> {
     for chunk in ids.chunks(MAX_ACK_BATCH) {
         let mut conn = shared.data.clone();
         if shared.xackdel {
@@ -131,7 +168,7 @@ async fn ack(shared: &Shared, queue: &QueueState, ids: &[String]) -> redis::Redi
 
 /// `XACKDEL stream group KEEPREF IDS n id...` (Redis 8.2): acks and deletes in one command,
 /// the same effect as the `XDEL` + `XACK` pipeline.
-fn xackdel(stream: &str, group: &str, ids: &[String]) -> redis::Cmd {
+fn xackdel(stream: &str, group: &str, ids: &[&String]) -> redis::Cmd {
     let mut cmd = redis::cmd("XACKDEL");
     cmd.arg(stream)
         .arg(group)
@@ -148,8 +185,8 @@ mod tests {
 
     #[test]
     fn xackdel_names_every_id_after_their_count() {
-        let ids = vec!["1-0".to_owned(), "2-5".to_owned()];
-        let cmd = xackdel("mq:{q}:stream", "mq", &ids);
+        let ids = ["1-0".to_owned(), "2-5".to_owned()];
+        let cmd = xackdel("mq:{q}:stream", "mq", &[&ids[0], &ids[1]]);
         let args: Vec<String> = cmd
             .args_iter()
             .map(|a| match a {

@@ -18,8 +18,8 @@ use futures::FutureExt;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::permits::Permits;
 use super::state::{QueueState, Registered, Shared};
+use super::{acker::Ack, permits::Permits};
 use crate::retry::error_backoff;
 use crate::{
     envelope::{field, now_ms, Envelope, RawEntry},
@@ -38,7 +38,7 @@ pub(super) struct Job {
     pub(super) shared: Arc<Shared>,
     pub(super) queue: Arc<QueueState>,
     pub(super) entry: RawEntry,
-    pub(super) ack_tx: mpsc::Sender<String>,
+    pub(super) ack_tx: mpsc::Sender<Ack>,
     /// Held until the task is settled (and blocking work it started ends): this is the
     /// in-flight limit.
     pub(super) permits: Arc<Permits>,
@@ -234,8 +234,7 @@ impl Job {
                 if env.unique.is_some()
                     || self.slot.is_some()
                     || env.track.is_some()
-                    || env.events
-                    || env.flow.as_deref().is_some_and(|f| f.reports()) =>
+                    || env.events =>
             {
                 tm.success.inc();
                 Box::pin(self.ack_unique(&entry_id, &env, &options, result.as_deref())).await;
@@ -243,9 +242,15 @@ impl Job {
             Outcome::Done(_) => {
                 tm.success.inc();
                 // The acker untracks the id once the ack is flushed. It is gone only after the
-                // grace period; the entry then stays pending and runs again elsewhere.
-                if let Err(e) = self.ack_tx.send(entry_id).await {
-                    self.queue.untrack([&e.0]);
+                // grace period; the entry then stays pending and runs again elsewhere. A flow
+                // child or a run's task is acked by its batch script, which reports its end.
+                let report = env.flow.as_deref().is_some_and(|f| f.reports());
+                let ack = Ack {
+                    id: entry_id,
+                    report,
+                };
+                if let Err(e) = self.ack_tx.send(ack).await {
+                    self.queue.untrack([&e.0.id]);
                 }
             }
             Outcome::Invalid(reason) => {

@@ -50,7 +50,7 @@ pub(super) struct Fetcher {
     pub(super) shared: Arc<Shared>,
     pub(super) queue: Arc<QueueState>,
     pub(super) conn: Conn,
-    pub(super) ack_tx: mpsc::Sender<String>,
+    pub(super) ack_tx: mpsc::Sender<super::acker::Ack>,
     pub(super) tracker: TaskTracker,
     pub(super) token: CancellationToken,
     /// Cancelled when running tasks are to be aborted (grace period over).

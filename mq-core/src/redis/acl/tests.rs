@@ -48,6 +48,7 @@ fn lists_cover_every_command_of_each_roles_scripts() {
     ];
     let worker = [
         include_str!("../lua/ack_unique.lua"),
+        include_str!("../lua/ack_report.lua"),
         include_str!("../lua/cancelled.lua"),
         include_str!("../lua/dead.lua"),
         include_str!("../lua/drain.lua"),

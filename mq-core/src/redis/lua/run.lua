@@ -62,13 +62,14 @@ local function mq_run_end(key, now)
   return true
 end
 
--- Counts the end of a task of run `key`: `outcome` `done`, `dead`, `failed` (an attempt that
--- is retried), or `reopen` (a replayed dead task counts as not ended again). An end beyond the
--- run's `total` (a copy of an entry that no producer counted) is not counted; the last end of
--- a sealed run ends it (mq_run_end). Three commands for an end: TIME, HMGET, HSET.
-local function mq_run_report(key, outcome)
+-- Counts the end of `n` (default 1) tasks of run `key`: `outcome` `done`, `dead`, `failed` (an
+-- attempt that is retried), or `reopen` (a replayed dead task counts as not ended again). Ends
+-- beyond the run's `total` (a copy of an entry that no producer counted) are not counted; the
+-- last end of a sealed run ends it (mq_run_end). Three commands: TIME, HMGET, HSET.
+local function mq_run_report(key, outcome, n)
+  n = n or 1
   if outcome == 'failed' then
-    redis.call('HINCRBY', key, 'failed', 1)
+    redis.call('HINCRBY', key, 'failed', n)
     return
   end
   if outcome == 'reopen' then
@@ -82,22 +83,23 @@ local function mq_run_report(key, outcome)
   local slot = 'b' .. (b % MQ_RUN_BUCKETS)
   local h = redis.call('HMGET', key, 'total', 'done', 'dead', 'sealed', 'ended', slot)
   local total, done, dead = tonumber(h[1]) or 0, tonumber(h[2]) or 0, tonumber(h[3]) or 0
-  if done + dead >= total then
+  n = math.min(n, total - done - dead)
+  if n <= 0 then
     return
   end
-  local n = 1
+  local ended = n
   if h[6] then
     local vb, vn = string.match(h[6], '^(%d+) (%d+)$')
     if tonumber(vb) == b then
-      n = tonumber(vn) + 1
+      ended = tonumber(vn) + n
     end
   end
   local count = dead
   if outcome == 'done' then
     count = done
   end
-  redis.call('HSET', key, outcome, count + 1, slot, b .. ' ' .. n)
-  if h[4] and not h[5] and done + dead + 1 >= total then
+  redis.call('HSET', key, outcome, count + n, slot, b .. ' ' .. ended)
+  if h[4] and not h[5] and done + dead + n >= total then
     mq_run_end(key, now)
   end
 end
