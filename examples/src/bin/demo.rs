@@ -87,7 +87,7 @@ struct Args {
     /// Products (flows, one `MULTI` each) being enqueued at once.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
     enqueue_batch: u64,
-    /// The run the day's products are counted in [default: products-<UTC date>-<HHMMSS>].
+    /// The run the day's products are counted in (default: `products-<UTC date>-<HHMMSS>`).
     #[arg(long)]
     run: Option<String>,
     /// Give up after this many seconds [default: 120; 1800 with --model minilm, which embeds
