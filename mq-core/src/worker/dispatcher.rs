@@ -241,13 +241,10 @@ impl Job {
             }
             Outcome::Done(_) => {
                 tm.success.inc();
-                // The acker untracks the id once the ack is flushed. It is gone only after the
-                // grace period; the entry then stays pending and runs again elsewhere. A flow
-                // child or a run's task is acked by its batch script, which reports its end.
-                let report = env.flow.as_deref().is_some_and(|f| f.reports());
+                // Untracked once flushed (a flow child's or run task's by its batch script).
                 let ack = Ack {
                     id: entry_id,
-                    report,
+                    report: env.flow.as_deref().is_some_and(|f| f.reports()),
                 };
                 if let Err(e) = self.ack_tx.send(ack).await {
                     self.queue.untrack([&e.0.id]);
