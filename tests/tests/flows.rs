@@ -757,20 +757,6 @@ async fn ten_thousand_flows_survive_a_sigkilled_worker() {
         .await
         .expect("SCARD");
     assert_eq!(completions, 1, "the completion task released once");
-    // The run counted every flow once, and its completion task was released once.
-    let info = admin.run("chaos").await.expect("run").expect("the run");
-    assert_eq!(
-        (info.total, info.done, info.dead, info.remaining),
-        (FLOWS, FLOWS - dead_parents, dead_parents, 0),
-        "{info:?}"
-    );
-    assert!(info.ended_ms.is_some());
-    let completions: u64 = redis::cmd("SCARD")
-        .arg(RUN_COMPLETE_KEY)
-        .query_async(&mut c)
-        .await
-        .expect("SCARD");
-    assert_eq!(completions, 1, "the completion task released once");
     let left: Vec<String> = redis::cmd("KEYS")
         .arg("*:flow:*")
         .query_async(&mut c)
