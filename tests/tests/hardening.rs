@@ -649,13 +649,20 @@ async fn a_starved_queue_does_not_hoard_entries() {
     let producer = Producer::connect(&server.url()).await.unwrap();
     let running_slow = Arc::new(AtomicUsize::new(0));
     let r = running_slow.clone();
+    // The slow tasks hold their permits until the test has looked (not for a fixed time,
+    // which a loaded machine can outlast), at most `t.ms`.
+    let release = Arc::new(AtomicBool::new(false));
+    let rel = release.clone();
     let worker = Worker::builder(&server.url())
         .concurrency(4)
         .handle::<Slow, _>(move |t: Slow, _c: TaskContext| {
-            let r = r.clone();
+            let (r, rel) = (r.clone(), rel.clone());
             async move {
                 r.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(t.ms)).await;
+                let until = Instant::now() + Duration::from_millis(t.ms);
+                while !rel.load(Ordering::SeqCst) && Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 Ok::<_, TaskError>(())
             }
         })
@@ -665,7 +672,7 @@ async fn a_starved_queue_does_not_hoard_entries() {
         .unwrap();
     let running = run_worker(worker);
     producer
-        .enqueue_many((0..4).map(|_| Slow { ms: 3_000 }))
+        .enqueue_many((0..4).map(|_| Slow { ms: 60_000 }))
         .await
         .unwrap();
     wait_until(WAIT, "4 slow tasks hold every permit", || {
@@ -686,6 +693,7 @@ async fn a_starved_queue_does_not_hoard_entries() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let held = pending(&mut c, &stream, "mq").await;
+    release.store(true, Ordering::SeqCst);
     assert_eq!(held, 1, "a starved queue holds one entry, not a window");
     running.stop().await;
 }

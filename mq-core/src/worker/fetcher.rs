@@ -46,6 +46,10 @@ use crate::{
     redis::conn,
 };
 
+/// How long a shutdown waits for the reply of a blocking read that `CLIENT UNBLOCK` found no
+/// longer blocked: a reply already sent arrives within a round trip.
+const UNBLOCKED_READ_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 pub(super) struct Fetcher {
     pub(super) shared: Arc<Shared>,
     pub(super) queue: Arc<QueueState>,
@@ -340,9 +344,12 @@ impl Fetcher {
 
     /// Ends a blocking read at shutdown without losing what it may deliver: `CLIENT UNBLOCK`
     /// (from another connection) makes it return at once, empty or with an entry delivered
-    /// just before; such an entry is handed back uncounted. Without a client id (or with an
-    /// ACL user lacking `CLIENT UNBLOCK`) the read is dropped, and an entry it still delivers
-    /// waits for the worker's final sweep.
+    /// just before; such an entry is handed back uncounted. When the read is not blocked any
+    /// more it has most likely just returned, its reply not yet taken in (the shutdown won
+    /// the race): that reply is awaited for [`UNBLOCKED_READ_WAIT`] and handed back uncounted
+    /// too. Without a client id (or with an ACL user lacking `CLIENT UNBLOCK`), or when the
+    /// reply does not come in that time (a silent reconnect changed the id), the read is
+    /// dropped, and an entry it still delivers waits for the worker's final sweep (counted).
     async fn stop_blocking_read(&self, client_id: Option<i64>, read: Request) {
         let Some(id) = client_id else { return };
         let unblocked: redis::RedisResult<i64> = self
@@ -354,21 +361,20 @@ impl Fetcher {
                 redis::cmd("CLIENT").arg("UNBLOCK").arg(id),
             )
             .await;
-        match unblocked {
-            Ok(1) => {}
-            Ok(_) => {
-                // Not blocked under that id (a silent reconnect changed it): do not wait out the
-                // block timeout; the final sweep hands back what the read may still deliver.
-                tracing::debug!(queue = %self.queue.queue, "CLIENT UNBLOCK found no blocked read; dropping it");
-                return;
-            }
+        let wait = match unblocked {
+            Ok(1) => conn::COMMAND_TIMEOUT,
+            Ok(_) => UNBLOCKED_READ_WAIT,
             Err(e) => {
                 tracing::debug!(queue = %self.queue.queue, error = %e, "CLIENT UNBLOCK failed; dropping the blocking read");
                 return;
             }
-        }
-        if let Ok(Ok(entries)) = tokio::time::timeout(conn::COMMAND_TIMEOUT, read).await {
-            self.hand_back(entries).await;
+        };
+        match tokio::time::timeout(wait, read).await {
+            Ok(Ok(entries)) => self.hand_back(entries).await,
+            Ok(Err(_)) => {}
+            Err(_) => {
+                tracing::debug!(queue = %self.queue.queue, "the blocking read did not answer at shutdown; dropping it");
+            }
         }
     }
 
