@@ -22,10 +22,7 @@ use async_trait::async_trait;
 use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{
-    handler::{panic_message, Handler, TaskContext, TaskError},
-    task::Task,
-};
+use crate::handler::{panic_message, Handler, TaskContext, TaskError};
 
 /// Handles many tasks of type `T` at once, returning one outcome per task in the same order.
 /// **Put `#[mq_core::async_trait]` on every `impl BatchHandler`** (as for
@@ -94,7 +91,7 @@ use crate::{
 /// # }
 /// ```
 #[async_trait]
-pub trait BatchHandler<T: Task>: Send + Sync + 'static {
+pub trait BatchHandler<T: Send + 'static>: Send + Sync + 'static {
     /// Handles a batch. The result must have one entry per task; if it does not, every task
     /// of the batch is retried.
     async fn handle_batch(&self, tasks: Vec<(T, TaskContext)>) -> Vec<Result<(), TaskError>>;
@@ -103,7 +100,7 @@ pub trait BatchHandler<T: Task>: Send + Sync + 'static {
 #[async_trait]
 impl<T, F, Fut> BatchHandler<T> for F
 where
-    T: Task,
+    T: Send + 'static,
     F: Fn(Vec<(T, TaskContext)>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Vec<Result<(), TaskError>>> + Send + 'static,
 {
@@ -170,7 +167,7 @@ pub const BATCH_MAX_WAIT_LIMIT: Duration = Duration::from_secs(365 * 24 * 3600);
 ///     .await
 /// # }
 /// ```
-pub fn batch<T: Task, H: BatchHandler<T>>(
+pub fn batch<T: Send + 'static, H: BatchHandler<T>>(
     max_size: usize,
     max_wait: Duration,
     handler: H,
@@ -195,23 +192,23 @@ pub fn batch<T: Task, H: BatchHandler<T>>(
 type Item<T> = (T, TaskContext, oneshot::Sender<Result<(), TaskError>>);
 
 /// A [`BatchHandler`] made into a [`Handler`] by [`batch`].
-pub struct Batched<T: Task, H> {
+pub struct Batched<T, H> {
     inner: Arc<Inner<T, H>>,
     tx: mpsc::Sender<Item<T>>,
     _task: PhantomData<fn() -> T>,
 }
 
-impl<T: Task, H> std::fmt::Debug for Batched<T, H> {
+impl<T, H> std::fmt::Debug for Batched<T, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Batched")
-            .field("task", &T::NAME)
+            .field("task", &std::any::type_name::<T>())
             .field("max_size", &self.inner.max_size)
             .field("max_wait", &self.inner.max_wait)
             .finish()
     }
 }
 
-struct Inner<T: Task, H> {
+struct Inner<T, H> {
     handler: H,
     max_size: usize,
     max_wait: Duration,
@@ -220,7 +217,7 @@ struct Inner<T: Task, H> {
 }
 
 #[async_trait]
-impl<T: Task, H: BatchHandler<T>> Handler<T> for Batched<T, H> {
+impl<T: Send + 'static, H: BatchHandler<T>> Handler<T> for Batched<T, H> {
     async fn handle(&self, task: T, ctx: TaskContext) -> Result<(), TaskError> {
         let rx = self.inner.rx.lock().map(|mut rx| rx.take()).unwrap_or(None);
         if let Some(rx) = rx {
@@ -240,7 +237,7 @@ impl<T: Task, H: BatchHandler<T>> Handler<T> for Batched<T, H> {
 /// Gathers tasks into batches and starts each batch as its own tokio task, until every sender
 /// is gone. A panic while gathering drops the tasks in hand (each gets a retryable error from
 /// its closed channel) and the collector goes on with the next batch.
-async fn collect<T: Task, H: BatchHandler<T>>(
+async fn collect<T: Send + 'static, H: BatchHandler<T>>(
     inner: Arc<Inner<T, H>>,
     mut rx: mpsc::Receiver<Item<T>>,
 ) {
@@ -254,7 +251,7 @@ async fn collect<T: Task, H: BatchHandler<T>>(
             }
             Ok(None) => return,
             Err(panic) => tracing::error!(
-                task = T::NAME,
+                task = std::any::type_name::<T>(),
                 panic = %panic_message(&*panic),
                 "batch collector panicked; the tasks it held are retried"
             ),
@@ -264,7 +261,7 @@ async fn collect<T: Task, H: BatchHandler<T>>(
 
 /// Waits for a first task, then for more until the batch is full or `max_wait` has passed.
 /// `None` once every sender is gone.
-async fn gather<T: Task, H>(
+async fn gather<T, H>(
     inner: &Inner<T, H>,
     rx: &mut mpsc::Receiver<Item<T>>,
 ) -> Option<Vec<Item<T>>> {
@@ -284,7 +281,10 @@ async fn gather<T: Task, H>(
     Some(items)
 }
 
-async fn run_batch<T: Task, H: BatchHandler<T>>(inner: Arc<Inner<T, H>>, items: Vec<Item<T>>) {
+async fn run_batch<T: Send + 'static, H: BatchHandler<T>>(
+    inner: Arc<Inner<T, H>>,
+    items: Vec<Item<T>>,
+) {
     let mut tasks = Vec::with_capacity(items.len());
     let mut senders = Vec::with_capacity(items.len());
     for (task, ctx, tx) in items {

@@ -436,7 +436,7 @@ where
 /// let _builder = mq_core::Worker::builder("redis://127.0.0.1/").handle(add);
 /// ```
 #[async_trait]
-pub trait Handler<T: Task>: Send + Sync + 'static {
+pub trait Handler<T: Send + 'static>: Send + Sync + 'static {
     /// Handles one task. `Err` is retried or dead-lettered as the [`TaskError`] says.
     async fn handle(&self, task: T, ctx: TaskContext) -> Result<(), TaskError>;
 }
@@ -444,7 +444,7 @@ pub trait Handler<T: Task>: Send + Sync + 'static {
 #[async_trait]
 impl<T, R, F, Fut> Handler<T> for F
 where
-    T: Task,
+    T: Send + 'static,
     R: serde::Serialize + Send + 'static,
     F: Fn(T, TaskContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<R, TaskError>> + Send + 'static,
@@ -486,8 +486,10 @@ pub(crate) struct DecodeError(pub(crate) String);
 
 /// A handler with its task type erased: decodes the payload, then calls the typed handler.
 pub(crate) trait ErasedHandler: Send + Sync + 'static {
+    /// Decodes `payload` (of the entry's task `name`) and starts the handler on it.
     fn call<'a>(
         &'a self,
+        name: &str,
         payload: &[u8],
         ctx: TaskContext,
     ) -> Result<BoxFuture<'a, Result<(), TaskError>>, DecodeError>;
@@ -511,6 +513,7 @@ impl<T, H> Typed<T, H> {
 impl<T: Task, H: Handler<T>> ErasedHandler for Typed<T, H> {
     fn call<'a>(
         &'a self,
+        _name: &str,
         payload: &[u8],
         ctx: TaskContext,
     ) -> Result<BoxFuture<'a, Result<(), TaskError>>, DecodeError> {

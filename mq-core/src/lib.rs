@@ -4,6 +4,7 @@ pub mod admin;
 pub mod batch;
 pub mod config;
 pub mod control;
+pub mod dynamic;
 pub mod enqueue;
 // The wire format's encoder and decoder: public for mq's own tests, hidden from the docs
 // (docs/wire-format.md describes the format).
@@ -27,6 +28,7 @@ pub use async_trait::async_trait;
 pub use batch::{batch, BatchHandler, Batched};
 pub use config::{TlsOptions, WorkerConfig};
 pub use control::{CancelOutcome, EventCursor, TaskEvent, TaskStatus};
+pub use dynamic::DynTask;
 pub use enqueue::Enqueue;
 pub use error::{Error, Result};
 pub use flow::{FailedChild, FlowChild, FlowPolicy};

@@ -4,10 +4,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{
-    envelope::now_ms,
+    envelope::{now_ms, Envelope},
     error::Result,
     redis::{keys::QueueKeys, scripts},
-    task::Task,
+    task::{Priority, Task},
     trace::current_traceparent,
 };
 
@@ -104,13 +104,41 @@ impl Producer {
         let keys = self
             .partition_keys::<T>()
             .swap_remove(self.partition_of(&task));
+        self.schedule_env(due, &keys, env).await
+    }
+
+    /// Enqueues a task given by queue, task name and MessagePack payload, as
+    /// [`enqueue_raw`](Self::enqueue_raw) does, to run after `delay` as
+    /// [`enqueue_in`](Self::enqueue_in) does. One script call.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue_raw`](Self::enqueue_raw).
+    pub async fn enqueue_raw_in(
+        &self,
+        delay: Duration,
+        queue: &str,
+        name: &str,
+        payload: Vec<u8>,
+    ) -> Result<String> {
+        let env = self.raw_envelope(queue, name, payload)?;
+        let keys = QueueKeys::new(&self.prefix, queue);
+        let keys = match self.priority {
+            None | Some(Priority::Normal) => keys,
+            Some(level) => keys.level(level),
+        };
+        self.schedule_env(Due::In(delay), &keys, env).await
+    }
+
+    /// Sends the schedule script for `env` (not unique) into `keys`' delayed set.
+    async fn schedule_env(&self, due: Due, keys: &QueueKeys, env: Envelope) -> Result<String> {
         let member = env.to_delayed_member();
         let mut inv = scripts::SCHEDULE.prepare_invoke();
-        due.schedule_args(&mut inv, &keys, &member);
+        due.schedule_args(&mut inv, keys, &member);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&inv).ignore();
         if env.track.is_some() || env.events {
-            record_enqueue(&mut pipe, &keys, &env, Some(due.unix_ms()));
+            record_enqueue(&mut pipe, keys, &env, Some(due.unix_ms()));
         }
         let sent = self.send_registering(&keys.queue, pipe.clone(), 0).await;
         let sent = match sent {

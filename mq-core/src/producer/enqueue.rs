@@ -117,12 +117,29 @@ impl Producer {
     /// # Ok(()) }
     /// ```
     pub async fn enqueue_raw(&self, queue: &str, name: &str, payload: Vec<u8>) -> Result<String> {
+        let env = self.raw_envelope(queue, name, payload)?;
+        let stream = match self.priority {
+            None | Some(Priority::Normal) => stream_key(&self.prefix, queue),
+            Some(level) => QueueKeys::new(&self.prefix, queue).level(level).stream,
+        };
+        let mut pipe = redis::pipe();
+        pipe.add_command(xadd(&stream, &env)).ignore();
+        self.send_one(queue, pipe, "XADD", env.id).await
+    }
+
+    /// The envelope of a raw task, its queue name, task name and payload size checked.
+    pub(super) fn raw_envelope(
+        &self,
+        queue: &str,
+        name: &str,
+        payload: Vec<u8>,
+    ) -> Result<Envelope> {
         keys::validate_queue_or_partition(queue).map_err(Error::Config)?;
         if name.is_empty() {
             return Err(Error::Config("task name must not be empty".into()));
         }
         self.check_payload(name, &payload)?;
-        let env = Envelope {
+        Ok(Envelope {
             id: new_task_id(),
             name: name.to_owned(),
             payload,
@@ -137,13 +154,6 @@ impl Producer {
             track: None,
             events: false,
             flow: None,
-        };
-        let stream = match self.priority {
-            None | Some(Priority::Normal) => stream_key(&self.prefix, queue),
-            Some(level) => QueueKeys::new(&self.prefix, queue).level(level).stream,
-        };
-        let mut pipe = redis::pipe();
-        pipe.add_command(xadd(&stream, &env)).ignore();
-        self.send_one(queue, pipe, "XADD", env.id).await
+        })
     }
 }

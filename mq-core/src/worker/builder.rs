@@ -14,12 +14,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::WorkerConfig,
+    dynamic::{DynTask, Dynamic, ANY_NAME},
     error::{Error, Result},
-    handler::{Handler, Typed},
+    handler::{ErasedHandler, Handler, Typed},
     health::Health,
     metrics::Metrics,
     redis::{acl, conn, keys::validate_queue_name, keys::QueueKeys},
-    task::Task,
+    task::{Task, TaskOptions},
 };
 
 use super::run::{QueueRuntime, Worker};
@@ -80,17 +81,40 @@ impl WorkerBuilder {
     /// Handles tasks of type `T` (on queue `T::QUEUE`) with `handler`: a [`Handler`] or an
     /// async fn / closure `Fn(T, TaskContext) -> Future<Output = Result<(), TaskError>>`.
     /// Several task types may share a queue.
-    pub fn handle<T: Task, H: Handler<T>>(mut self, handler: H) -> Self {
-        let queue = self.handlers.entry(T::QUEUE.to_owned()).or_default();
-        if queue
-            .insert(T::NAME.to_owned(), Arc::new(Typed::<T, H>::new(handler)))
-            .is_some()
-        {
-            self.problems.push(format!(
-                "two handlers for task {} on queue {}",
-                T::NAME,
-                T::QUEUE
-            ));
+    pub fn handle<T: Task, H: Handler<T>>(self, handler: H) -> Self {
+        self.insert(T::QUEUE, T::NAME, Arc::new(Typed::<T, H>::new(handler)))
+    }
+
+    /// Handles the tasks named `name` on `queue` (every name not handled otherwise when
+    /// `name` is `None`) with `handler`, under `options`: for task types known only at run
+    /// time (another language's bridge, a tool). Each payload is decoded from MessagePack as
+    /// `V` (`rmpv::Value` takes any); one that does not decode is dead-lettered with the
+    /// decoder's message. Wrap `handler` with [`batch`](crate::batch) for batches.
+    pub fn handle_dynamic<V, H>(
+        self,
+        queue: &str,
+        name: Option<&str>,
+        options: TaskOptions,
+        handler: H,
+    ) -> Self
+    where
+        V: serde::de::DeserializeOwned + Send + 'static,
+        H: Handler<DynTask<V>>,
+    {
+        let erased = Arc::new(Dynamic::<V, H>::new(handler, options));
+        self.insert(queue, name.unwrap_or(ANY_NAME), erased)
+    }
+
+    fn insert(mut self, queue: &str, name: &str, handler: Arc<dyn ErasedHandler>) -> Self {
+        let handlers = self.handlers.entry(queue.to_owned()).or_default();
+        if handlers.insert(name.to_owned(), handler).is_some() {
+            let name = if name == ANY_NAME {
+                "of any name"
+            } else {
+                name
+            };
+            self.problems
+                .push(format!("two handlers for task {name} on queue {queue}"));
         }
         self
     }

@@ -104,7 +104,7 @@ impl Job {
         if let Some(f) = env.flow.as_deref().filter(|f| f.blocked) {
             return Box::pin(self.dead(&entry_id, &Ident::of(&env), &f.blocked_reason())).await;
         }
-        let Some(handler) = self.queue.handlers.get(&env.name).cloned() else {
+        let Some(handler) = self.queue.handler(&env.name) else {
             let reason = format!("unknown task name {:?}", env.name);
             Box::pin(self.dead(&entry_id, &Ident::of(&env), &reason)).await;
             return;
@@ -199,19 +199,20 @@ impl Job {
         }
         let started = Instant::now();
         // Decoding runs user code (Deserialize impls) too: guard it like the handler.
-        let outcome =
-            match std::panic::catch_unwind(AssertUnwindSafe(|| handler.call(&env.payload, ctx))) {
-                Ok(Err(e)) => Outcome::Invalid(e.0),
-                Ok(Ok(fut)) => tokio::select! {
-                    biased;
-                    o = run_guarded(fut, options.timeout, result.as_deref()).instrument(span) => o,
-                    _ = self.abort.cancelled() => Outcome::Aborted,
-                },
-                Err(panic) => Outcome::Failed(TaskError::retry(format!(
-                    "payload decoding panicked: {}",
-                    panic_message(&*panic)
-                ))),
-            };
+        let outcome = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+            handler.call(&env.name, &env.payload, ctx)
+        })) {
+            Ok(Err(e)) => Outcome::Invalid(e.0),
+            Ok(Ok(fut)) => tokio::select! {
+                biased;
+                o = run_guarded(fut, options.timeout, result.as_deref()).instrument(span) => o,
+                _ = self.abort.cancelled() => Outcome::Aborted,
+            },
+            Err(panic) => Outcome::Failed(TaskError::retry(format!(
+                "payload decoding panicked: {}",
+                panic_message(&*panic)
+            ))),
+        };
         tm.duration.observe(started.elapsed().as_secs_f64());
         // The last progress reported within the last second (nothing for tasks that report none).
         progress.flush().await;

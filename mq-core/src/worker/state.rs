@@ -75,6 +75,12 @@ pub(crate) struct QueueState {
 }
 
 impl QueueState {
+    /// The handler of task `name`: its own, or else the queue's handler of any name.
+    pub(crate) fn handler(&self, name: &str) -> Option<Arc<dyn ErasedHandler>> {
+        let any = || self.handlers.get(crate::dynamic::ANY_NAME);
+        self.handlers.get(name).or_else(any).cloned()
+    }
+
     pub(crate) fn track(&self, entry_id: &str) {
         lock(&self.in_flight).insert(entry_id.to_owned());
     }

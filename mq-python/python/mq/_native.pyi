@@ -1,0 +1,81 @@
+"""Type stubs of mq's native module (the Rust half of the package)."""
+
+from typing import Any, Callable, Optional, Sequence
+
+from .errors import Duration
+
+class MqError(Exception):
+    """An error of mq itself: Redis unreachable, a bad option, a refused configuration."""
+
+class Producer:
+    """Enqueues tasks into mq's queues; safe to share between threads."""
+
+    def __init__(self, url: str, *, prefix: Optional[str] = None) -> None: ...
+    def enqueue(
+        self,
+        queue: str,
+        payload: dict[str, Any],
+        *,
+        name: Optional[str] = None,
+        delay: Optional[Duration] = None,
+        priority: Optional[str] = None,
+    ) -> str:
+        """Enqueues one task and returns its id (``name`` defaults to the queue's name)."""
+    def enqueue_many(
+        self,
+        queue: str,
+        payloads: Sequence[dict[str, Any]],
+        *,
+        name: Optional[str] = None,
+        delay: Optional[Duration] = None,
+        priority: Optional[str] = None,
+    ) -> list[str]:
+        """Enqueues many tasks, sent concurrently; returns their ids in order."""
+
+class Context:
+    """What a handler knows about its task."""
+
+    id: str
+    entry_id: str
+    queue: str
+    name: str
+    attempt: int
+    max_retries: int
+    enqueued_at: int
+    last_error: Optional[str]
+    def is_cancelled(self) -> bool: ...
+
+class _Worker:
+    def __init__(
+        self,
+        url: str,
+        *,
+        concurrency: int = 64,
+        prefix: Optional[str] = None,
+        group: Optional[str] = None,
+        consumer: Optional[str] = None,
+        metrics_addr: Optional[str] = None,
+        reclaim_timeout: Optional[Duration] = None,
+        grace_period: Optional[Duration] = None,
+        block_timeout: Optional[Duration] = None,
+    ) -> None: ...
+    def register(
+        self,
+        queue: str,
+        func: Callable[..., Any],
+        *,
+        name: Optional[str] = None,
+        wants_ctx: bool = False,
+        is_async: bool = False,
+        max_retries: Optional[int] = None,
+        timeout: Optional[Duration] = None,
+        backoff: Optional[str] = None,
+        concurrency: Optional[int] = None,
+        result_ttl: Optional[Duration] = None,
+        batch_size: Optional[int] = None,
+        batch_wait: Optional[Duration] = None,
+    ) -> None: ...
+    def run(self, event_loop: Optional[Any] = None) -> None: ...
+    def stop(self) -> None: ...
+    def abort(self) -> None: ...
+    def stopping(self) -> bool: ...
