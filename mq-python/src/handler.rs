@@ -196,7 +196,12 @@ impl PyFunction {
         })?;
         let future = self.env.submit.bind(py).call1((out, event_loop.bind(py)))?;
         let (tx, rx) = oneshot::channel();
-        let done = Bound::new(py, Done { tx: Mutex::new(Some(tx)) })?;
+        let done = Bound::new(
+            py,
+            Done {
+                tx: Mutex::new(Some(tx)),
+            },
+        )?;
         future.call_method1("add_done_callback", (done,))?;
         Ok(Called::Running(rx, CancelOnDrop(Some(future.unbind()))))
     }
@@ -211,11 +216,13 @@ impl PyFunction {
     ) -> Result<R, TaskError> {
         let me = self.clone();
         let work = move || {
-            Python::attach(|py| match make(py).and_then(|args| me.call(py, args.into_bound(py))) {
-                Ok(Called::Returned(v)) => Ok(settle(py, Ok(v))),
-                Ok(Called::Running(rx, guard)) => Err((rx, guard, settle)),
-                Err(e) => Ok(settle(py, Err(e))),
-            })
+            Python::attach(
+                |py| match make(py).and_then(|args| me.call(py, args.into_bound(py))) {
+                    Ok(Called::Returned(v)) => Ok(settle(py, Ok(v))),
+                    Ok(Called::Running(rx, guard)) => Err((rx, guard, settle)),
+                    Err(e) => Ok(settle(py, Err(e))),
+                },
+            )
         };
         let started = match ctx {
             Some(ctx) => ctx.blocking(work).await?,
@@ -225,9 +232,11 @@ impl PyFunction {
             Ok(done) => return Ok(done),
             Err(running) => running,
         };
-        let outcome = rx
-            .await
-            .unwrap_or_else(|_| Err(pyo3::exceptions::PyRuntimeError::new_err("the coroutine was dropped")));
+        let outcome = rx.await.unwrap_or_else(|_| {
+            Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "the coroutine was dropped",
+            ))
+        });
         guard.0 = None;
         mq_core::blocking(move || Python::attach(|py| settle(py, outcome))).await
     }

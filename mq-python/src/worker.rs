@@ -185,7 +185,8 @@ impl NativeWorker {
                 runtime().block_on(async { tokio::time::timeout(SIGNAL_CHECK, &mut handle).await })
             });
             if let Ok(joined) = joined {
-                let ran = joined.map_err(|e| PyRuntimeError::new_err(format!("the worker task failed: {e}")))?;
+                let ran = joined
+                    .map_err(|e| PyRuntimeError::new_err(format!("the worker task failed: {e}")))?;
                 return match raised {
                     Some(e) => Err(e),
                     None => ran.map_err(mq_error),

@@ -16,7 +16,7 @@ import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGET = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+TARGET = ROOT / os.environ.get("CARGO_TARGET_DIR", "target")  # an absolute one stays as is
 
 
 def free_port() -> int:
