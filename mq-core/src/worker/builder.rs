@@ -89,7 +89,7 @@ impl WorkerBuilder {
     /// `name` is `None`) with `handler`, under `options`: for task types known only at run
     /// time (another language's bridge, a tool). Each payload is decoded from MessagePack as
     /// `V` (`rmpv::Value` takes any); one that does not decode is dead-lettered with the
-    /// decoder's message. Wrap `handler` with [`batch`](crate::batch) for batches.
+    /// decoder's message. Wrap `handler` with [`batch`](fn@crate::batch) for batches.
     pub fn handle_dynamic<V, H>(
         self,
         queue: &str,
