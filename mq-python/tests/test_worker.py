@@ -299,3 +299,34 @@ def test_stop_from_a_handler_ends_run(server, r):
     assert not t.is_alive(), "run() returned after stop() from the handler"
     assert done == [1]
     wait_for(lambda: xlen(r, "s") == 0, 10, "the task was acked")
+
+
+def test_admin_reads_dead_letters_replays_them_and_reads_results(server, r):
+    producer = mq.Producer(server.url)
+    admin = mq.Admin(server.url)
+    fail = {"on": True}
+    worker = fast_worker(server)
+
+    @worker.task("adm", max_retries=0, result_ttl="1h")
+    def handle(payload):
+        if fail["on"]:
+            raise mq.Permanent(f"refused {payload['n']}")
+        return {"doubled": payload["n"] * 2}
+
+    task_id = producer.enqueue("adm", {"n": 21})
+    with running(worker):
+        wait_for(lambda: admin.stats("adm")["dead"] == 1, 20, "dead")
+        (letter,) = admin.dead("adm")
+        assert letter["id"] == task_id
+        assert letter["payload"] == {"n": 21}
+        assert letter["error"] == "permanent failure: refused 21"
+        assert admin.status("adm", task_id) == {"state": "failed",
+                                                "reason": "permanent failure: refused 21"}
+        fail["on"] = False
+        assert admin.replay("adm", [letter["dead_id"]]) == 1
+        wait_for(lambda: admin.status("adm", task_id)["state"] == "succeeded", 20, "replayed")
+    assert admin.result("adm", task_id) == {"doubled": 42}
+    assert admin.stats("adm")["dead"] == 0
+    assert "adm" in admin.queues()
+    assert admin.status("adm", "no-such-id") == {"state": "unknown"}
+    assert admin.replay("adm", ["0-1"]) == 0

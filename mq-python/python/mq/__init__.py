@@ -28,10 +28,10 @@ import threading
 from typing import Any, Callable, Optional, TypeVar
 
 from . import _native
-from ._native import Context, MqError, Producer
+from ._native import Admin, Context, MqError, Producer
 from .errors import Duration, Permanent, Retry, Snooze
 
-__all__ = ["Context", "MqError", "Permanent", "Producer", "Retry", "Snooze", "Worker"]
+__all__ = ["Admin", "Context", "MqError", "Permanent", "Producer", "Retry", "Snooze", "Worker"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
