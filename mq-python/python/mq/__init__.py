@@ -103,20 +103,15 @@ class Worker:
         retries it with ``backoff`` (``"exponential(1s, 10m)"``, ``"fixed(5s)"``, ``"none"``).
         """
 
-        def register(func: F) -> F:
-            self._register(
-                queue,
-                func,
-                name=name,
-                max_retries=max_retries,
-                timeout=timeout,
-                backoff=backoff,
-                concurrency=concurrency,
-                result_ttl=result_ttl,
-            )
-            return func
-
-        return register
+        return self._decorator(
+            queue,
+            name=name,
+            max_retries=max_retries,
+            timeout=timeout,
+            backoff=backoff,
+            concurrency=concurrency,
+            result_ttl=result_ttl,
+        )
 
     def batch(
         self,
@@ -140,19 +135,21 @@ class Worker:
         there are free slots.
         """
 
+        return self._decorator(
+            queue,
+            name=name,
+            max_retries=max_retries,
+            timeout=timeout,
+            backoff=backoff,
+            concurrency=concurrency,
+            result_ttl=result_ttl,
+            batch_size=max_size,
+            batch_wait=max_wait_ms / 1000.0,
+        )
+
+    def _decorator(self, queue: str, **options: Any) -> Callable[[F], F]:
         def register(func: F) -> F:
-            self._register(
-                queue,
-                func,
-                name=name,
-                max_retries=max_retries,
-                timeout=timeout,
-                backoff=backoff,
-                concurrency=concurrency,
-                result_ttl=result_ttl,
-                batch_size=max_size,
-                batch_wait=max_wait_ms / 1000.0,
-            )
+            self._register(queue, func, **options)
             return func
 
         return register
