@@ -29,6 +29,11 @@ if ! python3 -c 'import msgpack, redis' 2>/dev/null; then
   }
 fi
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+# One build of each crate, so no incremental caches (they doubled the target directory); the
+# free disk is printed first and the target directory's size at the end (CI once ran out).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+df -h . | tail -1 | awk '{print "disk free before the build: " $4}' >&2
+trap 'du -sh "${CARGO_TARGET_DIR:-target}" >&2 || true' EXIT
 export RUSTDOCFLAGS="${RUSTDOCFLAGS:--D warnings}"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
