@@ -22,5 +22,9 @@ fi
 rm -rf "$target/wheels"
 "$venv/bin/maturin" build -q -m mq-python/Cargo.toml --profile dev -o "$target/wheels"
 "$venv/bin/pip" install -q --force-reinstall --no-deps "$target"/wheels/mq-*.whl
+# The type stubs: mypy --strict over the package, and stubtest, which imports the built module
+# and fails on any class, method or parameter the stubs get wrong or leave out.
+(cd mq-python && "$venv/bin/python" -m mypy --strict --no-incremental python/mq &&
+  "$venv/bin/python" -m mypy.stubtest --ignore-disjoint-bases mq._native)
 cd mq-python/tests
 exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"

@@ -35,7 +35,7 @@ pub use flow::{FailedChild, FlowChild, FlowPolicy};
 pub use handler::{blocking, Handler, TaskContext, TaskError};
 pub use metrics::Metrics;
 pub use mq_macros::Task;
-pub use producer::{Enqueued, Flow, FlowIds, Producer, ProducerBuilder, Run};
+pub use producer::{Enqueued, Flow, FlowIds, Producer, ProducerBuilder, RawTask, Run};
 pub use retry::Backoff;
 pub use task::{Priority, Rate, Task, TaskOptions};
 pub use tokio_util::sync::CancellationToken;

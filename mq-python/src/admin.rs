@@ -51,6 +51,27 @@ impl Admin {
         Ok(d)
     }
 
+    /// A run's progress (`None` if there is no run of that name): a dict with `name`, `total`,
+    /// `done`, `dead`, `failed`, `remaining`, `sealed` and `ended` (server unix ms, or
+    /// `None`), `rate_per_sec` and `eta_secs` (or `None`).
+    fn run<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(r) = block(py, self.inner.run(name))? else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("name", r.name)?;
+        d.set_item("total", r.total)?;
+        d.set_item("done", r.done)?;
+        d.set_item("dead", r.dead)?;
+        d.set_item("failed", r.failed)?;
+        d.set_item("remaining", r.remaining)?;
+        d.set_item("sealed", r.sealed_ms)?;
+        d.set_item("ended", r.ended_ms)?;
+        d.set_item("rate_per_sec", r.rate_per_sec)?;
+        d.set_item("eta_secs", r.eta_secs)?;
+        Ok(Some(d))
+    }
+
     /// The newest `count` dead letters of `queue`, newest first: dicts with `dead_id`, `id`,
     /// `name`, `error`, `attempts`, `failed_at`, `worker` and `payload` (decoded, or `None`).
     #[pyo3(signature = (queue, count = 100))]

@@ -60,6 +60,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     init_logging();
     m.add("MqError", m.py().get_type::<MqError>())?;
     m.add_class::<producer::Producer>()?;
+    m.add_class::<producer::Run>()?;
     m.add_class::<admin::Admin>()?;
     m.add_class::<worker::NativeWorker>()?;
     m.add_class::<handler::Context>()?;

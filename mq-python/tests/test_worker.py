@@ -320,7 +320,7 @@ def test_admin_reads_dead_letters_replays_them_and_reads_results(server, r):
         assert letter["id"] == task_id
         assert letter["payload"] == {"n": 21}
         assert letter["error"] == "permanent failure: refused 21"
-        # The Python producer does not track tasks yet: no status is kept.
+        # Enqueued without result_ttl, the task is not tracked: no status is kept.
         assert admin.status("adm", task_id) == {"state": "unknown"}
         fail["on"] = False
         assert admin.replay("adm", [letter["dead_id"]]) == 1

@@ -7,7 +7,7 @@ use crate::{
     envelope::{now_ms, Envelope},
     error::Result,
     redis::{keys::QueueKeys, scripts},
-    task::{Priority, Task},
+    task::Task,
     trace::current_traceparent,
 };
 
@@ -122,16 +122,17 @@ impl Producer {
         payload: Vec<u8>,
     ) -> Result<String> {
         let env = self.raw_envelope(queue, name, payload)?;
-        let keys = QueueKeys::new(&self.prefix, queue);
-        let keys = match self.priority {
-            None | Some(Priority::Normal) => keys,
-            Some(level) => keys.level(level),
-        };
+        let keys = self.raw_keys(queue);
         self.schedule_env(Due::In(delay), &keys, env).await
     }
 
     /// Sends the schedule script for `env` (not unique) into `keys`' delayed set.
-    async fn schedule_env(&self, due: Due, keys: &QueueKeys, env: Envelope) -> Result<String> {
+    pub(super) async fn schedule_env(
+        &self,
+        due: Due,
+        keys: &QueueKeys,
+        env: Envelope,
+    ) -> Result<String> {
         let member = env.to_delayed_member();
         let mut inv = scripts::SCHEDULE.prepare_invoke();
         due.schedule_args(&mut inv, keys, &member);

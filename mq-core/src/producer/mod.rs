@@ -10,6 +10,7 @@
 //! - `tracked.rs`: tracked task types: the ACL check, the status and event writes.
 //! - `envelope.rs`: building an envelope, [`DEFAULT_MAX_PAYLOAD`], the entry's `XADD`.
 //! - `enqueue.rs`: one task now: `enqueue`, `submit`, `enqueue_raw`.
+//! - `raw.rs`: tasks of types known at run time, with options: [`RawTask`], `submit_raw`.
 //! - `unique.rs`: unique tasks: [`Enqueued`], the `enqueue_unique.lua` call.
 //! - `delayed.rs`: delayed tasks: `enqueue_in`, `enqueue_at` and their batches.
 //! - `batch.rs`: many tasks in pipelines: `enqueue_many`, `submit_many`.
@@ -32,6 +33,7 @@ mod envelope;
 mod flow;
 mod partition;
 mod priority;
+mod raw;
 mod run;
 mod send;
 mod tracked;
@@ -44,6 +46,7 @@ pub use durability::Durability;
 pub use durable::MAX_DURABLE_TIMEOUT;
 pub use envelope::DEFAULT_MAX_PAYLOAD;
 pub use flow::{Flow, FlowIds, MAX_FLOW_CHILDREN};
+pub use raw::RawTask;
 pub use run::{Run, MAX_RUN_NAME};
 pub use unique::Enqueued;
 

@@ -4,17 +4,17 @@
 //! [`Admin::run`](crate::Admin::run) for reading a run.
 
 use crate::{
-    envelope::now_ms,
+    envelope::{now_ms, Envelope},
     error::{Error, Result},
     flow::FlowLinks,
-    redis::{conn::Conn, keys, scripts},
+    redis::{conn::Conn, keys, keys::QueueKeys, scripts},
     task::Task,
     trace::current_traceparent,
 };
 
 use super::{
     batch::ENQUEUE_BATCH, client::Producer, durability::send, envelope::xadd, flow::Flow,
-    tracked::record_enqueue,
+    raw::RawTask, tracked::record_enqueue,
 };
 
 /// The longest run name: 200 bytes.
@@ -148,49 +148,111 @@ impl Run {
         p.check_tracked::<T>().await?;
         let parts = p.partition_keys::<T>();
         let (now, traceparent) = (now_ms(), current_traceparent());
-        let queue = keys::base_queue(T::QUEUE).to_owned();
         let mut ids = Vec::new();
         let mut tasks = tasks.into_iter().peekable();
         while tasks.peek().is_some() {
             let mut batch = Vec::with_capacity(ENQUEUE_BATCH);
             for task in tasks.by_ref().take(ENQUEUE_BATCH) {
-                let mut env = p.envelope(&task, now, traceparent.as_deref())?;
-                if env.unique.is_some() {
-                    return Err(Error::Config(format!(
-                        "task {} is unique: unique tasks cannot be in a run (yet)",
-                        T::NAME
-                    )));
-                }
-                env.flow = Some(Box::new(FlowLinks {
-                    run: Some(self.key.clone()),
-                    ..FlowLinks::default()
-                }));
-                batch.push((env, p.partition_of(&task)));
+                let env = p.envelope(&task, now, traceparent.as_deref())?;
+                batch.push((self.in_run(env)?, p.partition_of(&task)));
             }
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            // The count first: a task can end only once it is counted.
-            pipe.cmd("HINCRBY")
-                .arg(&self.key)
-                .arg("total")
-                .arg(batch.len())
-                .ignore();
-            for (env, part) in &batch {
-                pipe.add_command(xadd(&parts[*part].stream, env)).ignore();
-                if env.track.is_some() || env.events {
-                    record_enqueue(&mut pipe, &parts[*part], env, None);
-                }
-            }
-            pipe.cmd("SADD")
-                .arg(keys::queues_key(&p.prefix))
-                .arg(&queue)
-                .ignore();
-            let sent = send(pipe, p.conn.clone(), None, 0).await;
-            p.checked(sent.map(|(_, s)| s), "run MULTI").await?;
-            ids.extend(batch.into_iter().map(|(env, _)| env.id));
-            self.wait_replicas(&ids).await?;
+            self.send_batch(batch, &parts, &mut ids).await?;
         }
         Ok(ids)
+    }
+
+    /// Enqueues [`RawTask`]s (tasks of types known at run time) in the run, as
+    /// [`enqueue_many`](Self::enqueue_many) does, and returns their ids in order.
+    ///
+    /// # Errors
+    ///
+    /// As [`enqueue_many`](Self::enqueue_many), and as
+    /// [`Producer::submit_raw`](Producer::submit_raw) for a task it would refuse.
+    pub async fn enqueue_raw(
+        &self,
+        tasks: impl IntoIterator<Item = RawTask>,
+    ) -> Result<Vec<String>> {
+        let p = &self.producer;
+        let mut ids = Vec::new();
+        let mut tasks = tasks.into_iter().peekable();
+        while tasks.peek().is_some() {
+            let (mut batch, mut parts) = (Vec::with_capacity(ENQUEUE_BATCH), Vec::new());
+            for task in tasks.by_ref().take(ENQUEUE_BATCH) {
+                let (tracked, queue) = (task.tracked(), task.queue.clone());
+                let env = self.in_run(task.envelope(p)?)?;
+                p.check_tracked_if(tracked).await?;
+                let keys = p.raw_keys(&queue);
+                let part = match parts
+                    .iter()
+                    .position(|k: &QueueKeys| k.stream == keys.stream)
+                {
+                    Some(i) => i,
+                    None => {
+                        parts.push(keys);
+                        parts.len() - 1
+                    }
+                };
+                batch.push((env, part));
+            }
+            self.send_batch(batch, &parts, &mut ids).await?;
+        }
+        Ok(ids)
+    }
+
+    /// `env` as a task of this run (its `rn` field set); a unique task is refused.
+    fn in_run(&self, mut env: Envelope) -> Result<Envelope> {
+        if env.unique.is_some() {
+            return Err(Error::Config(format!(
+                "task {} is unique: unique tasks cannot be in a run (yet)",
+                env.name
+            )));
+        }
+        env.flow = Some(Box::new(FlowLinks {
+            run: Some(self.key.clone()),
+            ..FlowLinks::default()
+        }));
+        Ok(env)
+    }
+
+    /// Writes one batch of the run's tasks, each `(envelope, index in parts)`, in one
+    /// `MULTI`: the run's `total` raised by their number first (a task can end only once it is
+    /// counted), their entries, their queues in the registry. Then a durable producer waits
+    /// for its replicas. Appends their ids to `ids`.
+    async fn send_batch(
+        &self,
+        batch: Vec<(Envelope, usize)>,
+        parts: &[QueueKeys],
+        ids: &mut Vec<String>,
+    ) -> Result<()> {
+        let p = &self.producer;
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.cmd("HINCRBY")
+            .arg(&self.key)
+            .arg("total")
+            .arg(batch.len())
+            .ignore();
+        let mut queues: Vec<&str> = Vec::new();
+        for (env, part) in &batch {
+            let keys = &parts[*part];
+            pipe.add_command(xadd(&keys.stream, env)).ignore();
+            if env.track.is_some() || env.events {
+                record_enqueue(&mut pipe, keys, env, None);
+            }
+            let queue = keys::base_queue(&keys.queue);
+            if !queues.contains(&queue) {
+                queues.push(queue);
+            }
+        }
+        let registry = pipe.cmd("SADD").arg(keys::queues_key(&p.prefix));
+        for queue in queues {
+            registry.arg(queue);
+        }
+        registry.ignore();
+        let sent = send(pipe, p.conn.clone(), None, 0).await;
+        p.checked(sent.map(|(_, s)| s), "run MULTI").await?;
+        ids.extend(batch.into_iter().map(|(env, _)| env.id));
+        self.wait_replicas(ids).await
     }
 
     /// A durable producer's `WAIT` after a `MULTI` (inside it, it would not wait).
@@ -237,19 +299,40 @@ impl Run {
     pub async fn seal_with<T: Task>(&self, completion: T) -> Result<bool> {
         let p = &self.producer;
         let env = p.envelope(&completion, now_ms(), current_traceparent().as_deref())?;
+        self.seal_with_env(T::QUEUE, &p.stream_of(&completion), env)
+            .await
+    }
+
+    /// Seals the run like [`seal_with`](Self::seal_with), with a [`RawTask`] as its
+    /// completion task.
+    ///
+    /// # Errors
+    ///
+    /// As [`seal_with`](Self::seal_with); [`Error::Config`] for a unique or tracked task.
+    pub async fn seal_with_raw(&self, completion: RawTask) -> Result<bool> {
+        let p = &self.producer;
+        let queue = completion.queue.clone();
+        let env = completion.envelope(p)?;
+        self.seal_with_env(&queue, &p.raw_keys(&queue).stream, env)
+            .await
+    }
+
+    /// Seals the run with the completion task `env` for `stream` of `queue`: checked (neither
+    /// unique nor tracked), its queue registered, then the seal script.
+    async fn seal_with_env(&self, queue: &str, stream: &str, env: Envelope) -> Result<bool> {
         if env.unique.is_some() || env.track.is_some() || env.events {
             return Err(Error::Config(format!(
                 "task {} is unique or tracked: a run's completion task cannot be (yet)",
-                T::NAME
+                env.name
             )));
         }
-        let cmd = xadd(&p.stream_of(&completion), &env);
+        let cmd = xadd(stream, &env);
         let mut registry = redis::cmd("SADD");
         registry
-            .arg(keys::queues_key(&p.prefix))
-            .arg(keys::base_queue(T::QUEUE));
+            .arg(keys::queues_key(&self.producer.prefix))
+            .arg(keys::base_queue(queue));
         registry
-            .query_async::<()>(&mut p.conn.clone())
+            .query_async::<()>(&mut self.producer.conn.clone())
             .await
             .map_err(Error::redis("SADD queues"))?;
         self.seal_inner(Some(cmd)).await

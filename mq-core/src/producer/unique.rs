@@ -72,34 +72,40 @@ impl Producer {
         let keys = self
             .partition_keys::<T>()
             .swap_remove(self.partition_of(task));
-        async move {
-            let inv = unique_invocation(&keys, &env, due);
-            let mut pipe = redis::pipe();
-            pipe.invoke_script(&inv);
-            let sent = self.send_registering(&keys.queue, pipe.clone(), 1).await;
-            let sent = match sent {
-                Err(e)
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    self.load_script(&scripts::ENQUEUE_UNIQUE, "enqueue")
-                        .await?;
-                    self.send_registering(&keys.queue, pipe, 1).await
-                }
-                sent => sent,
-            };
-            let (replies, short) = sent
-                .map_err(Error::redis("enqueue"))
-                .or_else_readonly(&self.conn)
-                .await?;
-            let outcome = replies
-                .first()
-                .map(|r| self.unique_outcome(r, &env.id))
-                .transpose()?
-                .unwrap_or(Enqueued::Added(env.id));
-            match short {
-                None => Ok(outcome),
-                Some(short) => Err(short.into_error(vec![outcome.into_id()])),
+        self.submit_unique_at(keys, env, due)
+    }
+
+    /// [`submit_unique`](Self::submit_unique) into the partition whose keys are `keys`.
+    pub(super) async fn submit_unique_at(
+        &self,
+        keys: QueueKeys,
+        env: Envelope,
+        due: Option<Due>,
+    ) -> Result<Enqueued> {
+        let inv = unique_invocation(&keys, &env, due);
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&inv);
+        let sent = self.send_registering(&keys.queue, pipe.clone(), 1).await;
+        let sent = match sent {
+            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.load_script(&scripts::ENQUEUE_UNIQUE, "enqueue")
+                    .await?;
+                self.send_registering(&keys.queue, pipe, 1).await
             }
+            sent => sent,
+        };
+        let (replies, short) = sent
+            .map_err(Error::redis("enqueue"))
+            .or_else_readonly(&self.conn)
+            .await?;
+        let outcome = replies
+            .first()
+            .map(|r| self.unique_outcome(r, &env.id))
+            .transpose()?
+            .unwrap_or(Enqueued::Added(env.id));
+        match short {
+            None => Ok(outcome),
+            Some(short) => Err(short.into_error(vec![outcome.into_id()])),
         }
     }
 

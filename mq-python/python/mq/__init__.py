@@ -28,10 +28,20 @@ import threading
 from typing import Any, Callable, Optional, TypeVar
 
 from . import _native
-from ._native import Admin, Context, MqError, Producer
+from ._native import Admin, Context, MqError, Producer, Run
 from .errors import Duration, Permanent, Retry, Snooze
 
-__all__ = ["Admin", "Context", "MqError", "Permanent", "Producer", "Retry", "Snooze", "Worker"]
+__all__ = [
+    "Admin",
+    "Context",
+    "MqError",
+    "Permanent",
+    "Producer",
+    "Retry",
+    "Run",
+    "Snooze",
+    "Worker",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 

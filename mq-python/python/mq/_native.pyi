@@ -1,16 +1,19 @@
 """Type stubs of mq's native module (the Rust half of the package)."""
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, final
 
 from .errors import Duration
+
+__all__ = ["MqError", "Producer", "Run", "Admin", "_Worker", "Context", "Done"]
 
 class MqError(Exception):
     """An error of mq itself: Redis unreachable, a bad option, a refused configuration."""
 
+@final
 class Producer:
     """Enqueues tasks into mq's queues; safe to share between threads."""
 
-    def __init__(self, url: str, *, prefix: Optional[str] = None) -> None: ...
+    def __new__(cls, url: str, *, prefix: Optional[str] = None) -> Producer: ...
     def enqueue(
         self,
         queue: str,
@@ -19,8 +22,28 @@ class Producer:
         name: Optional[str] = None,
         delay: Optional[Duration] = None,
         priority: Optional[str] = None,
+        unique: Optional[str] = None,
+        result_ttl: Optional[Duration] = None,
+        run: Optional[Run] = None,
     ) -> str:
-        """Enqueues one task and returns its id (``name`` defaults to the queue's name)."""
+        """Enqueues one task and returns its id (``name`` defaults to the queue's name).
+
+        ``unique``: added only if no live task of the queue holds that key (else the live
+        task's id is returned). ``result_ttl``: status and result kept that long after the
+        task ends. ``run``: counted in that run (not with ``delay``, ``priority``, ``unique``).
+        """
+    def submit(
+        self,
+        queue: str,
+        payload: dict[str, Any],
+        *,
+        name: Optional[str] = None,
+        delay: Optional[Duration] = None,
+        priority: Optional[str] = None,
+        unique: Optional[str] = None,
+        result_ttl: Optional[Duration] = None,
+    ) -> tuple[str, bool]:
+        """As ``enqueue``; returns ``(id, added)``, ``added`` False for a refused duplicate."""
     def enqueue_many(
         self,
         queue: str,
@@ -29,9 +52,30 @@ class Producer:
         name: Optional[str] = None,
         delay: Optional[Duration] = None,
         priority: Optional[str] = None,
+        result_ttl: Optional[Duration] = None,
+        run: Optional[Run] = None,
     ) -> list[str]:
         """Enqueues many tasks, sent concurrently; returns their ids in order."""
+    def run(self, name: str) -> Run:
+        """Opens the run ``name`` (made on first use)."""
 
+@final
+class Run:
+    """A named group of tasks counted together, with one completion task at its end."""
+
+    @property
+    def name(self) -> str: ...
+    def seal(
+        self,
+        queue: Optional[str] = None,
+        payload: Optional[dict[str, Any]] = None,
+        *,
+        name: Optional[str] = None,
+    ) -> bool:
+        """No more tasks: the completion task (if given) is enqueued once all have ended.
+        Returns whether this call sealed the run."""
+
+@final
 class Context:
     """What a handler knows about its task."""
 
@@ -45,9 +89,10 @@ class Context:
     last_error: Optional[str]
     def is_cancelled(self) -> bool: ...
 
+@final
 class _Worker:
-    def __init__(
-        self,
+    def __new__(
+        cls,
         url: str,
         *,
         concurrency: int = 64,
@@ -58,7 +103,7 @@ class _Worker:
         reclaim_timeout: Optional[Duration] = None,
         grace_period: Optional[Duration] = None,
         block_timeout: Optional[Duration] = None,
-    ) -> None: ...
+    ) -> _Worker: ...
     def register(
         self,
         queue: str,
@@ -80,10 +125,11 @@ class _Worker:
     def abort(self) -> None: ...
     def stopping(self) -> bool: ...
 
+@final
 class Admin:
     """Reads queues and acts on dead letters."""
 
-    def __init__(self, url: str, *, prefix: str = "mq", group: str = "mq") -> None: ...
+    def __new__(cls, url: str, *, prefix: str = "mq", group: str = "mq") -> Admin: ...
     def queues(self) -> list[str]: ...
     def stats(self, queue: str) -> dict[str, Any]:
         """``queue``, ``length``, ``pending``, ``backlog``, ``delayed``, ``dead``,
@@ -91,8 +137,17 @@ class Admin:
     def dead(self, queue: str, count: int = 100) -> list[dict[str, Any]]:
         """The newest dead letters: ``dead_id``, ``id``, ``name``, ``error``, ``attempts``,
         ``failed_at``, ``worker``, ``payload``."""
+    def run(self, name: str) -> Optional[dict[str, Any]]:
+        """A run's ``total``, ``done``, ``dead``, ``failed``, ``remaining``, ``sealed``,
+        ``ended``, ``rate_per_sec``, ``eta_secs`` (``None`` if there is no such run)."""
     def replay(self, queue: str, dead_ids: Sequence[str]) -> int: ...
     def replay_all(self, queue: str) -> int: ...
     def status(self, queue: str, id: str) -> dict[str, Any]:
         """``state`` and that state's fields (``due``, ``consumer``, ``error``, ...)."""
     def result(self, queue: str, id: str) -> Any: ...
+
+@final
+class Done:
+    """The done-callback of an async handler's future (internal)."""
+
+    def __call__(self, future: Any) -> None: ...
