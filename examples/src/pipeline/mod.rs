@@ -61,6 +61,8 @@ pub mod error;
 pub mod index;
 #[cfg(feature = "minilm")]
 pub mod minilm;
+#[cfg(feature = "mobilenet")]
+pub mod mobilenet;
 pub mod model;
 pub mod producer;
 pub mod records;
@@ -74,6 +76,10 @@ pub use embed::{
 };
 #[cfg(feature = "minilm")]
 pub use minilm::{MiniLm, MINILM_DIM, MINILM_FILES, MINILM_MAX_TOKENS};
+#[cfg(feature = "mobilenet")]
+pub use mobilenet::{
+    decode as decode_image, MobileNet, MOBILENET_DIM, MOBILENET_FILE, MOBILENET_SIDE,
+};
 pub use model::{ModelArgs, ModelChoice, ModelError, TextModel, MODEL_DIR_ENV};
 pub use producer::{enqueue_records, Enqueued, ProduceError};
 pub use records::{
