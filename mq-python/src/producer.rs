@@ -95,10 +95,8 @@ impl Producer {
                 .enqueue_tasks(py, vec![opts.task(queue, bytes)])
                 .map(|mut ids| ids.pop().unwrap_or_default());
         }
-        let producer = self.with(priority)?;
-        py.detach(|| runtime().block_on(send(&producer, queue, &opts, bytes)))
+        self.send_now(py, queue, &opts, priority, bytes)
             .map(Enqueued::into_id)
-            .map_err(mq_error)
     }
 
     /// Enqueues one task as `enqueue` does and returns `(id, added)`: `added` is `False` when
@@ -119,10 +117,7 @@ impl Producer {
     ) -> PyResult<(String, bool)> {
         let bytes = convert::encode_payload(payload)?;
         let opts = options(queue, name, delay, unique, result_ttl)?;
-        let producer = self.with(priority)?;
-        let outcome = py
-            .detach(|| runtime().block_on(send(&producer, queue, &opts, bytes)))
-            .map_err(mq_error)?;
+        let outcome = self.send_now(py, queue, &opts, priority, bytes)?;
         let added = !outcome.is_duplicate();
         Ok((outcome.into_id(), added))
     }
@@ -187,6 +182,20 @@ impl Producer {
 }
 
 impl Producer {
+    /// Sends one task (not in a run) at `priority`, the GIL released.
+    fn send_now(
+        &self,
+        py: Python<'_>,
+        queue: &str,
+        opts: &Options<'_>,
+        priority: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> PyResult<Enqueued> {
+        let producer = self.with(priority)?;
+        py.detach(|| runtime().block_on(send(&producer, queue, opts, bytes)))
+            .map_err(mq_error)
+    }
+
     /// This producer, or a copy enqueuing at `priority`.
     fn with(&self, priority: Option<&str>) -> PyResult<mq_core::Producer> {
         Ok(match priority {
