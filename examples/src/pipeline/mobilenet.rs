@@ -54,6 +54,47 @@ struct ConvBn {
     conv: Conv2d,
     bn: BatchNorm,
     relu6: bool,
+    /// For a 3×3 depthwise convolution: its stride, run by [`depthwise3x3`] (candle's grouped
+    /// convolution runs one convolution per channel, hundreds of times slower).
+    depthwise: Option<usize>,
+}
+
+/// A 3×3 depthwise convolution (padding 1, stride 1 or 2, no bias) of `x` `(b, c, h, w)` with
+/// `weight` `(c, 1, 3, 3)`: the sum of nine shifted views of the padded input, each scaled per
+/// channel.
+fn depthwise3x3(x: &Tensor, weight: &Tensor, stride: usize) -> candle_core::Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    let (oh, ow) = ((h - 1) / stride + 1, (w - 1) / stride + 1);
+    let xp = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+    let mut acc: Option<Tensor> = None;
+    for ky in 0..3 {
+        for kx in 0..3 {
+            let view = if stride == 1 {
+                xp.narrow(2, ky, oh)?.narrow(3, kx, ow)?
+            } else {
+                // Rows ky, ky+2, ...: take 2*oh rows (padding them if the input is odd),
+                // fold pairs and keep the first of each.
+                let rows = xp.narrow(2, ky, (h + 2 - ky).min(2 * oh))?;
+                let rows = rows.pad_with_zeros(2, 0, 2 * oh - rows.dim(2)?)?;
+                let cols = rows.narrow(3, kx, (w + 2 - kx).min(2 * ow))?;
+                let cols = cols.pad_with_zeros(3, 0, 2 * ow - cols.dim(3)?)?;
+                cols.reshape((b, c, oh, 2, ow, 2))?
+                    .narrow(3, 0, 1)?
+                    .narrow(5, 0, 1)?
+                    .reshape((b, c, oh, ow))?
+            };
+            let k = weight
+                .narrow(2, ky, 1)?
+                .narrow(3, kx, 1)?
+                .reshape((1, c, 1, 1))?;
+            let term = view.broadcast_mul(&k)?;
+            acc = Some(match acc {
+                None => term,
+                Some(a) => (a + term)?,
+            });
+        }
+    }
+    acc.ok_or_else(|| candle_core::Error::Msg("empty kernel".into()))
 }
 
 impl ConvBn {
@@ -77,11 +118,17 @@ impl ConvBn {
             conv: conv2d_no_bias(cin, cout, kernel, cfg, vb.pp("0"))?,
             bn: batch_norm(cout, 1e-5, vb.pp("1"))?,
             relu6,
+            depthwise: (groups > 1 && groups == cin && cin == cout && kernel == 3)
+                .then_some(stride),
         })
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let y = self.bn.forward_t(&self.conv.forward(x)?, false)?;
+        let y = match self.depthwise {
+            Some(stride) => depthwise3x3(x, self.conv.weight(), stride)?,
+            None => self.conv.forward(x)?,
+        };
+        let y = self.bn.forward_t(&y, false)?;
         if self.relu6 {
             y.clamp(0f32, 6f32)
         } else {
