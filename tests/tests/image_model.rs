@@ -9,6 +9,11 @@
 //! cosine ≥ 0.999. Also: images of the same product kind are closer than others, a file that
 //! is not an image is dead-lettered with the decoder's reason (the rest of its batch is
 //! embedded), and a missing model names the fetch script.
+//!
+//! The image worker's own path (`image-worker --model mobilenet`: the pipeline's `Embedder`
+//! with `ImageModel::MobileNet`) stores, for each `EmbedImage` URL, the vector of the image
+//! mirror's picture of that URL; an image mirror that holds no image or a file that is not
+//! one is refused at load, naming it.
 
 use std::{
     collections::HashMap,
@@ -19,8 +24,12 @@ use std::{
 
 use async_trait::async_trait;
 use mq_core::{batch, BatchHandler, Producer, Task, TaskContext, TaskError, Worker};
-use mq_examples::pipeline::{cosine, decode_image, MobileNet, MOBILENET_DIM};
-use mq_tests::{redis, run_worker, wait_until};
+use mq_examples::pipeline::{
+    check_vectors_with, cosine, decode_image, default_image_dir, vector_from_bytes, vector_key,
+    EmbedImage, Embedder, ImageMirror, ImageModel, ImageModelArgs, ImageModelChoice, MobileNet,
+    ModelError, Models, VectorKind, MOBILENET_DIM,
+};
+use mq_tests::{conn, redis, run_worker, wait_until};
 use serde::{Deserialize, Serialize};
 
 /// Longest wait for the tasks (debug build, 2 cores): 300 s.
@@ -167,7 +176,7 @@ async fn images_through_the_queue_get_torchvisions_vectors() {
         batches.len() < 8 && batches.iter().all(|&n| n <= 4) && batches.iter().sum::<usize>() == 8,
         "one model call per batch of at most 4 images: {batches:?}"
     );
-    let (calls, _) = model.calls();
+    let (calls, _) = model.usage();
     assert_eq!(calls as usize, batches.len());
 
     let vectors = vectors.lock().unwrap();
@@ -220,4 +229,133 @@ fn a_missing_model_names_the_fetch_script() {
     let err = MobileNet::load(empty.path()).unwrap_err().to_string();
     assert!(err.contains("mobilenet_v2.safetensors"), "{err}");
     assert!(err.contains("scripts/fetch-image-model.sh"), "{err}");
+}
+
+/// `image-worker --model mobilenet`'s handler: `EmbedImage` tasks (URLs) through the
+/// pipeline's `Embedder` with the real model; each stored vector is torchvision's for the
+/// mirror's picture of its URL, a bad URL is dead-lettered, and `check_vectors_with` (the
+/// demo's check) accepts the stored vectors.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_image_workers_model_stores_the_vectors_of_the_mirrors_pictures() {
+    let reference = reference();
+    let image = ImageModelArgs {
+        image_model: ImageModelChoice::Mobilenet,
+        image_model_dir: Some(model_dir()),
+        image_dir: None,
+    }
+    .load()
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((image.name(), image.dim()), ("mobilenet", MOBILENET_DIM));
+    let mirror = ImageMirror::load(&default_image_dir()).unwrap();
+    assert_eq!(mirror.len(), 8);
+    let server = redis();
+    let url = server.url();
+    let tasks: Vec<EmbedImage> = (1..=24)
+        .map(|id| EmbedImage {
+            product_id: id,
+            url: format!("https://img.example-shop.com/products/{id}/item.jpg"),
+        })
+        .collect();
+    // The URLs reach several pictures, not one.
+    let pictures: std::collections::HashSet<_> =
+        tasks.iter().map(|t| mirror.fetch(&t.url).0).collect();
+    assert!(pictures.len() >= 4, "{pictures:?}");
+    let producer = Producer::connect(&url).await.unwrap();
+    producer.enqueue_many(tasks.clone()).await.unwrap();
+    producer
+        .enqueue(EmbedImage {
+            product_id: 99,
+            url: "ftp://files.example.com/1.jpg".into(),
+        })
+        .await
+        .unwrap();
+    let embedder = Embedder::connect(&url)
+        .await
+        .unwrap()
+        .image_model(image.clone());
+    let stats = embedder.stats();
+    let worker = Worker::builder(&url)
+        .concurrency(32)
+        .handle::<EmbedImage, _>(batch(8, Duration::from_millis(50), embedder))
+        .build()
+        .await
+        .unwrap();
+    let running = run_worker(worker);
+    let admin = mq_core::Admin::connect(&url).await.unwrap();
+    wait_until(WAIT, "24 vectors stored and 1 dead letter", || {
+        let (stats, admin) = (stats.clone(), admin.clone());
+        async move {
+            stats.stored.load(std::sync::atomic::Ordering::Relaxed) == 24
+                && admin
+                    .stats(<EmbedImage as Task>::QUEUE)
+                    .await
+                    .is_ok_and(|s| s.dead == 1)
+        }
+    })
+    .await;
+    running.stop().await;
+
+    let dead = admin
+        .dead_list(<EmbedImage as Task>::QUEUE, 10)
+        .await
+        .unwrap();
+    let error = dead[0].error().unwrap_or_default();
+    assert!(error.contains("not http"), "{error}");
+    let mut conn = conn(&server).await;
+    let mut worst = 1.0f64;
+    for t in &tasks {
+        let bytes: Vec<u8> = ::redis::cmd("GET")
+            .arg(vector_key(VectorKind::Image, t.product_id))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let got = vector_from_bytes(&bytes);
+        assert_eq!(got.len(), MOBILENET_DIM);
+        worst = worst.min(cosine(&got, &reference[mirror.fetch(&t.url).0]));
+    }
+    println!("image worker (mobilenet): 24 vectors, lowest cosine with torchvision {worst:.7}");
+    assert!(worst >= 0.999, "{worst}");
+    let models = Models {
+        image,
+        ..Models::default()
+    };
+    let check = check_vectors_with(&mut conn, &tasks, &models)
+        .await
+        .unwrap();
+    assert!(check.is_complete() && check.ok == 24, "{check:?}");
+    // The stand-in's vectors are not the model's: the check can fail.
+    let check = check_vectors_with(&mut conn, &tasks, &Models::default())
+        .await
+        .unwrap();
+    assert_eq!(check.wrong.len(), 24, "{check:?}");
+}
+
+#[test]
+fn an_image_mirror_without_images_or_with_a_bad_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
+    let err = ImageMirror::load(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("no .png, .jpg or .jpeg file"), "{err}");
+    std::fs::copy(
+        default_image_dir().join("red-mug.png"),
+        dir.path().join("a.png"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.jpg"), "GIF89a, not a JPEG").unwrap();
+    let err = ImageMirror::load(dir.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("b.jpg") && err.contains("cannot decode"),
+        "{err}"
+    );
+    let missing = ImageModelArgs {
+        image_model: ImageModelChoice::Mobilenet,
+        image_model_dir: None,
+        image_dir: None,
+    }
+    .load()
+    .unwrap_err();
+    assert!(matches!(missing, ModelError::NoImageModelDir), "{missing}");
+    assert!(missing.to_string().contains("scripts/fetch-image-model.sh"));
+    let wrong_dir = ImageModel::mobilenet(&model_dir(), dir.path()).unwrap_err();
+    assert!(wrong_dir.to_string().contains("b.jpg"), "{wrong_dir}");
 }

@@ -16,20 +16,24 @@
 //! 4. Progress bars (only when stdout is a terminal) show enqueued and embedded tasks per
 //!    queue; when both queues are empty the workers shut down gracefully.
 //! 5. It reads every expected vector back and compares it with the embedding computed here,
-//!    byte for byte (with `--model minilm`, text vectors to cosine ≥ 0.999: MiniLM's rounding
+//!    byte for byte (with a real model, its vectors to cosine ≥ 0.999: their rounding
 //!    depends on the batch), counts the vector keys per kind, and prints the filter reasons
 //!    and a summary line (`vectors` = vectors found with the expected bytes, `retries` and
 //!    `dead` from the workers' metrics and the dead-letter streams):
 //!
 //! ```text
-//! demo: records=3000 parsed=2989 unparseable=11 filtered=202 images=2848 texts=2928 vectors=5776 retries=12 dead=0 elapsed=0.79s tasks_per_s=7281 text_model=hashed indexed=2989 run_total=2989 run_done=2989 run_dead=0
+//! demo: records=3000 parsed=2989 unparseable=11 filtered=202 images=2848 texts=2928 vectors=5776 retries=12 dead=0 elapsed=0.79s tasks_per_s=7281 text_model=hashed image_model=hashed indexed=2989 run_total=2989 run_done=2989 run_dead=0
 //! ```
 //!
 //! and the run's progress line (`demo: run products-...: 2989 of 2989 products done, ...`).
 //!
 //! The text worker's model is `--model hashed` (default, the fast stand-in) or `--model
 //! minilm` (all-MiniLM-L6-v2 with candle: build with `--features minilm`, `--model-dir` or
-//! `MQ_MODEL_DIR` from `scripts/fetch-model.sh`; see the `text-worker` binary).
+//! `MQ_MODEL_DIR` from `scripts/fetch-model.sh`; see the `text-worker` binary). The image
+//! worker's is `--image-model hashed` (default) or `--image-model mobilenet` (MobileNetV2
+//! with candle over the pictures of `--image-dir`: build with `--features mobilenet`,
+//! `--image-model-dir` or `MQ_IMAGE_MODEL_DIR` from `scripts/fetch-image-model.sh`; see the
+//! `image-worker` binary).
 //!
 //! It exits non-zero if a vector is missing or wrong, a task was dead-lettered, a product with
 //! a task is not indexed, the run did not end with every product done, a record is
@@ -56,9 +60,9 @@ use mq_examples::pipeline::index::{
     day_indexed, index_product, products, DayIndexed, IndexProduct, DAYS_KEY, INDEXED_KEY,
 };
 use mq_examples::pipeline::{
-    check_vectors, check_vectors_with, default_data_file, delete_vectors, filter_file, EmbedImage,
-    EmbedStats, EmbedTask, EmbedText, Embedder, ModelArgs, ModelChoice, TextModel, VectorKind,
-    VECTOR_KEY_PREFIX,
+    check_vectors_with, default_data_file, delete_vectors, filter_file, EmbedImage, EmbedStats,
+    EmbedTask, EmbedText, Embedder, ImageModelArgs, ImageModelChoice, ModelArgs, ModelChoice,
+    Models, VectorKind, VECTOR_KEY_PREFIX,
 };
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -90,12 +94,14 @@ struct Args {
     /// The run the day's products are counted in (default: `products-<UTC date>-<HHMMSS>`).
     #[arg(long)]
     run: Option<String>,
-    /// Give up after this many seconds [default: 120; 1800 with --model minilm, which embeds
-    /// tens of texts per second on a small CPU].
+    /// Give up after this many seconds [default: 120; 1800 with a real model (--model minilm,
+    /// --image-model mobilenet), which embeds tens of inputs per second on a small CPU].
     #[arg(long)]
     timeout_secs: Option<u64>,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    image_model: ImageModelArgs,
 }
 
 /// The value of `mq_tasks_finished_total` summed over queues and tasks for one outcome, from a
@@ -183,10 +189,10 @@ async fn worker<T: EmbedTask>(
     url: &str,
     args: &Args,
     conn: redis::aio::ConnectionManager,
-    model: TextModel,
+    models: Models,
 ) -> Result<(Worker, Arc<EmbedStats>), BoxError> {
     let embedder = Embedder::new(conn)
-        .text_model(model)
+        .models(models)
         .fail_first_attempt_every(args.fail_every);
     let stats = embedder.stats();
     let worker = Worker::builder(url)
@@ -221,7 +227,10 @@ async fn index_worker(url: &str, args: &Args) -> Result<Worker, BoxError> {
 
 async fn run(args: Args) -> Result<bool, BoxError> {
     // Loaded before anything starts (MiniLM: 90 MB of weights).
-    let model = args.model.load()?;
+    let models = Models {
+        text: args.model.load()?,
+        image: args.image_model.load()?,
+    };
     let redis = mq_examples::Redis::url_or_local(args.url.as_deref())?;
     let own_server = redis.is_local();
     if own_server {
@@ -237,7 +246,11 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         data.images.len(),
         data.texts.len()
     );
-    println!("demo: text model {}", model.name());
+    println!(
+        "demo: text model {}, image model {}",
+        models.text.name(),
+        models.image.name()
+    );
 
     let client = redis::Client::open(url.as_str())?;
     let mut conn = client.get_connection_manager().await?;
@@ -271,9 +284,9 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         + stream_len(&mut conn, &text_keys.dead).await?;
 
     let (image_worker, image_stats) =
-        worker::<EmbedImage>(&url, &args, conn.clone(), TextModel::Hashed).await?;
+        worker::<EmbedImage>(&url, &args, conn.clone(), models.clone()).await?;
     let (text_worker, text_stats) =
-        worker::<EmbedText>(&url, &args, conn.clone(), model.clone()).await?;
+        worker::<EmbedText>(&url, &args, conn.clone(), models.clone()).await?;
     let index_worker = index_worker(&url, &args).await?;
     let metrics = [
         image_worker.metrics(),
@@ -356,10 +369,11 @@ async fn run(args: Args) -> Result<bool, BoxError> {
 
     // Done when both streams and both delayed sets are empty: every task was acked, or
     // dead-lettered (retries move stream -> delayed -> stream atomically).
-    let timeout_secs = args.timeout_secs.unwrap_or(match args.model.model {
-        ModelChoice::Hashed => 120,
-        ModelChoice::Minilm => 1800,
-    });
+    let real_model = args.model.model != ModelChoice::Hashed
+        || args.image_model.image_model != ImageModelChoice::Hashed;
+    let timeout_secs = args
+        .timeout_secs
+        .unwrap_or(if real_model { 1800 } else { 120 });
     let deadline = started + Duration::from_secs(timeout_secs);
     let mut timed_out = false;
     loop {
@@ -405,8 +419,8 @@ async fn run(args: Args) -> Result<bool, BoxError> {
     let dead_after = stream_len(&mut conn, &image_keys.dead).await?
         + stream_len(&mut conn, &text_keys.dead).await?;
     let dead = dead_after.saturating_sub(dead_before);
-    let image_check = check_vectors(&mut conn, &data.images).await?;
-    let text_check = check_vectors_with(&mut conn, &data.texts, &model).await?;
+    let image_check = check_vectors_with(&mut conn, &data.images, &models).await?;
+    let text_check = check_vectors_with(&mut conn, &data.texts, &models).await?;
     let tasks = (data.images.len() + data.texts.len()) as u64;
     let vectors = image_check.ok + text_check.ok;
     let indexed: u64 = redis::cmd("SMISMEMBER")
@@ -444,7 +458,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         }
     );
     println!(
-        "demo: records={} parsed={} unparseable={} filtered={} images={} texts={} vectors={vectors} retries={retries} dead={dead} elapsed={:.2}s tasks_per_s={:.0} text_model={} indexed={indexed} run_total={} run_done={} run_dead={}",
+        "demo: records={} parsed={} unparseable={} filtered={} images={} texts={} vectors={vectors} retries={retries} dead={dead} elapsed={:.2}s tasks_per_s={:.0} {} indexed={indexed} run_total={} run_done={} run_dead={}",
         data.records(),
         data.parsed(),
         data.unparseable.len(),
@@ -453,7 +467,7 @@ async fn run(args: Args) -> Result<bool, BoxError> {
         data.texts.len(),
         elapsed.as_secs_f64(),
         tasks as f64 / elapsed.as_secs_f64().max(1e-9),
-        model.name(),
+        models.names(),
         r.total,
         r.done,
         r.dead,

@@ -43,16 +43,15 @@
 //! `queue_overhead_s` = elapsed − `model_s` (the time the model sat idle: fetching, waiting
 //! for a batch to fill, storing, acking), also per task (`queue_overhead_us_per_task`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
-use mq_core::{batch, Producer, Worker};
+use mq_examples::pipeline::bench::{bench_run, BenchError, BenchSpec};
 use mq_examples::pipeline::{
-    default_data_file, delete_vectors, filter_file, EmbedStats, EmbedTask, EmbedText, Embedder,
-    ModelArgs, ModelChoice, TextModel,
+    default_data_file, filter_file, EmbedText, ModelArgs, ModelChoice, Models,
 };
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type BoxError = BenchError;
 
 /// Key prefix of the benchmark's queue.
 const PREFIX: &str = "mq-text-bench";
@@ -87,113 +86,23 @@ struct Args {
     model: ModelArgs,
 }
 
-/// The settings of a sweep, defaults filled in by model.
-struct Sweep {
-    tasks: u64,
-    batch_sizes: Vec<usize>,
-    timeout_secs: u64,
-    model: TextModel,
-}
-
-struct RunResult {
-    elapsed: Duration,
-    enqueue: Duration,
-    stats: String,
-    /// Model calls and nanoseconds inside the model during the run (MiniLM only).
-    model: Option<(u64, u64)>,
-}
-
-async fn one_run(
-    url: &str,
-    args: &Args,
-    sweep: &Sweep,
-    texts: &[String],
-    size: usize,
-    conn: &mut redis::aio::ConnectionManager,
-) -> Result<RunResult, BoxError> {
-    let n = sweep.tasks;
-    let producer = Producer::connect_with_prefix(url, PREFIX).await?;
-    let stream = producer.keys::<EmbedText>().stream;
-    let tasks = (0..n).map(|i| EmbedText {
-        product_id: FIRST_ID + i,
-        text: texts[(i % texts.len() as u64) as usize].clone(),
-    });
-    let started = Instant::now();
-    producer.enqueue_many(tasks).await?;
-    let enqueue = started.elapsed();
-
-    let embedder = Embedder::new(conn.clone()).text_model(sweep.model.clone());
-    let usage_before = sweep.model.usage();
-    let stats = embedder.stats();
-    let worker = Worker::builder(url)
-        .prefix(PREFIX)
-        .concurrency(args.concurrency.unwrap_or((4 * size).max(128)))
-        .handle::<EmbedText, _>(batch(
-            size,
-            Duration::from_millis(args.batch_wait_ms),
-            embedder,
-        ))
-        .build()
-        .await?;
-    let token = worker.shutdown_token();
-    let started = Instant::now();
-    let running = tokio::spawn(worker.run());
-    let deadline = started + Duration::from_secs(sweep.timeout_secs);
-    loop {
-        if EmbedStats::get(&stats.stored) >= n {
-            let left: u64 = redis::cmd("XLEN").arg(&stream).query_async(conn).await?;
-            if left == 0 {
-                break;
-            }
-        }
-        if Instant::now() > deadline {
-            token.cancel();
-            return Err(format!(
-                "batch size {size}: {} of {n} vectors stored after {}s",
-                EmbedStats::get(&stats.stored),
-                sweep.timeout_secs
-            )
-            .into());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let elapsed = started.elapsed();
-    let model = match (usage_before, sweep.model.usage()) {
-        (Some((c0, n0)), Some((c1, n1))) => Some((c1 - c0, n1 - n0)),
-        _ => None,
-    };
-    token.cancel();
-    running.await??;
-
-    let deleted = delete_vectors(conn, EmbedText::KIND, (0..n).map(|i| FIRST_ID + i)).await?;
-    if deleted != n {
-        return Err(format!("batch size {size}: {deleted} of {n} vectors were stored").into());
-    }
-    Ok(RunResult {
-        elapsed,
-        enqueue,
-        stats: stats.summary(),
-        model,
-    })
-}
-
 async fn run(args: Args) -> Result<(), BoxError> {
     let minilm = args.model.model == ModelChoice::Minilm;
-    let sweep = Sweep {
-        tasks: args.tasks.unwrap_or(if minilm { 5_000 } else { 50_000 }),
-        batch_sizes: if !args.batch_sizes.is_empty() {
-            args.batch_sizes.clone()
-        } else if minilm {
-            vec![1, 8, 32, 128]
-        } else {
-            vec![1, 32, 128]
-        },
-        timeout_secs: args.timeout_secs.unwrap_or(if minilm { 900 } else { 300 }),
-        model: args.model.load()?,
+    let tasks = args.tasks.unwrap_or(if minilm { 5_000 } else { 50_000 });
+    let batch_sizes = if !args.batch_sizes.is_empty() {
+        args.batch_sizes.clone()
+    } else if minilm {
+        vec![1, 8, 32, 128]
+    } else {
+        vec![1, 32, 128]
     };
-    if sweep.batch_sizes.contains(&0) {
+    if batch_sizes.contains(&0) {
         return Err("--batch-sizes must list sizes of at least 1".into());
     }
+    let models = Models {
+        text: args.model.load()?,
+        ..Models::default()
+    };
     let redis = mq_examples::Redis::url_or_local(args.url.as_deref())?;
     let url = redis.url.clone();
     let input = args.input.clone().unwrap_or_else(default_data_file);
@@ -209,45 +118,41 @@ async fn run(args: Args) -> Result<(), BoxError> {
         .get_connection_manager()
         .await?;
     println!(
-        "text-bench: {} tasks per run ({} distinct texts from {}), batch sizes {:?}, batch wait {} ms, text model {}, redis {}",
-        sweep.tasks,
+        "text-bench: {tasks} tasks per run ({} distinct texts from {}), batch sizes {batch_sizes:?}, batch wait {} ms, text model {}, redis {}",
         texts.len(),
         input.display(),
-        sweep.batch_sizes,
         args.batch_wait_ms,
-        sweep.model.name(),
+        models.text.name(),
         mq_examples::redact_url(&url)
     );
 
     let mut results = Vec::new();
-    for &size in &sweep.batch_sizes {
-        let r = one_run(&url, &args, &sweep, &texts, size, &mut conn).await;
-        // Leave nothing behind, also after a failed run.
-        let keys: Vec<String> = ["stream", "delayed", "dead"]
-            .iter()
-            .map(|k| format!("{PREFIX}:{{texts}}:{k}"))
-            .collect();
-        let _: redis::RedisResult<u64> = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
-        let r = r?;
-        let per_s = sweep.tasks as f64 / r.elapsed.as_secs_f64();
-        let model = match r.model {
-            Some((calls, nanos)) => {
-                let model_s = nanos as f64 / 1e9;
-                let overhead_s = r.elapsed.as_secs_f64() - model_s;
-                format!(
-                    " model_ms_per_batch={:.1} model_s={model_s:.2} model_tasks_per_s={:.0} queue_overhead_s={overhead_s:.2} queue_overhead_us_per_task={:.0}",
-                    model_s * 1e3 / calls.max(1) as f64,
-                    sweep.tasks as f64 / model_s.max(1e-9),
-                    overhead_s * 1e6 / sweep.tasks as f64,
-                )
-            }
-            None => String::new(),
+    for &size in &batch_sizes {
+        let spec = BenchSpec {
+            url: url.clone(),
+            prefix: PREFIX.into(),
+            batch_size: size,
+            batch_wait: Duration::from_millis(args.batch_wait_ms),
+            concurrency: args.concurrency.unwrap_or((4 * size).max(128)),
+            timeout: Duration::from_secs(args.timeout_secs.unwrap_or(if minilm {
+                900
+            } else {
+                300
+            })),
+            models: models.clone(),
         };
+        let batch = (0..tasks).map(|i| EmbedText {
+            product_id: FIRST_ID + i,
+            text: texts[(i % texts.len() as u64) as usize].clone(),
+        });
+        let r = bench_run(&spec, batch.collect(), &mut conn).await?;
+        let n = tasks as usize;
+        let per_s = r.per_s(n);
         println!(
-            "batch_size={size} concurrency={} tasks={} elapsed={:.2}s tasks_per_s={per_s:.0}{model} (enqueue {:.2}s; {})",
-            args.concurrency.unwrap_or((4 * size).max(128)),
-            sweep.tasks,
+            "batch_size={size} concurrency={} tasks={tasks} elapsed={:.2}s tasks_per_s={per_s:.0}{} (enqueue {:.2}s; {})",
+            spec.concurrency,
             r.elapsed.as_secs_f64(),
+            r.model_line(n),
             r.enqueue.as_secs_f64(),
             r.stats
         );
@@ -257,7 +162,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
         .iter()
         .map(|(size, per_s)| format!("batch{size}_per_s={per_s:.0}"))
         .collect();
-    println!("text-bench tasks={} {}", sweep.tasks, line.join(" "));
+    println!("text-bench tasks={tasks} {}", line.join(" "));
     Ok(())
 }
 

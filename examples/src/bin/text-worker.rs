@@ -37,7 +37,7 @@
 //! the whole batch with the task's backoff.
 
 use clap::Parser;
-use mq_examples::pipeline::{run_embed_worker, EmbedText, ModelArgs, WorkerArgs};
+use mq_examples::pipeline::{run_embed_worker, EmbedText, ModelArgs, Models, WorkerArgs};
 
 #[derive(Parser)]
 struct Args {
@@ -52,6 +52,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     mq_examples::init_tracing();
     let args = Args::parse();
     // Loaded before the worker starts (MiniLM: 90 MB of weights), so nothing waits on it.
-    let model = args.model.load().map_err(|e| format!("text-worker: {e}"))?;
-    run_embed_worker::<EmbedText>("text-worker", args.worker, model).await
+    let text = args.model.load().map_err(|e| format!("text-worker: {e}"))?;
+    let models = Models {
+        text,
+        ..Models::default()
+    };
+    run_embed_worker::<EmbedText>("text-worker", args.worker, models).await
 }

@@ -1,12 +1,12 @@
 //! The batch form of the text and image embeddings for tasks ([`EmbedTask`]): the stand-ins
-//! of `standin.rs` or a real text model ([`TextModel`]), per task its vector or why it is
-//! invalid.
+//! of `standin.rs` or real models ([`TextModel`], [`ImageModel`], together [`Models`]), per
+//! task its vector or why it is invalid.
 
 use mq_core::Task;
 
-use super::standin::{embed_image, embed_text};
 use super::{
-    model::{ModelError, TextModel},
+    image_model::ImageModel,
+    model::{ModelError, Models, TextModel},
     records::{check_image_url, EmbedImage, EmbedText, Reason},
 };
 
@@ -39,41 +39,56 @@ pub struct Invalid {
     pub reason: Reason,
 }
 
-/// Embeds a batch of image tasks: per task, in order, its vector or why it is invalid (the
-/// URL is checked again: tasks may come from producers that do not filter).
-pub fn embed_images(tasks: &[EmbedImage]) -> Vec<Result<(u64, Vec<f32>), Invalid>> {
-    tasks
-        .iter()
-        .map(|t| match check_image_url(&t.url) {
-            Ok(url) => Ok((t.product_id, embed_image(url))),
-            Err(reason) => Err(Invalid {
-                product_id: t.product_id,
-                reason,
-            }),
-        })
-        .collect()
+/// Embeds a batch of image tasks with the stand-in: per task, in order, its vector or why it
+/// is invalid (the URL is checked again: tasks may come from producers that do not filter).
+pub fn embed_images(tasks: &[EmbedImage]) -> Embedded {
+    // The stand-in never fails.
+    embed_images_with(tasks, &ImageModel::Hashed).unwrap_or_default()
 }
 
-/// Embeds a batch of text tasks: per task, in order, its vector or why it is invalid (blank
-/// text).
-pub fn embed_texts(tasks: &[EmbedText]) -> Vec<Result<(u64, Vec<f32>), Invalid>> {
-    tasks
-        .iter()
-        .map(|t| {
-            if t.text.trim().is_empty() {
-                Err(Invalid {
-                    product_id: t.product_id,
-                    reason: Reason::TextEmpty,
-                })
-            } else {
-                Ok((t.product_id, embed_text(&t.text)))
-            }
-        })
-        .collect()
+/// Embeds a batch of text tasks with the hashed model: per task, in order, its vector or why
+/// it is invalid (blank text).
+pub fn embed_texts(tasks: &[EmbedText]) -> Embedded {
+    // The hashed model never fails.
+    embed_texts_with(tasks, &TextModel::Hashed).unwrap_or_default()
 }
 
 /// Per task of a batch, in order: `(product_id, vector)`, or why the task is invalid.
 pub type Embedded = Vec<Result<(u64, Vec<f32>), Invalid>>;
+
+/// Checks each task with `input` (its model input, or why it is invalid), embeds the valid
+/// ones with one call of `embed`, and gives per task, in order, its vector or why not.
+fn embed_valid<'a, T: EmbedTask>(
+    tasks: &'a [T],
+    input: impl Fn(&'a T) -> Result<&'a str, Reason>,
+    embed: impl FnOnce(&[&'a str]) -> Result<Vec<Vec<f32>>, ModelError>,
+) -> Result<Embedded, ModelError> {
+    let inputs: Vec<Result<&str, Reason>> = tasks.iter().map(&input).collect();
+    let valid: Vec<&str> = inputs
+        .iter()
+        .filter_map(|i| i.as_ref().ok().copied())
+        .collect();
+    let vectors = embed(&valid)?;
+    if vectors.len() != valid.len() {
+        return Err(ModelError::Inference(format!(
+            "{} vectors for {} inputs",
+            vectors.len(),
+            valid.len()
+        )));
+    }
+    let mut vectors = vectors.into_iter();
+    Ok(tasks
+        .iter()
+        .zip(inputs)
+        .map(|(t, i)| match i {
+            Ok(_) => Ok((t.product_id(), vectors.next().unwrap_or_default())),
+            Err(reason) => Err(Invalid {
+                product_id: t.product_id(),
+                reason,
+            }),
+        })
+        .collect())
+}
 
 /// Embeds a batch of text tasks with `model` (one model call for the valid ones): per task,
 /// in order, its vector or why it is invalid (blank text). [`embed_texts`] is this with the
@@ -83,32 +98,28 @@ pub type Embedded = Vec<Result<(u64, Vec<f32>), Invalid>>;
 ///
 /// The model failed on the batch ([`ModelError::Inference`]).
 pub fn embed_texts_with(tasks: &[EmbedText], model: &TextModel) -> Result<Embedded, ModelError> {
-    let valid: Vec<&str> = tasks
-        .iter()
-        .filter(|t| !t.text.trim().is_empty())
-        .map(|t| t.text.as_str())
-        .collect();
-    let vectors = model.embed(&valid)?;
-    if vectors.len() != valid.len() {
-        return Err(ModelError::Inference(format!(
-            "{} vectors for {} texts",
-            vectors.len(),
-            valid.len()
-        )));
-    }
-    let mut vectors = vectors.into_iter();
-    Ok(tasks
-        .iter()
-        .map(|t| {
+    embed_valid(
+        tasks,
+        |t| {
             if t.text.trim().is_empty() {
-                return Err(Invalid {
-                    product_id: t.product_id,
-                    reason: Reason::TextEmpty,
-                });
+                Err(Reason::TextEmpty)
+            } else {
+                Ok(t.text.as_str())
             }
-            Ok((t.product_id, vectors.next().unwrap_or_default()))
-        })
-        .collect())
+        },
+        |texts| model.embed(texts),
+    )
+}
+
+/// Embeds a batch of image tasks with `model` (one model call for the valid ones): per task,
+/// in order, its vector or why it is invalid (the URL is checked again: tasks may come from
+/// producers that do not filter). [`embed_images`] is this with the stand-in.
+///
+/// # Errors
+///
+/// The model failed on the batch ([`ModelError::Inference`]).
+pub fn embed_images_with(tasks: &[EmbedImage], model: &ImageModel) -> Result<Embedded, ModelError> {
+    embed_valid(tasks, |t| check_image_url(&t.url), |urls| model.embed(urls))
 }
 
 /// A task the workers turn into one vector: [`EmbedImage`] or [`EmbedText`].
@@ -117,14 +128,19 @@ pub trait EmbedTask: Task + Clone {
     const KIND: VectorKind;
     /// The product it belongs to (the vector's key).
     fn product_id(&self) -> u64;
-    /// Embeds a batch (CPU only): per task, in order, its vector or why it is invalid.
-    fn embed_all(tasks: &[Self]) -> Vec<Result<(u64, Vec<f32>), Invalid>>;
-    /// [`embed_all`](Self::embed_all) with the text model `model` (only text tasks use it).
+    /// Embeds a batch with the stand-in models: per task, in order, its vector or why it is
+    /// invalid.
+    fn embed_all(tasks: &[Self]) -> Embedded;
+    /// [`embed_all`](Self::embed_all) with the model of `models` for this kind (one model
+    /// call for the batch).
     ///
     /// # Errors
     ///
     /// The model failed on the batch.
-    fn embed_with(tasks: &[Self], model: &TextModel) -> Result<Embedded, ModelError>;
+    fn embed_with(tasks: &[Self], models: &Models) -> Result<Embedded, ModelError>;
+    /// Whether the model of `models` for this kind gives the same bytes whatever the batch
+    /// ([`TextModel::is_exact`], [`ImageModel::is_exact`]).
+    fn is_exact(models: &Models) -> bool;
 }
 
 impl EmbedTask for EmbedImage {
@@ -132,11 +148,14 @@ impl EmbedTask for EmbedImage {
     fn product_id(&self) -> u64 {
         self.product_id
     }
-    fn embed_all(tasks: &[Self]) -> Vec<Result<(u64, Vec<f32>), Invalid>> {
+    fn embed_all(tasks: &[Self]) -> Embedded {
         embed_images(tasks)
     }
-    fn embed_with(tasks: &[Self], _model: &TextModel) -> Result<Embedded, ModelError> {
-        Ok(embed_images(tasks))
+    fn embed_with(tasks: &[Self], models: &Models) -> Result<Embedded, ModelError> {
+        embed_images_with(tasks, &models.image)
+    }
+    fn is_exact(models: &Models) -> bool {
+        models.image.is_exact()
     }
 }
 
@@ -145,11 +164,14 @@ impl EmbedTask for EmbedText {
     fn product_id(&self) -> u64 {
         self.product_id
     }
-    fn embed_all(tasks: &[Self]) -> Vec<Result<(u64, Vec<f32>), Invalid>> {
+    fn embed_all(tasks: &[Self]) -> Embedded {
         embed_texts(tasks)
     }
-    fn embed_with(tasks: &[Self], model: &TextModel) -> Result<Embedded, ModelError> {
-        embed_texts_with(tasks, model)
+    fn embed_with(tasks: &[Self], models: &Models) -> Result<Embedded, ModelError> {
+        embed_texts_with(tasks, &models.text)
+    }
+    fn is_exact(models: &Models) -> bool {
+        models.text.is_exact()
     }
 }
 

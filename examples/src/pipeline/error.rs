@@ -1,8 +1,8 @@
-//! Why a text model cannot be loaded or run.
+//! Why a text or image model cannot be loaded or run.
 
 use std::path::PathBuf;
 
-/// Why a text model cannot be loaded or run.
+/// Why a text or image model cannot be loaded or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// `--model minilm` without `--model-dir` or `MQ_MODEL_DIR`.
@@ -24,6 +24,12 @@ pub enum ModelError {
         /// The missing file.
         file: String,
     },
+    /// `--image-model mobilenet` without `--image-model-dir` or `MQ_IMAGE_MODEL_DIR`.
+    #[error("the mobilenet image model needs its weights directory: run scripts/fetch-image-model.sh and pass the directory it prints as --image-model-dir (image-worker: --model-dir) or MQ_IMAGE_MODEL_DIR")]
+    NoImageModelDir,
+    /// This build has no MobileNetV2 (built without the cargo feature `mobilenet`).
+    #[error("this binary was built without MobileNetV2: rebuild with `--features mobilenet` (cargo build --release -p mq-examples --features mobilenet)")]
+    ImageNotBuilt,
     /// This build has no MiniLM (built without the cargo feature `minilm`).
     #[error("this binary was built without MiniLM: rebuild with `--features minilm` (cargo build --release -p mq-examples --features minilm)")]
     NotBuilt,

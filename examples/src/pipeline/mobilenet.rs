@@ -313,11 +313,11 @@ impl MobileNet {
         Ok(out)
     }
 
-    /// Model calls so far and their total time in ms (for `image-bench`'s ms per batch).
-    pub fn calls(&self) -> (u64, f64) {
+    /// `(model calls so far, nanoseconds inside the model)`, as `MiniLm::usage`.
+    pub fn usage(&self) -> (u64, u64) {
         (
             self.calls.load(Ordering::Relaxed),
-            self.nanos.load(Ordering::Relaxed) as f64 / 1e6,
+            self.nanos.load(Ordering::Relaxed),
         )
     }
 }

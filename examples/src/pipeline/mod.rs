@@ -56,8 +56,10 @@
 //! [`records`], [`store`] on [`embed`], [`worker`] on all three below it.
 
 pub mod args;
+pub mod bench;
 pub mod embed;
 pub mod error;
+pub mod image_model;
 pub mod index;
 #[cfg(feature = "minilm")]
 pub mod minilm;
@@ -72,7 +74,13 @@ pub mod worker;
 
 pub use args::WorkerArgs;
 pub use embed::{
-    embed_images, embed_texts, embed_texts_with, EmbedTask, Embedded, Invalid, VectorKind,
+    embed_images, embed_images_with, embed_texts, embed_texts_with, EmbedTask, Embedded, Invalid,
+    VectorKind,
+};
+#[cfg(feature = "mobilenet")]
+pub use image_model::ImageMirror;
+pub use image_model::{
+    default_image_dir, ImageModel, ImageModelArgs, ImageModelChoice, IMAGE_MODEL_DIR_ENV,
 };
 #[cfg(feature = "minilm")]
 pub use minilm::{MiniLm, MINILM_DIM, MINILM_FILES, MINILM_MAX_TOKENS};
@@ -80,7 +88,7 @@ pub use minilm::{MiniLm, MINILM_DIM, MINILM_FILES, MINILM_MAX_TOKENS};
 pub use mobilenet::{
     decode as decode_image, MobileNet, MOBILENET_DIM, MOBILENET_FILE, MOBILENET_SIDE,
 };
-pub use model::{ModelArgs, ModelChoice, ModelError, TextModel, MODEL_DIR_ENV};
+pub use model::{ModelArgs, ModelChoice, ModelError, Models, TextModel, MODEL_DIR_ENV};
 pub use producer::{enqueue_records, Enqueued, ProduceError};
 pub use records::{
     check_image_url, default_data_file, filter_file, filter_records, parse_line, product_text,

@@ -132,3 +132,24 @@ impl TextModel {
         }
     }
 }
+
+/// The models of a worker, one per kind of task: [`EmbedTask::embed_with`](super::EmbedTask)
+/// uses the one of its kind.
+#[derive(Debug, Clone, Default)]
+pub struct Models {
+    /// For [`EmbedText`](super::EmbedText).
+    pub text: TextModel,
+    /// For [`EmbedImage`](super::EmbedImage).
+    pub image: super::image_model::ImageModel,
+}
+
+impl Models {
+    /// `text_model=.. image_model=..`, for summary lines.
+    pub fn names(&self) -> String {
+        format!(
+            "text_model={} image_model={}",
+            self.text.name(),
+            self.image.name()
+        )
+    }
+}

@@ -4,7 +4,7 @@
 
 use super::{
     embed::{EmbedTask, VectorKind},
-    model::{ModelError, TextModel},
+    model::{ModelError, Models},
 };
 
 /// Key prefix of stored vectors: `mq-demo:vec`.
@@ -81,7 +81,7 @@ pub struct VectorCheck {
     /// Product ids without a stored vector.
     pub missing: Vec<u64>,
     /// Product ids whose stored bytes differ from the embedding (for a model that is not
-    /// bit-exact, [`TextModel::is_exact`]: whose cosine with it is below [`MIN_COSINE`], or
+    /// bit-exact, [`TextModel::is_exact`](super::TextModel::is_exact): whose cosine with it is below [`MIN_COSINE`], or
     /// whose length differs).
     pub wrong: Vec<u64>,
     /// Tasks that are invalid (no vector expected).
@@ -97,7 +97,7 @@ impl VectorCheck {
 
 /// Reads the stored vectors of `tasks` (`MGET`, 1,000 keys per round trip) and compares each
 /// with the embedding computed here, byte for byte: [`check_vectors_with`] and the hashed
-/// text model.
+/// stand-in models.
 ///
 /// # Errors
 ///
@@ -106,7 +106,7 @@ pub async fn check_vectors<T: EmbedTask, C: redis::aio::ConnectionLike + Send>(
     conn: &mut C,
     tasks: &[T],
 ) -> Result<VectorCheck, CheckError> {
-    check_vectors_with(conn, tasks, &TextModel::Hashed).await
+    check_vectors_with(conn, tasks, &Models::default()).await
 }
 
 /// Why [`check_vectors`] or [`check_vectors_with`] could not check.
@@ -121,9 +121,10 @@ pub enum CheckError {
 }
 
 /// Reads the stored vectors of `tasks` (`MGET`, 1,000 keys per round trip) and compares each
-/// with the embedding computed here with text model `model` (1,000 texts a call, on the
-/// calling thread): byte for byte when the model is bit-exact ([`TextModel::is_exact`]),
-/// else same length and cosine ≥ [`MIN_COSINE`].
+/// with the embedding computed here with the model of `models` for their kind (1,000 tasks a
+/// call, on the calling thread): byte for byte when the model is bit-exact
+/// ([`TextModel::is_exact`](super::TextModel::is_exact), [`EmbedTask::is_exact`]), else same length and cosine ≥
+/// [`MIN_COSINE`].
 ///
 /// # Errors
 ///
@@ -131,11 +132,11 @@ pub enum CheckError {
 pub async fn check_vectors_with<T: EmbedTask, C: redis::aio::ConnectionLike + Send>(
     conn: &mut C,
     tasks: &[T],
-    model: &TextModel,
+    models: &Models,
 ) -> Result<VectorCheck, CheckError> {
     let mut check = VectorCheck::default();
     for chunk in tasks.chunks(1_000) {
-        let expected = T::embed_with(chunk, model)?;
+        let expected = T::embed_with(chunk, models)?;
         let keys: Vec<String> = chunk
             .iter()
             .map(|t| vector_key(T::KIND, t.product_id()))
@@ -146,7 +147,7 @@ pub async fn check_vectors_with<T: EmbedTask, C: redis::aio::ConnectionLike + Se
                 (Err(_), _) => check.invalid += 1,
                 (Ok((id, _)), None) => check.missing.push(id),
                 (Ok((id, v)), Some(bytes)) => {
-                    let same = if model.is_exact() {
+                    let same = if T::is_exact(models) {
                         vector_to_bytes(&v) == bytes
                     } else {
                         let got = vector_from_bytes(&bytes);

@@ -12,7 +12,13 @@ use std::{
 
 use mq_core::{BatchHandler, TaskContext, TaskError};
 
-use super::{args::WorkerArgs, embed::EmbedTask, model::TextModel, store::store_vectors};
+use super::{
+    args::WorkerArgs,
+    embed::EmbedTask,
+    image_model::ImageModel,
+    model::{Models, TextModel},
+    store::store_vectors,
+};
 
 /// Counters of a batch handler, shared with whoever watches it (progress bars, summaries).
 /// All are cumulative; a task handled twice (at-least-once delivery) counts twice.
@@ -61,8 +67,8 @@ impl EmbedStats {
 ///
 /// 1. With `fail_every > 0`, the first attempt of every task whose product id is a multiple
 ///    of `fail_every` fails with a retryable error (chaos to show retries; 0 = off).
-/// 2. The others are embedded together, with one call of `model` for text tasks
-///    ([`EmbedTask::embed_with`]), inside [`mq_core::blocking`], off the async threads.
+/// 2. The others are embedded together, with one call of the model of `models` for their
+///    kind ([`EmbedTask::embed_with`]), inside [`mq_core::blocking`], off the async threads.
 /// 3. The valid tasks' vectors are stored with one pipeline ([`store_vectors`]).
 ///
 /// Outcomes, one per task in order: `Ok` once its vector is stored; an invalid task (from a
@@ -72,7 +78,7 @@ impl EmbedStats {
 pub async fn embed_batch<T, C>(
     conn: &mut C,
     stats: &EmbedStats,
-    model: &TextModel,
+    models: &Models,
     fail_every: u64,
     tasks: Vec<(T, TaskContext)>,
 ) -> Vec<Result<(), TaskError>>
@@ -100,8 +106,8 @@ where
     }
     if !to_embed.is_empty() {
         let started = Instant::now();
-        let model = model.clone();
-        let embedded = mq_core::blocking(move || T::embed_with(&to_embed, &model))
+        let models = models.clone();
+        let embedded = mq_core::blocking(move || T::embed_with(&to_embed, &models))
             .await
             .and_then(|r| r.map_err(|e| TaskError::retry(e.to_string())));
         match embedded {
@@ -182,7 +188,7 @@ where
 pub struct Embedder {
     conn: redis::aio::ConnectionManager,
     stats: Arc<EmbedStats>,
-    model: TextModel,
+    models: Models,
     fail_every: u64,
 }
 
@@ -190,26 +196,38 @@ impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Embedder")
             .field("stats", &self.stats)
-            .field("model", &self.model.name())
+            .field("models", &self.models.names())
             .field("fail_every", &self.fail_every)
             .finish_non_exhaustive()
     }
 }
 
 impl Embedder {
-    /// An embedder storing vectors through `conn`, with the hashed text model.
+    /// An embedder storing vectors through `conn`, with the stand-in models.
     pub fn new(conn: redis::aio::ConnectionManager) -> Self {
         Self {
             conn,
             stats: Arc::default(),
-            model: TextModel::Hashed,
+            models: Models::default(),
             fail_every: 0,
         }
     }
 
-    /// Embeds text tasks with `model` (image tasks do not use it).
+    /// Embeds text tasks with `model`.
     pub fn text_model(mut self, model: TextModel) -> Self {
-        self.model = model;
+        self.models.text = model;
+        self
+    }
+
+    /// Embeds image tasks with `model`.
+    pub fn image_model(mut self, model: ImageModel) -> Self {
+        self.models.image = model;
+        self
+    }
+
+    /// Embeds with `models`.
+    pub fn models(mut self, models: Models) -> Self {
+        self.models = models;
         self
     }
 
@@ -240,13 +258,13 @@ impl Embedder {
 impl<T: EmbedTask> BatchHandler<T> for Embedder {
     async fn handle_batch(&self, tasks: Vec<(T, TaskContext)>) -> Vec<Result<(), TaskError>> {
         let mut conn = self.conn.clone();
-        embed_batch(&mut conn, &self.stats, &self.model, self.fail_every, tasks).await
+        embed_batch(&mut conn, &self.stats, &self.models, self.fail_every, tasks).await
     }
 }
 
 /// Runs an image or text worker until SIGINT/SIGTERM: a [`Worker`](mq_core::Worker) with
-/// [`Embedder`] (text model `model`) as the batch handler of `T`, then prints `{name}:
-/// stored=.. invalid=..` with the batch statistics.
+/// [`Embedder`] (with `models`) as the batch handler of `T`, then prints `{name}:
+/// stored=.. invalid=..` with the batch statistics and the model that ran.
 ///
 /// # Errors
 ///
@@ -254,10 +272,13 @@ impl<T: EmbedTask> BatchHandler<T> for Embedder {
 pub async fn run_embed_worker<T: EmbedTask>(
     name: &str,
     args: WorkerArgs,
-    model: TextModel,
+    models: Models,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let model_name = model.name();
-    let embedder = Embedder::connect(&args.redis.url).await?.text_model(model);
+    let model_name = match T::KIND {
+        super::VectorKind::Image => models.image.name(),
+        super::VectorKind::Text => models.text.name(),
+    };
+    let embedder = Embedder::connect(&args.redis.url).await?.models(models);
     let stats = embedder.stats();
     let batch_size = usize::try_from(args.batch_size)?;
     let mut builder = args
@@ -285,7 +306,7 @@ pub async fn run_embed_worker<T: EmbedTask>(
         "{name} started"
     );
     let result = worker.run_until_signal().await;
-    println!("{name}: {}", stats.summary());
+    println!("{name}: {} model={model_name}", stats.summary());
     result?;
     Ok(())
 }
