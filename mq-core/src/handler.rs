@@ -8,6 +8,30 @@ use futures::future::BoxFuture;
 
 use crate::task::{Task, TaskOptions};
 
+/// Reports one task's progress ([`TaskContext::progress_handle`]); cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ProgressHandle {
+    id: String,
+    progress: Option<Arc<crate::control::Progress>>,
+}
+
+impl ProgressHandle {
+    /// As [`TaskContext::progress`]: throttled to one write a second, the last value wins; a
+    /// value that does not serialize is logged and dropped, and so is a report after the
+    /// attempt ended.
+    pub async fn report<V: serde::Serialize + ?Sized>(&self, value: &V) {
+        let Some(progress) = &self.progress else {
+            return;
+        };
+        match serde_json::to_string(value) {
+            Ok(json) => progress.report(json).await,
+            Err(e) => {
+                tracing::warn!(id = %self.id, error = %e, "progress value does not serialize to JSON; dropped")
+            }
+        }
+    }
+}
+
 /// What the runtime knows about the task being handled, passed to every handler call.
 ///
 /// # Examples
@@ -158,14 +182,17 @@ impl TaskContext {
     /// }
     /// ```
     pub async fn progress<V: serde::Serialize + ?Sized>(&self, value: &V) {
-        let Some(progress) = &self.progress else {
-            return;
-        };
-        match serde_json::to_string(value) {
-            Ok(json) => progress.report(json).await,
-            Err(e) => {
-                tracing::warn!(id = %self.id, error = %e, "progress value does not serialize to JSON; dropped")
-            }
+        self.progress_handle().report(value).await;
+    }
+
+    /// A handle that reports this task's [`progress`](Self::progress) and holds nothing else
+    /// of the context: unlike a clone of the context, it does not keep the task's in-flight
+    /// slot. For code that reports from elsewhere (the Python binding's `ctx.progress`). A
+    /// report through it after the attempt ended is dropped.
+    pub fn progress_handle(&self) -> ProgressHandle {
+        ProgressHandle {
+            id: self.id.clone(),
+            progress: self.progress.clone(),
         }
     }
 

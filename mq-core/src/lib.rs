@@ -32,7 +32,7 @@ pub use dynamic::DynTask;
 pub use enqueue::Enqueue;
 pub use error::{Error, Result};
 pub use flow::{FailedChild, FlowChild, FlowPolicy};
-pub use handler::{blocking, Handler, TaskContext, TaskError};
+pub use handler::{blocking, Handler, ProgressHandle, TaskContext, TaskError};
 pub use metrics::Metrics;
 pub use mq_macros::Task;
 pub use producer::{Enqueued, Flow, FlowIds, Producer, ProducerBuilder, RawTask, Run};

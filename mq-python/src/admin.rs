@@ -159,6 +159,17 @@ impl Admin {
         Ok(d)
     }
 
+    /// The last progress task `id` of `queue` reported (`ctx.progress`), or `None` if it
+    /// reported none or its record expired (an hour after the last write).
+    fn progress<'py>(&self, py: Python<'py>, queue: &str, id: &str) -> PyResult<Bound<'py, PyAny>> {
+        match block(py, self.inner.progress(queue, id))? {
+            Some(v) => pythonize::pythonize(py, &v).map_err(|e| {
+                pyo3::exceptions::PyValueError::new_err(format!("cannot convert the progress: {e}"))
+            }),
+            None => Ok(py.None().into_bound(py)),
+        }
+    }
+
     /// A tracked task's result (what its handler returned, through JSON), or `None`.
     fn result<'py>(&self, py: Python<'py>, queue: &str, id: &str) -> PyResult<Bound<'py, PyAny>> {
         match block(py, self.inner.result(queue, id))? {

@@ -101,6 +101,12 @@ pub(crate) struct Context {
     #[pyo3(get)]
     last_error: Option<String>,
     cancel: tokio_util::sync::CancellationToken,
+    progress: mq_core::ProgressHandle,
+    runtime: tokio::runtime::Handle,
+    /// A flow parent's children: `(queue, id)`.
+    children: Vec<(String, String)>,
+    /// Those that died or were cancelled: `(queue, id, reason)`.
+    failed: Vec<(String, String, String)>,
 }
 
 #[pymethods]
@@ -108,6 +114,58 @@ impl Context {
     /// Whether the task's cancellation was asked for (`mq cancel`, `Producer.cancel`).
     fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+
+    /// A flow parent's children, in the order they were added: dicts with `queue` and `id`
+    /// (a tracked child's result: `Admin.result(queue, id)`); empty for other tasks.
+    #[getter]
+    fn children<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, pyo3::types::PyDict>>> {
+        self.children
+            .iter()
+            .map(|(queue, id)| {
+                let d = pyo3::types::PyDict::new(py);
+                d.set_item("queue", queue)?;
+                d.set_item("id", id)?;
+                Ok(d)
+            })
+            .collect()
+    }
+
+    /// The children of a flow parent that died or were cancelled: dicts with `queue`, `id`
+    /// and `reason` (only a parent of policy `"always"` runs with any).
+    #[getter]
+    fn failed_children<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<Vec<Bound<'py, pyo3::types::PyDict>>> {
+        self.failed
+            .iter()
+            .map(|(queue, id, reason)| {
+                let d = pyo3::types::PyDict::new(py);
+                d.set_item("queue", queue)?;
+                d.set_item("id", id)?;
+                d.set_item("reason", reason)?;
+                Ok(d)
+            })
+            .collect()
+    }
+
+    /// Reports the task's progress: any value that converts to JSON (a number, a string, a
+    /// dict of counters), readable with `Admin.progress(queue, id)` and `mq status`. As in
+    /// Rust, throttled to one Redis write a second (the last value wins, the rest of a second's
+    /// reports are written at its end); only the first report of a second waits for its write,
+    /// with the GIL released. A report after the handler returned is dropped.
+    ///
+    /// Raises TypeError if the value does not convert to JSON.
+    fn progress(&self, py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        let json: serde_json::Value = pythonize::depythonize(value).map_err(|e| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "the progress value does not convert to JSON: {e}"
+            ))
+        })?;
+        let (handle, runtime) = (self.progress.clone(), self.runtime.clone());
+        py.detach(move || runtime.block_on(async move { handle.report(&json).await }));
+        Ok(())
     }
 
     fn __repr__(&self) -> String {
@@ -130,6 +188,18 @@ impl Context {
             enqueued_at: ctx.enqueued_at(),
             last_error: ctx.last_error().map(str::to_owned),
             cancel: ctx.cancellation_token(),
+            progress: ctx.progress_handle(),
+            runtime: tokio::runtime::Handle::current(),
+            children: ctx
+                .children()
+                .iter()
+                .map(|c| (c.queue.clone(), c.id.clone()))
+                .collect(),
+            failed: ctx
+                .failed_children()
+                .iter()
+                .map(|f| (f.child.queue.clone(), f.child.id.clone(), f.reason.clone()))
+                .collect(),
         }
     }
 }

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 mod admin;
 mod convert;
+mod flow;
 mod handler;
 mod producer;
 mod worker;
@@ -61,6 +62,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MqError", m.py().get_type::<MqError>())?;
     m.add_class::<producer::Producer>()?;
     m.add_class::<producer::Run>()?;
+    m.add_class::<flow::Flow>()?;
     m.add_class::<admin::Admin>()?;
     m.add_class::<worker::NativeWorker>()?;
     m.add_class::<handler::Context>()?;

@@ -171,6 +171,25 @@ impl Producer {
         .map_err(mq_error)
     }
 
+    /// Starts a flow whose parent is the task `queue`/`payload` (`name` and `result_ttl` as
+    /// in `enqueue`): add children with `Flow.child` and `Flow.child_flow`, then
+    /// `Flow.enqueue()`. `policy="all_succeeded"` (default): the parent runs once every child
+    /// succeeded, and is dead-lettered with the failed children's reasons if one died or was
+    /// cancelled; `"always"`: it runs once all have ended, and its `ctx.failed_children` lists
+    /// the ones that did not succeed.
+    #[pyo3(signature = (queue, payload, *, name = None, result_ttl = None, policy = "all_succeeded"))]
+    fn flow(
+        &self,
+        queue: &str,
+        payload: &Bound<'_, PyAny>,
+        name: Option<&str>,
+        result_ttl: Option<&Bound<'_, PyAny>>,
+        policy: &str,
+    ) -> PyResult<crate::flow::Flow> {
+        let parent = crate::flow::raw_task(queue, payload, name, result_ttl)?;
+        crate::flow::Flow::new(self.inner.clone(), parent, policy)
+    }
+
     /// Opens the run `name` (made on first use; one round trip) and returns it: tasks
     /// enqueued with `run=` it are counted in it, and `seal()` says no more will come.
     fn run(&self, py: Python<'_>, name: &str) -> PyResult<Run> {

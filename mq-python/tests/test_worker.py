@@ -331,3 +331,93 @@ def test_admin_reads_dead_letters_replays_them_and_reads_results(server, r):
     assert "adm" in admin.queues()
     assert admin.status("adm", "no-such-id") == {"state": "unknown"}
     assert admin.replay("adm", ["0-1"]) == 0
+
+
+def test_progress_is_readable_throttled_and_refused_after_the_end(server, r):
+    producer = mq.Producer(server.url)
+    admin = mq.Admin(server.url)
+    worker = fast_worker(server)
+    kept = []
+    errors = []
+
+    @worker.task("prog")
+    def handle(payload, ctx):
+        try:
+            ctx.progress(object())
+        except TypeError as e:
+            errors.append(str(e))
+        for i in range(1, 101):
+            ctx.progress({"done": i, "of": 100})
+        kept.append(ctx)
+
+    r.config_resetstat()
+    task_id = producer.enqueue("prog", {"n": 1})
+    with running(worker):
+        wait_for(lambda: xlen(r, "prog") == 0 and kept, 20, "the task was acked")
+        # The last of a second's 100 reports is written when the attempt ends.
+        wait_for(lambda: admin.progress("prog", task_id) == {"done": 100, "of": 100}, 10,
+                 "the last progress")
+        # Throttled: the first report's write and the end's, not 100 writes.
+        hsets = r.info("commandstats").get("cmdstat_hset", {}).get("calls", 0)
+        assert 1 <= hsets <= 3, hsets
+        kept[0].progress({"done": -1})
+        time.sleep(1.5)
+        assert admin.progress("prog", task_id) == {"done": 100, "of": 100}
+    assert len(errors) == 1 and "does not convert to JSON" in errors[0], errors
+    assert admin.progress("prog", "no-such-id") is None
+
+
+def test_flows_run_the_parent_once_after_its_children_and_follow_the_policy(server, r):
+    producer = mq.Producer(server.url)
+    admin = mq.Admin(server.url)
+    worker = fast_worker(server)
+    ended = []
+    parents = []
+
+    @worker.task("embed", max_retries=0, result_ttl="1h")
+    def embed(payload, ctx):
+        if payload.get("fail"):
+            raise mq.Permanent("no pixels")
+        time.sleep(0.05)
+        ended.append(payload["n"])
+        return {"n": payload["n"]}
+
+    @worker.task("index")
+    def index(payload, ctx):
+        # Every child ended before the parent runs.
+        parents.append((payload["product"], sorted(ended), ctx.children, ctx.failed_children,
+                        [admin.result(c["queue"], c["id"]) for c in ctx.children]))
+
+    parent_id, child_ids = (producer.flow("index", {"product": 1})
+                            .child("embed", {"n": 1}, result_ttl="1h")
+                            .child("embed", {"n": 2}, result_ttl="1h")
+                            .enqueue())
+    assert len(child_ids) == 2 and parent_id not in child_ids
+    # Policy "always": runs with the dead child listed; the default policy dead-letters
+    # the parent instead, naming the child.
+    _, (ok_id, bad_id) = (producer.flow("index", {"product": 2}, policy="always")
+                          .child("embed", {"n": 3})
+                          .child("embed", {"n": 4, "fail": True})
+                          .enqueue())
+    dead_parent, _ = (producer.flow("index", {"product": 3})
+                      .child("embed", {"n": 5, "fail": True})
+                      .enqueue())
+    with pytest.raises(ValueError, match="policy"):
+        producer.flow("index", {"product": 4}, policy="sometimes")
+    with pytest.raises(mq.MqError, match="child"):
+        producer.flow("index", {"product": 5}).enqueue()
+    with running(worker):
+        wait_for(lambda: len(parents) == 2 and admin.stats("index")["dead"] == 1, 30,
+                 "two parents ran, one dead-lettered")
+        time.sleep(0.5)
+    assert len(parents) == 2
+    by_product = {p[0]: p for p in parents}
+    _, seen, children, failed, results = by_product[1]
+    assert {1, 2} <= set(seen)
+    assert [c["id"] for c in children] == child_ids
+    assert failed == [] and sorted(x["n"] for x in results) == [1, 2]
+    _, _, children, failed, _ = by_product[2]
+    assert [c["id"] for c in children] == [ok_id, bad_id]
+    assert [f["id"] for f in failed] == [bad_id] and "no pixels" in failed[0]["reason"]
+    (letter,) = admin.dead("index")
+    assert letter["id"] == dead_parent and "no pixels" in letter["error"], letter

@@ -4,12 +4,14 @@
 //! ```text
 //! export MQ_IMAGE_MODEL_DIR="$(scripts/fetch-image-model.sh)"
 //! cargo run --release -p mq-examples --features mobilenet --bin image-bench -- \
-//!     [--images 64] [--tasks 128] [--batch-sizes 1,4,8,16,32] [--batch-wait-ms 20] [--url redis://..]
+//!     [--images 32] [--tasks 128] [--batch-sizes 1,4,8,16,32] [--batch-wait-ms 20] [--url redis://..]
 //! ```
 //!
 //! 1. **The model alone:** for each batch size, `--images` images of the image mirror
 //!    (`examples/data/images/`, cycled to fill the batches) through `MobileNet::embed` after
-//!    one warm-up batch: images/s and model ms per batch. This is the ceiling of a worker.
+//!    one warm-up batch: images/s and model ms per batch, the ceiling of a worker. On the CPU
+//!    a call runs its batch `CPU_CHUNK` images per forward pass; `ms_per_image_one_pass` is
+//!    the same batch in one forward pass, for comparison.
 //! 2. **Through the queue** (skipped with `--tasks 0`): for each batch size, `--tasks`
 //!    `EmbedImage` tasks (URLs; the worker's image mirror gives each its picture, as in
 //!    `image-worker --model mobilenet`) are enqueued, then an in-process worker with the
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use mq_examples::pipeline::bench::{bench_run, BenchError, BenchSpec};
 use mq_examples::pipeline::{
-    default_image_dir, EmbedImage, ImageMirror, ImageModel, MobileNet, Models,
+    default_image_dir, EmbedImage, ImageMirror, ImageModel, MobileNet, Models, CPU_CHUNK,
 };
 
 /// Key prefix of the benchmark's queue.
@@ -43,7 +45,7 @@ struct Args {
     #[arg(long, env = "MQ_IMAGE_MODEL_DIR")]
     model_dir: std::path::PathBuf,
     /// Images embedded per batch size by the model alone (after one warm-up batch).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
     images: usize,
     /// Tasks per batch size through the queue (0: skip that part).
     #[arg(long, default_value_t = 128)]
@@ -62,25 +64,38 @@ struct Args {
     url: Option<String>,
 }
 
+/// Seconds per image over `calls` calls of `model.embed(batch)`, after one warm-up call.
+fn secs_per_image(
+    model: &MobileNet,
+    batch: &[image::DynamicImage],
+    calls: usize,
+) -> Result<f64, BenchError> {
+    model.embed(batch)?; // warm-up
+    let start = Instant::now();
+    for _ in 0..calls {
+        model.embed(batch)?;
+    }
+    Ok(start.elapsed().as_secs_f64() / (calls * batch.len()) as f64)
+}
+
 fn model_alone(args: &Args, model: &MobileNet, mirror: &ImageMirror) -> Result<(), BenchError> {
     let images: Vec<_> = (0..mirror.len())
         .map(|i| mirror.fetch(&format!("warm-{i}")).1.clone())
         .collect();
+    // The same network with the whole batch in one forward pass, to show what CPU_CHUNK saves.
+    let one_pass = MobileNet::load(&args.model_dir)?.with_chunk(usize::MAX);
     for &size in &args.batch_sizes {
         let batch: Vec<_> = images.iter().cycle().take(size).cloned().collect();
-        model.embed(&batch)?; // warm-up
         let calls = args.images.div_ceil(size);
-        let start = Instant::now();
-        for _ in 0..calls {
-            model.embed(&batch)?;
-        }
-        let secs = start.elapsed().as_secs_f64();
+        let chunked = secs_per_image(model, &batch, calls)?;
+        let whole = secs_per_image(&one_pass, &batch, calls)?;
         println!(
-            "image-bench model batch_size={size} images={} images_per_s={:.1} model_ms_per_batch={:.1} ms_per_image={:.2}",
+            "image-bench model batch_size={size} images={} images_per_s={:.1} model_ms_per_batch={:.1} ms_per_image={:.2} (forward passes of {CPU_CHUNK}); ms_per_image_one_pass={:.2}",
             calls * size,
-            (calls * size) as f64 / secs,
-            secs * 1e3 / calls as f64,
-            secs * 1e3 / (calls * size) as f64
+            1.0 / chunked,
+            chunked * 1e3 * size as f64,
+            chunked * 1e3,
+            whole * 1e3,
         );
     }
     Ok(())

@@ -86,7 +86,7 @@ pub use image_model::{
 pub use minilm::{MiniLm, MINILM_DIM, MINILM_FILES, MINILM_MAX_TOKENS};
 #[cfg(feature = "mobilenet")]
 pub use mobilenet::{
-    decode as decode_image, MobileNet, MOBILENET_DIM, MOBILENET_FILE, MOBILENET_SIDE,
+    decode as decode_image, MobileNet, CPU_CHUNK, MOBILENET_DIM, MOBILENET_FILE, MOBILENET_SIDE,
 };
 pub use model::{ModelArgs, ModelChoice, ModelError, Models, TextModel, MODEL_DIR_ENV};
 pub use producer::{enqueue_records, Enqueued, ProduceError};

@@ -34,6 +34,9 @@ struct ProgressState {
     pending: Option<String>,
     /// Whether a delayed write of `pending` is scheduled.
     scheduled: bool,
+    /// The task's attempt ended ([`Progress::flush`]): later reports are dropped, so a
+    /// context (or `ProgressHandle`) kept past the end cannot overwrite the final progress.
+    ended: bool,
 }
 
 impl std::fmt::Debug for Progress {
@@ -63,6 +66,10 @@ impl Progress {
         // scheduled already.
         let decision = {
             let mut s = self.lock();
+            if s.ended {
+                tracing::debug!(key = %self.key, "progress reported after the attempt ended; dropped");
+                return;
+            }
             match s.last_write {
                 Some(t) if now.duration_since(t) < PROGRESS_EVERY => {
                     s.pending = Some(json);
@@ -103,9 +110,13 @@ impl Progress {
         });
     }
 
-    /// Writes the report still kept, if any (the task ended).
+    /// Writes the report still kept, if any (the attempt ended), and drops any later report.
     pub(crate) async fn flush(&self) {
-        let json = self.lock().pending.take();
+        let json = {
+            let mut s = self.lock();
+            s.ended = true;
+            s.pending.take()
+        };
         if let Some(json) = json {
             Box::pin(self.write(json)).await;
         }

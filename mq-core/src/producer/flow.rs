@@ -10,7 +10,9 @@ use crate::{
     trace::current_traceparent,
 };
 
-use super::{client::Producer, durability::send, envelope::xadd, tracked::record_enqueue};
+use super::{
+    client::Producer, durability::send, envelope::xadd, raw::RawTask, tracked::record_enqueue,
+};
 
 /// The most children one flow (with its nested flows) may have: 10,000. The children are
 /// listed in the parent's pending-parent hash and in its entry, and the last child's report
@@ -87,20 +89,44 @@ impl Producer {
         }
     }
 
+    /// [`flow`](Self::flow) with a parent whose type is known only at run time (what
+    /// mq-python enqueues); add raw children with [`Flow::child_raw`].
+    pub fn flow_raw(&self, parent: RawTask) -> Flow<'_> {
+        Flow {
+            producer: self,
+            tracked: parent.tracked(),
+            parent: self.raw_node(parent),
+            children: Vec::new(),
+            policy: FlowPolicy::default(),
+            run: None,
+        }
+    }
+
     /// A new task's envelope and keys, or why it cannot be in a flow.
     fn node<T: Task>(&self, task: &T) -> Result<Node> {
         let env = self.envelope(task, now_ms(), current_traceparent().as_deref())?;
-        if env.unique.is_some() {
-            return Err(Error::Config(format!(
-                "task {} is unique: unique tasks cannot be in a flow (yet)",
-                T::NAME
-            )));
-        }
         let keys = self
             .partition_keys::<T>()
             .swap_remove(self.partition_of(task));
-        Ok(Node { env, keys })
+        flow_node(env, keys)
     }
+
+    /// [`node`](Self::node) for a [`RawTask`].
+    fn raw_node(&self, task: RawTask) -> Result<Node> {
+        let keys = self.raw_keys(&task.queue);
+        flow_node(task.envelope(self)?, keys)
+    }
+}
+
+/// A flow's task, refused if it is unique.
+fn flow_node(env: Envelope, keys: QueueKeys) -> Result<Node> {
+    if env.unique.is_some() {
+        return Err(Error::Config(format!(
+            "task {} is unique: unique tasks cannot be in a flow (yet)",
+            env.name
+        )));
+    }
+    Ok(Node { env, keys })
 }
 
 fn is_tracked<T: Task>() -> bool {
@@ -113,6 +139,17 @@ impl<'a> Flow<'a> {
         self.tracked |= is_tracked::<T>();
         self.children
             .push(self.producer.node(&task).map(|n| Child::Task(Box::new(n))));
+        self
+    }
+
+    /// Adds a child whose type is known only at run time.
+    pub fn child_raw(mut self, task: RawTask) -> Self {
+        self.tracked |= task.tracked();
+        self.children.push(
+            self.producer
+                .raw_node(task)
+                .map(|n| Child::Task(Box::new(n))),
+        );
         self
     }
 

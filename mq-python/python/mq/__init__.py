@@ -28,12 +28,13 @@ import threading
 from typing import Any, Callable, Optional, TypeVar
 
 from . import _native
-from ._native import Admin, Context, MqError, Producer, Run
+from ._native import Admin, Context, Flow, MqError, Producer, Run
 from .errors import Duration, Permanent, Retry, Snooze
 
 __all__ = [
     "Admin",
     "Context",
+    "Flow",
     "MqError",
     "Permanent",
     "Producer",

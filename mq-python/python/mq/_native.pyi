@@ -1,10 +1,10 @@
 """Type stubs of mq's native module (the Rust half of the package)."""
 
-from typing import Any, Callable, Optional, Sequence, final
+from typing import Any, Callable, Literal, Optional, Sequence, final
 
 from .errors import Duration
 
-__all__ = ["MqError", "Producer", "Run", "Admin", "_Worker", "Context", "Done"]
+__all__ = ["MqError", "Producer", "Run", "Flow", "Admin", "_Worker", "Context", "Done"]
 
 class MqError(Exception):
     """An error of mq itself: Redis unreachable, a bad option, a refused configuration."""
@@ -56,6 +56,16 @@ class Producer:
         run: Optional[Run] = None,
     ) -> list[str]:
         """Enqueues many tasks, sent concurrently; returns their ids in order."""
+    def flow(
+        self,
+        queue: str,
+        payload: dict[str, Any],
+        *,
+        name: Optional[str] = None,
+        result_ttl: Optional[Duration] = None,
+        policy: Literal["all_succeeded", "always"] = "all_succeeded",
+    ) -> Flow:
+        """Starts a flow whose parent is this task; add children, then ``enqueue()``."""
     def run(self, name: str) -> Run:
         """Opens the run ``name`` (made on first use)."""
 
@@ -76,6 +86,22 @@ class Run:
         Returns whether this call sealed the run."""
 
 @final
+class Flow:
+    """A parent task that runs once all its children have ended."""
+
+    def child(
+        self,
+        queue: str,
+        payload: dict[str, Any],
+        *,
+        name: Optional[str] = None,
+        result_ttl: Optional[Duration] = None,
+    ) -> Flow: ...
+    def child_flow(self, flow: Flow) -> Flow: ...
+    def enqueue(self) -> tuple[str, list[str]]:
+        """Writes the flow in one MULTI; returns (parent_id, child_ids)."""
+
+@final
 class Context:
     """What a handler knows about its task."""
 
@@ -87,7 +113,17 @@ class Context:
     max_retries: int
     enqueued_at: int
     last_error: Optional[str]
+    @property
+    def children(self) -> list[dict[str, str]]:
+        """A flow parent's children (``queue``, ``id``); empty for other tasks."""
+    @property
+    def failed_children(self) -> list[dict[str, str]]:
+        """A flow parent's children that died or were cancelled (``queue``, ``id``, ``reason``)."""
     def is_cancelled(self) -> bool: ...
+    def progress(self, value: Any) -> None:
+        """Reports the task's progress (any value that converts to JSON), readable with
+        `Admin.progress`. Throttled to one write a second, the last value wins; a report
+        after the handler returned is dropped. Raises TypeError for a value JSON cannot hold."""
 
 @final
 class _Worker:
@@ -144,6 +180,8 @@ class Admin:
     def replay_all(self, queue: str) -> int: ...
     def status(self, queue: str, id: str) -> dict[str, Any]:
         """``state`` and that state's fields (``due``, ``consumer``, ``error``, ...)."""
+    def progress(self, queue: str, id: str) -> Any:
+        """The last progress the task reported, or None."""
     def result(self, queue: str, id: str) -> Any: ...
 
 @final
