@@ -36,7 +36,9 @@ pub struct EmbedStats {
     pub injected: AtomicU64,
     /// Batches whose vectors could not be stored (their tasks were retried).
     pub store_errors: AtomicU64,
-    /// Time spent computing embeddings, in nanoseconds (summed over batches).
+    /// Wall time of the embedding calls, in nanoseconds, summed over batches. Batches in
+    /// flight overlap and a real model runs one at a time, so this includes each batch's wait
+    /// for the model; the model's own time is `usage()` of the model.
     pub embed_nanos: AtomicU64,
 }
 
@@ -46,14 +48,14 @@ impl EmbedStats {
         counter.load(Ordering::Relaxed)
     }
 
-    /// `stored=.. invalid=.. batches=.. avg_batch=.. embed_us_per_task=..`, for end-of-run
+    /// `stored=.. invalid=.. batches=.. avg_batch=.. embed_wall_us_per_task=..`, for end-of-run
     /// lines.
     pub fn summary(&self) -> String {
         let batches = Self::get(&self.batches);
         let tasks = Self::get(&self.tasks);
         let embedded = Self::get(&self.stored) + Self::get(&self.invalid);
         format!(
-            "stored={} invalid={} batches={batches} avg_batch={:.1} embed_us_per_task={:.1}",
+            "stored={} invalid={} batches={batches} avg_batch={:.1} embed_wall_us_per_task={:.1}",
             Self::get(&self.stored),
             Self::get(&self.invalid),
             tasks as f64 / batches.max(1) as f64,
