@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Drain benchmark of no-op Python handlers: mq (sync and batch handlers), the `bullmq`
+"""Drain benchmark of no-op Python handlers: mq (sync, async and batch handlers), the `bullmq`
 Python package and Celery, each against its own fresh redis-server, in one run.
 
 Each contender runs in a subprocess of its own: N tasks are enqueued first, then one worker
@@ -7,7 +7,7 @@ process drains them; the time from the worker's start to an empty queue gives ta
 the worker process's peak RSS is reported. With ``--rust`` the Rust ``mq-bench`` (release)
 runs too, whose output also has Redis's own ceiling (a bare XREADGROUP/XACK loop).
 
-    python3 mq-python/bench/drain.py --tasks 20000            # mq's two handlers
+    python3 mq-python/bench/drain.py --tasks 20000            # mq's three handler kinds
     target/benchenv/bin/python mq-python/bench/drain.py --tasks 20000 --all --rust
 
 ``--all`` needs ``pip install bullmq celery`` and the ``mq`` package in the same Python.
@@ -64,7 +64,7 @@ def wait_empty(cond, limit: float = 600) -> None:
 
 # --- contenders: each enqueues, then (in this same subprocess) drains -------------------
 
-def run_mq(url: str, client, n: int, batch: bool) -> float:
+def run_mq(url: str, client, n: int, kind: str) -> float:
     import threading
 
     import mq
@@ -73,8 +73,13 @@ def run_mq(url: str, client, n: int, batch: bool) -> float:
     for start in range(0, n, 10_000):
         producer.enqueue_many("bench", [{"n": i} for i in range(start, min(n, start + 10_000))])
     worker = mq.Worker(url, concurrency=CONCURRENCY, block_timeout="100ms")
-    if batch:
+    if kind == "batch":
         worker.batch("bench", max_size=CONCURRENCY, max_wait_ms=2)(lambda ps: None)
+    elif kind == "async":
+        async def noop(payload):
+            return None
+
+        worker.task("bench")(noop)
     else:
         worker.task("bench")(lambda p: None)
     t0 = time.monotonic()
@@ -142,8 +147,9 @@ def run_celery(url: str, client, n: int) -> float:
 def one(kind: str, n: int) -> None:
     proc, d, url, client = start_redis()
     try:
-        took = {"mq-sync": lambda: run_mq(url, client, n, False),
-                "mq-batch": lambda: run_mq(url, client, n, True),
+        took = {"mq-sync": lambda: run_mq(url, client, n, "sync"),
+                "mq-async": lambda: run_mq(url, client, n, "async"),
+                "mq-batch": lambda: run_mq(url, client, n, "batch"),
                 "bullmq": lambda: run_bullmq(url, client, n),
                 "celery": lambda: run_celery(url, client, n)}[kind]()
     finally:
@@ -166,7 +172,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.one:
         return one(args.one, args.tasks)
-    kinds = ["mq-sync", "mq-batch"] + (["bullmq", "celery"] if args.all else [])
+    kinds = ["mq-sync", "mq-async", "mq-batch"] + (["bullmq", "celery"] if args.all else [])
     for kind in kinds:
         subprocess.run([sys.executable, __file__, "--one", kind, "--tasks", str(args.tasks)],
                        check=True)
