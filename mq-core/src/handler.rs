@@ -20,14 +20,23 @@ impl ProgressHandle {
     /// value that does not serialize is logged and dropped, and so is a report after the
     /// attempt ended.
     pub async fn report<V: serde::Serialize + ?Sized>(&self, value: &V) {
-        let Some(progress) = &self.progress else {
-            return;
-        };
-        match serde_json::to_string(value) {
-            Ok(json) => progress.report(json).await,
-            Err(e) => {
-                tracing::warn!(id = %self.id, error = %e, "progress value does not serialize to JSON; dropped")
-            }
+        report_progress(self.progress.as_ref(), &self.id, value).await;
+    }
+}
+
+/// The body of [`TaskContext::progress`] and [`ProgressHandle::report`].
+async fn report_progress<V: serde::Serialize + ?Sized>(
+    progress: Option<&Arc<crate::control::Progress>>,
+    id: &str,
+    value: &V,
+) {
+    let Some(progress) = progress else {
+        return;
+    };
+    match serde_json::to_string(value) {
+        Ok(json) => progress.report(json).await,
+        Err(e) => {
+            tracing::warn!(id = %id, error = %e, "progress value does not serialize to JSON; dropped")
         }
     }
 }
@@ -182,7 +191,7 @@ impl TaskContext {
     /// }
     /// ```
     pub async fn progress<V: serde::Serialize + ?Sized>(&self, value: &V) {
-        self.progress_handle().report(value).await;
+        report_progress(self.progress.as_ref(), &self.id, value).await;
     }
 
     /// A handle that reports this task's [`progress`](Self::progress) and holds nothing else
