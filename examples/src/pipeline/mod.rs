@@ -7,9 +7,12 @@
 //! **Consumer side** ([`worker`], [`embed`], [`store`]): workers turn the tasks into vectors
 //! with a small deterministic CPU "model" standing in for a GPU one ([`embed_image`],
 //! [`embed_text`]) and store them in Redis with [`store_vectors`]. The workers' flags are
-//! [`WorkerArgs`] ([`args`]). The text worker can run a real model instead of the stand-in:
-//! all-MiniLM-L6-v2 sentence embeddings with candle (`--model minilm`, cargo feature `minilm`,
-//! the weights from `scripts/fetch-model.sh`; [`model`], `minilm`).
+//! [`WorkerArgs`] ([`args`]). Both workers can run a real model instead of the stand-in
+//! ([`Models`]): the text worker all-MiniLM-L6-v2 sentence embeddings with candle (`--model
+//! minilm`, cargo feature `minilm`, the weights from `scripts/fetch-model.sh`; [`model`],
+//! `minilm`), the image worker MobileNetV2 over the pictures of an image mirror (`--model
+//! mobilenet`, cargo feature `mobilenet`, the weights from `scripts/fetch-image-model.sh`;
+//! [`image_model`], `mobilenet`).
 //!
 //! | piece | command (from the workspace root) |
 //! |---|---|
@@ -20,6 +23,7 @@
 //! | text worker | `cargo run --release -p mq-examples --bin text-worker -- --url redis://127.0.0.1:6379/` |
 //! | Python producer | `python3 examples/python/producer.py --url redis://127.0.0.1:6379/ --count 100` |
 //! | text worker throughput by batch size | `cargo run --release -p mq-examples --bin text-bench` |
+//! | image model by batch size, alone and through the queue | `cargo run --release -p mq-examples --features mobilenet --bin image-bench` |
 //!
 //! # Records and the filter
 //!
