@@ -59,6 +59,42 @@ pub(crate) fn encode_payload(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     Ok(buf)
 }
 
+/// The map of an encoded payload (what `encode_payload` made), for a schedule's tick field.
+pub(crate) fn decode_map(bytes: &[u8]) -> PyResult<Vec<(rmpv::Value, rmpv::Value)>> {
+    match rmpv::decode::read_value(&mut &bytes[..]) {
+        Ok(rmpv::Value::Map(m)) => Ok(m),
+        Ok(v) => Err(PyTypeError::new_err(format!(
+            "a payload is a map, not {}",
+            kind(&v)
+        ))),
+        Err(e) => Err(PyValueError::new_err(format!(
+            "the payload cannot be read: {e}"
+        ))),
+    }
+}
+
+/// `map` with `field` set to `tick` in unix milliseconds (replacing a field of that name),
+/// encoded.
+pub(crate) fn with_field(
+    map: &[(rmpv::Value, rmpv::Value)],
+    field: &str,
+    tick: std::time::SystemTime,
+) -> Vec<u8> {
+    let ms = tick
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut m: Vec<_> = map
+        .iter()
+        .filter(|(k, _)| k.as_str() != Some(field))
+        .cloned()
+        .collect();
+    m.push((rmpv::Value::from(field), rmpv::Value::from(ms)));
+    let mut buf = Vec::with_capacity(64);
+    // Writing into a Vec cannot fail.
+    let _ = rmpv::encode::write_value(&mut buf, &rmpv::Value::Map(m));
+    buf
+}
+
 /// A decoded payload as Python values (a dict for a map).
 pub(crate) fn to_python<'py>(py: Python<'py>, v: &rmpv::Value) -> PyResult<Bound<'py, PyAny>> {
     pythonize::pythonize(py, v)

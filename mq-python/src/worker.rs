@@ -44,6 +44,8 @@ struct Settings {
 pub(crate) struct NativeWorker {
     settings: Settings,
     registrations: Mutex<Vec<Registration>>,
+    /// Cron schedules (`schedule`), added to the Rust worker at `run`.
+    schedules: Mutex<Vec<mq_core::Schedule>>,
     env: Arc<PyEnv>,
     /// Fired by `stop()`: a graceful shutdown (running tasks get the grace period).
     stop: CancellationToken,
@@ -88,6 +90,7 @@ impl NativeWorker {
                 block_timeout: convert::opt_duration(block_timeout)?,
             },
             registrations: Mutex::new(Vec::new()),
+            schedules: Mutex::new(Vec::new()),
             env: Arc::new(PyEnv::new(py)?),
             stop: CancellationToken::new(),
             abort: CancellationToken::new(),
@@ -151,6 +154,42 @@ impl NativeWorker {
             function,
             batch,
         });
+        Ok(())
+    }
+
+    /// Adds a cron schedule: at every tick of `expr` (5 fields, or 6 with seconds first;
+    /// UTC), the task `payload` named `name` (default: the queue's name) is enqueued on
+    /// `queue`, exactly once per tick across every worker that runs a schedule of the same
+    /// `schedule_name` (default: the task name) on that queue. With `tick_field`, the payload
+    /// also gets that field: the tick's time in unix milliseconds. A bad expression is
+    /// refused by `run`.
+    #[pyo3(signature = (expr, queue, payload, *, name = None, schedule_name = None, tick_field = None))]
+    fn schedule(
+        &self,
+        expr: &str,
+        queue: &str,
+        payload: &Bound<'_, PyAny>,
+        name: Option<&str>,
+        schedule_name: Option<&str>,
+        tick_field: Option<String>,
+    ) -> PyResult<()> {
+        let bytes = convert::encode_payload(payload)?;
+        let name = name.unwrap_or(queue);
+        let make: Box<dyn Fn(std::time::SystemTime) -> Vec<u8> + Send + Sync> = match tick_field {
+            None => Box::new(move |_| bytes.clone()),
+            Some(field) => {
+                let map = convert::decode_map(&bytes)?;
+                Box::new(move |tick| convert::with_field(&map, &field, tick))
+            }
+        };
+        let mut schedule = mq_core::Schedule::raw(expr, queue, name, make);
+        if let Some(n) = schedule_name {
+            schedule = schedule.name(n);
+        }
+        self.schedules
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("worker state poisoned"))?
+            .push(schedule);
         Ok(())
     }
 
@@ -254,6 +293,13 @@ impl NativeWorker {
         }
         if let Some(t) = s.block_timeout {
             b = b.block_timeout(t);
+        }
+        let schedules = self
+            .schedules
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("worker state poisoned"))?;
+        for schedule in schedules.iter() {
+            b = b.schedule_with(schedule.clone());
         }
         for r in self.lock()?.iter() {
             let name = r.name.as_deref();

@@ -421,3 +421,35 @@ def test_flows_run_the_parent_once_after_its_children_and_follow_the_policy(serv
     assert [f["id"] for f in failed] == [bad_id] and "no pixels" in failed[0]["reason"]
     (letter,) = admin.dead("index")
     assert letter["id"] == dead_parent and "no pixels" in letter["error"], letter
+
+
+def test_a_schedule_on_two_workers_enqueues_each_tick_once(server, r):
+    ticks = []
+    lock = threading.Lock()
+    workers = [fast_worker(server) for _ in range(2)]
+    for w in workers:
+        w.schedule("*/1 * * * * *", "tick", {"job": "cleanup"}, name="Cleanup",
+                   tick_field="tick")
+
+        @w.task("tick", name="Cleanup")
+        def cleanup(payload):
+            with lock:
+                ticks.append(payload)
+
+    with running(*workers):
+        wait_for(lambda: len(ticks) >= 3, 20, "three ticks handled")
+    times = [p["tick"] for p in ticks]
+    assert all(p["job"] == "cleanup" for p in ticks), ticks
+    assert all(t % 1000 == 0 for t in times), times
+    # Two workers, one schedule: each tick enqueued once.
+    assert len(times) == len(set(times)), sorted(times)
+
+
+def test_a_schedule_with_a_bad_expression_is_refused_at_start(server):
+    worker = fast_worker(server)
+    worker.schedule("61 * * * *", "tick", {"job": "x"})
+    worker.task("tick")(lambda p: None)
+    with pytest.raises(mq.MqError, match="cron expression"):
+        worker.run()
+    with pytest.raises(TypeError):
+        worker.schedule("* * * * *", "tick", [1, 2])  # type: ignore[arg-type]

@@ -13,10 +13,7 @@ use crate::{
     task::{Priority, Task},
 };
 
-use super::{
-    durability::Durability,
-    envelope::{check_payload, new_envelope},
-};
+use super::{durability::Durability, envelope::new_envelope};
 
 /// Enqueues tasks. Cheap to clone; clones share one multiplexed connection, so concurrent
 /// `enqueue` calls from many tokio tasks are pipelined together.
@@ -121,12 +118,5 @@ impl Producer {
     ) -> Result<Envelope> {
         self.level::<T>()?;
         new_envelope(task, now, traceparent, self.max_payload)
-    }
-
-    /// [`Error::PayloadTooLarge`] if `payload` is over the cap.
-    ///
-    /// [`Error::PayloadTooLarge`]: crate::Error::PayloadTooLarge
-    pub(super) fn check_payload(&self, task: &str, payload: &[u8]) -> Result<()> {
-        check_payload(task, payload, self.max_payload)
     }
 }

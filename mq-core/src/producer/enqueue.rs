@@ -2,7 +2,7 @@
 //! [`Producer::enqueue_raw`].
 
 use crate::{
-    envelope::{new_task_id, now_ms, Envelope},
+    envelope::{now_ms, Envelope},
     error::{Error, Result},
     redis::{keys, keys::QueueKeys},
     task::{Priority, Task},
@@ -135,25 +135,6 @@ impl Producer {
         payload: Vec<u8>,
     ) -> Result<Envelope> {
         keys::validate_queue_or_partition(queue).map_err(Error::Config)?;
-        if name.is_empty() {
-            return Err(Error::Config("task name must not be empty".into()));
-        }
-        self.check_payload(name, &payload)?;
-        Ok(Envelope {
-            id: new_task_id(),
-            name: name.to_owned(),
-            payload,
-            attempt: 0,
-            enqueued_at: now_ms(),
-            traceparent: None,
-            error: None,
-            unique: None,
-            rate_key: None,
-            rate_slot: None,
-            concurrency_key: None,
-            track: None,
-            events: false,
-            flow: None,
-        })
+        super::envelope::raw_envelope(name, payload, now_ms(), self.max_payload)
     }
 }

@@ -45,6 +45,36 @@ pub(crate) fn new_envelope<T: Task>(
     })
 }
 
+/// The envelope of a task given by name and encoded payload (what other languages enqueue):
+/// refused if the name is empty or the payload over `max_payload`.
+pub(crate) fn raw_envelope(
+    name: &str,
+    payload: Vec<u8>,
+    now: u64,
+    max_payload: usize,
+) -> Result<Envelope> {
+    if name.is_empty() {
+        return Err(Error::Config("task name must not be empty".into()));
+    }
+    check_payload(name, &payload, max_payload)?;
+    Ok(Envelope {
+        id: new_task_id(),
+        name: name.to_owned(),
+        payload,
+        attempt: 0,
+        enqueued_at: now,
+        traceparent: None,
+        error: None,
+        unique: None,
+        rate_key: None,
+        rate_slot: None,
+        concurrency_key: None,
+        track: None,
+        events: false,
+        flow: None,
+    })
+}
+
 /// [`Error::PayloadTooLarge`] if `payload` is over `max_payload`.
 pub(super) fn check_payload(task: &str, payload: &[u8], max_payload: usize) -> Result<()> {
     if payload.len() > max_payload {

@@ -50,4 +50,4 @@ pub use raw::RawTask;
 pub use run::{Run, MAX_RUN_NAME};
 pub use unique::Enqueued;
 
-pub(crate) use envelope::{new_envelope, push_entry_fields};
+pub(crate) use envelope::{new_envelope, push_entry_fields, raw_envelope};

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     envelope::{now_ms, Envelope},
     error::{self, Error, Result},
-    producer::{new_envelope, push_entry_fields, DEFAULT_MAX_PAYLOAD},
+    producer::{new_envelope, push_entry_fields, raw_envelope, DEFAULT_MAX_PAYLOAD},
     redis::{keys::QueueKeys, scripts},
     task::Task,
 };
@@ -108,7 +108,7 @@ pub enum MissedTicks {
 pub struct Schedule {
     name: String,
     expr: String,
-    queue: &'static str,
+    queue: Arc<str>,
     make: Arc<dyn Fn(SystemTime) -> Result<Envelope> + Send + Sync>,
     zone: Arc<dyn Zone>,
     missed: MissedTicks,
@@ -142,13 +142,40 @@ impl Schedule {
         Self {
             name: T::NAME.to_owned(),
             expr: expr.to_owned(),
-            queue: T::QUEUE,
+            queue: Arc::from(T::QUEUE),
             make: Arc::new(move |tick| {
                 let task = make(tick);
                 let mut env = new_envelope(&task, now_ms(), None, DEFAULT_MAX_PAYLOAD)?;
                 // A tick is enqueued once already; the unique key is not taken.
                 env.unique = None;
                 Ok(env)
+            }),
+            zone: Arc::new(InZone::new(Utc)),
+            missed: MissedTicks::Skip,
+            skew: chrono::TimeDelta::zero(),
+            renamed_from: None,
+        }
+    }
+
+    /// A schedule of a task known only at run time (what mq-python registers): at every
+    /// tick, `make(tick)` gives the MessagePack payload of a task named `name` for `queue`.
+    /// Named `name` (see [`name`](Self::name)), in UTC, skipping missed ticks, as
+    /// [`new`](Self::new). The queue is checked by [`WorkerBuilder::build`](crate::WorkerBuilder::build),
+    /// the name and payload at each tick (an empty name or an oversized payload fails the tick,
+    /// logged).
+    pub fn raw(
+        expr: &str,
+        queue: &str,
+        name: &str,
+        make: impl Fn(SystemTime) -> Vec<u8> + Send + Sync + 'static,
+    ) -> Self {
+        let task_name = name.to_owned();
+        Self {
+            name: name.to_owned(),
+            expr: expr.to_owned(),
+            queue: Arc::from(queue),
+            make: Arc::new(move |tick| {
+                raw_envelope(&task_name, make(tick), now_ms(), DEFAULT_MAX_PAYLOAD)
             }),
             zone: Arc::new(InZone::new(Utc)),
             missed: MissedTicks::Skip,
@@ -214,7 +241,7 @@ impl Schedule {
 
     /// The queue its task goes to.
     pub fn queue(&self) -> &str {
-        self.queue
+        &self.queue
     }
 
     /// Parses the expression (5 fields, or 6 with seconds).
@@ -418,11 +445,11 @@ pub(crate) fn plan(
     let mut seen = std::collections::HashSet::new();
     let mut plans = Vec::new();
     for schedule in schedules {
-        if let Err(e) = crate::redis::keys::validate_queue_name(schedule.queue) {
+        if let Err(e) = crate::redis::keys::validate_queue_name(&schedule.queue) {
             problems.push(e);
             continue;
         }
-        if !seen.insert((schedule.queue, schedule.name.clone())) {
+        if !seen.insert((schedule.queue.clone(), schedule.name.clone())) {
             problems.push(format!(
                 "two schedules named {:?} on queue {:?}: name them apart with Schedule::name",
                 schedule.name, schedule.queue
@@ -438,7 +465,7 @@ pub(crate) fn plan(
         }
         match schedule.parse() {
             Ok(cron) => plans.push(Arc::new(Planned {
-                keys: QueueKeys::new(prefix, schedule.queue),
+                keys: QueueKeys::new(prefix, &schedule.queue),
                 schedule,
                 cron,
             })),
@@ -455,7 +482,7 @@ pub(crate) async fn run(shared: Arc<Shared>, plan: Arc<Planned>, token: Cancella
     let now = plan.now();
     if let Err(e) = register(&shared, &plan, now).await {
         shared.metrics.redis_error("cron");
-        tracing::warn!(schedule = %s.name, queue = s.queue, error = %error::chain(&e), "cannot record the schedule yet; its first tick records it");
+        tracing::warn!(schedule = %s.name, queue = %s.queue, error = %error::chain(&e), "cannot record the schedule yet; its first tick records it");
     }
     if s.missed == MissedTicks::RunOnce {
         if let Some(prev) = s.zone.last_until(&plan.cron, now) {
@@ -482,18 +509,18 @@ pub(crate) async fn run(shared: Arc<Shared>, plan: Arc<Planned>, token: Cancella
         match refused {
             Some(server) if !clock_ahead => {
                 clock_ahead = true;
-                tracing::warn!(schedule = %s.name, queue = s.queue, tick = %tick, server_time = %server, ahead_ms = (tick - server).num_milliseconds(), max_ahead_ms = MAX_TICK_AHEAD.as_millis() as u64, "this host's clock is ahead of the Redis server's: its ticks are refused until the clocks agree (other workers enqueue them)");
+                tracing::warn!(schedule = %s.name, queue = %s.queue, tick = %tick, server_time = %server, ahead_ms = (tick - server).num_milliseconds(), max_ahead_ms = MAX_TICK_AHEAD.as_millis() as u64, "this host's clock is ahead of the Redis server's: its ticks are refused until the clocks agree (other workers enqueue them)");
             }
             None if clock_ahead => {
                 clock_ahead = false;
-                tracing::info!(schedule = %s.name, queue = s.queue, tick = %tick, "this host's clock agrees with the Redis server's again");
+                tracing::info!(schedule = %s.name, queue = %s.queue, tick = %tick, "this host's clock agrees with the Redis server's again");
             }
             _ => {}
         }
         // Ticks that passed meanwhile (a stalled process) are skipped, as missed ticks are.
         after = tick.max(plan.now());
     }
-    tracing::warn!(schedule = %s.name, queue = s.queue, expr = %s.expr, "the schedule has no more ticks");
+    tracing::warn!(schedule = %s.name, queue = %s.queue, expr = %s.expr, "the schedule has no more ticks");
 }
 
 /// Records the schedule's expression, time zone and next tick in the queue's schedules hash.
@@ -542,29 +569,29 @@ async fn fire(
         let env = match (s.make)(SystemTime::from(tick)) {
             Ok(env) => env,
             Err(e) => {
-                tracing::error!(schedule = %s.name, queue = s.queue, error = %error::chain(&e), "cannot encode the scheduled task; tick skipped");
+                tracing::error!(schedule = %s.name, queue = %s.queue, error = %error::chain(&e), "cannot encode the scheduled task; tick skipped");
                 return None;
             }
         };
         match enqueue_tick(shared, plan, &env, tick, next, catch_up).await {
             Ok(Ticked::Added) => {
-                tracing::info!(schedule = %s.name, queue = s.queue, id = %env.id, tick = %tick, catch_up, "scheduled task enqueued");
+                tracing::info!(schedule = %s.name, queue = %s.queue, id = %env.id, tick = %tick, catch_up, "scheduled task enqueued");
                 return None;
             }
             Ok(Ticked::Taken) => {
-                tracing::debug!(schedule = %s.name, queue = s.queue, tick = %tick, "tick enqueued by another worker");
+                tracing::debug!(schedule = %s.name, queue = %s.queue, tick = %tick, "tick enqueued by another worker");
                 return None;
             }
             Ok(Ticked::Ahead { server }) => {
-                tracing::debug!(schedule = %s.name, queue = s.queue, tick = %tick, server_time = %server, "tick refused: ahead of the Redis server's clock");
+                tracing::debug!(schedule = %s.name, queue = %s.queue, tick = %tick, server_time = %server, "tick refused: ahead of the Redis server's clock");
                 return Some(server);
             }
             Err(e) => {
                 failures += 1;
                 shared.metrics.redis_error("cron");
-                tracing::warn!(schedule = %s.name, queue = s.queue, tick = %tick, error = %error::chain(&e), "cannot enqueue the tick; retrying");
+                tracing::warn!(schedule = %s.name, queue = %s.queue, tick = %tick, error = %error::chain(&e), "cannot enqueue the tick; retrying");
                 if plan.now() >= give_up || !sleep_or_cancel(error_backoff(failures), token).await {
-                    tracing::warn!(schedule = %s.name, queue = s.queue, tick = %tick, "tick not enqueued by this worker");
+                    tracing::warn!(schedule = %s.name, queue = %s.queue, tick = %tick, "tick not enqueued by this worker");
                     return None;
                 }
             }

@@ -158,6 +158,25 @@ class Worker:
             batch_wait=max_wait_ms / 1000.0,
         )
 
+    def schedule(
+        self,
+        expr: str,
+        queue: str,
+        payload: dict[str, Any],
+        *,
+        name: Optional[str] = None,
+        schedule_name: Optional[str] = None,
+        tick_field: Optional[str] = None,
+    ) -> None:
+        """Enqueues ``payload`` (task ``name``, default the queue's name) on ``queue`` at
+        every tick of the cron expression ``expr`` (5 fields, or 6 with seconds first; UTC),
+        exactly once per tick however many workers run the same schedule (``schedule_name``,
+        default the task name). With ``tick_field`` the payload gets that field set to the
+        tick's time in unix ms. A bad expression is refused when the worker starts."""
+        self._native.schedule(
+            expr, queue, payload, name=name, schedule_name=schedule_name, tick_field=tick_field
+        )
+
     def _decorator(self, queue: str, **options: Any) -> Callable[[F], F]:
         def register(func: F) -> F:
             self._register(queue, func, **options)

@@ -156,6 +156,16 @@ class _Worker:
         batch_size: Optional[int] = None,
         batch_wait: Optional[Duration] = None,
     ) -> None: ...
+    def schedule(
+        self,
+        expr: str,
+        queue: str,
+        payload: dict[str, Any],
+        *,
+        name: Optional[str] = None,
+        schedule_name: Optional[str] = None,
+        tick_field: Optional[str] = None,
+    ) -> None: ...
     def run(self, event_loop: Optional[Any] = None) -> None: ...
     def stop(self) -> None: ...
     def abort(self) -> None: ...
