@@ -26,23 +26,14 @@ pub(crate) fn new_envelope<T: Task>(
         task: T::NAME,
         source,
     })?;
-    check_payload(T::NAME, &payload, max_payload)?;
-    Ok(Envelope {
-        id: new_task_id(),
-        name: T::NAME.to_owned(),
-        payload,
-        attempt: 0,
-        enqueued_at: now,
-        traceparent: traceparent.map(str::to_owned),
-        error: None,
-        unique: task.unique_key(),
-        rate_key: task.rate_key(),
-        rate_slot: None,
-        concurrency_key: task.concurrency_key(),
-        track: T::OPTIONS.result_ttl.map(|d| d.as_millis().max(1) as u64),
-        events: T::OPTIONS.events,
-        flow: None,
-    })
+    let mut env = raw_envelope(T::NAME, payload, now, max_payload)?;
+    env.traceparent = traceparent.map(str::to_owned);
+    env.unique = task.unique_key();
+    env.rate_key = task.rate_key();
+    env.concurrency_key = task.concurrency_key();
+    env.track = T::OPTIONS.result_ttl.map(|d| d.as_millis().max(1) as u64);
+    env.events = T::OPTIONS.events;
+    Ok(env)
 }
 
 /// The envelope of a task given by name and encoded payload (what other languages enqueue):
